@@ -1,0 +1,47 @@
+# dyndnn_ros developer entry points. Every target creates or reuses the pinned virtual
+# environment (.venv) and builds the ROS package with colcon into install/ by itself.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+# Each test run and demo gets its own DDS domain so parallel runs never see each other,
+# and discovery stays on loopback.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export PYTHONUNBUFFERED := 1
+WITH_ROS := source $(VENV)/bin/activate && source install/setup.bash &&
+
+.PHONY: demo test bench build venv lock clean
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.txt
+	@echo "==> creating the pinned virtual environment in $(VENV) (first run only, about 2 minutes)"
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+build: $(VENV_STAMP)
+	@echo "==> colcon build (interfaces + Python package + node executables) into install/"
+	source $(VENV)/bin/activate && \
+	  CMAKE_PREFIX_PATH=$$VIRTUAL_ENV AMENT_PREFIX_PATH=$$VIRTUAL_ENV \
+	  colcon --log-base log build --base-paths . --build-base build/colcon --install-base install \
+	    --event-handlers console_cohesion- summary- status- \
+	    --cmake-args -DPython3_EXECUTABLE=$(abspath $(PY)) -DBUILD_TESTING=OFF > build/colcon.log 2>&1 \
+	  || { cat build/colcon.log; exit 1; }
+
+demo: build
+	$(WITH_ROS) python -m dyndnn_ros.cli.main demo
+
+test: build
+	$(WITH_ROS) python -m pytest
+
+bench: build
+	$(WITH_ROS) python -m dyndnn_ros.benchmarks.run_all
+
+lock:
+	python3 -m venv /tmp/dyndnn-lock && /tmp/dyndnn-lock/bin/pip install -q -r requirements-top.txt && \
+	  ( sed -n 1,2p requirements.txt; /tmp/dyndnn-lock/bin/pip freeze | sed 's/+cpu$$//' | sort -f ) > requirements.lock.new && \
+	  mv requirements.lock.new requirements.txt && rm -rf /tmp/dyndnn-lock
+
+clean:
+	rm -rf build install log

@@ -1,0 +1,1 @@
+"""dyndnn_ros: dynamic DNNs and a hierarchical runtime manager (sub-network + DVFS) for ROS 2 robots."""

@@ -1,0 +1,90 @@
+"""Board descriptions loaded from YAML (config/platforms/*.yaml).
+
+A description lists what a board offers to a DVFS component: CPU clusters and their frequency
+tables, the GPU devfreq device, the memory clock (EMC). It is data, so a new board is a new YAML
+file, not new code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dyndnn_ros.paths import config_dir
+
+
+class PlatformError(ValueError):
+    """A platform description is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class CpuCluster:
+    name: str
+    cpus: tuple[int, ...]
+
+    @property
+    def policy_cpu(self) -> int:
+        """The CPU whose cpufreq policy directory governs the whole cluster."""
+        return self.cpus[0]
+
+
+@dataclass(frozen=True)
+class ClockTables:
+    cpu_clusters: tuple[CpuCluster, ...]
+    cpu_available_khz: tuple[int, ...]
+    cpu_governor: str
+    gpu_of_node_name: str
+    gpu_devfreq_path: str
+    gpu_available_hz: tuple[int, ...]
+    gpu_governor: str
+    emc_available_hz: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PlatformDescription:
+    name: str
+    display_name: str
+    clocks: ClockTables
+    raw: dict[str, Any]
+    """The whole YAML document, for sections other modules own (e.g. performance/power models)."""
+
+
+def _sorted_unique(values: list[int], what: str) -> tuple[int, ...]:
+    if not values or any(int(v) <= 0 for v in values):
+        raise PlatformError(f"{what}: need a non-empty list of positive frequencies, got {values!r}")
+    return tuple(sorted({int(v) for v in values}))
+
+
+def parse_platform(doc: dict[str, Any]) -> PlatformDescription:
+    try:
+        clocks = doc["clocks"]
+        cpu, gpu, emc = clocks["cpu"], clocks["gpu"], clocks["emc"]
+        clusters = tuple(CpuCluster(c["name"], tuple(int(i) for i in c["cpus"])) for c in cpu["clusters"])
+        tables = ClockTables(
+            cpu_clusters=clusters,
+            cpu_available_khz=_sorted_unique(cpu["available_khz"], "clocks.cpu.available_khz"),
+            cpu_governor=str(cpu.get("governor", "schedutil")),
+            gpu_of_node_name=str(gpu["of_node_name"]),
+            gpu_devfreq_path=str(gpu["devfreq_path"]).strip("/"),
+            gpu_available_hz=_sorted_unique(gpu["available_hz"], "clocks.gpu.available_hz"),
+            gpu_governor=str(gpu.get("governor", "nvhost_podgov")),
+            emc_available_hz=_sorted_unique(emc["available_hz"], "clocks.emc.available_hz"),
+        )
+        return PlatformDescription(str(doc["name"]), str(doc.get("display_name", doc["name"])), tables, doc)
+    except (KeyError, TypeError) as exc:
+        raise PlatformError(f"malformed platform description: missing or wrong field {exc}") from exc
+
+
+def load_platform(name_or_path: str | Path) -> PlatformDescription:
+    """Load a description by board name (config/platforms/<name>.yaml) or by file path."""
+    platforms_dir = config_dir() / "platforms"
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = platforms_dir / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in platforms_dir.glob("*.yaml"))
+        raise PlatformError(f"no platform description {str(name_or_path)!r}; known boards: {known}")
+    with path.open() as f:
+        return parse_platform(yaml.safe_load(f))
