@@ -17,7 +17,7 @@ def share_dir() -> Path:
         return SOURCE_ROOT
     try:
         return Path(get_package_share_directory(PACKAGE))
-    except PackageNotFoundError:
+    except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (no ROS environment sourced)
         return SOURCE_ROOT
 
 
