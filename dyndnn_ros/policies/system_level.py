@@ -56,6 +56,7 @@ class SystemLevelPolicy(Policy):
         hold_periods: int = 3,
         min_saving: float = 0.03,
         use_feedback: bool = True,
+        keep_slack: float = 0.02,
     ) -> None:
         if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
             raise PolicyError(f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1")
@@ -64,6 +65,7 @@ class SystemLevelPolicy(Policy):
         self.hold_periods = hold_periods
         self.min_saving = min_saving
         self.use_feedback = use_feedback
+        self.keep_slack = keep_slack
         self.reset()
 
     def reset(self) -> None:
@@ -71,6 +73,8 @@ class SystemLevelPolicy(Policy):
         self._power = SlowdownFilter(process_variance=0.005, measurement_variance=0.01)
         self._hysteresis: dict[str, SwitchHysteresis] = {}
         self._last_point: OperatingPoint | None = None
+        self._relaxed_last: dict[str, SubnetProfile] = {}
+        self._recovering: dict[str, int] = {}
 
     def dropped_subnet(self, profile: ModelProfile) -> SubnetProfile:
         """A given-up app runs its fastest sub-network: the least GPU time taken from the others."""
@@ -157,7 +161,8 @@ class SystemLevelPolicy(Policy):
                     else:
                         chosen[goal.app] = proposal
                 demands = [self._demand(g, chosen[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
-                choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, keep=self._last_point, min_saving=self.min_saving)
+                choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale,
+                                       keep=self._last_point, min_saving=self.min_saving, keep_slack=self.keep_slack)
                 if choice is not None:
                     break
             if choice is not None or step == len(ladder):
@@ -180,6 +185,10 @@ class SystemLevelPolicy(Policy):
                 if goal.app not in dropped:
                     given_up[goal.app] = (f"priority {goal.priority}: latency {goal.max_latency_ms:g} ms cannot be met"
                                           f"{f' within {power_cap:g} W' if power_cap else ''}; best effort, predicted p99 {choice.tail_ms[i]:.1f} ms")
+        if self._hold_relaxations(served, chosen, forced, dropped, given_up):
+            demands = [self._demand(g, chosen[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
+            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True)
+        self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons = {}, {}, {}
         for i, goal in enumerate(served.values()):
             subnet = chosen[goal.app]
@@ -190,6 +199,28 @@ class SystemLevelPolicy(Policy):
             reasons[goal.model] = f"{why}; predicted p99 {choice.tail_ms[i]:.1f} ms"
         self._last_point = choice.point
         return Decision(subnets, point_to_setting(self.model, choice.point), reasons, given_up, predicted, choice.power_w)
+
+    def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> bool:
+        """An app whose accuracy was relaxed goes back up only after `hold_periods` periods in a row
+        that allow it, so a target near the edge does not make its sub-network flip every period.
+        Returns True when a sub-network was held back (the clocks must be searched again)."""
+        held = False
+        for goal in served.values():
+            previous = self._relaxed_last.get(goal.app)
+            now = chosen[goal.app]
+            if previous is None or goal.app in dropped or now.accuracy <= previous.accuracy:
+                self._recovering.pop(goal.app, None)
+                continue
+            count = self._recovering.get(goal.app, 0) + 1
+            if count >= self.hold_periods:
+                self._recovering.pop(goal.app)
+                continue
+            self._recovering[goal.app] = count
+            chosen[goal.app] = forced[goal.app] = previous
+            given_up[goal.app] = (f"priority {goal.priority}: accuracy >= {goal.min_accuracy:g} still relaxed to {previous.accuracy:.4f}"
+                                  f" ({previous.id}) until {now.id} fits for {self.hold_periods} periods")
+            held = True
+        return held
 
     def _ladder(self, served, profiles, proposals) -> list[tuple[str, SubnetProfile | None]]:
         """Relaxations in order, lowest priority first: each faster sub-network below the app's
