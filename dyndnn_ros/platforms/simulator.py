@@ -93,6 +93,7 @@ class BoardSimulator:
         self.apps: dict[str, SimulatedApp] = {}
         self.background_gpu = 0.0
         self.time_s = 0.0
+        self._ticks = 0
         self.energy_j = 0.0
         self.frames: list[Frame] = []
         self.log = TickLog()
@@ -147,7 +148,7 @@ class BoardSimulator:
 
     def step(self) -> LoadState:
         dt = self.tick_s
-        end = self.time_s + dt
+        end = (self._ticks + 1) * dt  # from a tick count: no drift from adding up floats
         for sim in self.apps.values():
             if sim.pending_subnet is not None and sim.next_start_s < end:
                 sim.subnet, sim.pending_subnet, sim.switched = sim.pending_subnet, None, True
@@ -170,6 +171,7 @@ class BoardSimulator:
                 sim.next_start_s = math.ceil(done * sim.fps - 1e-9) / sim.fps if sim.fps > 0 else done
         power = float(state.power_w)
         self.energy_j += power * dt
+        self._ticks += 1
         self.time_s = end
         self._log(power, float(state.gpu_busy))
         self._govern(state)
