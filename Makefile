@@ -36,7 +36,7 @@ demo: build
 	$(WITH_ROS) python -m dyndnn_ros.cli.main demo
 
 test: build
-	$(WITH_ROS) python -m pytest
+	$(WITH_ROS) pytest
 
 bench: build
 	$(WITH_ROS) python -m dyndnn_ros.benchmarks.run_all

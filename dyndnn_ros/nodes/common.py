@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
+import traceback
 from typing import Any, Callable
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 # Relative names, so a namespace or a remapping in a launch file moves them all.
@@ -56,22 +60,33 @@ class DyndnnNode(Node):
     """Base for the package's nodes: `on_shutdown` runs once on Ctrl-C, SIGTERM or normal exit."""
 
     def on_shutdown(self) -> None:
-        """Put things back (clocks, files) before the process ends. Publishing may no longer work here."""
+        """Put things back (clocks, files) before the process ends; logging and publishing still work."""
 
 
 def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -> int:
-    """init, construct, spin, clean up, shut down; Ctrl-C and SIGTERM are normal exits."""
-    rclpy.init(args=args)
+    """init, construct, spin, clean up, shut down; Ctrl-C and SIGTERM are normal exits.
+
+    rclpy's own signal handlers would shut the context down before `on_shutdown` runs, so a node
+    could no longer log or publish while it restores clocks; here a signal only ends the spin loop.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node: DyndnnNode | None = None
     code = 0
     try:
         node = factory()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # a node that cannot start says why in one line, not a traceback
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)  # bounded, so a signal is seen within 0.1 s
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:  # bad parameters, files, devices
         logger = node.get_logger() if node else rclpy.logging.get_logger("dyndnn")
         logger.fatal(f"{type(exc).__name__}: {exc}")
+        code = 1
+    except Exception:  # a bug: keep the traceback
+        traceback.print_exc()
         code = 1
     finally:
         if node is not None:

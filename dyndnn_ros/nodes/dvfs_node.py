@@ -106,7 +106,7 @@ class DvfsNode(common.DyndnnNode):
             msg.emc_frequency_hz = int(state.emc_hz)
         self.applied_pub.publish(msg)
 
-    def restore(self, reason: str, publish: bool = True) -> None:
+    def restore(self, reason: str) -> None:
         failed = self.controller.restore_originals()
         self.pinned = False
         self.last_applied = None
@@ -114,15 +114,14 @@ class DvfsNode(common.DyndnnNode):
             self.get_logger().error(f"{reason}: could not restore {failed}")
         else:
             self.get_logger().info(f"{reason}: boot clock settings restored")
-        if publish:
-            self.publish_applied(DvfsCommand.MODE_RESTORE, None, reason)
+        self.publish_applied(DvfsCommand.MODE_RESTORE, None, reason)
 
     def check_watchdog(self) -> None:
         if self.pinned and time.monotonic() - self.last_command_time > self.watchdog_s:
             self.restore(f"watchdog: no DVFS command for {self.watchdog_s:g} s")
 
     def on_shutdown(self) -> None:
-        self.restore("shutting down", publish=False)
+        self.restore("shutting down")
 
 
 def main() -> None:
