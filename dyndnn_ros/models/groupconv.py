@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyndnn_ros.models.registry import UnknownSubnetError
+
 
 @dataclass(frozen=True)
 class GroupConvSpec:
@@ -49,18 +51,6 @@ def groups_of(subnet_id: str, groups: int) -> int:
     if subnet_id not in known:
         raise UnknownSubnetError(subnet_id, known)
     return int(subnet_id[1:])
-
-
-class UnknownSubnetError(KeyError):
-    """A sub-network id that the model does not offer."""
-
-    def __init__(self, subnet_id: object, known: list[str]) -> None:
-        super().__init__(f"unknown sub-network {subnet_id!r}; known sub-networks: {known}")
-        self.subnet_id = subnet_id
-        self.known = list(known)
-
-    def __str__(self) -> str:  # KeyError would otherwise print the repr of the message
-        return str(self.args[0])
 
 
 class GroupConvNet(nn.Module):
