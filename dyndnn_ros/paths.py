@@ -1,4 +1,4 @@
-"""Where the package's data lives: the installed share/ directory on a ROS install, else the source tree."""
+"""Where the package's data lives: the source checkout when run from one, else share/dyndnn_ros."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -10,15 +10,12 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 @lru_cache(maxsize=None)
 def share_dir() -> Path:
-    """share/dyndnn_ros of the colcon install that holds this package, or the source checkout."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    except ImportError:  # plain Python use without ROS: the source tree is the data directory
+    """The source checkout holding this module, or share/dyndnn_ros of the ROS install that holds it."""
+    if (SOURCE_ROOT / "config").is_dir() and (SOURCE_ROOT / "package.xml").is_file():
         return SOURCE_ROOT
-    try:
-        return Path(get_package_share_directory(PACKAGE))
-    except PackageNotFoundError:
-        return SOURCE_ROOT
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory(PACKAGE))
 
 
 def config_dir() -> Path:

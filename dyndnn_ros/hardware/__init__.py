@@ -1,0 +1,1 @@
+"""Hardware back ends: Jetson clock files (sysfs), hardware status sources (jtop, sysfs/procfs, simulation)."""

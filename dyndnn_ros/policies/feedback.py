@@ -1,0 +1,66 @@
+"""Feedback that corrects profile predictions from measured latency.
+
+Like ALERT (USENIX ATC 2020), one scalar "slowdown factor" per application is tracked with a scalar
+Kalman filter: measured latency / latency the profile predicts for the configuration that ran. It
+rises when other load (a background job, another model) takes the device, and falls back when it
+leaves, so the manager can raise clocks or step the sub-network down before targets are missed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class SlowdownFilter:
+    process_variance: float = 0.02
+    """How fast the true slowdown may drift per period (assumption; larger = follows load changes faster)."""
+    measurement_variance: float = 0.01
+    """Noise of one period's measured/predicted ratio (assumption: a few % frame-to-frame jitter)."""
+    estimate: float = 1.0
+    variance: float = 1.0
+    min_factor: float = 0.2
+    max_factor: float = 20.0
+
+    def update(self, measured_ms: float, predicted_ms: float) -> float:
+        """Fold in one period's mean latency against the prediction for what ran; returns the estimate."""
+        if not (math.isfinite(measured_ms) and math.isfinite(predicted_ms)) or measured_ms <= 0 or predicted_ms <= 0:
+            return self.estimate
+        observed = measured_ms / predicted_ms
+        prior_variance = self.variance + self.process_variance
+        gain = prior_variance / (prior_variance + self.measurement_variance)
+        self.estimate = min(self.max_factor, max(self.min_factor, self.estimate + gain * (observed - self.estimate)))
+        self.variance = (1.0 - gain) * prior_variance
+        return self.estimate
+
+    def reset(self) -> None:
+        self.estimate, self.variance = 1.0, 1.0
+
+
+@dataclass
+class SwitchHysteresis:
+    """Holds a choice until a different one has been proposed `hold_periods` times in a row.
+
+    A switch forced because the current choice no longer meets the goal is applied at once;
+    switches that only improve (more accuracy, less energy) must persist, so noise does not make the
+    choice oscillate."""
+
+    hold_periods: int = 3
+    current: object = None
+    _pending: object = None
+    _count: int = 0
+
+    def apply(self, proposal: object, current_still_ok: bool) -> object:
+        if self.current is None or not current_still_ok or proposal == self.current:
+            self.current, self._pending, self._count = proposal, None, 0
+            return self.current
+        if proposal == self._pending:
+            self._count += 1
+        else:
+            self._pending, self._count = proposal, 1
+        if self._count >= self.hold_periods:
+            self.current, self._pending, self._count = proposal, None, 0
+        return self.current
+
+    def reset(self) -> None:
+        self.current, self._pending, self._count = None, None, 0
