@@ -1,0 +1,116 @@
+"""System-level search: the clocks that meet every application's latency at the least predicted power.
+
+The whole clock grid (GPU x EMC x CPU tables) is evaluated at once with the platform model, so a
+decision costs a few milliseconds. Clusters that run no application are left at their lowest clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from dyndnn_ros.platforms.description import PlatformDescription
+from dyndnn_ros.platforms.model import AppLoad, OperatingPoint, PlatformModel
+from dyndnn_ros.policies.base import ClockSetting, PolicyError
+
+
+def as_platform_model(platform: Any) -> PlatformModel:
+    """Accept a PlatformModel, a PlatformDescription, a board name or None (the Xavier NX)."""
+    if isinstance(platform, PlatformModel):
+        return platform
+    if isinstance(platform, PlatformDescription):
+        return PlatformModel(platform)
+    if platform is None or isinstance(platform, str):
+        return PlatformModel.load(platform or "xavier_nx")
+    raise PolicyError(f"platform must be a PlatformModel, PlatformDescription or board name, got {type(platform).__name__}")
+
+
+@dataclass(frozen=True)
+class AppDemand:
+    """One application's sub-network and target as the search sees them."""
+
+    app: str
+    reference_latency_ms: float
+    p95_ratio: float
+    """profile p95 / mean: turns a predicted mean into a predicted p95"""
+    fps: float
+    cluster: int
+    slowdown: float = 1.0
+    max_p95_ms: float = 0.0
+    """0 = no latency constraint"""
+
+    def load(self) -> AppLoad:
+        return AppLoad(self.reference_latency_ms, self.fps, self.cluster, self.slowdown)
+
+
+@dataclass(frozen=True)
+class ClockChoice:
+    point: OperatingPoint
+    power_w: float
+    p95_ms: tuple[float, ...]
+
+
+def point_to_setting(model: PlatformModel, point: OperatingPoint) -> ClockSetting:
+    names = [c.name for c in model.description.clocks.cpu_clusters]
+    return ClockSetting({n: int(f) for n, f in zip(names, point.cpu_khz)}, int(point.gpu_hz), int(point.emc_hz))
+
+
+def setting_to_point(model: PlatformModel, setting: ClockSetting | None) -> OperatingPoint:
+    """Clocks read back from the board; unknown (0) values are taken as the reference clocks."""
+    ref = model.reference
+    if setting is None:
+        return ref
+    names = [c.name for c in model.description.clocks.cpu_clusters]
+    cpu = tuple(int(setting.cpu_khz.get(n, 0) or r) for n, r in zip(names, ref.cpu_khz))
+    return OperatingPoint(cpu, int(setting.gpu_hz or ref.gpu_hz), int(setting.emc_hz or ref.emc_hz))
+
+
+def predict(model: PlatformModel, demands: Sequence[AppDemand], point: OperatingPoint, background_gpu: float = 0.0):
+    """Predicted mean latency per app and board power at one operating point."""
+    state = model.steady_state([d.load() for d in demands], point.cpu_khz, point.gpu_hz, point.emc_hz, background_gpu)
+    return [float(v) for v in np.ravel(state.latency_ms)] if demands else [], float(state.power_w)
+
+
+def search_clocks(
+    model: PlatformModel,
+    demands: Sequence[AppDemand],
+    power_cap_w: float = 0.0,
+    background_gpu: float = 0.0,
+    power_scale: float = 1.0,
+    keep: OperatingPoint | None = None,
+    min_saving: float = 0.0,
+) -> ClockChoice | None:
+    """Least-power clocks meeting every demand's p95 and the power cap; None if none does.
+
+    `keep`: the clocks now in force; they are kept unless the best point saves more than
+    `min_saving` (a fraction) of power, so small prediction changes do not make clocks oscillate."""
+    clocks = model.description.clocks
+    gpu = np.array(clocks.gpu_available_hz, dtype=float).reshape(-1, 1, 1)
+    emc = np.array(clocks.emc_available_hz, dtype=float).reshape(1, -1, 1)
+    cpu_table = np.array(clocks.cpu_available_khz, dtype=float).reshape(1, 1, -1)
+    used = {d.cluster for d in demands}
+    cpu = [cpu_table if c in used else float(clocks.cpu_available_khz[0]) for c in range(model.clusters)]
+    state = model.steady_state([d.load() for d in demands], cpu, gpu, emc, background_gpu)
+    shape = np.broadcast(gpu, emc, cpu_table).shape
+    power = np.broadcast_to(state.power_w, shape) * power_scale
+    p95 = np.array([state.latency_ms[i] * d.p95_ratio for i, d in enumerate(demands)]).reshape((len(demands),) + shape)
+    ok = np.ones(shape, dtype=bool)
+    for i, d in enumerate(demands):
+        if d.max_p95_ms > 0:
+            ok &= p95[i] <= d.max_p95_ms
+    if power_cap_w > 0:
+        ok &= power <= power_cap_w
+    if not ok.any():
+        return None
+    masked = np.where(ok, power, np.inf)
+    g, e, c = np.unravel_index(int(np.argmin(masked)), shape)
+    if keep is not None:
+        kg, ke = clocks.gpu_available_hz.index(keep.gpu_hz), clocks.emc_available_hz.index(keep.emc_hz)
+        used_cpu = [keep.cpu_khz[i] for i in sorted(used)] or [clocks.cpu_available_khz[0]]
+        kc = clocks.cpu_available_khz.index(max(used_cpu))
+        if ok[kg, ke, kc] and masked[kg, ke, kc] <= masked[g, e, c] * (1.0 + min_saving):
+            g, e, c = kg, ke, kc
+    cpu_point = tuple(int(clocks.cpu_available_khz[c]) if i in used else int(clocks.cpu_available_khz[0]) for i in range(model.clusters))
+    point = OperatingPoint(cpu_point, int(clocks.gpu_available_hz[g]), int(clocks.emc_available_hz[e]))
+    return ClockChoice(point, float(power[g, e, c]), tuple(float(p95[i][g, e, c]) for i in range(len(demands))))
