@@ -9,17 +9,17 @@ latched topic for the resource manager.
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 from sensor_msgs.msg import Image
 
-from dyndnn_ros.backends import create_backend
+from dyndnn_ros.backends import FrameResult, create_backend
 from dyndnn_ros.imaging import ImageFormatError, image_to_array, to_model_input
 from dyndnn_ros.msg import HardwareStatus, InferenceResult, InferenceStats, ModelProfile, SubnetProfile, SubnetSwitch
 from dyndnn_ros.nodes import common
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
 from dyndnn_ros.profiles import load_profile
+from dyndnn_ros.profiling.profile import profile_model
 
 
 def profile_message(profile: CoreProfile, model_id: str, backend: str, active: str) -> ModelProfile:
@@ -62,12 +62,14 @@ class InferenceNode(common.DyndnnNode):
         initial = common.declare(self, "initial_subnet", "", "Sub-network to start with; empty = the smallest")
         self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame"))
 
+        self.profile_frames = int(common.declare(self, "profile_frames", 20, "Frames per sub-network when the node measures its own profile at start-up"))
+
         self.backend = create_backend(
             backend_name, model=model_config, checkpoint=checkpoint or None, device=device,
-            threads=threads, mode=switch_mode, profile=profile_path or None,
+            threads=threads or None, mode=switch_mode,
         )
         self.backend_name = backend_name
-        self.profile = self.backend.profile if hasattr(self.backend, "profile") and self.backend.profile else load_profile(profile_path)
+        self.profile = self.startup_profile(profile_path)
         self.subnets = list(self.backend.available_subnets())
         if initial:
             self._request_switch(initial, "initial_subnet parameter")
@@ -92,6 +94,22 @@ class InferenceNode(common.DyndnnNode):
             f"model {self.model_id!r} ({model_config}, {backend_name}, {switch_mode}) ready; "
             f"sub-networks {self.subnets}, active {self.backend.active_subnet!r}"
         )
+
+    def startup_profile(self, path: str) -> CoreProfile:
+        """The profile file if one is given; else the back end's own (simulation) or one measured now."""
+        if path:
+            return load_profile(path)
+        own = getattr(self.backend, "profile", None)
+        if own is not None:
+            return own
+        model = getattr(self.backend, "dynamic_model", None)
+        if model is None:
+            raise ValueError(f"the {self.backend_name} back end needs a profile file (parameter 'profile')")
+        self.get_logger().info(f"no profile file given: measuring each sub-network on {self.profile_frames} frames")
+        profile = profile_model(model, iterations=self.profile_frames, warmup=3)
+        for s in profile.subnets:
+            self.get_logger().info(f"  {s.id}: p50 {s.latency_p50_ms:.2f} ms, p95 {s.latency_p95_ms:.2f} ms, accuracy {s.accuracy:.1%}")
+        return profile
 
     def announce(self) -> None:
         msg = profile_message(self.profile, self.model_id, self.backend_name, self.backend.active_subnet)
@@ -138,26 +156,26 @@ class InferenceNode(common.DyndnnNode):
             except ImageFormatError as exc:
                 self.get_logger().warning(f"dropped frame: {exc}", throttle_duration_sec=5.0)
                 continue
-            batch = to_model_input(frame, self.backend.input_shape)
-            start = time.perf_counter()
-            scores = self.backend.infer(batch)
-            latency_ms = (time.perf_counter() - start) * 1e3
-            self.publish(msg, scores, latency_ms)
+            try:
+                result = self.backend.infer(to_model_input(frame, self.backend.input_shape))
+            except (RuntimeError, ValueError) as exc:  # one bad frame must not stop the node
+                self.get_logger().error(f"inference failed on a frame: {exc}", throttle_duration_sec=5.0)
+                continue
+            self.publish(msg, result)
             if self.backend.active_subnet != announced:
                 announced = self.backend.active_subnet
                 self.announce()
 
-    def publish(self, frame: Image, scores: np.ndarray, latency_ms: float) -> None:
-        subnet = self.backend.active_subnet
-        classes, probabilities = softmax_top_k(scores, self.top_k)
-        result = InferenceResult(model_id=self.model_id, subnet_id=subnet, top_k_classes=classes, top_k_scores=probabilities)
-        result.header = frame.header
-        self.result_pub.publish(result)
+    def publish(self, frame: Image, result: FrameResult) -> None:
+        subnet = result.subnet_id
+        classes, probabilities = softmax_top_k(result.scores[0], self.top_k)
+        top_k = InferenceResult(model_id=self.model_id, subnet_id=subnet, top_k_classes=classes, top_k_scores=probabilities)
+        top_k.header = frame.header
+        self.result_pub.publish(top_k)
         stats = InferenceStats(model_id=self.model_id, active_subnet=subnet, backend=self.backend_name)
         stats.header.stamp = self.get_clock().now().to_msg()
         stats.frame_stamp = frame.header.stamp
-        modelled = getattr(self.backend, "last_latency_ms", None)
-        stats.latency_ms = float(modelled if modelled is not None else latency_ms)
+        stats.latency_ms = float(result.latency_ms)
         energy = getattr(self.backend, "last_energy_mj", None)
         # W x ms = mJ: with no modelled energy, estimate it from the board's measured power.
         stats.energy_mj = float(energy if energy is not None else self.board_power_w * stats.latency_ms)

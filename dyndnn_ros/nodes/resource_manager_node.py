@@ -96,7 +96,11 @@ class ResourceManagerNode(common.DyndnnNode):
 
         self.switch_pub = self.create_publisher(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS)
         self.dvfs_pub = self.create_publisher(DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS)
+        # Latched targets from applications that started first need a transient-local reader; a
+        # volatile reader as well accepts plain `ros2 topic pub` (volatile by default), which the
+        # transient-local one would refuse as incompatible QoS. A target seen twice is applied once.
         self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.TARGETS_QOS)
+        self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.COMMAND_QOS)
         self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.MODEL_PROFILES_QOS)
         self.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS)
         self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
@@ -111,6 +115,8 @@ class ResourceManagerNode(common.DyndnnNode):
         except GoalError as exc:
             self.get_logger().warning(f"rejected target: {exc}")
             return
+        if self.goals.get(goal.app) == goal or self.parked.get(goal.app) == goal:
+            return
         if goal.model not in self.profiles:
             self.parked[goal.app] = goal
             self.get_logger().warning(
@@ -119,6 +125,7 @@ class ResourceManagerNode(common.DyndnnNode):
             )
             return
         self.goals[goal.app] = goal
+        self.parked.pop(goal.app, None)
         self.get_logger().info(f"target of app {goal.app!r}: {self._describe_goal(goal)}")
 
     @staticmethod
