@@ -109,18 +109,20 @@ class PodGov:
 @dataclass
 class ActivityGovernor:
     """EMC governor model: run at the lowest rate that keeps the (PELT-like averaged) activity
-    below `up_threshold` of capacity: next = f_max * activity / up_threshold, rounded up."""
+    below `up_threshold` of capacity: next = f_max * activity / up_threshold, rounded up; never
+    below `floor_hz`, the floor the GPU driver requests while the GPU works (see the YAML)."""
 
     available_hz: tuple[int, ...]
     up_threshold: float = 0.6
     half_life_s: float = 0.032
     activity: float = 0.0
 
-    def step(self, dt_s: float, busy: float, cur_hz: int, lo_hz: int, hi_hz: int) -> int:
+    def step(self, dt_s: float, busy: float, cur_hz: int, lo_hz: int, hi_hz: int, floor_hz: float = 0.0) -> int:
         invariant = min(1.0, max(0.0, busy)) * cur_hz / self.available_hz[-1]
         decay = 0.5 ** (dt_s / self.half_life_s)
         self.activity = self.activity * decay + invariant * (1.0 - decay)
-        target = lowest_at_least(self.available_hz, self.available_hz[-1] * self.activity / self.up_threshold)
+        wanted = max(self.available_hz[-1] * self.activity / self.up_threshold, floor_hz)
+        target = lowest_at_least(self.available_hz, wanted)
         return clamp_to_range(self.available_hz, target, lo_hz, hi_hz)
 
 

@@ -12,8 +12,7 @@ import itertools
 from typing import Any, Mapping
 
 from dyndnn_ros.policies.base import Decision, Observation, PerformanceGoal, Policy, register_policy, validate_goals
-from dyndnn_ros.policies.search import AppDemand, ClockChoice, as_platform_model, point_to_setting, search_clocks
-from dyndnn_ros.policies.system_level import p95_ratio
+from dyndnn_ros.policies.search import AppDemand, ClockChoice, as_platform_model, point_to_setting, search_clocks, tail_ratio
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 MAX_COMBINATIONS = 10_000
@@ -22,23 +21,35 @@ MAX_COMBINATIONS = 10_000
 
 def exhaustive_best(
     model, apps: list[tuple[PerformanceGoal, list[SubnetProfile], int, float, bool]],
-    power_cap_w: float, background_gpu: float,
+    power_cap_w: float, background_gpu: float, best_effort: bool = False,
 ) -> tuple[ClockChoice, tuple[SubnetProfile, ...]] | None:
-    """Least-power (sub-networks, clocks) meeting every constrained app's p95 and the power cap.
+    """Least-power (sub-networks, clocks) meeting every constrained app's p99 latency and the power cap.
 
     apps: (goal, allowed sub-networks, cluster, fps, latency constrained?) per application."""
     best: tuple[ClockChoice, tuple[SubnetProfile, ...]] | None = None
     combos = itertools.product(*[allowed for _, allowed, _, _, _ in apps])
     for combo in itertools.islice(combos, MAX_COMBINATIONS):
         demands = [
-            AppDemand(goal.app, s.latency_mean_ms, p95_ratio(s), fps, cluster, 1.0,
+            AppDemand(goal.app, s.latency_mean_ms, tail_ratio(s), fps, cluster, 1.0,
                       goal.max_latency_ms if constrained else 0.0)
             for (goal, _, cluster, fps, constrained), s in zip(apps, combo)
         ]
-        choice = search_clocks(model, demands, power_cap_w, background_gpu)
-        if choice is not None and (best is None or choice.power_w < best[0].power_w):
+        choice = search_clocks(model, demands, power_cap_w, background_gpu, best_effort=best_effort)
+        if choice is not None and (best is None or _better(choice, best[0], demands)):
             best = (choice, combo)
     return best
+
+
+def _worst_lateness(choice: ClockChoice, demands: list[AppDemand]) -> float:
+    return max((t / d.max_tail_ms for t, d in zip(choice.tail_ms, demands) if d.max_tail_ms > 0), default=0.0)
+
+
+def _better(new: ClockChoice, old: ClockChoice, demands: list[AppDemand]) -> bool:
+    if new.met and old.met:
+        return new.power_w < old.power_w
+    if not new.met and not old.met:
+        return (_worst_lateness(new, demands), new.power_w) < (_worst_lateness(old, demands), old.power_w)
+    return new.met
 
 
 @register_policy("oracle")
@@ -69,7 +80,8 @@ class OraclePolicy(Policy):
             return self._cache[key]
         given_up = {g.app: f"no profile for model {g.model!r}" for g in goals.values() if g.model not in profiles}
         lowest_first = sorted(served, key=lambda g: (g.priority, g.app))
-        ladder = [(g.app, kind) for g in lowest_first for kind in ("accuracy", "drop")]
+        top = lowest_first[-1].app if lowest_first else None
+        ladder = [(g.app, kind) for g in lowest_first for kind in ("accuracy", "drop") if kind == "accuracy" or g.app != top]
         relaxed: set[str] = set()
         dropped: set[str] = set()
         found = None
@@ -86,16 +98,16 @@ class OraclePolicy(Policy):
             app, kind = ladder[step]
             (relaxed if kind == "accuracy" else dropped).add(app)
             given_up[app] = "accuracy goal relaxed" if kind == "accuracy" else "given up for higher priorities"
-        if found is None:
-            apps = [(g, list(profiles[g.model].subnets), clusters[g.app], fps[g.app], False) for g in served]
-            found = exhaustive_best(self.model, apps, 0.0, self.background_gpu)
+        if found is None:  # even the highest priority cannot be met: least worst lateness
+            found = exhaustive_best(self.model, apps, cap, self.background_gpu, best_effort=True)
+            given_up.update({g.app: "best effort: target cannot be met" for g in served if g.app not in dropped})
         choice, combo = found
         decision = Decision(
             subnets={g.model: s.id for g, s in zip(served, combo)},
             clocks=point_to_setting(self.model, choice.point),
             reasons={g.model: "exhaustive optimum" for g in served},
             given_up=given_up,
-            predicted_latency_ms={g.app: p for g, p in zip(served, choice.p95_ms)},
+            predicted_latency_ms={g.app: p for g, p in zip(served, choice.tail_ms)},
             predicted_power_w=choice.power_w,
         )
         self._cache[key] = decision

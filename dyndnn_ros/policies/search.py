@@ -13,6 +13,31 @@ import numpy as np
 from dyndnn_ros.platforms.description import PlatformDescription
 from dyndnn_ros.platforms.model import AppLoad, OperatingPoint, PlatformModel
 from dyndnn_ros.policies.base import ClockSetting, PolicyError
+from dyndnn_ros.profiles import SubnetProfile
+
+
+def _cpu_point(model: PlatformModel, c: int, used: set[int]) -> tuple[int, ...]:
+    table = model.description.clocks.cpu_available_khz
+    return tuple(int(table[c]) if i in used else int(table[0]) for i in range(model.clusters))
+
+
+def _best_effort(model: PlatformModel, demands, power: np.ndarray, tail: np.ndarray, power_cap_w: float, used: set[int]) -> ClockChoice:
+    lateness = np.zeros(power.shape)
+    for i, d in enumerate(demands):
+        if d.max_tail_ms > 0:
+            lateness = np.maximum(lateness, tail[i] / d.max_tail_ms)
+    allowed = power <= power_cap_w if power_cap_w > 0 and (power <= power_cap_w).any() else np.ones(power.shape, dtype=bool)
+    worst = np.where(allowed, lateness, np.inf)
+    near = allowed & (worst <= worst.min() * 1.01)
+    g, e, c = np.unravel_index(int(np.argmin(np.where(near, power, np.inf))), power.shape)
+    clocks = model.description.clocks
+    point = OperatingPoint(_cpu_point(model, c, used), int(clocks.gpu_available_hz[g]), int(clocks.emc_available_hz[e]))
+    return ClockChoice(point, float(power[g, e, c]), tuple(float(tail[i][g, e, c]) for i in range(len(demands))), met=False)
+
+
+def tail_ratio(subnet: SubnetProfile) -> float:
+    """p99 / mean of a profiled sub-network (>= 1)."""
+    return max(1.0, subnet.latency_p99_ms / subnet.latency_mean_ms)
 
 
 def as_platform_model(platform: Any) -> PlatformModel:
@@ -32,12 +57,13 @@ class AppDemand:
 
     app: str
     reference_latency_ms: float
-    p95_ratio: float
-    """profile p95 / mean: turns a predicted mean into a predicted p95"""
+    tail_ratio: float
+    """profile p99 / mean: turns a predicted mean latency into a predicted p99 (the goal is held on
+    the p99, so fewer than 1 % of frames exceed max_latency_ms in steady state)"""
     fps: float
     cluster: int
     slowdown: float = 1.0
-    max_p95_ms: float = 0.0
+    max_tail_ms: float = 0.0
     """0 = no latency constraint"""
 
     def load(self) -> AppLoad:
@@ -48,7 +74,9 @@ class AppDemand:
 class ClockChoice:
     point: OperatingPoint
     power_w: float
-    p95_ms: tuple[float, ...]
+    tail_ms: tuple[float, ...]
+    met: bool = True
+    """False for a best-effort point: the least worst lateness, not every target met"""
 
 
 def point_to_setting(model: PlatformModel, point: OperatingPoint) -> ClockSetting:
@@ -80,11 +108,15 @@ def search_clocks(
     power_scale: float = 1.0,
     keep: OperatingPoint | None = None,
     min_saving: float = 0.0,
+    best_effort: bool = False,
 ) -> ClockChoice | None:
-    """Least-power clocks meeting every demand's p95 and the power cap; None if none does.
+    """Least-power clocks meeting every demand's p99 latency and the power cap; None if none does.
 
     `keep`: the clocks now in force; they are kept unless the best point saves more than
-    `min_saving` (a fraction) of power, so small prediction changes do not make clocks oscillate."""
+    `min_saving` (a fraction) of power, so small prediction changes do not make clocks oscillate.
+    `best_effort`: when nothing meets every target, return the point with the least worst lateness
+    (p99 / target over the constrained demands) within the power cap where the cap can be held,
+    the least power among points within 1 % of that lateness; marked met=False."""
     clocks = model.description.clocks
     gpu = np.array(clocks.gpu_available_hz, dtype=float).reshape(-1, 1, 1)
     emc = np.array(clocks.emc_available_hz, dtype=float).reshape(1, -1, 1)
@@ -94,15 +126,15 @@ def search_clocks(
     state = model.steady_state([d.load() for d in demands], cpu, gpu, emc, background_gpu)
     shape = np.broadcast(gpu, emc, cpu_table).shape
     power = np.broadcast_to(state.power_w, shape) * power_scale
-    p95 = np.array([state.latency_ms[i] * d.p95_ratio for i, d in enumerate(demands)]).reshape((len(demands),) + shape)
+    tail = np.array([state.latency_ms[i] * d.tail_ratio for i, d in enumerate(demands)]).reshape((len(demands),) + shape)
     ok = np.ones(shape, dtype=bool)
     for i, d in enumerate(demands):
-        if d.max_p95_ms > 0:
-            ok &= p95[i] <= d.max_p95_ms
+        if d.max_tail_ms > 0:
+            ok &= tail[i] <= d.max_tail_ms
     if power_cap_w > 0:
         ok &= power <= power_cap_w
     if not ok.any():
-        return None
+        return _best_effort(model, demands, power, tail, power_cap_w, used) if best_effort else None
     masked = np.where(ok, power, np.inf)
     g, e, c = np.unravel_index(int(np.argmin(masked)), shape)
     if keep is not None:
@@ -111,6 +143,5 @@ def search_clocks(
         kc = clocks.cpu_available_khz.index(max(used_cpu))
         if ok[kg, ke, kc] and masked[kg, ke, kc] <= masked[g, e, c] * (1.0 + min_saving):
             g, e, c = kg, ke, kc
-    cpu_point = tuple(int(clocks.cpu_available_khz[c]) if i in used else int(clocks.cpu_available_khz[0]) for i in range(model.clusters))
-    point = OperatingPoint(cpu_point, int(clocks.gpu_available_hz[g]), int(clocks.emc_available_hz[e]))
-    return ClockChoice(point, float(power[g, e, c]), tuple(float(p95[i][g, e, c]) for i in range(len(demands))))
+    point = OperatingPoint(_cpu_point(model, c, used), int(clocks.gpu_available_hz[g]), int(clocks.emc_available_hz[e]))
+    return ClockChoice(point, float(power[g, e, c]), tuple(float(tail[i][g, e, c]) for i in range(len(demands))))
