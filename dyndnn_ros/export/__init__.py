@@ -1,0 +1,1 @@
+"""Per-sub-network ONNX export (checked with onnxruntime) and TensorRT engine building."""

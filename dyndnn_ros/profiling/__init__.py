@@ -1,0 +1,1 @@
+"""Per-sub-network profiling (latency, throughput, memory, parameters, MACs) and Pareto fronts."""

@@ -1,0 +1,82 @@
+"""Group-convolution dynamic network: sub-network k is exactly groups 1..k; incremental training
+never changes frozen groups (bit-identical)."""
+from __future__ import annotations
+
+import torch
+
+from dyndnn_ros.models.groupconv import GroupConvNet, GroupConvSpec, GroupConvSubnet
+from dyndnn_ros.models.train_groupconv import DigitsData, TrainBudget, load_digits_data, train_incremental
+
+SPEC = GroupConvSpec(group_channels=(2, 4, 4), groups=3)
+
+
+def _small_data() -> DigitsData:
+    d = load_digits_data(seed=0)
+    return DigitsData(d.x_train[:256], d.y_train[:256], d.x_test[:64], d.y_test[:64])
+
+
+def _group_snapshot(net: GroupConvNet, k: int) -> dict[str, torch.Tensor]:
+    """Every tensor that belongs to groups 1..k (and heads 1..k)."""
+    snap = {}
+    for i, c in enumerate(net.spec.group_channels):
+        n = k * c
+        mean, var = net.running_stats(i)
+        for name, t in (("conv", net.conv_weights[i]), ("bn_w", net.bn_weights[i]), ("bn_b", net.bn_biases[i]),
+                        ("mean", mean), ("var", var)):
+            snap[f"{name}{i}"] = t.detach()[:n].clone()
+    for j in range(k):
+        for name, t in net.heads[j].state_dict().items():
+            snap[f"head{j}.{name}"] = t.clone()
+    return snap
+
+
+def test_incremental_training_leaves_frozen_groups_bit_identical() -> None:
+    torch.manual_seed(0)
+    net = GroupConvNet(SPEC)
+    data = _small_data()
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    outputs: dict[int, torch.Tensor] = {}
+
+    def after_stage(k: int) -> None:
+        snapshots[k] = _group_snapshot(net, k)
+        with torch.no_grad():
+            outputs[k] = net.eval().forward_groups(data.x_test, k)
+
+    train_incremental(net, data, TrainBudget(epochs=2, batch_size=64, weight_decay=0.1), after_stage=after_stage)
+    for k, snap in snapshots.items():
+        now = _group_snapshot(net, k)
+        changed = [name for name in snap if not torch.equal(snap[name], now[name])]
+        assert not changed, f"training later groups changed sub-network g{k}: {changed}"
+        with torch.no_grad():
+            assert torch.equal(outputs[k], net.forward_groups(data.x_test, k))
+    # and the stages did train something: the last group moved away from its initial value
+    torch.manual_seed(0)
+    untrained = GroupConvNet(SPEC)
+    assert not torch.equal(untrained.conv_weights[0][-2:], net.conv_weights[0].detach()[-2:])
+
+
+def test_subnet_equals_independent_static_network_with_copied_weights() -> None:
+    torch.manual_seed(1)
+    net = GroupConvNet(SPEC).eval()
+    with torch.no_grad():  # non-trivial BN statistics
+        for i in range(len(SPEC.group_channels)):
+            mean, var = net.running_stats(i)
+            mean.uniform_(-0.5, 0.5)
+            var.uniform_(0.5, 2.0)
+    x = torch.randn(5, 1, 8, 8)
+    for k in range(1, SPEC.groups + 1):
+        static = GroupConvSubnet(SPEC, k).eval()
+        static.load_state_dict(net.standalone(k).state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(net.forward_groups(x, k), static(x), rtol=1e-5, atol=1e-6)
+
+
+def test_subnet_k_ignores_later_groups() -> None:
+    torch.manual_seed(2)
+    net = GroupConvNet(SPEC).eval()
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        before = net.forward_groups(x, 1)
+        for i, c in enumerate(SPEC.group_channels):
+            net.conv_weights[i][c:] += 1.0  # perturb groups 2..G only
+        assert torch.equal(before, net.forward_groups(x, 1))
