@@ -92,6 +92,8 @@ class BoardSimulator:
         self._emc_gov = ActivityGovernor(self.emc_table, config.emc_up_threshold, config.pelt_half_life_s)
         self.apps: dict[str, SimulatedApp] = {}
         self.background_gpu = 0.0
+        self.external_loads: tuple[AppLoad, ...] = ()
+        """work run elsewhere (inference nodes with the simulated back end) that shares this board"""
         self.time_s = 0.0
         self._ticks = 0
         self.energy_j = 0.0
@@ -138,6 +140,7 @@ class BoardSimulator:
     # -- time ---------------------------------------------------------------------------------------
     def _state(self) -> LoadState:
         apps = tuple(AppLoad(a.profile.subnet(a.subnet).latency_mean_ms, a.fps, a.cluster) for a in self.apps.values())
+        apps += self.external_loads
         key = (apps, tuple(self.cpu_khz), self.gpu_hz, self.emc_hz, self.background_gpu)
         state = self._states.get(key)
         if state is None:
