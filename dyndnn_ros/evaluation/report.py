@@ -27,6 +27,10 @@ class Metrics:
     """frames run with a sub-network below the app's min_accuracy at the time"""
     decide_ms: float
     """mean time of one Policy.decide call"""
+    subnet_switches: int
+    """sub-network changes over the run, all models together"""
+    clock_changes: int
+    """ticks at which any clock (CPU clusters, GPU, EMC) changed"""
 
 
 def change_times(scenario: Scenario) -> list[float]:
@@ -66,7 +70,15 @@ def metrics(result: RunResult) -> Metrics:
         mean_accuracy=float(np.mean([f.accuracy for f in frames])) if n else float("nan"),
         accuracy_short_pct=100.0 * short / n if n else 0.0,
         decide_ms=float(np.mean(result.decide_ms)) if result.decide_ms else 0.0,
+        subnet_switches=sum(a.subnet != b.subnet for app in {f.app for f in frames}
+                            for a, b in zip([f for f in frames if f.app == app], [f for f in frames if f.app == app][1:])),
+        clock_changes=sum(a != b for a, b in zip(_clock_trace(result), _clock_trace(result)[1:])),
     )
+
+
+def _clock_trace(result: RunResult) -> list[tuple]:
+    log = result.log
+    return list(zip(log.cpu_khz, log.gpu_hz, log.emc_hz))
 
 
 def _pct(new: float, ref: float) -> str:
@@ -78,15 +90,15 @@ def scenario_table(results: Sequence[RunResult]) -> str:
     base = by_label.get(BASELINE_LABEL)
     oracle = by_label.get("oracle")
     lines = [
-        "| policy | energy J | vs schedutil | mJ/frame | vs schedutil | vs oracle (J) | frames | mean ms | p95 ms | late % | late % settled | accuracy | below acc. goal % | decide ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | energy J | vs schedutil | mJ/frame | vs schedutil | vs oracle (J) | frames | mean ms | p95 ms | late % | late % settled | accuracy | below acc. goal % | switches | clock changes | decide ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, m in by_label.items():
         lines.append(
             f"| {label} | {m.energy_j:.1f} | {_pct(m.energy_j, base.energy_j) if base else ''} | {m.energy_per_frame_mj:.0f} | "
             f"{_pct(m.energy_per_frame_mj, base.energy_per_frame_mj) if base else ''} | {_pct(m.energy_j, oracle.energy_j) if oracle else ''} | "
             f"{m.frames} | {m.mean_latency_ms:.1f} | {m.p95_latency_ms:.1f} | {m.violation_pct:.1f} | {m.violation_settled_pct:.1f} | "
-            f"{100 * m.mean_accuracy:.2f} | {m.accuracy_short_pct:.1f} | {m.decide_ms:.1f} |"
+            f"{100 * m.mean_accuracy:.2f} | {m.accuracy_short_pct:.1f} | {m.subnet_switches} | {m.clock_changes} | {m.decide_ms:.1f} |"
         )
     return "\n".join(lines)
 

@@ -116,7 +116,7 @@ class SystemLevelPolicy(Policy):
         latencies, power = predict(self.model, [d for _, d in ran], point)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:
-                self._slowdown[goal.app].update(observation.latency_ms.get(goal.app, 0.0), predicted)
+                self._slowdown[goal.app].update(observation.latency_ms.get(goal.app, 0.0), predicted, observation.frames[goal.app])
         if observation.power_w > 0:
             # with the slowdowns applied, the rates (and so the power) are what the board saw
             slowed = [AppDemand(d.app, d.reference_latency_ms, d.tail_ratio, d.fps, d.cluster, self._slowdown[d.app].estimate) for _, d in ran]
