@@ -131,7 +131,8 @@ class SimulatedBackend(InferenceBackend):
 
     def infer(self, batch: np.ndarray) -> FrameResult:
         now = time.monotonic()
-        if self._last_frame_wall is not None and now > self._last_frame_wall:
+        # the frame rate is only meaningful in real time; faster than real time the model runs back-to-back
+        if self.realtime and self._last_frame_wall is not None and now > self._last_frame_wall:
             rate = 1.0 / (now - self._last_frame_wall)
             self._fps = rate if self._fps == 0 else (1 - RATE_SMOOTHING) * self._fps + RATE_SMOOTHING * rate
         self._last_frame_wall = now

@@ -22,8 +22,6 @@ SWITCH_COST_MS = 0.13
 """Added to the first frame after a sub-network switch: OFA set_active_subnet measured ~0.13 ms
 (reference/dynamic-dnn.md); weights stay shared, so no reload."""
 
-CPU_GOVERNORS = ("schedutil", "performance", "powersave")
-GPU_GOVERNORS = ("nvhost_podgov", "performance", "powersave")
 
 
 @dataclass

@@ -21,7 +21,6 @@ from typing import Any, Mapping
 
 from dyndnn_ros.platforms.model import OperatingPoint
 from dyndnn_ros.policies.base import (
-    ClockSetting,
     Decision,
     Observation,
     PerformanceGoal,
@@ -113,7 +112,7 @@ class SystemLevelPolicy(Policy):
         if not self.use_feedback or not ran:
             return
         point = setting_to_point(self.model, observation.clocks)
-        latencies, power = predict(self.model, [d for _, d in ran], point)
+        latencies, _ = predict(self.model, [d for _, d in ran], point)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:
                 self._slowdown[goal.app].update(observation.latency_ms.get(goal.app, 0.0), predicted, observation.frames[goal.app])

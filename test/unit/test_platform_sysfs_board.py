@@ -65,3 +65,33 @@ def test_switch_applies_before_the_next_frame_and_unknown_ids_are_refused():
     assert result.subnet_id == "a5" and result.scores.shape == (1, 1000)
     with pytest.raises(Exception, match="a9"):
         backend.request_switch("a9")
+
+
+def test_manager_closes_the_loop_through_the_sysfs_tree(board, tmp_path):
+    """Policy -> clock files (the DVFS controller) -> simulated board -> back end latency and the
+    hardware monitor's reading -> Observation -> policy, with no ROS in between."""
+    from dyndnn_ros.policies import ClockSetting, Observation, PerformanceGoal, create_policy
+
+    backend = SimulatedBackend(model="dynamic_ofa_xavier_nx_gpu", sysfs_root=tmp_path, realtime=False)
+    controller = SysfsClockController(tmp_path, MODEL.description)
+    monitor = SysfsStatusSource(tmp_path, MODEL.description)
+    policy = create_policy("hierarchical", MODEL)
+    goals = {"cam": PerformanceGoal("cam", "ofa_gpu_a", max_latency_ms=80, min_accuracy=0.76)}
+    profiles = {"ofa_gpu_a": backend.profile}
+    latencies: list[float] = []
+    for _ in range(20):
+        board.step()
+        latencies = [backend.infer(frame(backend)).latency_ms for _ in range(5)]
+        hw = monitor.sample()
+        obs = Observation(
+            latency_ms={"cam": float(np.mean(latencies))}, frames={"cam": len(latencies)},
+            active_subnets={"ofa_gpu_a": backend.active_subnet},
+            clocks=ClockSetting({c.name: c.frequency_khz for c in hw.cpu_clusters}, hw.gpu_frequency_hz, controller.read_state().emc_hz),
+            gpu_util=hw.gpu_utilization, power_w=hw.total_power_w,
+        )
+        decision = policy.decide(goals, profiles, obs)
+        backend.request_switch(decision.subnets["ofa_gpu_a"])
+        controller.apply(ClockRequest(dict(decision.clocks.cpu_khz), decision.clocks.gpu_hz, decision.clocks.emc_hz))
+    assert backend.active_subnet == "a2"  # the fastest with accuracy >= 76 %
+    assert max(latencies) <= 80 and board.sim.gpu_hz < GPU[-1]
+    assert not decision.given_up
