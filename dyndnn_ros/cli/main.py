@@ -57,7 +57,10 @@ def start_system(args: argparse.Namespace, echo: bool) -> tuple[NodeGroup, Path,
     where = f"a simulated {args.platform} sysfs tree at {sysfs_root}" if simulated else f"the clocks under {sysfs_root}"
     console.print(f"[bold]starting dyndnn[/bold] on {where}")
     show = (lambda name, line: console.print(f"[dim]\\[{name}][/dim] {line}", highlight=False)) if echo else None
-    group = NodeGroup(system_nodes(args, sysfs_root, simulated), params_file=config_dir() / "dyndnn.yaml", on_line=show)
+    log_dir = Path(tempfile.mkdtemp(prefix="dyndnn_logs_"))
+    console.print(f"node logs: {log_dir}")
+    group = NodeGroup(system_nodes(args, sysfs_root, simulated), params_file=config_dir() / "dyndnn.yaml",
+                      on_line=show, log_dir=log_dir)
     return group.start(), sysfs_root, simulated
 
 
