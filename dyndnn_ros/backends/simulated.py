@@ -19,6 +19,7 @@ factory for it, as it does for torch.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from dyndnn_ros.backends.base import BackendError, FrameResult, InferenceBackend
-from dyndnn_ros.hardware.sysfs_clocks import SysfsClockController
+from dyndnn_ros.hardware.sysfs_clocks import ClockError, SysfsClockController
 from dyndnn_ros.models.registry import UnknownSubnetError
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.platforms.model import AppLoad, PlatformModel
@@ -47,6 +48,9 @@ class SimulatedBackend(InferenceBackend):
     cluster: str = ""
     """CPU cluster the inference thread runs on (platform name); empty = the first"""
     realtime: bool = True
+    instance: str = ""
+    """name of this model instance on the board (the inference node's model_id); empty = the profile's
+    model name. Two nodes running the same profile on one simulated board need different names."""
     seed: int = 0
     input_shape_chw: tuple[int, int, int] = (3, 224, 224)
     num_classes: int = 1000
@@ -75,8 +79,9 @@ class SimulatedBackend(InferenceBackend):
         self._cluster = names.index(self.cluster) if self.cluster else 0
         self.name = "simulation"
         self.model_id = self.profile.model
+        self._instance = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance or self.profile.model)
         self.metadata = {"profile": str(path), "platform": self.platform, "sysfs_root": str(self.sysfs_root or "")}
-        self._clocks = SysfsClockController(self.sysfs_root, self.board.description) if self.sysfs_root else None
+        self._clocks: SysfsClockController | None = None
         self._rng = np.random.default_rng(self.seed)
         self._sigma = math.sqrt(math.log(1.0 + self.board.latency_cv ** 2))
         start = self.initial_subnet or min(self.profile.subnets, key=lambda s: s.latency_mean_ms).id
@@ -106,10 +111,10 @@ class SimulatedBackend(InferenceBackend):
         me = AppLoad(reference, self._fps, self._cluster)
         others: list[AppLoad] = []
         background = 0.0
-        if self._clocks is not None:
+        if self._clock_reader() is not None:
             root = Path(self.sysfs_root)
-            write_app_activity(root, self.model_id, reference, self._fps, self._cluster)
-            others = [load for name, load in read_app_activity(root).items() if name != self.model_id]
+            write_app_activity(root, self._instance, reference, self._fps, self._cluster)
+            others = [load for name, load in read_app_activity(root).items() if name != self._instance]
             background = read_background(root)
             state = self._clocks.read_state()
             ref = self.board.reference
@@ -121,6 +126,15 @@ class SimulatedBackend(InferenceBackend):
         result = self.board.steady_state([me, *others], cpu, gpu, emc, background)
         latency = float(result.latency_ms[0]) * math.exp(self._sigma * self._rng.standard_normal() - self._sigma ** 2 / 2)
         return latency, float(result.power_w) * latency
+
+    def _clock_reader(self) -> SysfsClockController | None:
+        """The tree's clock files, once the simulated board has created them (it may start after us)."""
+        if self._clocks is None and self.sysfs_root:
+            try:
+                self._clocks = SysfsClockController(self.sysfs_root, self.board.description)
+            except ClockError:
+                return None
+        return self._clocks
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         latency, energy = self.modelled_frame()

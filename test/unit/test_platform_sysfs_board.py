@@ -95,3 +95,12 @@ def test_manager_closes_the_loop_through_the_sysfs_tree(board, tmp_path):
     assert backend.active_subnet == "a2"  # the fastest with accuracy >= 76 %
     assert max(latencies) <= 80 and board.sim.gpu_hz < GPU[-1]
     assert not decision.given_up
+
+
+def test_backend_started_before_the_board_finds_the_tree_later(tmp_path):
+    backend = SimulatedBackend(sysfs_root=tmp_path / "jetson", realtime=False, instance="cam/1")
+    backend.infer(frame(backend))  # no tree yet: reference clocks, nothing announced
+    board = SysfsBoard(tmp_path / "jetson", MODEL)
+    board.step()
+    backend.infer(frame(backend))
+    assert (tmp_path / "jetson" / SIM_DIR / "apps" / "cam_1").is_file()
