@@ -100,3 +100,13 @@ def test_dvfs_only_keeps_its_fixed_subnet():
     policy = create_policy("dvfs_only", MODEL, subnets={"m1": "l"})
     d = policy.decide({"cam": PerformanceGoal("cam", "m1", max_latency_ms=90)}, PROFILES, Observation(input_fps={"cam": 10}))
     assert d.subnets == {"m1": "l"} and d.clocks is not None
+
+
+def test_hysteresis_does_not_pay_to_keep_a_subnet():
+    policy = create_policy("hierarchical", MODEL, hold_periods=3)
+    strict = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=90, min_accuracy=0.78)}
+    assert policy.decide(strict, PROFILES, Observation(input_fps={"cam": 10})).subnets["m1"] == "l"
+    # the accuracy goal drops and the latency goal tightens: keeping "l" would need far higher clocks
+    relaxed = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=62, min_accuracy=0.72)}
+    d = policy.decide(relaxed, PROFILES, Observation(input_fps={"cam": 10}))
+    assert d.subnets["m1"] == "s"
