@@ -154,7 +154,9 @@ def load_bn_stats(path: str | Path, subnet_set: str) -> dict[str, BNStats]:
 @register_family("ofa_mbv3")
 def build_ofa(config: dict[str, Any], checkpoint: Path | None) -> OFAFamily:
     supernet_args = dict(config.get("supernet") or {})
-    net = OFAMobileNetV3(**supernet_args)
+    with torch.random.fork_rng(devices=[]):  # seeded: random weights are the same in every process
+        torch.manual_seed(int(config.get("seed", 0)))
+        net = OFAMobileNetV3(**supernet_args)
     if checkpoint is None:
         metadata: dict[str, Any] = {"weights": "random", "checkpoint": None,
                                     "note": "random weights: timings valid, accuracy unknown"}

@@ -77,3 +77,34 @@ def test_per_subnet_bn_stats_restored_in_both_modes(supernet: OFAMobileNetV3) ->
             assert all(torch.equal(v, bn_buffers(resident)[k]) for k, v in stats[sid].items())
             shared = family.activate_shared(sid)
             torch.testing.assert_close(shared(x), resident(x), rtol=1e-4, atol=1e-5)
+
+
+def test_bn_stats_file_is_restored_by_the_factory(tmp_path: Path) -> None:
+    import numpy as np
+    import yaml
+
+    from dyndnn_ros.models import build_dynamic_model
+    from dyndnn_ros.models.ofa_bn_calibrate import calibrate, load_images
+    from dyndnn_ros.models.ofa_family import save_bn_stats
+    from dyndnn_ros.models.registry import build_family
+
+    subnet_set = tmp_path / "tiny.yaml"
+    subnet_set.write_text(yaml.safe_dump({"name": "tiny", "subnets": [
+        {"id": "a", "kernel": 3, "expand": 3, "depth": 2, "resolution": 96}]}))
+    config = {"name": "t", "family": "ofa_mbv3", "subnets": str(subnet_set), "checkpoint": None,
+              "supernet": {"n_classes": 10}, "bn_stats": str(tmp_path / "bn.pt")}
+    npy = tmp_path / "calib.npy"
+    np.save(npy, np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8))
+    images = load_images(npy)
+    assert images.shape == (4, 3, 64, 64) and images.dtype == torch.float32
+    family = build_family(config)  # bn.pt does not exist yet: super-network statistics
+    stats = calibrate(family, images, batch_size=2)
+    save_bn_stats(config["bn_stats"], "tiny", stats, "test")
+    for mode in ("resident", "shared"):
+        model = build_dynamic_model(config, mode=mode)
+        assert model.family.metadata["bn_stats"] == config["bn_stats"]
+        x = torch.randn(1, 3, 96, 96)
+        sub = family.materialise("a")
+        sub.load_state_dict(stats["a"], strict=False)
+        with torch.no_grad():
+            torch.testing.assert_close(model.forward(x), sub(x), rtol=1e-4, atol=1e-4)
