@@ -1,7 +1,10 @@
 # dyndnn_ros developer entry points. Every target creates or reuses the pinned virtual
 # environment (.venv) and builds the ROS package with colcon into install/ by itself.
 SHELL := /bin/bash
-VENV ?= .venv
+# The venv lives outside the source tree (CMake refuses exported include paths inside it) and is
+# keyed by the lock file's hash, so every clone reuses it until requirements.txt changes.
+LOCK_HASH := $(shell sha1sum requirements.txt | cut -c1-12)
+VENV ?= $(HOME)/.cache/dyndnn_ros/venv-$(LOCK_HASH)
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 # Each test run and demo gets its own DDS domain so parallel runs never see each other,
@@ -14,18 +17,18 @@ WITH_ROS := source $(VENV)/bin/activate && source install/setup.bash &&
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): requirements.txt
-	@echo "==> creating the pinned virtual environment in $(VENV) (first run only, about 2 minutes)"
+$(VENV_STAMP):
+	@echo "==> creating the pinned virtual environment $(VENV) (first run only, about 2 minutes)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) tools/fix_ros_wheel_cmake_paths.py
 	touch $@
 
 build: $(VENV_STAMP)
 	@echo "==> colcon build (interfaces + Python package + node executables) into install/"
-	source $(VENV)/bin/activate && \
+	mkdir -p build && source $(VENV)/bin/activate && \
 	  CMAKE_PREFIX_PATH=$$VIRTUAL_ENV AMENT_PREFIX_PATH=$$VIRTUAL_ENV \
-	  colcon --log-base log build --base-paths . --build-base build/colcon --install-base install \
-	    --event-handlers console_cohesion- summary- status- \
+	  colcon --log-base log build --paths . --build-base build/colcon --install-base install \
 	    --cmake-args -DPython3_EXECUTABLE=$(abspath $(PY)) -DBUILD_TESTING=OFF > build/colcon.log 2>&1 \
 	  || { cat build/colcon.log; exit 1; }
 
@@ -33,7 +36,7 @@ demo: build
 	$(WITH_ROS) python -m dyndnn_ros.cli.main demo
 
 test: build
-	$(WITH_ROS) python -m pytest
+	$(WITH_ROS) pytest
 
 bench: build
 	$(WITH_ROS) python -m dyndnn_ros.benchmarks.run_all

@@ -24,7 +24,7 @@ from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 @dataclass(frozen=True)
 class SubnetVerdict:
     subnet: SubnetProfile
-    predicted_p95_ms: float
+    predicted_tail_ms: float
     problems: tuple[str, ...]
 
     @property
@@ -34,10 +34,10 @@ class SubnetVerdict:
 
 def judge_subnet(goal: PerformanceGoal, subnet: SubnetProfile, slowdown: float) -> SubnetVerdict:
     """Check one sub-network against a goal, with latency from the profile scaled by the slowdown."""
-    p95 = subnet.latency_p95_ms * slowdown
+    p99 = subnet.latency_p99_ms * slowdown
     problems: list[str] = []
-    if goal.max_latency_ms and p95 > goal.max_latency_ms:
-        problems.append(f"p95 {p95:.1f} ms > {goal.max_latency_ms:g} ms")
+    if goal.max_latency_ms and p99 > goal.max_latency_ms:
+        problems.append(f"p99 {p99:.1f} ms > {goal.max_latency_ms:g} ms")
     if goal.min_accuracy and subnet.accuracy < goal.min_accuracy:
         problems.append(f"accuracy {subnet.accuracy:.3f} < {goal.min_accuracy:g}")
     if subnet.energy_mj is not None:
@@ -47,7 +47,7 @@ def judge_subnet(goal: PerformanceGoal, subnet: SubnetProfile, slowdown: float) 
         power = subnet.energy_mj / subnet.latency_mean_ms
         if goal.max_power_w and power > goal.max_power_w:
             problems.append(f"power {power:.2f} W > {goal.max_power_w:g} W")
-    return SubnetVerdict(subnet, p95, tuple(problems))
+    return SubnetVerdict(subnet, p99, tuple(problems))
 
 
 def update_slowdown(
@@ -63,7 +63,7 @@ def update_slowdown(
 
 @register_policy("subnet_only")
 class SubnetOnlyPolicy(Policy):
-    """Per model: the most accurate sub-network whose predicted p95 latency meets the goal, with
+    """Per model: the most accurate sub-network whose predicted p99 latency meets the goal, with
     accuracy (and energy/power where the profile has them) within limits; else the fastest one, and
     the app is reported as given up with the reason. Clocks stay with the default governors."""
 
@@ -99,10 +99,10 @@ class SubnetOnlyPolicy(Policy):
             verdicts = {s.id: judge_subnet(goal, s, slowdown) for s in profile.subnets}
             feasible = [v for v in verdicts.values() if v.ok]
             if feasible:
-                best = max(feasible, key=lambda v: (v.subnet.accuracy, -v.predicted_p95_ms))
-                reason = f"most accurate meeting the goal (slowdown x{slowdown:.2f}, p95 {best.predicted_p95_ms:.1f} ms)"
+                best = max(feasible, key=lambda v: (v.subnet.accuracy, -v.predicted_tail_ms))
+                reason = f"most accurate meeting the goal (slowdown x{slowdown:.2f}, p99 {best.predicted_tail_ms:.1f} ms)"
             else:
-                best = min(verdicts.values(), key=lambda v: v.predicted_p95_ms)
+                best = min(verdicts.values(), key=lambda v: v.predicted_tail_ms)
                 reason = f"no sub-network meets the goal; fastest runs: {'; '.join(best.problems)}"
                 given_up[goal.app] = reason
             hysteresis = self._hysteresis.setdefault(goal.model, SwitchHysteresis(self.hold_periods))
@@ -113,7 +113,7 @@ class SubnetOnlyPolicy(Policy):
                 reason = f"holding {chosen} (still meets the goal) while {best.subnet.id} is confirmed"
             subnets[goal.model] = chosen
             reasons[goal.model] = reason
-            predicted[goal.app] = verdicts[chosen].predicted_p95_ms
+            predicted[goal.app] = verdicts[chosen].predicted_tail_ms
         return Decision(subnets, None, reasons, given_up, predicted)
 
 

@@ -128,6 +128,11 @@ class Observation:
     emc_util: float = 0.0
     power_w: float = 0.0
     """total board power (VDD_IN); 0 when not measured"""
+    input_fps: Mapping[str, float] = field(default_factory=dict)
+    """app -> frames per second offered to it (camera rate); missing/0 = runs back-to-back"""
+    app_cluster: Mapping[str, str] = field(default_factory=dict)
+    """app -> CPU cluster its inference thread runs on (platform cluster name); missing: apps in name
+    order are spread over the clusters in order"""
 
 
 @dataclass(frozen=True)
@@ -195,3 +200,5 @@ def create_policy(name: str, platform: Any = None, **params: Any) -> Policy:
 def _load_builtin_policies() -> None:
     # Imported here, not at module top, because those modules import this one to register themselves.
     import dyndnn_ros.policies.app_level  # noqa: F401
+    import dyndnn_ros.policies.oracle  # noqa: F401
+    import dyndnn_ros.policies.system_level  # noqa: F401

@@ -1,0 +1,151 @@
+"""Start the package's node executables as processes, show their output, and stop them cleanly.
+
+This is what `ros2 launch dyndnn_ros dyndnn.launch.py` does on a ROS install; it exists because
+`launch` is not installable here, and the demo and the integration tests use it to run the real
+executables from the colcon install.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from dyndnn_ros.paths import PACKAGE
+
+NODE_EXECUTABLES = ("camera_node", "inference_node", "resource_manager_node", "dvfs_node", "hardware_monitor_node")
+
+
+class BringupError(RuntimeError):
+    """A node executable is missing or a process could not be started."""
+
+
+def executable_path(name: str) -> Path:
+    """lib/dyndnn_ros/<name> in the colcon install this package was installed into."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        path = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / name
+    except (PackageNotFoundError, OSError) as exc:
+        raise BringupError(f"{PACKAGE} is not installed here: run `make build` and `source install/setup.bash` ({exc})") from exc
+    if not os.access(path, os.X_OK):
+        raise BringupError(f"no executable {path}: rebuild with `make build`")
+    return path
+
+
+@dataclass
+class NodeProcess:
+    executable: str
+    name: str
+    parameters: dict[str, object] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    lines: list[str] = field(default_factory=list)
+
+    def command(self, params_file: Path | None) -> list[str]:
+        args = [str(executable_path(self.executable)), "--ros-args", "-r", f"__node:={self.name}"]
+        if params_file is not None:
+            args += ["--params-file", str(params_file)]
+        for key, value in self.parameters.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            args += ["-p", f"{key}:={text}"]
+        return args
+
+
+class NodeGroup:
+    """A set of node processes started together and stopped together (SIGINT, then SIGTERM, SIGKILL)."""
+
+    def __init__(
+        self,
+        nodes: list[NodeProcess],
+        params_file: Path | None = None,
+        env: dict[str, str] | None = None,
+        on_line: Callable[[str, str], None] | None = None,
+        log_dir: Path | None = None,
+    ):
+        self.nodes = nodes
+        self.params_file = params_file
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
+        self.on_line = on_line
+        self.log_dir = log_dir
+        self.readers: list[threading.Thread] = []
+
+    def start(self) -> "NodeGroup":
+        for node in self.nodes:
+            node.process = subprocess.Popen(
+                node.command(self.params_file), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, text=True, bufsize=1,
+            )
+            reader = threading.Thread(target=self._read, args=(node,), daemon=True)
+            reader.start()
+            self.readers.append(reader)
+        return self
+
+    def _read(self, node: NodeProcess) -> None:
+        log = (self.log_dir / f"{node.name}.log").open("w") if self.log_dir else None
+        try:
+            for line in node.process.stdout:
+                line = line.rstrip("\n")
+                node.lines.append(line)
+                if log:
+                    log.write(line + "\n")
+                    log.flush()
+                if self.on_line:
+                    self.on_line(node.name, line)
+        finally:
+            if log:
+                log.close()
+
+    def node(self, name: str) -> NodeProcess:
+        return next(n for n in self.nodes if n.name == name)
+
+    def output(self, name: str) -> str:
+        return "\n".join(self.node(name).lines)
+
+    def wait_for_line(self, name: str, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.node(name).lines):
+                return True
+            if self.node(name).process.poll() is not None:
+                break
+            time.sleep(0.05)
+        return any(text in line for line in self.node(name).lines)
+
+    def running(self) -> list[str]:
+        return [n.name for n in self.nodes if n.process and n.process.poll() is None]
+
+    def signal(self, name: str, sig: int) -> None:
+        self.node(name).process.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> dict[str, int]:
+        """Ask every process to stop as Ctrl-C would, escalate if it does not, and reap all of them."""
+        for node in self.nodes:
+            if node.process and node.process.poll() is None:
+                node.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        codes = {}
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            try:
+                codes[node.name] = node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.process.terminate()
+                try:
+                    codes[node.name] = node.process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    node.process.kill()
+                    codes[node.name] = node.process.wait()
+        for reader in self.readers:
+            reader.join(timeout=2)
+        return codes
+
+    def __enter__(self) -> "NodeGroup":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

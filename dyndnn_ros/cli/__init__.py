@@ -1,0 +1,1 @@
+"""The `dyndnn` command: demo, up, target, status."""

@@ -1,0 +1,148 @@
+"""A small Python API over the dyndnn topics, for scripts, tests and the `dyndnn` command.
+
+    with DyndnnClient() as client:
+        client.set_target("tracker", "digits", max_latency_ms=5.0, min_accuracy=0.9)
+        stats = client.wait_for_stats("digits", lambda s: s.active_subnet == "g4", timeout=10)
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Callable
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+from dyndnn_ros.msg import DvfsCommand, HardwareStatus, InferenceStats, ModelProfile, PerformanceTarget, SubnetSwitch
+from dyndnn_ros.nodes import common
+
+
+class DyndnnClient:
+    """Publishes targets and keeps the latest of everything the system reports, spinning in a thread."""
+
+    def __init__(self, node_name: str = "dyndnn_client", history: int = 500):
+        self._owns_context = not rclpy.ok()
+        if self._owns_context:
+            rclpy.init()
+        self.node = Node(node_name)
+        self.lock = threading.Lock()
+        self.targets: dict[str, PerformanceTarget] = {}
+        self.profiles: dict[str, ModelProfile] = {}
+        self.stats: dict[str, deque[InferenceStats]] = defaultdict(lambda: deque(maxlen=history))
+        self.switches: list[SubnetSwitch] = []
+        self.dvfs_commands: list[DvfsCommand] = []
+        self.dvfs_applied: list[DvfsCommand] = []
+        self.hardware: HardwareStatus | None = None
+        self.target_pub = self.node.create_publisher(PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS)
+        subscriptions = [
+            (PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS, lambda m: self._keep(self.targets, m.app_id, m)),
+            (ModelProfile, common.MODEL_PROFILES_TOPIC, common.MODEL_PROFILES_QOS, lambda m: self._keep(self.profiles, m.model_id, m)),
+            (InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS, self._on_stats),
+            (SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS, lambda m: self._append(self.switches, m)),
+            (DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS, lambda m: self._append(self.dvfs_commands, m)),
+            (DvfsCommand, common.DVFS_APPLIED_TOPIC, common.DVFS_APPLIED_QOS, lambda m: self._append(self.dvfs_applied, m)),
+            (HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS, self._on_hardware),
+        ]
+        for msg_type, topic, qos, callback in subscriptions:
+            self.node.create_subscription(msg_type, topic, callback, qos)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.spinner = threading.Thread(target=self._spin, daemon=True)
+        self.spinner.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # context shut down under us: stop spinning
+            pass
+
+    def _keep(self, table: dict, key: str, msg: object) -> None:
+        with self.lock:
+            table[key] = msg
+
+    def _append(self, items: list, msg: object) -> None:
+        with self.lock:
+            items.append(msg)
+
+    def _on_stats(self, msg: InferenceStats) -> None:
+        with self.lock:
+            self.stats[msg.model_id].append(msg)
+
+    def _on_hardware(self, msg: HardwareStatus) -> None:
+        with self.lock:
+            self.hardware = msg
+
+    # -- actions ---------------------------------------------------------------------------------
+    def set_target(
+        self,
+        app: str,
+        model: str,
+        max_latency_ms: float = 0.0,
+        min_accuracy: float = 0.0,
+        max_power_w: float = 0.0,
+        max_energy_mj: float = 0.0,
+        priority: int = 0,
+        wait_for_manager_s: float = 5.0,
+    ) -> bool:
+        """Publish a target (latched). Returns whether a manager was there to receive it in time."""
+        msg = PerformanceTarget(
+            app_id=app, model_id=model, max_latency_ms=float(max_latency_ms), min_accuracy=float(min_accuracy),
+            max_power_w=float(max_power_w), max_energy_mj=float(max_energy_mj), priority=int(priority),
+        )
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        matched = self.wait_until(lambda: bool(self.other_readers(self.target_pub.topic_name)), wait_for_manager_s)
+        self.target_pub.publish(msg)
+        if matched:
+            self.target_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=2.0))
+        return matched
+
+    def other_readers(self, topic: str) -> list[str]:
+        """Nodes other than this client subscribed to `topic` (this client reads every topic too)."""
+        return [i.node_name for i in self.node.get_subscriptions_info_by_topic(topic) if i.node_name != self.node.get_name()]
+
+    # -- queries ---------------------------------------------------------------------------------
+    @staticmethod
+    def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.05) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(poll)
+        return condition()
+
+    def latest_stats(self, model: str) -> InferenceStats | None:
+        with self.lock:
+            return self.stats[model][-1] if self.stats[model] else None
+
+    def wait_for_stats(self, model: str, predicate: Callable[[InferenceStats], bool], timeout: float) -> InferenceStats | None:
+        found: list[InferenceStats] = []
+
+        def check() -> bool:
+            latest = self.latest_stats(model)
+            if latest is not None and predicate(latest):
+                found.append(latest)
+                return True
+            return False
+
+        return found[0] if self.wait_until(check, timeout) else None
+
+    def mean_latency(self, model: str, last: int = 20) -> float:
+        with self.lock:
+            values = [s.latency_ms for s in list(self.stats[model])[-last:]]
+        return sum(values) / len(values) if values else math.nan
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        if self._owns_context:
+            rclpy.try_shutdown()
+        self.spinner.join(timeout=2.0)
+
+    def __enter__(self) -> "DyndnnClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

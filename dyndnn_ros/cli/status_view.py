@@ -1,0 +1,59 @@
+"""Terminal view of the live system (targets, active sub-networks, latency, clocks, power) with rich."""
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+
+from dyndnn_ros.cli.ros_client import DyndnnClient
+
+
+def _limit(value: float, fmt: str) -> str:
+    return fmt.format(value) if value else "-"
+
+
+def render(client: DyndnnClient) -> Group:
+    with client.lock:
+        targets = dict(client.targets)
+        profiles = dict(client.profiles)
+        stats = {model: list(history)[-20:] for model, history in client.stats.items()}
+        hardware = client.hardware
+        applied = client.dvfs_applied[-1] if client.dvfs_applied else None
+
+    apps = Table(title="Targets", expand=True)
+    for column in ("app", "model", "max latency", "min accuracy", "max power", "priority"):
+        apps.add_column(column)
+    for app, t in sorted(targets.items()):
+        apps.add_row(app, t.model_id, _limit(t.max_latency_ms, "{:g} ms"), _limit(t.min_accuracy, "{:.1%}"),
+                     _limit(t.max_power_w, "{:g} W"), str(t.priority))
+
+    models = Table(title="Models", expand=True)
+    for column in ("model", "backend", "active sub-network", "latency (mean of last 20)", "accuracy", "energy/frame", "dropped"):
+        models.add_column(column)
+    for model in sorted(set(profiles) | set(stats)):
+        recent = stats.get(model) or []
+        if recent:
+            last = recent[-1]
+            mean = sum(s.latency_ms for s in recent) / len(recent)
+            models.add_row(model, last.backend, last.active_subnet, f"{mean:.2f} ms", f"{last.accuracy:.1%}",
+                           f"{last.energy_mj:.1f} mJ", str(last.frames_dropped))
+        else:
+            models.add_row(model, profiles[model].backend, profiles[model].active_subnet, "-", "-", "-", "-")
+
+    board = Table(title="Board", expand=True)
+    for column in ("clock", "frequency", "utilisation", "pinned by dvfs_node"):
+        board.add_column(column)
+    if hardware is not None:
+        pinned_cpu = dict(zip(applied.cpu_cluster_names, applied.cpu_frequencies_khz)) if applied else {}
+        for c in hardware.cpu_clusters:
+            pin = pinned_cpu.get(c.name)
+            board.add_row(f"CPU {c.name} ({c.online_cores}/{c.total_cores} cores)", f"{c.frequency_khz / 1000:.0f} MHz",
+                          f"{c.utilization:.0%}", f"{pin / 1000:.0f} MHz" if pin else "-")
+        gpu_pin = applied.gpu_frequency_hz if applied else 0
+        emc_pin = applied.emc_frequency_hz if applied else 0
+        board.add_row("GPU", f"{hardware.gpu_frequency_hz / 1e6:.0f} MHz", f"{hardware.gpu_utilization:.0%}",
+                      f"{gpu_pin / 1e6:.0f} MHz" if gpu_pin else "-")
+        board.add_row("EMC", f"{hardware.emc_frequency_hz / 1e6:.0f} MHz", f"{hardware.emc_utilization:.0%}",
+                      f"{emc_pin / 1e6:.0f} MHz" if emc_pin else "-")
+        rails = ", ".join(f"{r.name} {r.power_w:.2f} W" for r in hardware.rails)
+        board.caption = f"source {hardware.source}, total power {hardware.total_power_w:.2f} W" + (f" ({rails})" if rails else "")
+    return Group(apps, models, board)

@@ -1,0 +1,1 @@
+"""Evaluation: scenarios, a faster-than-real-time runner, metrics, report and plots."""

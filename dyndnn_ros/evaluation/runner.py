@@ -1,0 +1,139 @@
+"""Run one policy on one scenario, faster than real time, with the manager code called directly.
+
+Every control period the runner does what the ROS manager node does: build an Observation from
+what the board shows (measured latencies, clocks, utilisation, power), call Policy.decide, apply
+the sub-networks and clocks. Baselines pair a fixed sub-network with a governor mode.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dyndnn_ros.platforms.model import PlatformModel
+from dyndnn_ros.platforms.simulator import BoardSimulator, Frame, TickLog
+from dyndnn_ros.policies.base import ClockSetting, Observation, create_policy
+from dyndnn_ros.evaluation.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One line of the comparison: a policy, the governors under it, and fixed sub-networks if any."""
+
+    label: str
+    policy: str
+    governors: str = "default"
+    """governor mode the board runs when the policy sends no clock command"""
+    fixed_subnet: bool = False
+    """give the policy the baseline's fixed sub-network per model (static, dvfs_only)"""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_SPECS = (
+    PolicySpec("schedutil+podgov, fixed", "static", "default", fixed_subnet=True),
+    PolicySpec("performance, fixed", "static", "performance", fixed_subnet=True),
+    PolicySpec("powersave, fixed", "static", "powersave", fixed_subnet=True),
+    PolicySpec("subnet_only + governors", "subnet_only", "default"),
+    PolicySpec("dvfs_only, fixed", "dvfs_only", fixed_subnet=True),
+    PolicySpec("hierarchical", "hierarchical"),
+    PolicySpec("oracle", "oracle"),
+)
+BASELINE_LABEL = DEFAULT_SPECS[0].label
+
+
+def baseline_subnets(scenario: Scenario) -> dict[str, str]:
+    """The sub-network a designer would fix for the whole run: per model, the most accurate one whose
+    profile p99 (max clocks) meets the tightest latency target the app has in the scenario."""
+    fixed = {}
+    for a in scenario.apps:
+        targets = [p.goals[a.app].max_latency_ms for p in scenario.phases if a.app in p.goals and p.goals[a.app].max_latency_ms]
+        tightest = min(targets, default=math.inf)
+        fits = [s for s in a.profile.subnets if s.latency_p99_ms <= tightest]
+        pick = max(fits, key=lambda s: s.accuracy) if fits else min(a.profile.subnets, key=lambda s: s.latency_mean_ms)
+        fixed[a.profile.model] = pick.id
+    return fixed
+
+
+@dataclass
+class Period:
+    time_s: float
+    subnets: dict[str, str]
+    given_up: dict[str, str]
+    predicted_power_w: float
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    spec: PolicySpec
+    energy_j: float
+    frames: list[Frame]
+    log: TickLog
+    periods: list[Period]
+    decide_ms: list[float]
+
+
+def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames_from: int, power_from: int) -> Observation:
+    names = [c.name for c in sim.model.description.clocks.cpu_clusters]
+    recent: dict[str, list[float]] = {}
+    for f in sim.frames[frames_from:]:
+        if f.start_s >= since_s:
+            recent.setdefault(f.app, []).append(f.latency_ms)
+    state = sim.last_state
+    powers = sim.log.power_w[power_from:]
+    return Observation(
+        time_s=sim.time_s,
+        latency_ms={app: float(np.mean(v)) for app, v in recent.items()},
+        frames={app: len(v) for app, v in recent.items()},
+        active_subnets={a.profile.model: a.subnet for a in sim.apps.values()},
+        clocks=ClockSetting(dict(zip(names, sim.cpu_khz)), sim.gpu_hz, sim.emc_hz),
+        cpu_util={n: float(min(1.0, state.cluster_busy_cores[i])) for i, n in enumerate(names)} if state else {},
+        gpu_util=float(state.gpu_busy) if state else 0.0,
+        emc_util=float(state.emc_busy) if state else 0.0,
+        power_w=float(np.mean(powers)) if powers else 0.0,
+        input_fps={a.app: a.fps for a in scenario.apps},
+        app_cluster={a.app: a.cluster for a in scenario.apps},
+    )
+
+
+def run_policy(scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed: int = 0) -> RunResult:
+    import time
+
+    names = [c.name for c in model.description.clocks.cpu_clusters]
+    sim = BoardSimulator(model, seed=seed)
+    fixed = baseline_subnets(scenario)
+    for a in scenario.apps:
+        sim.add_app(a.app, a.profile, a.fps, names.index(a.cluster), fixed[a.profile.model])
+    params = dict(spec.params)
+    if spec.fixed_subnet:
+        params["subnets"] = fixed
+    policy = create_policy(spec.policy, model, **params)
+    sim.use_governors(spec.governors)
+    app_of_model = {a.profile.model: a.app for a in scenario.apps}
+    periods: list[Period] = []
+    decide_ms: list[float] = []
+    steps = int(round(scenario.duration_s / scenario.control_period_s))
+    frames_from = power_from = 0
+    for k in range(steps):
+        t = k * scenario.control_period_s
+        phase = scenario.phase_at(t)
+        sim.background_gpu = phase.background_gpu
+        if hasattr(policy, "set_truth"):
+            policy.set_truth(phase.background_gpu)
+        obs = _observation(sim, scenario, t - scenario.control_period_s, frames_from, power_from)
+        frames_from, power_from = len(sim.frames), len(sim.log.power_w)
+        started = time.perf_counter()
+        decision = policy.decide(phase.goals, scenario.profiles, obs)
+        decide_ms.append((time.perf_counter() - started) * 1000.0)
+        for model_name, subnet in decision.subnets.items():
+            sim.request_switch(app_of_model[model_name], subnet)
+        if decision.clocks is not None:
+            if decision.clocks.use_default_governors:
+                sim.use_governors("default")
+            else:
+                sim.pin({names.index(n): f for n, f in decision.clocks.cpu_khz.items()}, decision.clocks.gpu_hz, decision.clocks.emc_hz)
+        periods.append(Period(t, dict(decision.subnets), dict(decision.given_up), decision.predicted_power_w))
+        sim.run_until(t + scenario.control_period_s)
+    return RunResult(scenario, spec, sim.energy_j, sim.frames, sim.log, periods, decide_ms)

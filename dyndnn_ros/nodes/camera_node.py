@@ -1,0 +1,38 @@
+"""Camera source for demos and tests: synthetic frames, or images from a folder, at a set rate."""
+from __future__ import annotations
+
+from sensor_msgs.msg import Image
+
+from dyndnn_ros.imaging import FrameSource
+from dyndnn_ros.nodes import common
+
+
+class CameraNode(common.DyndnnNode):
+    def __init__(self) -> None:
+        super().__init__("camera_node")
+        rate = float(common.declare(self, "rate_hz", 10.0, "Frames per second"))
+        folder = common.declare(self, "image_folder", "", "Folder of .png/.jpg/.npy images to loop over; empty = synthetic frames")
+        width = int(common.declare(self, "width", 64, "Synthetic frame width [px]"))
+        height = int(common.declare(self, "height", 64, "Synthetic frame height [px]"))
+        self.frame_id = common.declare(self, "frame_id", "camera", "frame_id written in each image header")
+        if not rate > 0:
+            raise ValueError(f"rate_hz must be > 0, got {rate}")
+        self.frames = FrameSource(folder or None, width, height)
+        self.pub = self.create_publisher(Image, common.IMAGE_TOPIC, common.IMAGE_QOS)
+        self.create_timer(1.0 / rate, self.publish_frame)
+        self.get_logger().info(f"publishing {self.frames.describe()} at {rate:g} Hz on {self.pub.topic_name}")
+
+    def publish_frame(self) -> None:
+        frame = self.frames.next()
+        msg = Image()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id
+        msg.height, msg.width = frame.shape[:2]
+        msg.encoding = "rgb8"
+        msg.step = msg.width * 3
+        msg.data = frame.tobytes()
+        self.pub.publish(msg)
+
+
+def main() -> None:
+    common.main_entry(CameraNode)

@@ -1,0 +1,100 @@
+"""What every dyndnn node shares: topic names, QoS profiles, parameter declaration, and a clean main()."""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import traceback
+from typing import Any, Callable
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+# Relative names, so a namespace or a remapping in a launch file moves them all.
+TARGETS_TOPIC = "dyndnn/targets"
+SUBNET_SWITCH_TOPIC = "dyndnn/subnet_switch"
+DVFS_COMMAND_TOPIC = "dyndnn/dvfs/command"
+DVFS_APPLIED_TOPIC = "dyndnn/dvfs/applied"
+HARDWARE_STATUS_TOPIC = "dyndnn/hardware_status"
+INFERENCE_STATS_TOPIC = "dyndnn/inference_stats"
+MODEL_PROFILES_TOPIC = "dyndnn/model_profiles"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+IMAGE_TOPIC = "image_raw"
+
+# Targets and model announcements are state, not events: a node that starts later must still get
+# the latest one from each publisher, so they are reliable and transient-local.
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+TARGETS_QOS = LATCHED_QOS
+MODEL_PROFILES_QOS = LATCHED_QOS
+DVFS_APPLIED_QOS = LATCHED_QOS
+# Commands must not be lost, and a short queue is enough: each one supersedes the one before.
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Per-frame and periodic reports: reliable so tools and the manager see every one that fits the queue.
+STATS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
+STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+# Camera frames: best effort, newest only, as camera drivers publish them.
+IMAGE_QOS = qos_profile_sensor_data
+
+
+def declare(node: Node, name: str, default: Any, description: str, read_only: bool = True) -> Any:
+    """Declare a parameter with a description (shown by `ros2 param describe`) and return its value."""
+    node.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
+    return node.get_parameter(name).value
+
+
+def is_finite_number(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class DyndnnNode(Node):
+    """Base for the package's nodes: `on_shutdown` runs once on Ctrl-C, SIGTERM or normal exit."""
+
+    def on_shutdown(self) -> None:
+        """Put things back (clocks, files) before the process ends; logging and publishing still work."""
+
+
+def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -> int:
+    """init, construct, spin, clean up, shut down; Ctrl-C and SIGTERM are normal exits.
+
+    rclpy's own signal handlers would shut the context down before `on_shutdown` runs, so a node
+    could no longer log or publish while it restores clocks; here a signal only ends the spin loop.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    node: DyndnnNode | None = None
+    code = 0
+    try:
+        node = factory()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)  # bounded, so a signal is seen within 0.1 s
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:  # bad parameters, files, devices
+        logger = node.get_logger() if node else rclpy.logging.get_logger("dyndnn")
+        logger.fatal(f"{type(exc).__name__}: {exc}")
+        code = 1
+    except Exception:  # a bug: keep the traceback
+        traceback.print_exc()
+        code = 1
+    finally:
+        if node is not None:
+            node.on_shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+def main_entry(factory: Callable[[], DyndnnNode]) -> None:
+    sys.exit(run_node(factory, sys.argv))

@@ -1,0 +1,128 @@
+"""DVFS node: applies DvfsCommand messages to the board's clock files and reports what it applied.
+
+It saves the clock settings it finds at start and puts them back on shutdown (Ctrl-C, SIGTERM), on a
+MODE_RESTORE command, after a failed write, and when no command has arrived for `watchdog_s`, so a
+crashed or silent manager never leaves the board pinned.
+"""
+from __future__ import annotations
+
+import time
+
+from dyndnn_ros.hardware.sysfs_clocks import ClockError, ClockRejected, ClockRequest, ClockState, SysfsClockController
+from dyndnn_ros.msg import DvfsCommand
+from dyndnn_ros.nodes import common
+from dyndnn_ros.platforms.description import load_platform
+
+
+class DvfsNode(common.DyndnnNode):
+    def __init__(self) -> None:
+        super().__init__("dvfs_node")
+        root = common.declare(self, "sysfs_root", "/", "Directory the board's /sys and /proc live under: '/' on a robot, a simulated tree's directory elsewhere")
+        platform_name = common.declare(self, "platform", "xavier_nx", "Board description (config/platforms/<name>.yaml or a path); gives cluster names and the EMC rate table")
+        snap = common.declare(self, "snap_to_available", True, "Round a requested frequency up to the next one the board offers; if false such requests are rejected")
+        self.watchdog_s = float(common.declare(self, "watchdog_s", 5.0, "Restore the saved clocks when no command arrived for this long [s]; 0 disables"))
+        platform = load_platform(platform_name) if platform_name else None
+        self.controller = SysfsClockController(root, platform, snap=snap)
+        self.controller.save_originals()
+        self.pinned = False
+        self.last_command_time = time.monotonic()
+        self.last_applied: ClockState | None = None
+        self.applied_pub = self.create_publisher(DvfsCommand, common.DVFS_APPLIED_TOPIC, common.DVFS_APPLIED_QOS)
+        self.create_subscription(DvfsCommand, common.DVFS_COMMAND_TOPIC, self.on_command, common.COMMAND_QOS)
+        if self.watchdog_s > 0:
+            self.create_timer(min(1.0, self.watchdog_s / 4), self.check_watchdog)
+        domains = ", ".join(f"{name} ({len(freqs)} steps)" for name, freqs in self.controller.describe().items())
+        self.get_logger().info(f"clocks under {root}: {domains}; boot settings saved, watchdog {self.watchdog_s:g} s")
+
+    def on_command(self, msg: DvfsCommand) -> None:
+        self.last_command_time = time.monotonic()
+        if msg.mode == DvfsCommand.MODE_RESTORE:
+            self.restore(f"restore requested ({msg.reason or 'no reason given'})")
+            return
+        if msg.mode != DvfsCommand.MODE_SET:
+            self.get_logger().warning(f"rejected DVFS command: unknown mode {msg.mode}")
+            return
+        if len(msg.cpu_cluster_names) != len(msg.cpu_frequencies_khz):
+            self.get_logger().warning(
+                f"rejected DVFS command: {len(msg.cpu_cluster_names)} cluster names but "
+                f"{len(msg.cpu_frequencies_khz)} CPU frequencies"
+            )
+            return
+        request = ClockRequest(
+            dict(zip(msg.cpu_cluster_names, (int(f) for f in msg.cpu_frequencies_khz))),
+            int(msg.gpu_frequency_hz),
+            int(msg.emc_frequency_hz),
+        )
+        try:
+            resolved = self.controller.resolve(request)
+        except ClockRejected as exc:
+            self.get_logger().warning(f"rejected DVFS command: {exc}")
+            return
+        if self.pinned and self.last_applied is not None and self._already_applied(resolved):
+            return  # the manager repeats its decision every period as a heartbeat
+        try:
+            applied = self.controller.apply(resolved)
+        except ClockError as exc:
+            self.get_logger().error(f"DVFS write failed, boot settings restored: {exc}")
+            self.pinned = False
+            self.publish_applied(DvfsCommand.MODE_RESTORE, None, f"write failed: {exc}")
+            return
+        self.pinned = True
+        self.last_applied = self._merge(applied)
+        self.get_logger().info(f"applied {self._describe(applied)} ({msg.reason or 'no reason given'})")
+        self.publish_applied(DvfsCommand.MODE_SET, self.last_applied, msg.reason)
+
+    def _already_applied(self, resolved: ClockRequest) -> bool:
+        last = self.last_applied
+        return (
+            all(last.cpu_khz.get(name) == khz for name, khz in resolved.cpu_khz.items())
+            and resolved.gpu_hz in (0, last.gpu_hz)
+            and resolved.emc_hz in (0, last.emc_hz)
+        )
+
+    def _merge(self, applied: ClockState) -> ClockState:
+        """Clocks pinned so far, this command's on top of earlier ones it left alone."""
+        before = self.last_applied if self.pinned and self.last_applied else ClockState({}, 0, 0)
+        return ClockState({**before.cpu_khz, **applied.cpu_khz}, applied.gpu_hz or before.gpu_hz, applied.emc_hz or before.emc_hz)
+
+    @staticmethod
+    def _describe(state: ClockState) -> str:
+        parts = [f"{name} {khz / 1000:g} MHz" for name, khz in state.cpu_khz.items()]
+        if state.gpu_hz:
+            parts.append(f"GPU {state.gpu_hz / 1e6:g} MHz")
+        if state.emc_hz:
+            parts.append(f"EMC {state.emc_hz / 1e6:g} MHz")
+        return ", ".join(parts) or "nothing"
+
+    def publish_applied(self, mode: int, state: ClockState | None, reason: str) -> None:
+        msg = DvfsCommand()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.mode = mode
+        msg.reason = reason
+        if state is not None:
+            msg.cpu_cluster_names = list(state.cpu_khz)
+            msg.cpu_frequencies_khz = [int(v) for v in state.cpu_khz.values()]
+            msg.gpu_frequency_hz = int(state.gpu_hz)
+            msg.emc_frequency_hz = int(state.emc_hz)
+        self.applied_pub.publish(msg)
+
+    def restore(self, reason: str) -> None:
+        failed = self.controller.restore_originals()
+        self.pinned = False
+        self.last_applied = None
+        if failed:
+            self.get_logger().error(f"{reason}: could not restore {failed}")
+        else:
+            self.get_logger().info(f"{reason}: boot clock settings restored")
+        self.publish_applied(DvfsCommand.MODE_RESTORE, None, reason)
+
+    def check_watchdog(self) -> None:
+        if self.pinned and time.monotonic() - self.last_command_time > self.watchdog_s:
+            self.restore(f"watchdog: no DVFS command for {self.watchdog_s:g} s")
+
+    def on_shutdown(self) -> None:
+        self.restore("shutting down")
+
+
+def main() -> None:
+    common.main_entry(DvfsNode)

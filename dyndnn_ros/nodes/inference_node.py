@@ -1,0 +1,192 @@
+"""Inference node: runs the active sub-network of a dynamic DNN on camera frames.
+
+Frames arrive on `image_raw`; only the newest waiting frame is kept, so latency stays bounded when
+inference is slower than the camera. A worker thread runs the back end (torch, TensorRT or the
+simulated board) and publishes the top-k result and InferenceStats per frame. SubnetSwitch commands
+are validated and applied between frames. The sub-networks and their profiles are announced on a
+latched topic for the resource manager.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from sensor_msgs.msg import Image
+
+from dyndnn_ros.backends import FrameResult, create_backend
+from dyndnn_ros.imaging import ImageFormatError, image_to_array, to_model_input
+from dyndnn_ros.msg import HardwareStatus, InferenceResult, InferenceStats, ModelProfile, SubnetProfile, SubnetSwitch
+from dyndnn_ros.nodes import common
+from dyndnn_ros.profiles import ModelProfile as CoreProfile
+from dyndnn_ros.profiles import load_profile
+from dyndnn_ros.profiling.profile import profile_model
+
+
+def profile_message(profile: CoreProfile, model_id: str, backend: str, active: str) -> ModelProfile:
+    msg = ModelProfile(model_id=model_id, device=profile.device, backend=backend, active_subnet=active)
+    msg.subnets = [
+        SubnetProfile(
+            id=s.id,
+            accuracy=float(s.accuracy),
+            latency_p50_ms=float(s.latency_p50_ms),
+            latency_p95_ms=float(s.latency_p95_ms),
+            latency_p99_ms=float(s.latency_p99_ms),
+            energy_mj=float(s.energy_mj or 0.0),
+            macs=int(s.macs),
+            params=int(s.params),
+        )
+        for s in profile.subnets
+    ]
+    return msg
+
+
+def softmax_top_k(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:
+    logits = np.asarray(scores, dtype=np.float64).reshape(-1)
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    order = np.argsort(-probabilities)[:k]
+    return [int(i) for i in order], [float(probabilities[i]) for i in order]
+
+
+class InferenceNode(common.DyndnnNode):
+    def __init__(self) -> None:
+        super().__init__("inference_node")
+        self.model_id = common.declare(self, "model_id", "digits", "Name of this model instance; targets and switch commands address it")
+        backend_name = common.declare(self, "backend", "torch", "Inference back end: torch, tensorrt or simulation")
+        model_config = common.declare(self, "model_config", "groupconv_digits", "Model config: config/models/<name>.yaml or a path")
+        checkpoint = common.declare(self, "checkpoint", "", "Checkpoint to load; empty = untrained random weights (logged as such)")
+        profile_path = common.declare(self, "profile", "", "Sub-network profile file (written by the profiler); empty = config/profiles/<model_config>.yaml")
+        device = common.declare(self, "device", "cpu", "torch device, e.g. cpu or cuda:0")
+        threads = int(common.declare(self, "threads", 0, "CPU threads for inference; 0 = the library default"))
+        switch_mode = common.declare(self, "switch_mode", "resident", "resident: every sub-network materialised once, a switch swaps a pointer; shared: one weight copy sliced per frame")
+        initial = common.declare(self, "initial_subnet", "", "Sub-network to start with; empty = the smallest")
+        self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame"))
+
+        self.profile_frames = int(common.declare(self, "profile_frames", 20, "Frames per sub-network when the node measures its own profile at start-up"))
+
+        self.backend = create_backend(
+            backend_name, model=model_config, checkpoint=checkpoint or None, device=device,
+            threads=threads or None, mode=switch_mode,
+        )
+        self.backend_name = backend_name
+        self.profile = self.startup_profile(profile_path)
+        self.subnets = list(self.backend.available_subnets())
+        if initial:
+            self._request_switch(initial, "initial_subnet parameter")
+
+        self.latest_frame: Image | None = None
+        self.frame_lock = threading.Lock()
+        self.frame_ready = threading.Event()
+        self.stopping = threading.Event()
+        self.frames_dropped = 0
+        self.board_power_w = 0.0
+
+        self.result_pub = self.create_publisher(InferenceResult, "~/result", common.STATS_QOS)
+        self.stats_pub = self.create_publisher(InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS)
+        self.profile_pub = self.create_publisher(ModelProfile, common.MODEL_PROFILES_TOPIC, common.MODEL_PROFILES_QOS)
+        self.create_subscription(Image, common.IMAGE_TOPIC, self.on_image, common.IMAGE_QOS)
+        self.create_subscription(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, self.on_switch, common.COMMAND_QOS)
+        self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
+        self.announce()
+        self.worker = threading.Thread(target=self.run_inference, name=f"{self.model_id}-inference", daemon=True)
+        self.worker.start()
+        self.get_logger().info(
+            f"model {self.model_id!r} ({model_config}, {backend_name}, {switch_mode}) ready; "
+            f"sub-networks {self.subnets}, active {self.backend.active_subnet!r}"
+        )
+
+    def startup_profile(self, path: str) -> CoreProfile:
+        """The profile file if one is given; else the back end's own (simulation) or one measured now."""
+        if path:
+            return load_profile(path)
+        own = getattr(self.backend, "profile", None)
+        if own is not None:
+            return own
+        model = getattr(self.backend, "dynamic_model", None)
+        if model is None:
+            raise ValueError(f"the {self.backend_name} back end needs a profile file (parameter 'profile')")
+        self.get_logger().info(f"no profile file given: measuring each sub-network on {self.profile_frames} frames")
+        profile = profile_model(model, iterations=self.profile_frames, warmup=3)
+        for s in profile.subnets:
+            self.get_logger().info(f"  {s.id}: p50 {s.latency_p50_ms:.2f} ms, p95 {s.latency_p95_ms:.2f} ms, accuracy {s.accuracy:.1%}")
+        return profile
+
+    def announce(self) -> None:
+        msg = profile_message(self.profile, self.model_id, self.backend_name, self.backend.active_subnet)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.profile_pub.publish(msg)
+
+    def _request_switch(self, subnet_id: str, reason: str) -> bool:
+        if subnet_id not in self.subnets:
+            self.get_logger().warning(
+                f"rejected switch of {self.model_id!r} to unknown sub-network {subnet_id!r} ({reason}); known: {self.subnets}"
+            )
+            return False
+        self.backend.request_switch(subnet_id)
+        return True
+
+    def on_switch(self, msg: SubnetSwitch) -> None:
+        if msg.model_id != self.model_id:
+            return
+        if self._request_switch(msg.subnet_id, msg.reason) and msg.subnet_id != self.backend.active_subnet:
+            self.get_logger().info(f"switch {self.backend.active_subnet} -> {msg.subnet_id} on the next frame: {msg.reason}")
+
+    def on_hardware(self, msg: HardwareStatus) -> None:
+        self.board_power_w = float(msg.total_power_w)
+
+    def on_image(self, msg: Image) -> None:
+        with self.frame_lock:
+            if self.latest_frame is not None:
+                self.frames_dropped += 1
+            self.latest_frame = msg
+        self.frame_ready.set()
+
+    def run_inference(self) -> None:
+        announced = self.backend.active_subnet
+        while not self.stopping.is_set():
+            if not self.frame_ready.wait(timeout=0.2):
+                continue
+            with self.frame_lock:
+                msg, self.latest_frame = self.latest_frame, None
+                self.frame_ready.clear()
+            if msg is None:
+                continue
+            try:
+                frame = image_to_array(msg.data, msg.height, msg.width, msg.encoding, msg.step)
+            except ImageFormatError as exc:
+                self.get_logger().warning(f"dropped frame: {exc}", throttle_duration_sec=5.0)
+                continue
+            try:
+                result = self.backend.infer(to_model_input(frame, self.backend.input_shape))
+            except (RuntimeError, ValueError) as exc:  # one bad frame must not stop the node
+                self.get_logger().error(f"inference failed on a frame: {exc}", throttle_duration_sec=5.0)
+                continue
+            self.publish(msg, result)
+            if self.backend.active_subnet != announced:
+                announced = self.backend.active_subnet
+                self.announce()
+
+    def publish(self, frame: Image, result: FrameResult) -> None:
+        subnet = result.subnet_id
+        classes, probabilities = softmax_top_k(result.scores[0], self.top_k)
+        top_k = InferenceResult(model_id=self.model_id, subnet_id=subnet, top_k_classes=classes, top_k_scores=probabilities)
+        top_k.header = frame.header
+        self.result_pub.publish(top_k)
+        stats = InferenceStats(model_id=self.model_id, active_subnet=subnet, backend=self.backend_name)
+        stats.header.stamp = self.get_clock().now().to_msg()
+        stats.frame_stamp = frame.header.stamp
+        stats.latency_ms = float(result.latency_ms)
+        energy = getattr(self.backend, "last_energy_mj", None)
+        # W x ms = mJ: with no modelled energy, estimate it from the board's measured power.
+        stats.energy_mj = float(energy if energy is not None else self.board_power_w * stats.latency_ms)
+        stats.accuracy = float(self.profile.subnet(subnet).accuracy)
+        stats.frames_dropped = self.frames_dropped
+        self.stats_pub.publish(stats)
+
+    def on_shutdown(self) -> None:
+        self.stopping.set()
+        self.worker.join(timeout=5.0)
+
+
+def main() -> None:
+    common.main_entry(InferenceNode)

@@ -1,0 +1,210 @@
+"""A small platform model: latency and power of sub-networks as functions of clocks and co-running load.
+
+Data comes from the `performance:` and `power:` sections of config/platforms/<board>.yaml; this
+module is the engine. The same engine serves three users:
+- the simulator (truth: adds jitter and a background GPU job the policies cannot see),
+- the policies (prediction: profile latency scaled to candidate clocks, times a measured slowdown),
+- the oracle (perfect knowledge: the simulator's model including the background job).
+
+Latency of one frame at clocks (f_cpu, f_gpu, f_emc), with L the profile latency at the reference
+clocks and (c, g, m) the device's time shares:
+    t = L * (c * f_cpu_ref / f_cpu + g * f_gpu_ref / f_gpu / (1 - others' GPU share) + m * f_emc_ref / f_emc)
+Functions accept numpy arrays for the clocks so a search can evaluate a whole clock grid at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from dyndnn_ros.platforms.description import PlatformDescription, PlatformError, load_platform
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Clock frequencies of the board: one per CPU cluster (kHz), the GPU and the EMC (Hz)."""
+
+    cpu_khz: tuple[int, ...]
+    gpu_hz: int
+    emc_hz: int
+
+
+@dataclass(frozen=True)
+class VoltageCurve:
+    min_v: float
+    max_v: float
+    knee: float
+    """fraction of f_max below which the voltage stays at min_v"""
+
+    def ratio(self, f: Any, f_max: float) -> Any:
+        """V(f) / V(f_max)."""
+        x = np.clip((np.asarray(f, dtype=float) / f_max - self.knee) / (1.0 - self.knee), 0.0, 1.0)
+        return (self.min_v + (self.max_v - self.min_v) * x) / self.max_v
+
+
+@dataclass(frozen=True)
+class DomainPower:
+    leakage_w: float
+    dynamic_w: float
+    """dynamic power of one busy unit (a core, the GPU, the EMC) at f_max"""
+    idle_activity: float
+    voltage: VoltageCurve
+    f_max: float
+    units: int = 1
+
+    def power_w(self, f: Any, busy_units: Any) -> Any:
+        f = np.asarray(f, dtype=float)
+        v = self.voltage.ratio(f, self.f_max)
+        activity = self.idle_activity * self.units + (1.0 - self.idle_activity) * np.clip(busy_units, 0.0, self.units)
+        return self.leakage_w * v + self.dynamic_w * (f / self.f_max) * v * v * activity
+
+
+@dataclass(frozen=True)
+class TimeShares:
+    cpu: float
+    gpu: float
+    emc: float
+
+
+@dataclass(frozen=True)
+class AppLoad:
+    """One application as the engine sees it: its sub-network's reference latency and its frame rate."""
+
+    reference_latency_ms: float
+    fps: float
+    """camera frame rate; 0 = back-to-back (the next frame starts when the previous ends)"""
+    cluster: int
+    """index of the CPU cluster its host thread runs on"""
+    slowdown: float = 1.0
+    """extra factor on the whole latency (the policies' measured slowdown); 1 for the truth"""
+
+
+@dataclass(frozen=True)
+class LoadState:
+    latency_ms: np.ndarray
+    """per app (first axis), broadcast over the clock grid"""
+    rate_hz: np.ndarray
+    cluster_busy_cores: np.ndarray
+    """per cluster (first axis)"""
+    gpu_busy: Any
+    emc_busy: Any
+    power_w: Any
+
+
+class PlatformModel:
+    """Latency and power engine for one board, built from its description."""
+
+    def __init__(self, description: PlatformDescription, device: str = "gpu") -> None:
+        self.description = description
+        raw = description.raw
+        try:
+            perf, power = raw["performance"], raw["power"]
+            ref = perf["reference_clocks"]
+            shares = perf["devices"][device]["time_shares"]
+            self.reference = OperatingPoint(
+                (int(ref["cpu_khz"]),) * len(description.clocks.cpu_clusters), int(ref["gpu_hz"]), int(ref["emc_hz"])
+            )
+            self.shares = TimeShares(float(shares["cpu"]), float(shares["gpu"]), float(shares["emc"]))
+            self.host_wait_busy = float(perf["host_wait_busy"])
+            self.latency_cv = float(perf["latency_cv"])
+            self.max_gpu_contention = float(perf["max_gpu_contention"])
+            self.emc_base_activity = float(perf["emc_base_activity"])
+            self.base_w = float(power["base_w"])
+            clocks = description.clocks
+            self.cores_per_cluster = len(clocks.cpu_clusters[0].cpus)
+            self.cpu_power = self._domain(power["cpu"], clocks.cpu_available_khz[-1], self.cores_per_cluster, "dynamic_w_per_core")
+            self.gpu_power = self._domain(power["gpu"], clocks.gpu_available_hz[-1])
+            self.emc_power = self._domain(power["emc"], clocks.emc_available_hz[-1])
+            self.power_modes = tuple(raw.get("power_modes", ()))
+            self.governors = dict(raw.get("governors", {}))
+        except (KeyError, TypeError) as exc:
+            raise PlatformError(f"{description.name}: performance/power model section incomplete: {exc}") from exc
+        total = self.shares.cpu + self.shares.gpu + self.shares.emc
+        if abs(total - 1.0) > 1e-6 or min(self.shares.cpu, self.shares.gpu, self.shares.emc) < 0:
+            raise PlatformError(f"{description.name}: time_shares must be >= 0 and sum to 1, got {self.shares}")
+
+    @staticmethod
+    def _domain(doc: dict, f_max: float, units: int = 1, dynamic_key: str = "dynamic_w") -> DomainPower:
+        v = doc["voltage"]
+        return DomainPower(
+            float(doc["leakage_w"]), float(doc[dynamic_key]), float(doc["idle_activity"]),
+            VoltageCurve(float(v["min_v"]), float(v["max_v"]), float(v["knee"])), float(f_max), units,
+        )
+
+    @classmethod
+    def load(cls, name_or_path: str = "xavier_nx", device: str = "gpu") -> "PlatformModel":
+        return cls(load_platform(name_or_path), device)
+
+    @property
+    def clusters(self) -> int:
+        return len(self.description.clocks.cpu_clusters)
+
+    def max_point(self) -> OperatingPoint:
+        c = self.description.clocks
+        return OperatingPoint((c.cpu_available_khz[-1],) * self.clusters, c.gpu_available_hz[-1], c.emc_available_hz[-1])
+
+    def min_point(self) -> OperatingPoint:
+        c = self.description.clocks
+        return OperatingPoint((c.cpu_available_khz[0],) * self.clusters, c.gpu_available_hz[0], c.emc_available_hz[0])
+
+    def steady_state(
+        self,
+        apps: Sequence[AppLoad],
+        cpu_khz: Sequence[Any],
+        gpu_hz: Any,
+        emc_hz: Any,
+        background_gpu: float = 0.0,
+        iterations: int = 30,
+    ) -> LoadState:
+        """Per-app latency and rate, utilisations and board power when these apps run together.
+
+        Apps share the GPU by time slicing: each one's GPU part is stretched by the GPU time the
+        others (and the background job) take, which depends on their rates: a fixed point, found
+        by a bounded iteration (it converges in a few steps; 30 is a safe bound)."""
+        ref = self.reference
+        s = self.shares
+        gpu_hz = np.asarray(gpu_hz, dtype=float)
+        emc_hz = np.asarray(emc_hz, dtype=float)
+        cpu = [np.asarray(f, dtype=float) for f in cpu_khz]
+        n = len(apps)
+        shape = np.broadcast(gpu_hz, emc_hz, *cpu).shape
+        t_cpu = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.cpu * ref.cpu_khz[0] / cpu[a.cluster], shape) for a in apps]) if n else np.zeros((0,) + shape)
+        t_gpu = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.gpu * ref.gpu_hz / gpu_hz, shape) for a in apps]) if n else np.zeros((0,) + shape)
+        t_mem = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.emc * ref.emc_hz / emc_hz, shape) for a in apps]) if n else np.zeros((0,) + shape)
+        fps = np.array([a.fps for a in apps], dtype=float).reshape((n,) + (1,) * len(shape))
+        latency = t_cpu + t_gpu + t_mem
+        gpu_stretch = np.ones_like(latency)
+        for _ in range(iterations):
+            rate = np.where(fps > 0, np.minimum(fps, 1000.0 / latency), 1000.0 / latency)
+            # the GPU work each app brings per second (waiting for the others is not work)
+            gpu_work = rate * (t_gpu + t_mem) / 1000.0
+            others = background_gpu + gpu_work.sum(axis=0) - gpu_work
+            new_stretch = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))
+            latency = t_cpu + t_gpu * new_stretch + t_mem
+            if np.allclose(new_stretch, gpu_stretch, rtol=1e-6):
+                break
+            gpu_stretch = new_stretch
+        rate = np.where(fps > 0, np.minimum(fps, 1000.0 / latency), 1000.0 / latency)
+        gpu_busy = np.minimum(1.0, background_gpu + (rate * (t_gpu + t_mem)).sum(axis=0) / 1000.0)
+        emc_busy = np.minimum(1.0, self.emc_base_activity + (rate * t_mem).sum(axis=0) / 1000.0)
+        host_busy = np.minimum(1.0, rate * (t_cpu + self.host_wait_busy * (latency - t_cpu)) / 1000.0)
+        cluster_busy = np.zeros((self.clusters,) + shape)
+        for i, a in enumerate(apps):
+            cluster_busy[a.cluster] += host_busy[i]
+        power = self.power_w(cpu, gpu_hz, emc_hz, cluster_busy, gpu_busy, emc_busy)
+        return LoadState(latency, rate, cluster_busy, gpu_busy, emc_busy, power)
+
+    def power_w(self, cpu_khz: Sequence[Any], gpu_hz: Any, emc_hz: Any, cluster_busy: Any, gpu_busy: Any, emc_busy: Any) -> Any:
+        """Board input power for these clocks and utilisations (busy cores per cluster, GPU and EMC fractions)."""
+        total = self.base_w + self.gpu_power.power_w(gpu_hz, gpu_busy) + self.emc_power.power_w(emc_hz, emc_busy)
+        for c, f in enumerate(cpu_khz):
+            total = total + self.cpu_power.power_w(f, cluster_busy[c])
+        return total
+
+    def rail_split_w(self, cpu_khz: Sequence[float], gpu_hz: float, emc_hz: float, cluster_busy: Sequence[float], gpu_busy: float, emc_busy: float) -> dict[str, float]:
+        """Power per INA3221 rail of the Xavier NX (VDD_IN total, VDD_CPU_GPU_CV, VDD_SOC)."""
+        gpu = float(self.gpu_power.power_w(gpu_hz, gpu_busy))
+        cpu = float(sum(self.cpu_power.power_w(f, cluster_busy[c]) for c, f in enumerate(cpu_khz)))
+        soc = float(self.emc_power.power_w(emc_hz, emc_busy))
+        return {"VDD_IN": self.base_w + gpu + cpu + soc, "VDD_CPU_GPU_CV": gpu + cpu, "VDD_SOC": soc}

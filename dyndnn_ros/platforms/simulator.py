@@ -1,0 +1,222 @@
+"""A simulated board: clocks driven by governors or pinned, sub-networks running frame by frame.
+
+Time advances in ticks (10 ms by default). Each tick the platform model gives every app's latency,
+the utilisations and board power for the clocks in force; frames that start in the tick get that
+latency times a lognormal jitter; the governors (schedutil per CPU cluster, nvhost_podgov on the GPU,
+the EMC activity rule) then pick the next clocks within each domain's [min, max] range, as the kernel
+does; pinning a clock is min = max. The same core runs faster than real time in the evaluation and
+in real time behind a Jetson-like sysfs tree (sysfs_board.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dyndnn_ros.platforms.governors import ActivityGovernor, GovernorConfig, PodGov, Schedutil
+from dyndnn_ros.platforms.model import AppLoad, LoadState, PlatformModel
+from dyndnn_ros.profiles import ModelProfile
+
+SWITCH_COST_MS = 0.13
+"""Added to the first frame after a sub-network switch: OFA set_active_subnet measured ~0.13 ms
+(reference/dynamic-dnn.md); weights stay shared, so no reload."""
+
+CPU_GOVERNORS = ("schedutil", "performance", "powersave")
+GPU_GOVERNORS = ("nvhost_podgov", "performance", "powersave")
+
+
+@dataclass
+class SimulatedApp:
+    app: str
+    profile: ModelProfile
+    fps: float
+    """camera rate; 0 = back-to-back"""
+    cluster: int
+    subnet: str
+    pending_subnet: str | None = None
+    next_start_s: float = 0.0
+    switched: bool = False
+
+
+@dataclass(frozen=True)
+class Frame:
+    app: str
+    start_s: float
+    latency_ms: float
+    subnet: str
+    accuracy: float
+
+
+@dataclass
+class DomainControl:
+    """What the kernel files say for one clock domain: the allowed range and the governor."""
+
+    lo: int
+    hi: int
+    governor: str
+
+
+@dataclass
+class TickLog:
+    time_s: list[float] = field(default_factory=list)
+    cpu_khz: list[tuple[int, ...]] = field(default_factory=list)
+    gpu_hz: list[int] = field(default_factory=list)
+    emc_hz: list[int] = field(default_factory=list)
+    power_w: list[float] = field(default_factory=list)
+    gpu_busy: list[float] = field(default_factory=list)
+
+
+class BoardSimulator:
+    GPU_IDLE = 0.01
+    """GPU busy fraction under which the GPU driver requests no EMC floor"""
+    STATE_CACHE_SIZE = 4096
+    """model results kept for (workload, clocks) seen before: clocks dwell, so ticks repeat them"""
+
+    def __init__(self, model: PlatformModel, seed: int = 0, tick_s: float = 0.01) -> None:
+        self.model = model
+        self.tick_s = tick_s
+        self.rng = np.random.default_rng(seed)
+        clocks = model.description.clocks
+        self.cpu_table, self.gpu_table, self.emc_table = clocks.cpu_available_khz, clocks.gpu_available_hz, clocks.emc_available_hz
+        self.cpu = [DomainControl(self.cpu_table[0], self.cpu_table[-1], "schedutil") for _ in range(model.clusters)]
+        self.gpu = DomainControl(self.gpu_table[0], self.gpu_table[-1], "nvhost_podgov")
+        self.emc_locked_hz = 0
+        self.emc_governor = "default"
+        self.cpu_khz = [self.cpu_table[-1]] * model.clusters
+        self.gpu_hz = self.gpu_table[-1]
+        self.emc_hz = self.emc_table[-1]
+        config = GovernorConfig.from_yaml(model.governors)
+        self._schedutil = [Schedutil(self.cpu_table, config.schedutil_rate_limit_s, config.pelt_half_life_s) for _ in range(model.clusters)]
+        self._podgov = PodGov(self.gpu_table, **config.podgov)
+        self._emc_gov = ActivityGovernor(self.emc_table, config.emc_up_threshold, config.pelt_half_life_s)
+        self.apps: dict[str, SimulatedApp] = {}
+        self.background_gpu = 0.0
+        self.time_s = 0.0
+        self.energy_j = 0.0
+        self.frames: list[Frame] = []
+        self.log = TickLog()
+        self.last_state: LoadState | None = None
+        self._states: dict[tuple, LoadState] = {}
+
+    # -- workload ---------------------------------------------------------------------------------
+    def add_app(self, app: str, profile: ModelProfile, fps: float, cluster: int, subnet: str | None = None) -> None:
+        start = subnet or max(profile.subnets, key=lambda s: s.accuracy).id
+        profile.subnet(start)  # raises on an unknown id
+        self.apps[app] = SimulatedApp(app, profile, fps, cluster, start, next_start_s=self.time_s)
+
+    def request_switch(self, app: str, subnet: str) -> None:
+        """Run `subnet` from the app's next frame."""
+        sim = self.apps[app]
+        sim.profile.subnet(subnet)
+        if subnet != sim.subnet:
+            sim.pending_subnet = subnet
+
+    # -- clocks (what a DVFS component would write) -------------------------------------------------
+    def pin(self, cpu_khz: dict[int, int] | None = None, gpu_hz: int = 0, emc_hz: int = 0) -> None:
+        """Pin clocks (min = max); 0 / missing leaves a domain as it is."""
+        for cluster, khz in (cpu_khz or {}).items():
+            if khz:
+                self.cpu[cluster].lo = self.cpu[cluster].hi = int(khz)
+        if gpu_hz:
+            self.gpu.lo = self.gpu.hi = int(gpu_hz)
+        if emc_hz:
+            self.emc_locked_hz = int(emc_hz)
+
+    def use_governors(self, mode: str = "default") -> None:
+        """Hand every clock back to a governor over the full range: 'default' (schedutil,
+        nvhost_podgov, EMC activity), 'performance' (all max, like jetson_clocks) or 'powersave'."""
+        if mode not in ("default", "performance", "powersave"):
+            raise ValueError(f"unknown governor mode {mode!r}")
+        for c in self.cpu:
+            c.lo, c.hi, c.governor = self.cpu_table[0], self.cpu_table[-1], "schedutil" if mode == "default" else mode
+        self.gpu.lo, self.gpu.hi, self.gpu.governor = self.gpu_table[0], self.gpu_table[-1], "nvhost_podgov" if mode == "default" else mode
+        self.emc_locked_hz = 0
+        self.emc_governor = mode
+
+    # -- time ---------------------------------------------------------------------------------------
+    def _state(self) -> LoadState:
+        apps = tuple(AppLoad(a.profile.subnet(a.subnet).latency_mean_ms, a.fps, a.cluster) for a in self.apps.values())
+        key = (apps, tuple(self.cpu_khz), self.gpu_hz, self.emc_hz, self.background_gpu)
+        state = self._states.get(key)
+        if state is None:
+            if len(self._states) >= self.STATE_CACHE_SIZE:
+                self._states.clear()
+            state = self._states[key] = self.model.steady_state(apps, self.cpu_khz, self.gpu_hz, self.emc_hz, self.background_gpu)
+        return state
+
+    def step(self) -> LoadState:
+        dt = self.tick_s
+        end = self.time_s + dt
+        for sim in self.apps.values():
+            if sim.pending_subnet is not None and sim.next_start_s < end:
+                sim.subnet, sim.pending_subnet, sim.switched = sim.pending_subnet, None, True
+        state = self._state()
+        sigma = math.sqrt(math.log(1.0 + self.model.latency_cv ** 2))
+        for i, sim in enumerate(self.apps.values()):
+            mean_ms = float(state.latency_ms[i])
+            subnet = sim.profile.subnet(sim.subnet)
+            bound = int(dt * 1000.0 / max(mean_ms * 0.5, 1e-3)) + 2  # at most this many frames start in a tick
+            for _ in range(bound):
+                if sim.next_start_s >= end:
+                    break
+                latency = mean_ms * math.exp(sigma * self.rng.standard_normal() - sigma * sigma / 2)
+                if sim.switched:
+                    latency += SWITCH_COST_MS
+                    sim.switched = False
+                self.frames.append(Frame(sim.app, sim.next_start_s, latency, sim.subnet, subnet.accuracy))
+                done = sim.next_start_s + latency / 1000.0
+                # a camera frame that arrives while the model is busy is dropped: start at the next arrival
+                sim.next_start_s = math.ceil(done * sim.fps - 1e-9) / sim.fps if sim.fps > 0 else done
+        power = float(state.power_w)
+        self.energy_j += power * dt
+        self.time_s = end
+        self._log(power, float(state.gpu_busy))
+        self._govern(state)
+        self.last_state = state
+        return state
+
+    def run_until(self, t_end_s: float) -> None:
+        for _ in range(int(math.ceil((t_end_s - self.time_s) / self.tick_s - 1e-9))):
+            self.step()
+
+    def _log(self, power: float, gpu_busy: float) -> None:
+        log = self.log
+        log.time_s.append(self.time_s)
+        log.cpu_khz.append(tuple(self.cpu_khz))
+        log.gpu_hz.append(self.gpu_hz)
+        log.emc_hz.append(self.emc_hz)
+        log.power_w.append(power)
+        log.gpu_busy.append(gpu_busy)
+
+    def _govern(self, state: LoadState) -> None:
+        """Pick the clocks for the next tick within each domain's range."""
+        now, dt = self.time_s, self.tick_s
+        for c, control in enumerate(self.cpu):
+            busy = float(state.cluster_busy_cores[c])  # the busiest CPU of the policy drives schedutil
+            if control.lo == control.hi:
+                self.cpu_khz[c] = control.lo
+            elif control.governor == "performance":
+                self.cpu_khz[c] = control.hi
+            elif control.governor == "powersave":
+                self.cpu_khz[c] = control.lo
+            else:
+                self.cpu_khz[c] = self._schedutil[c].step(now, dt, min(1.0, busy), self.cpu_khz[c], control.lo, control.hi)
+        if self.gpu.lo == self.gpu.hi:
+            self.gpu_hz = self.gpu.lo
+        elif self.gpu.governor == "performance":
+            self.gpu_hz = self.gpu.hi
+        elif self.gpu.governor == "powersave":
+            self.gpu_hz = self.gpu.lo
+        else:
+            self.gpu_hz = self._podgov.step(now, float(state.gpu_busy), self.gpu_hz, self.gpu.lo, self.gpu.hi)
+        if self.emc_locked_hz:
+            self.emc_hz = self.emc_locked_hz
+        elif self.emc_governor == "performance":
+            self.emc_hz = self.emc_table[-1]
+        elif self.emc_governor == "powersave":
+            self.emc_hz = self.emc_table[0]
+        else:
+            # while the GPU works its driver asks for EMC bandwidth in proportion to its clock
+            floor = self.emc_table[-1] * self.gpu_hz / self.gpu_table[-1] if float(state.gpu_busy) > self.GPU_IDLE else 0.0
+            self.emc_hz = self._emc_gov.step(dt, float(state.emc_busy), self.emc_hz, self.emc_table[0], self.emc_table[-1], floor)

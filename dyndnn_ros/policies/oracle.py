@@ -1,0 +1,114 @@
+"""The oracle: exhaustive search over sub-networks x clocks with perfect knowledge of the platform.
+
+It knows what the policies must estimate (the background GPU load, given by the evaluation through
+`set_truth`) and searches every combination of sub-networks with the whole clock grid, so its
+energy is the lower bound for the goals. It follows the same priority rule as the hierarchical
+manager when the goals cannot all be met, so both are judged on the same goals. Evaluation only:
+a robot cannot know the truth.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping
+
+from dyndnn_ros.policies.base import Decision, Observation, PerformanceGoal, Policy, register_policy, validate_goals
+from dyndnn_ros.policies.search import AppDemand, ClockChoice, as_platform_model, point_to_setting, search_clocks, tail_ratio
+from dyndnn_ros.profiles import ModelProfile, SubnetProfile
+
+MAX_COMBINATIONS = 10_000
+"""Bound on sub-network combinations searched (7 x 7 for two published models)."""
+
+
+def exhaustive_best(
+    model, apps: list[tuple[PerformanceGoal, list[SubnetProfile], int, float, bool]],
+    power_cap_w: float, background_gpu: float, best_effort: bool = False,
+) -> tuple[ClockChoice, tuple[SubnetProfile, ...]] | None:
+    """Least-power (sub-networks, clocks) meeting every constrained app's p99 latency and the power cap.
+
+    apps: (goal, allowed sub-networks, cluster, fps, latency constrained?) per application."""
+    best: tuple[ClockChoice, tuple[SubnetProfile, ...]] | None = None
+    combos = itertools.product(*[allowed for _, allowed, _, _, _ in apps])
+    for combo in itertools.islice(combos, MAX_COMBINATIONS):
+        demands = [
+            AppDemand(goal.app, s.latency_mean_ms, tail_ratio(s), fps, cluster, 1.0,
+                      goal.max_latency_ms if constrained else 0.0)
+            for (goal, _, cluster, fps, constrained), s in zip(apps, combo)
+        ]
+        choice = search_clocks(model, demands, power_cap_w, background_gpu, best_effort=best_effort)
+        if choice is not None and (best is None or _better(choice, best[0], demands)):
+            best = (choice, combo)
+    return best
+
+
+def _worst_lateness(choice: ClockChoice, demands: list[AppDemand]) -> float:
+    return max((t / d.max_tail_ms for t, d in zip(choice.tail_ms, demands) if d.max_tail_ms > 0), default=0.0)
+
+
+def _better(new: ClockChoice, old: ClockChoice, demands: list[AppDemand]) -> bool:
+    if new.met and old.met:
+        return new.power_w < old.power_w
+    if not new.met and not old.met:
+        return (_worst_lateness(new, demands), new.power_w) < (_worst_lateness(old, demands), old.power_w)
+    return new.met
+
+
+@register_policy("oracle")
+class OraclePolicy(Policy):
+    name = "oracle"
+
+    def __init__(self, platform: Any = None) -> None:
+        self.model = as_platform_model(platform)
+        self.background_gpu = 0.0
+        self._cache: dict[tuple, Decision] = {}
+
+    def set_truth(self, background_gpu: float) -> None:
+        """What only the simulator knows: the GPU share a background job takes."""
+        self.background_gpu = float(background_gpu)
+
+    def reset(self) -> None:
+        self._cache.clear()
+
+    def decide(self, goals: Mapping[str, PerformanceGoal], profiles: Mapping[str, ModelProfile], observation: Observation) -> Decision:
+        validate_goals(goals)
+        served = [g for g in sorted(goals.values(), key=lambda g: g.app) if g.model in profiles]
+        names = [c.name for c in self.model.description.clocks.cpu_clusters]
+        clusters = {g.app: (names.index(observation.app_cluster[g.app]) if observation.app_cluster.get(g.app) in names else i % len(names))
+                    for i, g in enumerate(served)}
+        fps = {g.app: float(observation.input_fps.get(g.app, 0.0)) for g in served}
+        key = (tuple(served), tuple(sorted(fps.items())), tuple(sorted(clusters.items())), self.background_gpu)
+        if key in self._cache:
+            return self._cache[key]
+        given_up = {g.app: f"no profile for model {g.model!r}" for g in goals.values() if g.model not in profiles}
+        lowest_first = sorted(served, key=lambda g: (g.priority, g.app))
+        top = lowest_first[-1].app if lowest_first else None
+        ladder = [(g.app, kind) for g in lowest_first for kind in ("accuracy", "drop") if kind == "accuracy" or g.app != top]
+        relaxed: set[str] = set()
+        dropped: set[str] = set()
+        found = None
+        for step in range(len(ladder) + 1):
+            apps = []
+            for g in served:
+                subnets = list(profiles[g.model].subnets)
+                allowed = subnets if g.app in relaxed else [s for s in subnets if s.accuracy >= g.min_accuracy]
+                apps.append((g, allowed or [max(subnets, key=lambda s: s.accuracy)], clusters[g.app], fps[g.app], g.app not in dropped))
+            cap = min((g.max_power_w for g in served if g.max_power_w and g.app not in dropped), default=0.0)
+            found = exhaustive_best(self.model, apps, cap, self.background_gpu)
+            if found is not None or step == len(ladder):
+                break
+            app, kind = ladder[step]
+            (relaxed if kind == "accuracy" else dropped).add(app)
+            given_up[app] = "accuracy goal relaxed" if kind == "accuracy" else "given up for higher priorities"
+        if found is None:  # even the highest priority cannot be met: least worst lateness
+            found = exhaustive_best(self.model, apps, cap, self.background_gpu, best_effort=True)
+            given_up.update({g.app: "best effort: target cannot be met" for g in served if g.app not in dropped})
+        choice, combo = found
+        decision = Decision(
+            subnets={g.model: s.id for g, s in zip(served, combo)},
+            clocks=point_to_setting(self.model, choice.point),
+            reasons={g.model: "exhaustive optimum" for g in served},
+            given_up=given_up,
+            predicted_latency_ms={g.app: p for g, p in zip(served, choice.tail_ms)},
+            predicted_power_w=choice.power_w,
+        )
+        self._cache[key] = decision
+        return decision

@@ -1,0 +1,238 @@
+"""Policies that set clocks: the hierarchical manager (sub-network + DVFS) and DVFS only.
+
+Hierarchical manager (after Xun, Hare, Merrett):
+- app level: per application, the sub-network that meets its accuracy goal at the least cost, i.e.
+  the fastest one with accuracy >= min_accuracy (in this platform model a faster sub-network costs
+  less energy at any clocks, so this choice is also the energy-optimal one);
+- system level: the CPU/GPU/EMC clocks that meet every application's latency goal (on the predicted p99) and the power
+  cap at the least predicted board power (search.py);
+- feedback: each app's latency prediction is multiplied by a Kalman-filtered slowdown factor
+  (measured / predicted for what ran), and predicted power by a filtered measured/predicted ratio;
+- hysteresis: improvements in sub-network must persist `hold_periods` periods, and clocks change
+  only when that saves more than `min_saving` of power or the old clocks no longer meet the goals;
+- priorities: when no clocks meet everything, the lowest-priority app first has its accuracy goal
+  relaxed (a faster sub-network), then is given up (its goals ignored), and so on upwards; every
+  relaxation is reported in Decision.given_up with the reason.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, Mapping
+
+from dyndnn_ros.platforms.model import OperatingPoint
+from dyndnn_ros.policies.base import (
+    ClockSetting,
+    Decision,
+    Observation,
+    PerformanceGoal,
+    Policy,
+    PolicyError,
+    register_policy,
+    validate_goals,
+)
+from dyndnn_ros.policies.feedback import SlowdownFilter, SwitchHysteresis
+from dyndnn_ros.policies.search import (
+    AppDemand,
+    ClockChoice,
+    as_platform_model,
+    point_to_setting,
+    predict,
+    search_clocks,
+    setting_to_point,
+    tail_ratio,
+)
+from dyndnn_ros.profiles import ModelProfile, SubnetProfile
+
+
+class SystemLevelPolicy(Policy):
+    """Shared machinery: app-to-cluster mapping, feedback filters, the relaxation ladder, hysteresis."""
+
+    relax_accuracy_first = True
+
+    def __init__(
+        self,
+        platform: Any = None,
+        headroom: float = 0.03,
+        hold_periods: int = 3,
+        min_saving: float = 0.03,
+        use_feedback: bool = True,
+    ) -> None:
+        if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
+            raise PolicyError(f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1")
+        self.model = as_platform_model(platform)
+        self.headroom = headroom
+        self.hold_periods = hold_periods
+        self.min_saving = min_saving
+        self.use_feedback = use_feedback
+        self.reset()
+
+    def reset(self) -> None:
+        self._slowdown: dict[str, SlowdownFilter] = {}
+        self._power = SlowdownFilter(process_variance=0.005, measurement_variance=0.01)
+        self._hysteresis: dict[str, SwitchHysteresis] = {}
+        self._last_point: OperatingPoint | None = None
+
+    def dropped_subnet(self, profile: ModelProfile) -> SubnetProfile:
+        """A given-up app runs its fastest sub-network: the least GPU time taken from the others."""
+        return min(profile.subnets, key=lambda s: s.latency_mean_ms)
+
+    @abstractmethod
+    def app_level(self, goal: PerformanceGoal, profile: ModelProfile, slowdown: float) -> tuple[SubnetProfile, str]:
+        """The sub-network for one app while its goals are held, and why."""
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _clusters(self, goals: Mapping[str, PerformanceGoal], observation: Observation) -> dict[str, int]:
+        names = [c.name for c in self.model.description.clocks.cpu_clusters]
+        mapping = {}
+        for index, app in enumerate(sorted(goals)):
+            named = observation.app_cluster.get(app)
+            mapping[app] = names.index(named) if named in names else index % len(names)
+        return mapping
+
+    def _demand(self, goal: PerformanceGoal, subnet: SubnetProfile, cluster: int, observation: Observation, constrained: bool) -> AppDemand:
+        target = goal.max_latency_ms * (1.0 - self.headroom) if constrained and goal.max_latency_ms else 0.0
+        return AppDemand(
+            goal.app, subnet.latency_mean_ms, tail_ratio(subnet), float(observation.input_fps.get(goal.app, 0.0)),
+            cluster, self._slowdown[goal.app].estimate if self.use_feedback else 1.0, target,
+        )
+
+    def _update_feedback(self, goals, profiles, observation: Observation, clusters: dict[str, int]) -> None:
+        ran: list[tuple[PerformanceGoal, AppDemand]] = []
+        for goal in goals.values():
+            self._slowdown.setdefault(goal.app, SlowdownFilter())
+            active = observation.active_subnets.get(goal.model)
+            profile = profiles.get(goal.model)
+            if profile is None or active not in profile.ids:
+                continue
+            s = profile.subnet(active)
+            ran.append((goal, AppDemand(goal.app, s.latency_mean_ms, tail_ratio(s), float(observation.input_fps.get(goal.app, 0.0)), clusters[goal.app])))
+        if not self.use_feedback or not ran:
+            return
+        point = setting_to_point(self.model, observation.clocks)
+        latencies, power = predict(self.model, [d for _, d in ran], point)
+        for (goal, _), predicted in zip(ran, latencies):
+            if observation.frames.get(goal.app, 0) > 0:
+                self._slowdown[goal.app].update(observation.latency_ms.get(goal.app, 0.0), predicted)
+        if observation.power_w > 0:
+            # with the slowdowns applied, the rates (and so the power) are what the board saw
+            slowed = [AppDemand(d.app, d.reference_latency_ms, d.tail_ratio, d.fps, d.cluster, self._slowdown[d.app].estimate) for _, d in ran]
+            self._power.update(observation.power_w, predict(self.model, slowed, point)[1])
+
+    # -- the decision -----------------------------------------------------------------------------
+    def decide(self, goals: Mapping[str, PerformanceGoal], profiles: Mapping[str, ModelProfile], observation: Observation) -> Decision:
+        validate_goals(goals)
+        given_up: dict[str, str] = {}
+        served = {}
+        for app, goal in goals.items():
+            if goal.model in profiles:
+                served[app] = goal
+            else:
+                given_up[app] = f"no profile for model {goal.model!r}"
+        clusters = self._clusters(served, observation)
+        self._update_feedback(served, profiles, observation, clusters)
+        power_scale = self._power.estimate if self.use_feedback else 1.0
+
+        proposals = {}
+        for goal in served.values():
+            slowdown = self._slowdown[goal.app].estimate if self.use_feedback else 1.0
+            proposals[goal.app] = self.app_level(goal, profiles[goal.model], slowdown)
+        ladder = self._ladder(served, profiles, proposals)
+        forced: dict[str, SubnetProfile] = {}  # app -> sub-network below its accuracy goal
+        dropped: set[str] = set()
+        choice: ClockChoice | None = None
+        chosen: dict[str, SubnetProfile] = {}
+        for step in range(len(ladder) + 1):
+            power_cap = min((g.max_power_w for g in served.values() if g.max_power_w and g.app not in dropped), default=0.0)
+            # first with the held (hysteresis) sub-networks, then with the proposals themselves
+            for use_held in (True, False):
+                chosen = {}
+                for goal in served.values():
+                    proposal = forced.get(goal.app) or proposals[goal.app][0]
+                    h = self._hysteresis.setdefault(goal.model, SwitchHysteresis(self.hold_periods))
+                    profile = profiles[goal.model]
+                    if use_held and h.current in profile.ids and goal.app not in forced:
+                        current = profile.subnet(h.current)
+                        current_ok = current.accuracy >= goal.min_accuracy and current.latency_mean_ms >= proposal.latency_mean_ms
+                        chosen[goal.app] = profile.subnet(h.apply(proposal.id, current_ok))
+                    else:
+                        chosen[goal.app] = proposal
+                demands = [self._demand(g, chosen[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
+                choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, keep=self._last_point, min_saving=self.min_saving)
+                if choice is not None:
+                    break
+            if choice is not None or step == len(ladder):
+                break
+            app, subnet = ladder[step]
+            goal = served[app]
+            if subnet is not None:
+                forced[app] = subnet
+                given_up[app] = (f"priority {goal.priority}: accuracy >= {goal.min_accuracy:g} relaxed to {subnet.accuracy:.4f}"
+                                 f" ({subnet.id}): no clocks meet every latency goal with more accurate sub-networks")
+            else:
+                dropped.add(app)
+                forced[app] = self.dropped_subnet(profiles[goal.model])
+                given_up[app] = (f"priority {goal.priority}: given up (latency {goal.max_latency_ms:g} ms"
+                                 f"{f', power {goal.max_power_w:g} W' if goal.max_power_w else ''}); runs {forced[app].id}"
+                                 " so higher-priority goals can be met")
+        if choice is None:  # even the highest priority cannot be met: least worst lateness
+            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True)
+            for i, goal in enumerate(served.values()):
+                if goal.app not in dropped:
+                    given_up[goal.app] = (f"priority {goal.priority}: latency {goal.max_latency_ms:g} ms cannot be met"
+                                          f"{f' within {power_cap:g} W' if power_cap else ''}; best effort, predicted p99 {choice.tail_ms[i]:.1f} ms")
+        subnets, predicted, reasons = {}, {}, {}
+        for i, goal in enumerate(served.values()):
+            subnet = chosen[goal.app]
+            self._hysteresis[goal.model].current = subnet.id
+            subnets[goal.model] = subnet.id
+            predicted[goal.app] = choice.tail_ms[i]
+            why = proposals[goal.app][1] if goal.app not in forced else given_up.get(goal.app, "")
+            reasons[goal.model] = f"{why}; predicted p99 {choice.tail_ms[i]:.1f} ms"
+        self._last_point = choice.point
+        return Decision(subnets, point_to_setting(self.model, choice.point), reasons, given_up, predicted, choice.power_w)
+
+    def _ladder(self, served, profiles, proposals) -> list[tuple[str, SubnetProfile | None]]:
+        """Relaxations in order, lowest priority first: each faster sub-network below the app's
+        accuracy goal, most accurate first (hierarchical only), then give the app up (None). The
+        highest-priority app is never given up: if even it cannot be served, it gets best effort."""
+        lowest_first = sorted(served.values(), key=lambda g: (g.priority, g.app))
+        ladder: list[tuple[str, SubnetProfile | None]] = []
+        for goal in lowest_first:
+            if self.relax_accuracy_first:
+                proposal = proposals[goal.app][0]
+                faster = [s for s in profiles[goal.model].subnets if s.latency_mean_ms < proposal.latency_mean_ms]
+                ladder += [(goal.app, s) for s in sorted(faster, key=lambda s: -s.accuracy)]
+            if goal is not lowest_first[-1]:
+                ladder.append((goal.app, None))
+        return ladder
+
+
+@register_policy("hierarchical")
+class HierarchicalPolicy(SystemLevelPolicy):
+    name = "hierarchical"
+
+    def app_level(self, goal, profile, slowdown):
+        meets = [s for s in profile.subnets if s.accuracy >= goal.min_accuracy]
+        if meets:
+            return min(meets, key=lambda s: (s.latency_mean_ms, -s.accuracy)), f"fastest with accuracy >= {goal.min_accuracy:g}"
+        return max(profile.subnets, key=lambda s: s.accuracy), f"no sub-network reaches accuracy {goal.min_accuracy:g}: most accurate"
+
+
+@register_policy("dvfs_only")
+class DvfsOnlyPolicy(SystemLevelPolicy):
+    """Clocks only: fixed sub-networks (`subnets`, else the most accurate), same system level and feedback."""
+
+    name = "dvfs_only"
+    relax_accuracy_first = False
+
+    def __init__(self, platform: Any = None, subnets: Mapping[str, str] | None = None, **params: Any) -> None:
+        self.fixed = dict(subnets or {})
+        super().__init__(platform, **params)
+
+    def dropped_subnet(self, profile):
+        return self.app_level(PerformanceGoal("-", profile.model), profile, 1.0)[0]
+
+    def app_level(self, goal, profile, slowdown):
+        if goal.model in self.fixed:
+            return profile.subnet(self.fixed[goal.model]), "fixed by configuration"
+        return max(profile.subnets, key=lambda s: s.accuracy), "fixed: most accurate sub-network"

@@ -1,0 +1,65 @@
+"""Fixtures that start the installed node executables and talk to them over DDS on loopback.
+
+Each test run uses its own ROS_DOMAIN_ID and discovery stays on this machine; every process is
+stopped and reaped at the end of its test, and every wait is bounded.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+# Set before rclpy is initialised anywhere in this process, and inherited by the node processes.
+os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+try:
+    from dyndnn_ros.bringup import BringupError, NodeGroup, NodeProcess, executable_path
+    from dyndnn_ros.msg import PerformanceTarget  # noqa: F401  (generated: only in the colcon install)
+
+    executable_path("dvfs_node")
+    INSTALLED, WHY_NOT = True, ""
+except Exception as exc:  # ImportError, BringupError: not built / not sourced
+    INSTALLED, WHY_NOT = False, f"dyndnn_ros is not built and sourced ({exc}); run `make test`"
+
+from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.platforms.description import load_platform
+
+PLATFORM = load_platform("xavier_nx")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "test/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+            if not INSTALLED:
+                item.add_marker(pytest.mark.skip(reason=WHY_NOT))
+
+
+@pytest.fixture()
+def sim_root(tmp_path: Path) -> Path:
+    return create_simulated_jetson(tmp_path / "jetson", PLATFORM)
+
+
+@pytest.fixture()
+def client() -> Iterator["DyndnnClient"]:
+    from dyndnn_ros.cli.ros_client import DyndnnClient
+
+    with DyndnnClient(node_name=f"test_client_{os.getpid()}") as c:
+        yield c
+
+
+@pytest.fixture()
+def start_nodes(tmp_path: Path) -> Iterator[Callable[..., "NodeGroup"]]:
+    groups: list[NodeGroup] = []
+
+    def start(*nodes: NodeProcess) -> NodeGroup:
+        group = NodeGroup(list(nodes), log_dir=tmp_path).start()
+        groups.append(group)
+        return group
+
+    yield start
+    for group in groups:
+        group.stop(timeout=10)

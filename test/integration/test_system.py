@@ -1,0 +1,120 @@
+"""The whole system over DDS: camera -> inference node <-> resource manager -> DVFS node -> clock files.
+
+Starts the real executables from the colcon install on a simulated Xavier NX tree and drives them
+from outside, as an application would, with targets on the targets topic.
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PLATFORM
+
+from dyndnn_ros.bringup import NodeProcess
+from dyndnn_ros.msg import DvfsCommand, PerformanceTarget, SubnetSwitch
+
+MODEL = "digits"
+STARTUP_S = 90.0
+STEP_S = 25.0
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    """The group-convolution digits model, trained for real with a small budget (about 15 s)."""
+    out = tmp_path_factory.mktemp("groupconv_digits")
+    subprocess.run([sys.executable, "-m", "dyndnn_ros.models.train_groupconv", "--out", str(out), "--epochs", "3",
+                    "--no-baseline", "--threads", "1"], check=True, timeout=300, capture_output=True)
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture()
+def system(start_nodes, sim_root, digits_checkpoint):
+    group = start_nodes(
+        NodeProcess("camera_node", "camera_node", {"rate_hz": 20.0}),
+        NodeProcess("inference_node", "inference_node", {"model_id": MODEL, "model_config": "groupconv_digits",
+                                                         "checkpoint": str(digits_checkpoint), "threads": 1,
+                                                         "profile_frames": 30}),
+        NodeProcess("resource_manager_node", "resource_manager_node", {"policy": "hierarchical", "control_period_s": 0.3}),
+        NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(sim_root), "watchdog_s": 5.0}),
+        NodeProcess("hardware_monitor_node", "hardware_monitor_node",
+                    {"sysfs_root": str(sim_root), "source": "simulation", "period_s": 0.3}),
+    )
+    return group, sim_root
+
+
+def announced(client):
+    assert client.wait_until(lambda: MODEL in client.profiles, STARTUP_S), "the inference node never announced its model"
+    assert client.wait_for_stats(MODEL, lambda s: True, STEP_S), "no InferenceStats"
+    return client.profiles[MODEL]
+
+
+def test_target_switches_the_subnet_and_dvfs_writes_the_clock_files(system, client):
+    group, root = system
+    profile = announced(client)
+    best = max(profile.subnets, key=lambda s: (s.accuracy, -s.latency_p95_ms))
+    fastest = min(profile.subnets, key=lambda s: s.latency_p95_ms)
+
+    client.set_target("classifier", MODEL, max_latency_ms=best.latency_p95_ms * 20, min_accuracy=best.accuracy)
+    assert client.wait_until(lambda: any(m.model_id == MODEL and m.subnet_id == best.id for m in client.switches), STEP_S)
+    stats = client.wait_for_stats(MODEL, lambda s: s.active_subnet == best.id, STEP_S)
+    assert stats is not None, f"the inference node never reported {best.id!r}"
+    assert stats.accuracy == pytest.approx(best.accuracy)
+
+    client.set_target("classifier", MODEL, max_latency_ms=fastest.latency_p95_ms * 1.5)
+    assert client.wait_for_stats(MODEL, lambda s: s.active_subnet == fastest.id, STEP_S) is not None
+
+    assert client.wait_until(lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied), STEP_S), \
+        "the manager's DVFS command never reached the clock files"
+    applied = [m for m in client.dvfs_applied if m.mode == DvfsCommand.MODE_SET][-1]
+    gpu = root / PLATFORM.clocks.gpu_devfreq_path
+    if applied.gpu_frequency_hz:
+        assert int((gpu / "max_freq").read_text()) == applied.gpu_frequency_hz
+    for name, khz in zip(applied.cpu_cluster_names, applied.cpu_frequencies_khz):
+        policy = next(c for c in PLATFORM.clocks.cpu_clusters if c.name == name).policy_cpu
+        assert int((root / f"sys/devices/system/cpu/cpufreq/policy{policy}/scaling_max_freq").read_text()) == khz
+        assert khz in PLATFORM.clocks.cpu_available_khz
+
+
+BAD_TARGETS = [
+    (dict(max_latency_ms=math.nan), "must be finite"),
+    (dict(max_latency_ms=-5.0), "must be >= 0"),
+    (dict(min_accuracy=90.0), "fraction in [0, 1]"),
+    (dict(model_id="no_such_model", max_latency_ms=5.0), "unknown model 'no_such_model'"),
+]
+
+
+def test_malformed_targets_are_rejected_with_a_reason_and_change_nothing(system, client):
+    group, _ = system
+    announced(client)
+    before = client.latest_stats(MODEL).active_subnet
+    switches_before = len(client.switches)
+    # a plain volatile publisher, as `ros2 topic pub` makes by default
+    pub = client.node.create_publisher(PerformanceTarget, "dyndnn/targets", 10)
+    assert client.wait_until(lambda: pub.get_subscription_count() >= 1, 15)
+    for bad, reason in BAD_TARGETS:
+        fields = {"app_id": "bad_app", "model_id": MODEL, **bad}
+        logged = client.wait_until(
+            lambda: pub.publish(PerformanceTarget(**fields)) or reason in group.output("resource_manager_node"),
+            STEP_S, poll=0.5)
+        assert logged, f"no logged rejection containing {reason!r}"
+    assert group.output("resource_manager_node").count("rejected target") >= len(BAD_TARGETS)
+    assert not client.wait_until(lambda: len(client.switches) > switches_before, 2.0), "a rejected target caused a switch"
+    assert client.latest_stats(MODEL).active_subnet == before
+    assert sorted(group.running()) == sorted(n.name for n in group.nodes), "every node keeps running"
+
+
+def test_unknown_subnet_switch_is_rejected_by_the_inference_node(system, client):
+    group, _ = system
+    announced(client)
+    before = client.latest_stats(MODEL).active_subnet
+    pub = client.node.create_publisher(SubnetSwitch, "dyndnn/subnet_switch", 10)
+    assert client.wait_until(lambda: pub.get_subscription_count() > 1, 15)
+    logged = client.wait_until(
+        lambda: (pub.publish(SubnetSwitch(model_id=MODEL, subnet_id="g99", reason="test")) or
+                 "unknown sub-network 'g99'" in group.output("inference_node")), STEP_S, poll=0.5)
+    assert logged
+    assert client.wait_for_stats(MODEL, lambda s: s.active_subnet == before, 5) is not None
+    assert "inference_node" in group.running()
