@@ -77,7 +77,7 @@ def test_tensorrt_backend_refuses_clearly_without_tensorrt() -> None:
     if tensorrt_available():
         pytest.skip("TensorRT and a GPU are present; covered by the hardware test")
     with pytest.raises(BackendError, match="tensorrt"):
-        create_backend("tensorrt", engine_dir="build/engines/none")
+        create_backend("tensorrt", model="groupconv_digits")
 
 
 @pytest.mark.hardware
