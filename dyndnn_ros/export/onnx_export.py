@@ -65,7 +65,7 @@ def export_model(config: str | Path | dict[str, Any], out_dir: str | Path, check
     generator = torch.Generator().manual_seed(seed)
     entries, checks = [], []
     for sid in tqdm(ids, desc=f"ONNX export {model.name}", unit="subnet", disable=not progress):
-        module = model.family.materialise(sid)
+        module = model.standalone(sid)
         shape = model.input_shape(sid)
         path = export_module(module, shape, out_dir / f"{sid}.onnx", opset)
         diff, scale = check_with_onnxruntime(module, path, torch.randn(1, *shape, generator=generator))

@@ -107,8 +107,13 @@ class OFAFamily(DynamicFamily):
         return self.net
 
     def materialise(self, subnet_id: str) -> MobileNetV3:
+        # leave the super-network computing what it computed before: a shared-mode model may be using it
+        previous = self.net.active_subnet_config(resolution=0)
         self.net.set_active_subnet(self.config_of(subnet_id))
-        sub = self.net.get_active_subnet().eval()
+        try:
+            sub = self.net.get_active_subnet().eval()
+        finally:
+            self.net.set_active_subnet(previous)
         stats = self.bn_stats.get(subnet_id)
         if stats:
             sub.load_state_dict(stats, strict=False)

@@ -56,7 +56,7 @@ def profile_model(model: DynamicModel, iterations: int = 100, warmup: int = 10, 
     subnets, unknown, memory_method = [], [], ""
     for sid in ids:
         stats = LatencyStats.of(samples[sid])
-        standalone = model.family.materialise(sid).to(model.device)
+        standalone = model.standalone(sid)
         memory, memory_method = peak_memory_mb(standalone, inputs[sid])
         acc = accuracy.get(sid, model.family.accuracy(sid))
         if acc is None:
