@@ -10,7 +10,7 @@ import torch
 from dyndnn_ros.models.ofa_family import OFAFamily, bn_buffers, recalibrate_bn
 from dyndnn_ros.models.ofa_mbv3 import OFAMobileNetV3
 
-REFERENCE_SHAPES = Path(__file__).parent / "data" / "ofa_mbv3_w1.0_state_dict_shapes.json"
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,11 @@ def supernet() -> OFAMobileNetV3:
     return OFAMobileNetV3().eval()
 
 
-def test_state_dict_matches_official_checkpoint_layout(supernet: OFAMobileNetV3) -> None:
-    # key -> shape list of ofa 0.1.0's OFAMobileNetV3(ks 3/5/7, e 3/4/6, d 2/3/4, w1.0), recorded from it
-    reference = json.loads(REFERENCE_SHAPES.read_text())
-    ours = {k: list(v.shape) for k, v in supernet.state_dict().items()}
+@pytest.mark.parametrize("width_mult", [1.0, 1.2])
+def test_state_dict_matches_official_checkpoint_layout(width_mult: float) -> None:
+    # key -> shape of ofa 0.1.0's OFAMobileNetV3(ks 3/5/7, e 3/4/6, d 2/3/4, w1.0 / w1.2), recorded from it
+    reference = json.loads((DATA / f"ofa_mbv3_w{width_mult}_state_dict_shapes.json").read_text())
+    ours = {k: list(v.shape) for k, v in OFAMobileNetV3(width_mult=width_mult).state_dict().items()}
     assert ours == reference
 
 
