@@ -64,14 +64,14 @@ def test_subnet_config_validation(supernet: OFAMobileNetV3) -> None:
 
 
 def test_per_subnet_bn_stats_restored_in_both_modes(supernet: OFAMobileNetV3) -> None:
-    small = supernet.subnet_config(3, 3, 2, 128)
-    big = supernet.subnet_config(5, 6, 3, 128)
+    small = supernet.subnet_config(3, 3, 2, 96)
+    big = supernet.subnet_config(5, 6, 3, 96)
     family = OFAFamily("t", supernet, {"small": small, "big": big}, {}, {})
     torch.manual_seed(3)
-    batches = [torch.randn(4, 3, 128, 128) * 2 + 0.5 for _ in range(2)]
+    batches = [torch.randn(2, 3, 96, 96) * 2 + 0.5 for _ in range(2)]
     stats = {sid: recalibrate_bn(family.materialise(sid), batches) for sid in ("small", "big")}
     family.bn_stats = stats
-    x = torch.randn(1, 3, 128, 128)
+    x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         for sid in ("small", "big", "small"):
             resident = family.materialise(sid)
@@ -109,3 +109,45 @@ def test_bn_stats_file_is_restored_by_the_factory(tmp_path: Path) -> None:
         sub.load_state_dict(stats["a"], strict=False)
         with torch.no_grad():
             torch.testing.assert_close(model.forward(x), sub(x), rtol=1e-4, atol=1e-4)
+
+
+def _deterministic_state_dict(shapes: dict[str, list[int]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Weights that depend only on (sorted keys, shapes, seed): any implementation can rebuild them.
+
+    The reference outputs in data/ofa_mbv3_w1.0_reference_outputs.json were computed by ofa 0.1.0's
+    own OFAMobileNetV3 loaded with exactly these weights."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for key in sorted(shapes):
+        shape = shapes[key]
+        if key.endswith("num_batches_tracked"):
+            out[key] = torch.tensor(0)
+            continue
+        noise = torch.randn(shape, generator=g)
+        if key.endswith("_matrix"):
+            out[key] = torch.eye(shape[0]) + 0.05 * noise
+        elif key.endswith("running_var"):
+            out[key] = 1.0 + 0.1 * noise.abs()
+        elif key.endswith("running_mean") or key.endswith("bias"):
+            out[key] = 0.1 * noise
+        elif ".bn." in key and key.endswith("weight"):
+            out[key] = 1.0 + 0.1 * noise
+        else:
+            fan_in = max(1, int(torch.tensor(shape[1:]).prod())) if len(shape) > 1 else 1
+            out[key] = noise * (2.0 / fan_in) ** 0.5
+    return out
+
+
+def test_outputs_match_the_reference_implementation() -> None:
+    reference = json.loads((DATA / "ofa_mbv3_w1.0_reference_outputs.json").read_text())
+    net = OFAMobileNetV3().eval()
+    net.load_state_dict(_deterministic_state_dict({k: list(v.shape) for k, v in net.state_dict().items()}))
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    for name, case in reference.items():
+        c = case["config"]
+        net.set_active_subnet(net.subnet_config(c["ks"], c["e"], c["d"], 128))
+        with torch.no_grad():
+            for y in (net(x), net.get_active_subnet().eval()(x)):  # shared weights and materialised copy
+                torch.testing.assert_close(y[0, :64], torch.tensor(case["logits_first_64"]), rtol=1e-4, atol=1e-5)
+                assert int(y.argmax()) == case["argmax"]
+                assert float(y.sum()) == pytest.approx(case["sum"], abs=1e-3)
