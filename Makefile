@@ -32,8 +32,15 @@ build: $(VENV_STAMP)
 	    --cmake-args -DPython3_EXECUTABLE=$(abspath $(PY)) -DBUILD_TESTING=OFF > build/colcon.log 2>&1 \
 	  || { cat build/colcon.log; exit 1; }
 
-demo: build
-	$(WITH_ROS) python -m dyndnn_ros.cli.main demo
+DIGITS_CHECKPOINT := build/models/groupconv_digits/checkpoint.pt
+
+# The demo's model: trained once on scikit-learn's bundled digits (about a minute), then reused.
+$(DIGITS_CHECKPOINT): | build
+	@echo "==> training the group-convolution digits model (first run only)"
+	$(WITH_ROS) python -m dyndnn_ros.models.train_groupconv --no-baseline --out $(dir $@)
+
+demo: build $(DIGITS_CHECKPOINT)
+	$(WITH_ROS) dyndnn demo
 
 test: build
 	$(WITH_ROS) pytest

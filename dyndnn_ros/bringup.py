@@ -51,7 +51,9 @@ class NodeProcess:
             args += ["--params-file", str(params_file)]
         for key, value in self.parameters.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
-            args += ["-p", f"{key}:={text}"]
+            # Node-qualified, so it outranks the node's own section of the parameter file (a bare
+            # `-p key:=value` is a wildcard rule, which node-specific file entries override).
+            args += ["-p", f"{self.name}:{key}:={text}"]
         return args
 
 

@@ -88,5 +88,5 @@ def run_demo(args: argparse.Namespace, start_system: Callable, console: Console)
     failed = [step for step, ok, _ in results if not ok]
     console.rule("summary")
     console.print(f"{len(results) - len(failed)}/{len(results)} steps passed" + (f"; failed: {failed}" if failed else ""))
-    console.print(f"node logs: see the processes' output above; simulated board: {root}")
+    console.print(f"simulated board: {root}")
     return 1 if failed else 0

@@ -57,7 +57,10 @@ def start_system(args: argparse.Namespace, echo: bool) -> tuple[NodeGroup, Path,
     where = f"a simulated {args.platform} sysfs tree at {sysfs_root}" if simulated else f"the clocks under {sysfs_root}"
     console.print(f"[bold]starting dyndnn[/bold] on {where}")
     show = (lambda name, line: console.print(f"[dim]\\[{name}][/dim] {line}", highlight=False)) if echo else None
-    group = NodeGroup(system_nodes(args, sysfs_root, simulated), params_file=config_dir() / "dyndnn.yaml", on_line=show)
+    log_dir = Path(tempfile.mkdtemp(prefix="dyndnn_logs_"))
+    console.print(f"node logs: {log_dir}")
+    group = NodeGroup(system_nodes(args, sysfs_root, simulated), params_file=config_dir() / "dyndnn.yaml",
+                      on_line=show, log_dir=log_dir)
     return group.start(), sysfs_root, simulated
 
 
@@ -77,6 +80,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_target(args: argparse.Namespace) -> int:
     from dyndnn_ros.cli.ros_client import DyndnnClient
+    from dyndnn_ros.policies import GoalError, PerformanceGoal
+
+    try:  # the manager would reject it too; saying so here spares a round trip
+        PerformanceGoal(args.app, args.model, args.max_latency_ms, args.min_accuracy, args.max_power_w,
+                        args.max_energy_mj, args.priority).validate()
+    except GoalError as exc:
+        Console(stderr=True).print(f"dyndnn target: {exc}")
+        return 2
 
     with DyndnnClient(node_name="dyndnn_target") as client:
         delivered = client.set_target(args.app, args.model, args.max_latency_ms, args.min_accuracy, args.max_power_w,
