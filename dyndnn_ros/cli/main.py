@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole system on a simulated Jetson and show what it does")
     system_options(demo)
+    demo.add_argument("--scenario", default="b_two_models", help="evaluation scenario to run live after the tour ('' = none)")
+    demo.add_argument("--skip-tour", action="store_true", help="skip the digits-model tour")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -47,14 +47,14 @@ class DyndnnClient:
         self.manager: ManagerStatus | None = None
         self.target_pub = self.node.create_publisher(PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS)
         subscriptions = [
-            (PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS, lambda m: self._keep(self.targets, m.app_id, m)),
-            (ModelProfile, common.MODEL_PROFILES_TOPIC, common.MODEL_PROFILES_QOS, lambda m: self._keep(self.profiles, m.model_id, m)),
+            (PerformanceTarget, common.TARGETS_TOPIC, common.LATCHED_READER_QOS, lambda m: self._keep(self.targets, m.app_id, m)),
+            (ModelProfile, common.MODEL_PROFILES_TOPIC, common.LATCHED_READER_QOS, lambda m: self._keep(self.profiles, m.model_id, m)),
             (InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS, self._on_stats),
             (SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS, lambda m: self._append(self.switches, m)),
             (DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS, lambda m: self._append(self.dvfs_commands, m)),
-            (DvfsCommand, common.DVFS_APPLIED_TOPIC, common.DVFS_APPLIED_QOS, lambda m: self._append(self.dvfs_applied, m)),
+            (DvfsCommand, common.DVFS_APPLIED_TOPIC, common.LATCHED_READER_QOS, lambda m: self._append(self.dvfs_applied, m)),
             (HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS, self._on_hardware),
-            (ManagerStatus, common.MANAGER_STATUS_TOPIC, common.MANAGER_STATUS_QOS, self._on_manager),
+            (ManagerStatus, common.MANAGER_STATUS_TOPIC, common.LATCHED_READER_QOS, self._on_manager),
         ]
         for msg_type, topic, qos, callback in subscriptions:
             self.node.create_subscription(msg_type, topic, callback, qos)

@@ -35,6 +35,14 @@ LATCHED_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+# Readers of latched topics hear several publishers (one per application or model) whose samples
+# can arrive together; a depth-1 reader queue would keep only the last of them.
+LATCHED_READER_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 TARGETS_QOS = LATCHED_QOS
 MODEL_PROFILES_QOS = LATCHED_QOS
 DVFS_APPLIED_QOS = LATCHED_QOS

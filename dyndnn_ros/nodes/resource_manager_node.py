@@ -112,9 +112,9 @@ class ResourceManagerNode(common.DyndnnNode):
         # Latched targets from applications that started first need a transient-local reader; a
         # volatile reader as well accepts plain `ros2 topic pub` (volatile by default), which the
         # transient-local one would refuse as incompatible QoS. A target seen twice is applied once.
-        self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.TARGETS_QOS)
+        self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.LATCHED_READER_QOS)
         self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.COMMAND_QOS)
-        self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.MODEL_PROFILES_QOS)
+        self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.LATCHED_READER_QOS)
         self.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS)
         self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
         self.create_timer(period, self.control_step)
