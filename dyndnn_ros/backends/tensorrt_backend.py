@@ -55,8 +55,13 @@ class _ResidentEngine:
 
 @dataclass
 class TensorRTBackend(InferenceBackend):
+    model: str = ""
+    """Model config name; locates the engines at build/engines/<model> unless engine_dir is given."""
     engine_dir: str | Path = ""
     """Directory holding manifest.yaml and one .engine file per sub-network."""
+    device: str = "cuda:0"
+    mode: str = "resident"
+    """Only 'resident' exists here: every engine and execution context stays loaded."""
     initial_subnet: str | None = None
     _engines: dict[str, _ResidentEngine] = field(init=False, default_factory=dict)
     _shapes: dict[str, tuple[int, int, int]] = field(init=False, default_factory=dict)
@@ -64,6 +69,12 @@ class TensorRTBackend(InferenceBackend):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.mode != "resident":
+            raise BackendError(f"the tensorrt back end keeps every engine resident; mode {self.mode!r} is not offered")
+        if not self.engine_dir:
+            if not self.model:
+                raise BackendError("the tensorrt back end needs engine_dir= or model=")
+            self.engine_dir = Path("build/engines") / Path(self.model).stem
         if not tensorrt_available():
             raise BackendError("the tensorrt back end needs the `tensorrt` Python package and a CUDA GPU "
                                "(torch with CUDA); use backend 'torch' elsewhere")
@@ -73,6 +84,7 @@ class TensorRTBackend(InferenceBackend):
         self.name, self.model_id = "tensorrt", str(manifest.get("model", ""))
         self.metadata = {k: v for k, v in manifest.items() if k != "subnets"}
         self._torch = torch
+        torch.cuda.set_device(torch.device(self.device))
         self._stream = torch.cuda.Stream()
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -104,8 +116,8 @@ class TensorRTBackend(InferenceBackend):
             input_name, output_name = engine.get_binding_name(0), engine.get_binding_name(1)
             context.set_binding_shape(0, (batch, c, h, w))
             out_shape = tuple(context.get_binding_shape(1))
-        x = torch.empty((batch, c, h, w), dtype=torch.float32, device="cuda")
-        y = torch.empty(out_shape, dtype=torch.float32, device="cuda")
+        x = torch.empty((batch, c, h, w), dtype=torch.float32, device=self.device)
+        y = torch.empty(out_shape, dtype=torch.float32, device=self.device)
         if hasattr(context, "set_tensor_address"):
             context.set_tensor_address(input_name, x.data_ptr())
             context.set_tensor_address(output_name, y.data_ptr())

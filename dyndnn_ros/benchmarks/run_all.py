@@ -115,6 +115,7 @@ def run(threads: int, quick: bool) -> dict[str, Any]:
         shared = build_dynamic_model(name, mode="shared")
         heavy = resident.family.family == "ofa_mbv3"
         entry = {"weights": resident.family.metadata.get("weights"),
+                 "bn_stats": resident.family.metadata.get("bn_stats", "exact per group (group-conv)"),
                  "switch": bench_switching(resident, shared, int(2000 * scale), int((20 if heavy else 200) * scale))}
         entry["inference"] = bench_inference(resident, shared, subnet, max(20, int((400 if heavy else 2000) * scale)))
         results["models"][name] = entry

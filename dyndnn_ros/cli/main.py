@@ -80,6 +80,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_target(args: argparse.Namespace) -> int:
     from dyndnn_ros.cli.ros_client import DyndnnClient
+    from dyndnn_ros.policies import GoalError, PerformanceGoal
+
+    try:  # the manager would reject it too; saying so here spares a round trip
+        PerformanceGoal(args.app, args.model, args.max_latency_ms, args.min_accuracy, args.max_power_w,
+                        args.max_energy_mj, args.priority).validate()
+    except GoalError as exc:
+        Console(stderr=True).print(f"dyndnn target: {exc}")
+        return 2
 
     with DyndnnClient(node_name="dyndnn_target") as client:
         delivered = client.set_target(args.app, args.model, args.max_latency_ms, args.min_accuracy, args.max_power_w,

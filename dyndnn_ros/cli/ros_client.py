@@ -16,7 +16,15 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
-from dyndnn_ros.msg import DvfsCommand, HardwareStatus, InferenceStats, ModelProfile, PerformanceTarget, SubnetSwitch
+from dyndnn_ros.msg import (
+    DvfsCommand,
+    HardwareStatus,
+    InferenceStats,
+    ManagerStatus,
+    ModelProfile,
+    PerformanceTarget,
+    SubnetSwitch,
+)
 from dyndnn_ros.nodes import common
 
 
@@ -36,6 +44,7 @@ class DyndnnClient:
         self.dvfs_commands: list[DvfsCommand] = []
         self.dvfs_applied: list[DvfsCommand] = []
         self.hardware: HardwareStatus | None = None
+        self.manager: ManagerStatus | None = None
         self.target_pub = self.node.create_publisher(PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS)
         subscriptions = [
             (PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS, lambda m: self._keep(self.targets, m.app_id, m)),
@@ -45,6 +54,7 @@ class DyndnnClient:
             (DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS, lambda m: self._append(self.dvfs_commands, m)),
             (DvfsCommand, common.DVFS_APPLIED_TOPIC, common.DVFS_APPLIED_QOS, lambda m: self._append(self.dvfs_applied, m)),
             (HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS, self._on_hardware),
+            (ManagerStatus, common.MANAGER_STATUS_TOPIC, common.MANAGER_STATUS_QOS, self._on_manager),
         ]
         for msg_type, topic, qos, callback in subscriptions:
             self.node.create_subscription(msg_type, topic, callback, qos)
@@ -75,6 +85,12 @@ class DyndnnClient:
         with self.lock:
             self.hardware = msg
 
+    def _on_manager(self, msg: ManagerStatus) -> None:
+        with self.lock:
+            self.manager = msg
+            for target in msg.targets:
+                self.targets[target.app_id] = target
+
     # -- actions ---------------------------------------------------------------------------------
     def set_target(
         self,
@@ -86,18 +102,17 @@ class DyndnnClient:
         max_energy_mj: float = 0.0,
         priority: int = 0,
         wait_for_manager_s: float = 5.0,
+        manager_node: str = "resource_manager_node",
     ) -> bool:
-        """Publish a target (latched). Returns whether a manager was there to receive it in time."""
+        """Publish a target (latched). Returns whether the manager node acknowledged it in time."""
         msg = PerformanceTarget(
             app_id=app, model_id=model, max_latency_ms=float(max_latency_ms), min_accuracy=float(min_accuracy),
             max_power_w=float(max_power_w), max_energy_mj=float(max_energy_mj), priority=int(priority),
         )
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        matched = self.wait_until(lambda: bool(self.other_readers(self.target_pub.topic_name)), wait_for_manager_s)
+        matched = self.wait_until(lambda: manager_node in self.other_readers(self.target_pub.topic_name), wait_for_manager_s)
         self.target_pub.publish(msg)
-        if matched:
-            self.target_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=2.0))
-        return matched
+        return matched and self.target_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=max(1.0, wait_for_manager_s)))
 
     def other_readers(self, topic: str) -> list[str]:
         """Nodes other than this client subscribed to `topic` (this client reads every topic too)."""

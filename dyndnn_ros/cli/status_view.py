@@ -18,13 +18,16 @@ def render(client: DyndnnClient) -> Group:
         stats = {model: list(history)[-20:] for model, history in client.stats.items()}
         hardware = client.hardware
         applied = client.dvfs_applied[-1] if client.dvfs_applied else None
+        manager = client.manager
 
-    apps = Table(title="Targets", expand=True)
-    for column in ("app", "model", "max latency", "min accuracy", "max power", "priority"):
+    given_up = dict(zip(manager.given_up_apps, manager.given_up_reasons)) if manager else {}
+    apps = Table(title=f"Targets (policy {manager.policy})" if manager else "Targets", expand=True)
+    for column in ("app", "model", "max latency", "min accuracy", "max power", "priority", "state"):
         apps.add_column(column)
     for app, t in sorted(targets.items()):
+        state = f"[red]given up: {given_up[app]}[/red]" if app in given_up else "[green]managed[/green]"
         apps.add_row(app, t.model_id, _limit(t.max_latency_ms, "{:g} ms"), _limit(t.min_accuracy, "{:.1%}"),
-                     _limit(t.max_power_w, "{:g} W"), str(t.priority))
+                     _limit(t.max_power_w, "{:g} W"), str(t.priority), state)
 
     models = Table(title="Models", expand=True)
     for column in ("model", "backend", "active sub-network", "latency (mean of last 20)", "accuracy", "energy/frame", "dropped"):

@@ -65,7 +65,7 @@ def export_model(config: str | Path | dict[str, Any], out_dir: str | Path, check
     generator = torch.Generator().manual_seed(seed)
     entries, checks = [], []
     for sid in tqdm(ids, desc=f"ONNX export {model.name}", unit="subnet", disable=not progress):
-        module = model.family.materialise(sid)
+        module = model.standalone(sid)
         shape = model.input_shape(sid)
         path = export_module(module, shape, out_dir / f"{sid}.onnx", opset)
         diff, scale = check_with_onnxruntime(module, path, torch.randn(1, *shape, generator=generator))
@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     _, checks = export_model(args.model, args.out, args.checkpoint, args.opset)
     worst = 0.0
-    print(f"{'subnet':>24} {'max |ort - torch|':>18}  file")
+    print(f"{'subnet':>24} {'max |ort - torch|':>18} {'max |torch|':>12}  file")
     for c in checks:
         rel = c.max_abs_diff / max(c.max_abs_output, 1e-12)
         worst = max(worst, rel)
-        print(f"{c.subnet_id:>24} {c.max_abs_diff:18.3e}  {c.path}")
+        print(f"{c.subnet_id:>24} {c.max_abs_diff:18.3e} {c.max_abs_output:12.3e}  {c.path}")
     print(f"wrote {args.out / 'manifest.yaml'}")
     if worst > args.tolerance:
         print(f"FAILED: onnxruntime differs from torch by {worst:.2e} (relative) > {args.tolerance:.0e}")

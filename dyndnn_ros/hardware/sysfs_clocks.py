@@ -258,6 +258,9 @@ class SysfsClockController:
                 failed.append(str(path))
         return failed
 
+    def close(self) -> None:
+        """Nothing held open: files are opened per write."""
+
     def _ordered_restore(self, saved: dict[Path, str]) -> list[tuple[Path, str]]:
         steps: list[tuple[Path, str]] = []
         ranges = [(p.directory, "scaling_min_freq", "scaling_max_freq", p.available_khz) for p in self.cpu_policies.values()]

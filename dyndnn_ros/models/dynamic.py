@@ -76,6 +76,12 @@ class DynamicModel:
             raise RuntimeError("resident_module() needs mode='resident'")
         return self._resident[self._check(subnet_id)]
 
+    def standalone(self, subnet_id: str) -> nn.Module:
+        """A fresh standalone copy of a sub-network (for export, profiling); taken between frames."""
+        self._check(subnet_id)
+        with self._infer_lock:
+            return self.family.materialise(subnet_id).to(self.device)
+
     def switch(self, subnet_id: str) -> None:
         """Request `subnet_id`; unknown ids raise UnknownSubnetError and change nothing."""
         self._check(subnet_id)

@@ -57,8 +57,9 @@ def build_groupconv(config: dict[str, Any], checkpoint: Path | None) -> GroupCon
     spec = spec_from_dict(config.get("spec") or {})
     accuracy: dict[str, float] = {}
     if checkpoint is None:
-        torch.manual_seed(int(config.get("seed", 0)))
-        net = GroupConvNet(spec)
+        with torch.random.fork_rng(devices=[]):  # seeded: random weights are the same in every process
+            torch.manual_seed(int(config.get("seed", 0)))
+            net = GroupConvNet(spec)
         metadata = {"weights": "random", "checkpoint": None}
     else:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)

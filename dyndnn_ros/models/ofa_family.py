@@ -107,8 +107,13 @@ class OFAFamily(DynamicFamily):
         return self.net
 
     def materialise(self, subnet_id: str) -> MobileNetV3:
+        # leave the super-network computing what it computed before: a shared-mode model may be using it
+        previous = self.net.active_subnet_config(resolution=0)
         self.net.set_active_subnet(self.config_of(subnet_id))
-        sub = self.net.get_active_subnet().eval()
+        try:
+            sub = self.net.get_active_subnet().eval()
+        finally:
+            self.net.set_active_subnet(previous)
         stats = self.bn_stats.get(subnet_id)
         if stats:
             sub.load_state_dict(stats, strict=False)
@@ -154,7 +159,9 @@ def load_bn_stats(path: str | Path, subnet_set: str) -> dict[str, BNStats]:
 @register_family("ofa_mbv3")
 def build_ofa(config: dict[str, Any], checkpoint: Path | None) -> OFAFamily:
     supernet_args = dict(config.get("supernet") or {})
-    net = OFAMobileNetV3(**supernet_args)
+    with torch.random.fork_rng(devices=[]):  # seeded: random weights are the same in every process
+        torch.manual_seed(int(config.get("seed", 0)))
+        net = OFAMobileNetV3(**supernet_args)
     if checkpoint is None:
         metadata: dict[str, Any] = {"weights": "random", "checkpoint": None,
                                     "note": "random weights: timings valid, accuracy unknown"}

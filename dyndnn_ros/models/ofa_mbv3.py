@@ -341,6 +341,12 @@ class OFAMobileNetV3(nn.Module):
             block.conv.active_kernel_size, block.conv.active_expand_ratio = k, e
         self.runtime_depth = list(config.d)
 
+    def active_subnet_config(self, resolution: int) -> SubnetConfig:
+        """The configuration the super-network computes now (resolution is the caller's to say)."""
+        convs = [block.conv for block in self.blocks[1:]]
+        return SubnetConfig(tuple(c.active_kernel_size for c in convs), tuple(c.active_expand_ratio for c in convs),
+                            tuple(self.runtime_depth), resolution)
+
     def active_block_indices(self) -> list[int]:
         return [0] + [i for group, depth in zip(self.block_group_info, self.runtime_depth) for i in group[:depth]]
 

@@ -52,7 +52,11 @@ class DynamicFamily(ABC):
 
     @abstractmethod
     def materialise(self, subnet_id: str) -> nn.Module:
-        """`subnet_id` as a standalone eval-mode module holding its own copy of the weights."""
+        """`subnet_id` as a standalone eval-mode module holding its own copy of the weights.
+
+        Must leave what `activate_shared` set up unchanged. Not safe while a shared-mode frame runs
+        in another thread: go through `DynamicModel.standalone`, which waits for the frame.
+        """
 
     def accuracy(self, subnet_id: str) -> float | None:
         """Measured top-1 accuracy where the checkpoint or training table knows it."""

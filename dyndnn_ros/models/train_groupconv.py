@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=TrainBudget.epochs, help="epochs per sub-network")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; the network is tiny, and on a busy machine a 2-thread region "
+                             "waits for the other core to come free")
     parser.add_argument("--no-baseline", action="store_true", help="skip the static from-scratch baselines")
     args = parser.parse_args(argv)
     if args.groups < 1 or args.epochs < 1:

@@ -23,6 +23,7 @@ DVFS_APPLIED_TOPIC = "dyndnn/dvfs/applied"
 HARDWARE_STATUS_TOPIC = "dyndnn/hardware_status"
 INFERENCE_STATS_TOPIC = "dyndnn/inference_stats"
 MODEL_PROFILES_TOPIC = "dyndnn/model_profiles"
+MANAGER_STATUS_TOPIC = "dyndnn/manager_status"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 IMAGE_TOPIC = "image_raw"
 
@@ -37,13 +38,22 @@ LATCHED_QOS = QoSProfile(
 TARGETS_QOS = LATCHED_QOS
 MODEL_PROFILES_QOS = LATCHED_QOS
 DVFS_APPLIED_QOS = LATCHED_QOS
+MANAGER_STATUS_QOS = LATCHED_QOS
 # Commands must not be lost, and a short queue is enough: each one supersedes the one before.
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Per-frame and periodic reports: reliable so tools and the manager see every one that fits the queue.
 STATS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
 STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
-# Camera frames: best effort, newest only, as camera drivers publish them.
+# Camera frames: best effort and newest only, as camera drivers publish them (sensor-data QoS).
 IMAGE_QOS = qos_profile_sensor_data
+
+
+def image_qos(reliability: str) -> QoSProfile:
+    """Subscriber QoS for camera frames: keep only the newest; reliable for drivers that require it."""
+    choices = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+    if reliability not in choices:
+        raise ValueError(f"image_reliability must be one of {sorted(choices)}, got {reliability!r}")
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=choices[reliability])
 
 
 def declare(node: Node, name: str, default: Any, description: str, read_only: bool = True) -> Any:

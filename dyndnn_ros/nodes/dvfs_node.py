@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from dyndnn_ros.hardware.jtop_control import JtopClockControl
 from dyndnn_ros.hardware.sysfs_clocks import ClockError, ClockRejected, ClockRequest, ClockState, SysfsClockController
 from dyndnn_ros.msg import DvfsCommand
 from dyndnn_ros.nodes import common
@@ -21,8 +22,20 @@ class DvfsNode(common.DyndnnNode):
         platform_name = common.declare(self, "platform", "xavier_nx", "Board description (config/platforms/<name>.yaml or a path); gives cluster names and the EMC rate table")
         snap = common.declare(self, "snap_to_available", True, "Round a requested frequency up to the next one the board offers; if false such requests are rejected")
         self.watchdog_s = float(common.declare(self, "watchdog_s", 5.0, "Restore the saved clocks when no command arrived for this long [s]; 0 disables"))
+        control = common.declare(self, "control", "sysfs", "How clocks are set: sysfs (per-clock frequencies) or jtop (jetson_clocks on/off and nvpmodel only)")
+        nvpmodel = common.declare(self, "nvpmodel", "", "jtop control only: power mode to select at start (empty = leave it)")
         platform = load_platform(platform_name) if platform_name else None
-        self.controller = SysfsClockController(root, platform, snap=snap)
+        if control == "sysfs":
+            self.controller = SysfsClockController(root, platform, snap=snap)
+        elif control == "jtop":
+            if platform is None:
+                raise ValueError("control:=jtop needs a platform description (parameter 'platform')")
+            try:
+                self.controller = JtopClockControl(platform, nvpmodel)
+            except Exception as exc:  # ImportError or JtopException: service missing, access denied, version
+                raise RuntimeError(f"jtop control unavailable ({type(exc).__name__}: {exc}); use control:=sysfs") from exc
+        else:
+            raise ValueError(f"unknown control {control!r}; choose sysfs or jtop")
         self.controller.save_originals()
         self.pinned = False
         self.last_command_time = time.monotonic()
@@ -122,6 +135,7 @@ class DvfsNode(common.DyndnnNode):
 
     def on_shutdown(self) -> None:
         self.restore("shutting down")
+        self.controller.close()
 
 
 def main() -> None:

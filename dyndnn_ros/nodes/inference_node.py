@@ -61,6 +61,7 @@ class InferenceNode(common.DyndnnNode):
         switch_mode = common.declare(self, "switch_mode", "resident", "resident: every sub-network materialised once, a switch swaps a pointer; shared: one weight copy sliced per frame")
         initial = common.declare(self, "initial_subnet", "", "Sub-network to start with; empty = the smallest")
         self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame"))
+        reliability = common.declare(self, "image_reliability", "best_effort", "QoS reliability of the image subscription: best_effort (sensor data) or reliable; depth is 1 either way")
 
         self.profile_frames = int(common.declare(self, "profile_frames", 20, "Frames per sub-network when the node measures its own profile at start-up"))
 
@@ -84,7 +85,7 @@ class InferenceNode(common.DyndnnNode):
         self.result_pub = self.create_publisher(InferenceResult, "~/result", common.STATS_QOS)
         self.stats_pub = self.create_publisher(InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS)
         self.profile_pub = self.create_publisher(ModelProfile, common.MODEL_PROFILES_TOPIC, common.MODEL_PROFILES_QOS)
-        self.create_subscription(Image, common.IMAGE_TOPIC, self.on_image, common.IMAGE_QOS)
+        self.create_subscription(Image, common.IMAGE_TOPIC, self.on_image, common.image_qos(reliability))
         self.create_subscription(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, self.on_switch, common.COMMAND_QOS)
         self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
         self.announce()

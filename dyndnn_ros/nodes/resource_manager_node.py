@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from dyndnn_ros.msg import DvfsCommand, HardwareStatus, InferenceStats, ModelProfile, PerformanceTarget, SubnetSwitch
+from dyndnn_ros.msg import (
+    DvfsCommand,
+    HardwareStatus,
+    InferenceStats,
+    ManagerStatus,
+    ModelProfile,
+    PerformanceTarget,
+    SubnetSwitch,
+)
 from dyndnn_ros.nodes import common
 from dyndnn_ros.policies import ClockSetting, Decision, GoalError, Observation, PerformanceGoal, create_policy, validate_goals
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
@@ -82,7 +90,9 @@ class ResourceManagerNode(common.DyndnnNode):
         period = float(common.declare(self, "control_period_s", 0.5, "Control period [s]"))
         if not period > 0:
             raise ValueError(f"control_period_s must be > 0, got {period}")
+        self.policy_name = policy_name
         self.policy = create_policy(policy_name, platform=platform)
+        self.target_messages: dict[str, PerformanceTarget] = {}
         self.goals: dict[str, PerformanceGoal] = {}
         self.parked: dict[str, PerformanceGoal] = {}  # targets naming a model not announced (yet)
         self.profiles: dict[str, CoreProfile] = {}
@@ -96,6 +106,7 @@ class ResourceManagerNode(common.DyndnnNode):
 
         self.switch_pub = self.create_publisher(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS)
         self.dvfs_pub = self.create_publisher(DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS)
+        self.status_pub = self.create_publisher(ManagerStatus, common.MANAGER_STATUS_TOPIC, common.MANAGER_STATUS_QOS)
         # Latched targets from applications that started first need a transient-local reader; a
         # volatile reader as well accepts plain `ros2 topic pub` (volatile by default), which the
         # transient-local one would refuse as incompatible QoS. A target seen twice is applied once.
@@ -119,12 +130,14 @@ class ResourceManagerNode(common.DyndnnNode):
             return
         if goal.model not in self.profiles:
             self.parked[goal.app] = goal
+            self.target_messages[goal.app] = msg
             self.get_logger().warning(
                 f"rejected target of app {goal.app!r} for now: unknown model {goal.model!r}; "
                 f"known models: {sorted(self.profiles)}; it applies if that model is announced"
             )
             return
         self.goals[goal.app] = goal
+        self.target_messages[goal.app] = msg
         self.parked.pop(goal.app, None)
         self.get_logger().info(f"target of app {goal.app!r}: {self._describe_goal(goal)}")
 
@@ -190,10 +203,22 @@ class ResourceManagerNode(common.DyndnnNode):
         decision = self.policy.decide(dict(self.goals), dict(self.profiles), self.observe())
         self.command_subnets(decision)
         self.command_clocks(decision)
+        self.publish_status(decision)
         if dict(decision.given_up) != self.last_given_up:
             for app, why in decision.given_up.items():
                 self.get_logger().warning(f"gave up the target of app {app!r}: {why}")
             self.last_given_up = dict(decision.given_up)
+
+    def publish_status(self, decision: Decision) -> None:
+        msg = ManagerStatus(policy=self.policy_name, predicted_power_w=float(decision.predicted_power_w))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.targets = [self.target_messages[app] for app in sorted(self.goals)]
+        msg.models = list(decision.subnets)
+        msg.subnets = [decision.subnets[m] for m in msg.models]
+        msg.reasons = [decision.reasons.get(m, "") for m in msg.models]
+        msg.given_up_apps = list(decision.given_up)
+        msg.given_up_reasons = [decision.given_up[a] for a in msg.given_up_apps]
+        self.status_pub.publish(msg)
 
     def command_subnets(self, decision: Decision) -> None:
         for model, subnet in decision.subnets.items():

@@ -27,19 +27,37 @@ from dyndnn_ros.profiling.pareto import pareto_front, plot_profile
 
 def profile_model(model: DynamicModel, iterations: int = 100, warmup: int = 10, batch: int = 1,
                   accuracy: dict[str, float] | None = None, threads: int | None = None,
-                  progress: bool = True) -> ModelProfile:
-    if iterations < 1 or warmup < 0 or batch < 1:
-        raise ValueError("iterations and batch must be positive, warmup non-negative")
+                  progress: bool = True, block: int = 10) -> ModelProfile:
+    """Profile every sub-network; latency is sampled round-robin in blocks of `block` frames.
+
+    Taking the sub-networks in turn, rather than one after another, means a busy spell of the
+    machine lands on all of them alike instead of inflating whichever was being measured. The
+    first frame after each switch is not timed (it is what the switch benchmark covers).
+    """
+    if iterations < 1 or warmup < 0 or batch < 1 or block < 1:
+        raise ValueError("iterations, batch and block must be positive, warmup non-negative")
     accuracy = dict(accuracy or {})
     threads = threads or torch.get_num_threads()
-    subnets, unknown, memory_method = [], [], ""
+    ids = model.available_subnets()
     generator = torch.Generator().manual_seed(0)
-    for sid in tqdm(model.available_subnets(), desc=f"profile {model.name}", unit="subnet", disable=not progress):
+    inputs = {sid: torch.randn(batch, *model.input_shape(sid), generator=generator).to(model.device) for sid in ids}
+    samples: dict[str, list[float]] = {sid: [] for sid in ids}
+    for sid in ids:
         model.switch(sid)
-        x = torch.randn(batch, *model.input_shape(sid), generator=generator).to(model.device)
-        stats = LatencyStats.of(time_calls(lambda: model.forward(x), iterations, warmup, model.device))
-        standalone = model.family.materialise(sid).to(model.device)
-        memory, memory_method = peak_memory_mb(standalone, x)
+        time_calls(lambda: model.forward(inputs[sid]), 0, warmup, model.device)
+    rounds = -(-iterations // block)
+    with tqdm(total=rounds * len(ids), desc=f"profile {model.name}", unit="block", disable=not progress) as bar:
+        for r in range(rounds):
+            n = min(block, iterations - r * block)
+            for sid in ids:
+                model.switch(sid)
+                samples[sid] += time_calls(lambda: model.forward(inputs[sid]), n, 1, model.device)
+                bar.update(1)
+    subnets, unknown, memory_method = [], [], ""
+    for sid in ids:
+        stats = LatencyStats.of(samples[sid])
+        standalone = model.standalone(sid)
+        memory, memory_method = peak_memory_mb(standalone, inputs[sid])
         acc = accuracy.get(sid, model.family.accuracy(sid))
         if acc is None:
             unknown.append(sid)
@@ -47,10 +65,11 @@ def profile_model(model: DynamicModel, iterations: int = 100, warmup: int = 10, 
             id=sid, accuracy=float(acc or 0.0), latency_p50_ms=stats.p50_ms, latency_p95_ms=stats.p95_ms,
             latency_p99_ms=stats.p99_ms, latency_mean_ms=stats.mean_ms,
             throughput_fps=batch * 1e3 / stats.mean_ms, peak_memory_mb=memory,
-            params=count_params(standalone), macs=count_macs(standalone, x[:1])))
+            params=count_params(standalone), macs=count_macs(standalone, inputs[sid][:1])))
     metadata: dict[str, Any] = {
         **{k: v for k, v in model.family.metadata.items() if v is not None},
         "mode": model.mode, "batch": batch, "iterations": iterations, "warmup": warmup,
+        "sampling": f"round-robin over sub-networks in blocks of {block} frames",
         "accuracy_known": not unknown, "peak_memory_method": memory_method,
         "macs": "per frame (batch 1), torch FlopCounterMode / 2",
         "host": platform.node(), "processor": platform.processor() or platform.machine(),

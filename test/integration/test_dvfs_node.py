@@ -103,3 +103,9 @@ def test_hardware_monitor_falls_back_from_jtop_with_one_warning(start_nodes, cli
     assert client.wait_until(lambda: client.hardware is not None, 15)
     assert client.hardware.source == "sysfs"
     assert group.output("hardware_monitor_node").count("jtop unavailable") == 1
+
+
+def test_jtop_control_without_the_service_is_a_clear_startup_error(start_nodes, sim_root):
+    group = start_nodes(NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(sim_root), "control": "jtop"}))
+    assert group.node("dvfs_node").process.wait(timeout=20) == 1
+    assert "jtop control unavailable" in group.output("dvfs_node") and "use control:=sysfs" in group.output("dvfs_node")

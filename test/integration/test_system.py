@@ -6,43 +6,16 @@ from outside, as an application would, with targets on the targets topic.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import PLATFORM
+from conftest import MODEL, PLATFORM
 
-from dyndnn_ros.bringup import NodeProcess
 from dyndnn_ros.msg import DvfsCommand, PerformanceTarget, SubnetSwitch
 
-MODEL = "digits"
 STARTUP_S = 90.0
 STEP_S = 25.0
-
-
-@pytest.fixture(scope="session")
-def digits_checkpoint(tmp_path_factory) -> Path:
-    """The group-convolution digits model, trained for real with a small budget (about 15 s)."""
-    out = tmp_path_factory.mktemp("groupconv_digits")
-    subprocess.run([sys.executable, "-m", "dyndnn_ros.models.train_groupconv", "--out", str(out), "--epochs", "3",
-                    "--no-baseline", "--threads", "1"], check=True, timeout=300, capture_output=True)
-    return out / "checkpoint.pt"
-
-
-@pytest.fixture()
-def system(start_nodes, sim_root, digits_checkpoint):
-    group = start_nodes(
-        NodeProcess("camera_node", "camera_node", {"rate_hz": 20.0}),
-        NodeProcess("inference_node", "inference_node", {"model_id": MODEL, "model_config": "groupconv_digits",
-                                                         "checkpoint": str(digits_checkpoint), "threads": 1,
-                                                         "profile_frames": 30}),
-        NodeProcess("resource_manager_node", "resource_manager_node", {"policy": "hierarchical", "control_period_s": 0.3}),
-        NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(sim_root), "watchdog_s": 5.0}),
-        NodeProcess("hardware_monitor_node", "hardware_monitor_node",
-                    {"sysfs_root": str(sim_root), "source": "simulation", "period_s": 0.3}),
-    )
-    return group, sim_root
 
 
 def announced(client):
@@ -51,8 +24,8 @@ def announced(client):
     return client.profiles[MODEL]
 
 
-def test_target_switches_the_subnet_and_dvfs_writes_the_clock_files(system, client):
-    group, root = system
+def test_target_switches_the_subnet_and_dvfs_writes_the_clock_files(digits_system, client):
+    group, root = digits_system
     profile = announced(client)
     best = max(profile.subnets, key=lambda s: (s.accuracy, -s.latency_p95_ms))
     fastest = min(profile.subnets, key=lambda s: s.latency_p95_ms)
@@ -86,8 +59,8 @@ BAD_TARGETS = [
 ]
 
 
-def test_malformed_targets_are_rejected_with_a_reason_and_change_nothing(system, client):
-    group, _ = system
+def test_malformed_targets_are_rejected_with_a_reason_and_change_nothing(digits_system, client):
+    group, _ = digits_system
     announced(client)
     before = client.latest_stats(MODEL).active_subnet
     switches_before = len(client.switches)
@@ -106,8 +79,8 @@ def test_malformed_targets_are_rejected_with_a_reason_and_change_nothing(system,
     assert sorted(group.running()) == sorted(n.name for n in group.nodes), "every node keeps running"
 
 
-def test_unknown_subnet_switch_is_rejected_by_the_inference_node(system, client):
-    group, _ = system
+def test_unknown_subnet_switch_is_rejected_by_the_inference_node(digits_system, client):
+    group, _ = digits_system
     announced(client)
     before = client.latest_stats(MODEL).active_subnet
     pub = client.node.create_publisher(SubnetSwitch, "dyndnn/subnet_switch", 10)
@@ -118,3 +91,24 @@ def test_unknown_subnet_switch_is_rejected_by_the_inference_node(system, client)
     assert logged
     assert client.wait_for_stats(MODEL, lambda s: s.active_subnet == before, 5) is not None
     assert "inference_node" in group.running()
+
+
+def test_dyndnn_target_and_status_commands(digits_system, client):
+    group, _ = digits_system
+    announced(client)
+    target = subprocess.run(["dyndnn", "target", "--app", "cli_app", "--model", MODEL, "--max-latency-ms", "50",
+                             "--min-accuracy", "0.5", "--priority", "2"], capture_output=True, text=True, timeout=60)
+    assert target.returncode == 0, target.stdout + target.stderr
+    assert "delivered to the resource manager" in target.stdout
+    assert group.wait_for_line("resource_manager_node", "target of app 'cli_app'", timeout=10)
+    status = subprocess.run(["dyndnn", "status", "--once", "--duration", "5"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "160"})
+    assert status.returncode == 0, status.stderr
+    for expected in ("cli_app", MODEL, "CPU cluster0", "GPU", "source simulation"):
+        assert expected in status.stdout, f"{expected!r} missing from `dyndnn status`:\n{status.stdout}"
+
+
+def test_dyndnn_target_rejects_bad_values_without_a_manager():
+    bad = subprocess.run(["dyndnn", "target", "--app", "x", "--model", MODEL, "--max-latency-ms", "nan", "--wait", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "max_latency_ms must be finite" in bad.stderr

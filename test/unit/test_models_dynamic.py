@@ -157,3 +157,13 @@ def test_resident_switch_p99_below_1ms(ofa_config: dict) -> None:
         times.append(time.perf_counter() - t0)
     times.sort()
     assert times[int(0.99 * len(times))] < 1e-3
+
+
+def test_materialising_another_subnet_leaves_shared_model_unchanged(ofa_config: dict) -> None:
+    model = build_dynamic_model(ofa_config, mode="shared", initial_subnet="small")
+    x = torch.randn(1, *model.input_shape())
+    before = model.forward(x)
+    other = model.standalone("mixed")  # e.g. the profiler or the exporter asking for a copy
+    assert isinstance(other, nn.Module)
+    torch.testing.assert_close(model.forward(x), before, rtol=0, atol=0)
+    assert model.active_subnet == "small"
