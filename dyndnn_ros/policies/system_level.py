@@ -10,7 +10,8 @@ Hierarchical manager (after Xun, Hare, Merrett):
   (measured / predicted for what ran), and predicted power by a filtered measured/predicted ratio;
 - hysteresis: a faster sub-network must be proposed `hold_periods` periods in a row unless
   switching at once saves more than `min_saving` of power; clocks in force stay while their
-  predicted p99 is within `keep_slack` over the limit and new clocks save less than `min_saving`;
+  predicted p99 meets the target itself (new clocks must also leave the headroom; `keep_slack`)
+  and new clocks save less than `min_saving`;
   a relaxed accuracy goal comes back only after `hold_periods` periods that allow it;
 - priorities: when no clocks meet everything, the lowest-priority app first steps below its
   accuracy goal (most accurate sub-network first), then is given up (fastest sub-network, goals
@@ -58,7 +59,7 @@ class SystemLevelPolicy(Policy):
         hold_periods: int = 3,
         min_saving: float = 0.03,
         use_feedback: bool = True,
-        keep_slack: float = 0.02,
+        keep_slack: float | None = None,
     ) -> None:
         if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
             raise PolicyError(f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1")
@@ -67,7 +68,8 @@ class SystemLevelPolicy(Policy):
         self.hold_periods = hold_periods
         self.min_saving = min_saving
         self.use_feedback = use_feedback
-        self.keep_slack = keep_slack
+        # new clocks must leave the headroom; clocks in force may use it: kept while they meet the target itself
+        self.keep_slack = headroom / (1.0 - headroom) if keep_slack is None else keep_slack
         self.reset()
 
     def reset(self) -> None:
