@@ -41,7 +41,13 @@ def _tensorrt_backend(**params: Any) -> InferenceBackend:
     return TensorRTBackend(**params)
 
 
+def _simulated_backend(**params: Any) -> InferenceBackend:
+    from dyndnn_ros.backends.simulated import SimulatedBackend
+    return SimulatedBackend(**params)
+
+
 register_backend("torch", _torch_backend)
+register_backend("simulation", _simulated_backend)
 register_backend("tensorrt", _tensorrt_backend)
 
 __all__ = ["BackendError", "FrameResult", "InferenceBackend", "available_backends", "create_backend",

@@ -31,31 +31,19 @@ CPU_GOVERNOR_MODES = {"performance": "performance", "powersave": "powersave"}
 GPU_GOVERNOR_MODES = {"performance": "performance", "powersave": "powersave"}
 
 
-def _publish(path: Path, value: object) -> None:
-    """Replace a status file in one step: readers (the monitor, the back ends) never see it empty,
-    as they never do on a real sysfs, where a read returns the whole value."""
-    path = path.resolve()
+def write_atomic(path: Path, text: str) -> None:
+    """Replace a file whole: a kernel file never reads half-written, and readers (the simulation
+    back end, the hardware monitor) run concurrently with the board's ticks."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(f"{value}\n")
+    tmp.write_text(text)
     tmp.replace(path)
 
 
-def _read_int(path: Path) -> int | None:
-    """A control file the DVFS node may be rewriting right now (truncate, then write): None if
-    it is caught empty; the board keeps last tick's value for it."""
-    try:
-        return paths.read_int(path)
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def write_app_activity(root: Path, model_id: str, reference_latency_ms: float, fps: float, cluster: int) -> None:
-    """What a simulated back end announces about its work (atomic rename: readers never see half a line)."""
+    """What a simulated back end announces about its work."""
     directory = Path(root) / SIM_DIR / "apps"
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{model_id}.tmp"
-    tmp.write_text(f"{reference_latency_ms:.4f} {fps:.4f} {cluster} {time.time():.3f}\n")
-    tmp.replace(directory / model_id)
+    write_atomic(directory / model_id, f"{reference_latency_ms:.4f} {fps:.4f} {cluster} {time.time():.3f}\n")
 
 
 def read_app_activity(root: Path, now: float | None = None) -> dict[str, AppLoad]:
@@ -97,27 +85,26 @@ class SysfsBoard:
 
     # -- what the DVFS node wrote -------------------------------------------------------------------
     def read_controls(self) -> None:
-        for policy in self.policies:
-            self._read_domain(self.sim.cpu[self._cpu_index[policy.name]], policy.directory,
-                              "scaling_min_freq", "scaling_max_freq", "scaling_governor", CPU_GOVERNOR_MODES, "schedutil")
-        if self.gpu:
-            self._read_domain(self.sim.gpu, self.gpu.directory, "min_freq", "max_freq", "governor", GPU_GOVERNOR_MODES, "nvhost_podgov")
-        if self.emc:
-            locked, rate = _read_int(self.emc.directory / "mrq_rate_locked"), _read_int(self.emc.directory / "rate")
-            if locked is not None and rate is not None:
-                self.sim.emc_locked_hz = rate if locked == 1 else 0
-
-    @staticmethod
-    def _read_domain(control, directory: Path, lo_name: str, hi_name: str, governor_name: str, modes: dict, default: str) -> None:
-        lo, hi = _read_int(directory / lo_name), _read_int(directory / hi_name)
-        if lo is not None and hi is not None and lo <= hi:  # skip a half-written min/max pair
-            control.lo, control.hi = lo, hi
+        """Take the limits the DVFS node wrote. It writes in place (sysfs files cannot be renamed
+        into), so a read can catch a file mid-write: then this tick keeps the previous limits."""
         try:
-            governor = paths.read_text(directory / governor_name)
-        except OSError:
-            return
-        if governor:
-            control.governor = modes.get(governor, default)
+            self._read_controls()
+        except (OSError, ValueError, IndexError):
+            pass
+
+    def _read_controls(self) -> None:
+        for policy in self.policies:
+            control = self.sim.cpu[self._cpu_index[policy.name]]
+            control.lo = paths.read_int(policy.directory / "scaling_min_freq")
+            control.hi = paths.read_int(policy.directory / "scaling_max_freq")
+            control.governor = CPU_GOVERNOR_MODES.get(paths.read_text(policy.directory / "scaling_governor"), "schedutil")
+        if self.gpu:
+            self.sim.gpu.lo = paths.read_int(self.gpu.directory / "min_freq")
+            self.sim.gpu.hi = paths.read_int(self.gpu.directory / "max_freq")
+            self.sim.gpu.governor = GPU_GOVERNOR_MODES.get(paths.read_text(self.gpu.directory / "governor"), "nvhost_podgov")
+        if self.emc:
+            locked = paths.read_int(self.emc.directory / "mrq_rate_locked") == 1
+            self.sim.emc_locked_hz = paths.read_int(self.emc.directory / "rate") if locked else 0
 
     # -- what a hardware monitor reads --------------------------------------------------------------
     def write_status(self) -> None:
@@ -125,12 +112,14 @@ class SysfsBoard:
         for policy in self.policies:
             khz = sim.cpu_khz[self._cpu_index[policy.name]]
             for name in ("scaling_cur_freq", "cpuinfo_cur_freq"):
-                _publish(policy.directory / name, khz)
+                write_atomic(policy.directory / name, f"{khz}\n")
         if self.gpu:
-            _publish(self.gpu.directory / "cur_freq", sim.gpu_hz)
-            _publish(self.gpu.directory / "device" / "load", int(round(1000 * float(state.gpu_busy))))
-        if self.emc and not sim.emc_locked_hz:
-            _publish(self.emc.directory / "rate", sim.emc_hz)
+            write_atomic(self.gpu.directory / "cur_freq", f"{sim.gpu_hz}\n")
+            write_atomic(self.gpu.directory / "device" / "load", f"{int(round(1000 * float(state.gpu_busy)))}\n")
+        # Re-read the lock: the DVFS node may have locked and set the rate since read_controls, and a
+        # locked rate is the one it wrote (it reads it back to check).
+        if self.emc and not sim.emc_locked_hz and paths.read_text(self.emc.directory / "mrq_rate_locked") != "1":
+            write_atomic(self.emc.directory / "rate", f"{sim.emc_hz}\n")
         busy = [float(b) for b in state.cluster_busy_cores]
         rails = self.model.rail_split_w(sim.cpu_khz, sim.gpu_hz, sim.emc_hz, busy, float(state.gpu_busy), float(state.emc_busy))
         self._write_rails(rails)
@@ -146,8 +135,8 @@ class SysfsBoard:
                     watts = rails.get(paths.read_text(label))
                     if watts is None:
                         continue
-                    millivolts = _read_int(hwmon / f"in{channel}_input") or 1000
-                    _publish(hwmon / f"curr{channel}_input", int(round(watts * 1e6 / millivolts)))
+                    millivolts = paths.read_int(hwmon / f"in{channel}_input") or 1000
+                    write_atomic(hwmon / f"curr{channel}_input", f"{int(round(watts * 1e6 / millivolts))}\n")
 
     def _write_proc_stat(self, cluster_busy: list[float]) -> None:
         jiffies = self.sim.tick_s * JIFFIES_PER_S
@@ -162,7 +151,7 @@ class SysfsBoard:
                 totals[0] += acc[0]
                 totals[1] += acc[1]
                 lines.append(f"cpu{cpu} {int(acc[0])} 0 0 {int(acc[1])} 0 0 0 0 0 0")
-        _publish(self.root / paths.PROC_STAT, "\n".join([f"cpu  {int(totals[0])} 0 0 {int(totals[1])} 0 0 0 0 0 0"] + lines))
+        write_atomic(self.root / paths.PROC_STAT, "\n".join([f"cpu  {int(totals[0])} 0 0 {int(totals[1])} 0 0 0 0 0 0"] + lines) + "\n")
 
     # -- time ---------------------------------------------------------------------------------------
     def step(self, now_wall: float | None = None) -> None:
