@@ -31,7 +31,7 @@ from dyndnn_ros.backends.base import BackendError, FrameResult, InferenceBackend
 from dyndnn_ros.hardware.sysfs_clocks import ClockError, ClockState, SysfsClockController
 from dyndnn_ros.models.registry import UnknownSubnetError
 from dyndnn_ros.paths import config_dir
-from dyndnn_ros.platforms.model import AppLoad, PlatformModel
+from dyndnn_ros.platforms.model import AppLoad, PlatformModel, typical_latency_ms
 from dyndnn_ros.platforms.sysfs_board import read_app_activity, read_background, write_app_activity
 from dyndnn_ros.profiles import ModelProfile, ProfileError, load_profile
 
@@ -85,7 +85,7 @@ class SimulatedBackend(InferenceBackend):
         self._last_clock_state: ClockState | None = None
         self._rng = np.random.default_rng(self.seed)
         self._sigma = math.sqrt(math.log(1.0 + self.board.latency_cv ** 2))
-        start = self.initial_subnet or min(self.profile.subnets, key=lambda s: s.latency_mean_ms).id
+        start = self.initial_subnet or min(self.profile.subnets, key=typical_latency_ms).id
         self._active = self.profile.subnet(start).id
         self._fps = 0.0
         self._last_frame_wall: float | None = None
@@ -108,7 +108,7 @@ class SimulatedBackend(InferenceBackend):
 
     def modelled_frame(self) -> tuple[float, float]:
         """(latency ms, energy mJ) of one frame of the active sub-network on the board as it is now."""
-        reference = self.profile.subnet(self._active).latency_mean_ms
+        reference = typical_latency_ms(self.profile.subnet(self._active))
         me = AppLoad(reference, self._fps, self._cluster)
         others: list[AppLoad] = []
         background = 0.0

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dyndnn_ros.platforms.model import AppLoad, PlatformModel
+from dyndnn_ros.platforms.model import AppLoad, PlatformModel, typical_latency_ms
 from dyndnn_ros.platforms.simulator import BoardSimulator, Frame, TickLog
 from dyndnn_ros.policies.base import ClockSetting, Observation, create_policy
 from dyndnn_ros.policies.search import tail_ratio
@@ -63,14 +63,14 @@ def baseline_subnets(scenario: Scenario, model: PlatformModel) -> dict[str, str]
     best, best_accuracy = None, -1.0
     combos = itertools.product(*[a.profile.subnets for a in scenario.apps])
     for combo in itertools.islice(combos, MAX_BASELINE_COMBINATIONS):
-        loads = [AppLoad(s.latency_mean_ms, a.fps, names.index(a.cluster)) for s, a in zip(combo, scenario.apps)]
+        loads = [AppLoad(typical_latency_ms(s), a.fps, names.index(a.cluster)) for s, a in zip(combo, scenario.apps)]
         latency = model.steady_state(loads, top.cpu_khz, top.gpu_hz, top.emc_hz).latency_ms
         fits = all(float(latency[i]) * tail_ratio(s) <= tightest[i] for i, s in enumerate(combo))
         accuracy = sum(s.accuracy for s in combo)
         if fits and accuracy > best_accuracy:
             best, best_accuracy = combo, accuracy
     if best is None:
-        best = tuple(min(a.profile.subnets, key=lambda s: s.latency_mean_ms) for a in scenario.apps)
+        best = tuple(min(a.profile.subnets, key=typical_latency_ms) for a in scenario.apps)
     return {a.profile.model: s.id for a, s in zip(scenario.apps, best)}
 
 
