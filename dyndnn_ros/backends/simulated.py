@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from dyndnn_ros.backends.base import BackendError, FrameResult, InferenceBackend
-from dyndnn_ros.hardware.sysfs_clocks import ClockError, SysfsClockController
+from dyndnn_ros.hardware.sysfs_clocks import ClockError, ClockState, SysfsClockController
 from dyndnn_ros.models.registry import UnknownSubnetError
 from dyndnn_ros.paths import config_dir
-from dyndnn_ros.platforms.model import AppLoad, PlatformModel
+from dyndnn_ros.platforms.model import AppLoad, PlatformModel, typical_latency_ms
 from dyndnn_ros.platforms.sysfs_board import read_app_activity, read_background, write_app_activity
 from dyndnn_ros.profiles import ModelProfile, ProfileError, load_profile
 
@@ -82,9 +82,10 @@ class SimulatedBackend(InferenceBackend):
         self._instance = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance or self.profile.model)
         self.metadata = {"profile": str(path), "platform": self.platform, "sysfs_root": str(self.sysfs_root or "")}
         self._clocks: SysfsClockController | None = None
+        self._last_clock_state: ClockState | None = None
         self._rng = np.random.default_rng(self.seed)
         self._sigma = math.sqrt(math.log(1.0 + self.board.latency_cv ** 2))
-        start = self.initial_subnet or min(self.profile.subnets, key=lambda s: s.latency_mean_ms).id
+        start = self.initial_subnet or min(self.profile.subnets, key=typical_latency_ms).id
         self._active = self.profile.subnet(start).id
         self._fps = 0.0
         self._last_frame_wall: float | None = None
@@ -107,7 +108,7 @@ class SimulatedBackend(InferenceBackend):
 
     def modelled_frame(self) -> tuple[float, float]:
         """(latency ms, energy mJ) of one frame of the active sub-network on the board as it is now."""
-        reference = self.profile.subnet(self._active).latency_mean_ms
+        reference = typical_latency_ms(self.profile.subnet(self._active))
         me = AppLoad(reference, self._fps, self._cluster)
         others: list[AppLoad] = []
         background = 0.0
@@ -116,10 +117,15 @@ class SimulatedBackend(InferenceBackend):
             write_app_activity(root, self._instance, reference, self._fps, self._cluster)
             others = [load for name, load in read_app_activity(root).items() if name != self._instance]
             background = read_background(root)
-            state = self._clocks.read_state()
+            try:
+                state = self._clocks.read_state()
+            except (OSError, ValueError, IndexError):  # a clock file caught mid-write by the DVFS node
+                state = self._last_clock_state
+            self._last_clock_state = state
             ref = self.board.reference
-            cpu = tuple(state.cpu_khz.get(c.name) or r for c, r in zip(self.board.description.clocks.cpu_clusters, ref.cpu_khz))
-            gpu, emc = state.gpu_hz or ref.gpu_hz, state.emc_hz or ref.emc_hz
+            known = state.cpu_khz if state else {}
+            cpu = tuple(known.get(c.name) or r for c, r in zip(self.board.description.clocks.cpu_clusters, ref.cpu_khz))
+            gpu, emc = (state.gpu_hz or ref.gpu_hz, state.emc_hz or ref.emc_hz) if state else (ref.gpu_hz, ref.emc_hz)
         else:
             ref = self.board.reference
             cpu, gpu, emc = ref.cpu_khz, ref.gpu_hz, ref.emc_hz

@@ -19,6 +19,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from dyndnn_ros.platforms.description import PlatformDescription, PlatformError, load_platform
+from dyndnn_ros.profiles import SubnetProfile
+
+
+def typical_latency_ms(subnet: SubnetProfile) -> float:
+    """A profiled sub-network's mean latency, or its median where a profile left the mean at 0."""
+    return subnet.latency_mean_ms if subnet.latency_mean_ms > 0 else subnet.latency_p50_ms
 
 
 @dataclass(frozen=True)

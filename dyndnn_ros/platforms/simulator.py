@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dyndnn_ros.platforms.governors import ActivityGovernor, GovernorConfig, PodGov, Schedutil
-from dyndnn_ros.platforms.model import AppLoad, LoadState, PlatformModel
+from dyndnn_ros.platforms.model import AppLoad, LoadState, PlatformModel, typical_latency_ms
 from dyndnn_ros.profiles import ModelProfile
 
 SWITCH_COST_MS = 0.13
@@ -137,7 +137,7 @@ class BoardSimulator:
 
     # -- time ---------------------------------------------------------------------------------------
     def _state(self) -> LoadState:
-        apps = tuple(AppLoad(a.profile.subnet(a.subnet).latency_mean_ms, a.fps, a.cluster) for a in self.apps.values())
+        apps = tuple(AppLoad(typical_latency_ms(a.profile.subnet(a.subnet)), a.fps, a.cluster) for a in self.apps.values())
         apps += self.external_loads
         key = (apps, tuple(self.cpu_khz), self.gpu_hz, self.emc_hz, self.background_gpu)
         state = self._states.get(key)

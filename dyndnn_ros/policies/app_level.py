@@ -18,6 +18,7 @@ from dyndnn_ros.policies.base import (
     validate_goals,
 )
 from dyndnn_ros.policies.feedback import SlowdownFilter, SwitchHysteresis
+from dyndnn_ros.policies.search import typical_latency_ms
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 
@@ -44,7 +45,7 @@ def judge_subnet(goal: PerformanceGoal, subnet: SubnetProfile, slowdown: float) 
         energy = subnet.energy_mj * slowdown
         if goal.max_energy_mj and energy > goal.max_energy_mj:
             problems.append(f"energy {energy:.1f} mJ > {goal.max_energy_mj:g} mJ")
-        power = subnet.energy_mj / subnet.latency_mean_ms
+        power = subnet.energy_mj / typical_latency_ms(subnet)
         if goal.max_power_w and power > goal.max_power_w:
             problems.append(f"power {power:.2f} W > {goal.max_power_w:g} W")
     return SubnetVerdict(subnet, p99, tuple(problems))
@@ -57,7 +58,7 @@ def update_slowdown(
     active = observation.active_subnets.get(goal.model)
     measured = observation.latency_ms.get(goal.app, 0.0)
     if observation.frames.get(goal.app, 0) > 0 and active in profile.ids and measured > 0:
-        slowdown.update(measured, profile.subnet(active).latency_mean_ms, observation.frames[goal.app])
+        slowdown.update(measured, typical_latency_ms(profile.subnet(active)), observation.frames[goal.app])
     return slowdown.estimate
 
 

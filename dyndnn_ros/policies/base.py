@@ -29,11 +29,13 @@ class PerformanceGoal:
     app: str
     model: str
     max_latency_ms: float = 0.0
+    """per-frame inference latency; the policies hold it on the predicted p99 (< 1 % of frames late)"""
     min_accuracy: float = 0.0
     """Top-1 accuracy as a fraction in [0, 1]."""
     max_power_w: float = 0.0
+    """board power cap (VDD_IN) while this app's goal is held"""
     max_energy_mj: float = 0.0
-    """Energy per inference."""
+    """Energy per inference (used by subnet_only where the profile has energy figures)."""
     priority: int = 0
     """Higher is more important; when not every goal can be met the lowest priorities are given up first."""
 

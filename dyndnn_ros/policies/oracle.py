@@ -12,7 +12,7 @@ import itertools
 from typing import Any, Mapping
 
 from dyndnn_ros.policies.base import Decision, Observation, PerformanceGoal, Policy, register_policy, validate_goals
-from dyndnn_ros.policies.search import AppDemand, ClockChoice, as_platform_model, point_to_setting, search_clocks, tail_ratio
+from dyndnn_ros.policies.search import AppDemand, ClockChoice, as_platform_model, point_to_setting, search_clocks, tail_ratio, typical_latency_ms
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 MAX_COMBINATIONS = 10_000
@@ -30,7 +30,7 @@ def exhaustive_best(
     combos = itertools.product(*[allowed for _, allowed, _, _, _ in apps])
     for combo in itertools.islice(combos, MAX_COMBINATIONS):
         demands = [
-            AppDemand(goal.app, s.latency_mean_ms, tail_ratio(s), fps, cluster, 1.0,
+            AppDemand(goal.app, typical_latency_ms(s), tail_ratio(s), fps, cluster, 1.0,
                       goal.max_latency_ms if constrained else 0.0)
             for (goal, _, cluster, fps, constrained), s in zip(apps, combo)
         ]

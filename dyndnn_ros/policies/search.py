@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dyndnn_ros.platforms.description import PlatformDescription
-from dyndnn_ros.platforms.model import AppLoad, OperatingPoint, PlatformModel
+from dyndnn_ros.platforms.model import AppLoad, OperatingPoint, PlatformModel, typical_latency_ms
 from dyndnn_ros.policies.base import ClockSetting, PolicyError
 from dyndnn_ros.profiles import SubnetProfile
 
@@ -37,7 +37,7 @@ def _best_effort(model: PlatformModel, demands, power: np.ndarray, tail: np.ndar
 
 def tail_ratio(subnet: SubnetProfile) -> float:
     """p99 / mean of a profiled sub-network (>= 1)."""
-    return max(1.0, subnet.latency_p99_ms / subnet.latency_mean_ms)
+    return max(1.0, subnet.latency_p99_ms / typical_latency_ms(subnet))
 
 
 def as_platform_model(platform: Any) -> PlatformModel:

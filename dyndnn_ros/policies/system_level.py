@@ -10,7 +10,8 @@ Hierarchical manager (after Xun, Hare, Merrett):
   (measured / predicted for what ran), and predicted power by a filtered measured/predicted ratio;
 - hysteresis: a faster sub-network must be proposed `hold_periods` periods in a row unless
   switching at once saves more than `min_saving` of power; clocks in force stay while their
-  predicted p99 is within `keep_slack` over the limit and new clocks save less than `min_saving`;
+  predicted p99 meets the target itself (new clocks must also leave the headroom; `keep_slack`)
+  and new clocks save less than `min_saving`;
   a relaxed accuracy goal comes back only after `hold_periods` periods that allow it;
 - priorities: when no clocks meet everything, the lowest-priority app first steps below its
   accuracy goal (most accurate sub-network first), then is given up (fastest sub-network, goals
@@ -42,6 +43,7 @@ from dyndnn_ros.policies.search import (
     search_clocks,
     setting_to_point,
     tail_ratio,
+    typical_latency_ms,
 )
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
@@ -58,7 +60,7 @@ class SystemLevelPolicy(Policy):
         hold_periods: int = 3,
         min_saving: float = 0.03,
         use_feedback: bool = True,
-        keep_slack: float = 0.02,
+        keep_slack: float | None = None,
     ) -> None:
         if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
             raise PolicyError(f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1")
@@ -67,7 +69,8 @@ class SystemLevelPolicy(Policy):
         self.hold_periods = hold_periods
         self.min_saving = min_saving
         self.use_feedback = use_feedback
-        self.keep_slack = keep_slack
+        # new clocks must leave the headroom; clocks in force may use it: kept while they meet the target itself
+        self.keep_slack = headroom / (1.0 - headroom) if keep_slack is None else keep_slack
         self.reset()
 
     def reset(self) -> None:
@@ -80,7 +83,7 @@ class SystemLevelPolicy(Policy):
 
     def dropped_subnet(self, profile: ModelProfile) -> SubnetProfile:
         """A given-up app runs its fastest sub-network: the least GPU time taken from the others."""
-        return min(profile.subnets, key=lambda s: s.latency_mean_ms)
+        return min(profile.subnets, key=typical_latency_ms)
 
     @abstractmethod
     def app_level(self, goal: PerformanceGoal, profile: ModelProfile, slowdown: float) -> tuple[SubnetProfile, str]:
@@ -98,7 +101,7 @@ class SystemLevelPolicy(Policy):
     def _demand(self, goal: PerformanceGoal, subnet: SubnetProfile, cluster: int, observation: Observation, constrained: bool) -> AppDemand:
         target = goal.max_latency_ms * (1.0 - self.headroom) if constrained and goal.max_latency_ms else 0.0
         return AppDemand(
-            goal.app, subnet.latency_mean_ms, tail_ratio(subnet), float(observation.input_fps.get(goal.app, 0.0)),
+            goal.app, typical_latency_ms(subnet), tail_ratio(subnet), float(observation.input_fps.get(goal.app, 0.0)),
             cluster, self._slowdown[goal.app].estimate if self.use_feedback else 1.0, target,
         )
 
@@ -111,7 +114,7 @@ class SystemLevelPolicy(Policy):
             if profile is None or active not in profile.ids:
                 continue
             s = profile.subnet(active)
-            ran.append((goal, AppDemand(goal.app, s.latency_mean_ms, tail_ratio(s), float(observation.input_fps.get(goal.app, 0.0)), clusters[goal.app])))
+            ran.append((goal, AppDemand(goal.app, typical_latency_ms(s), tail_ratio(s), float(observation.input_fps.get(goal.app, 0.0)), clusters[goal.app])))
         if not self.use_feedback or not ran:
             return
         point = setting_to_point(self.model, observation.clocks)
@@ -151,7 +154,7 @@ class SystemLevelPolicy(Policy):
             if h.current in profile.ids:
                 current = profile.subnet(h.current)
                 # moving to a faster sub-network (an improvement) waits; one the goal needs does not
-                current_ok = current.accuracy >= goal.min_accuracy and current.latency_mean_ms >= proposal.latency_mean_ms
+                current_ok = current.accuracy >= goal.min_accuracy and typical_latency_ms(current) >= typical_latency_ms(proposal)
                 held[goal.app] = profile.subnet(h.apply(proposal.id, current_ok))
             else:
                 held[goal.app] = proposal
@@ -244,7 +247,7 @@ class SystemLevelPolicy(Policy):
         for goal in lowest_first:
             if self.relax_accuracy_first:
                 proposal = proposals[goal.app][0]
-                faster = [s for s in profiles[goal.model].subnets if s.latency_mean_ms < proposal.latency_mean_ms]
+                faster = [s for s in profiles[goal.model].subnets if typical_latency_ms(s) < typical_latency_ms(proposal)]
                 ladder += [(goal.app, s) for s in sorted(faster, key=lambda s: -s.accuracy)]
             if goal is not lowest_first[-1]:
                 ladder.append((goal.app, None))
@@ -258,7 +261,7 @@ class HierarchicalPolicy(SystemLevelPolicy):
     def app_level(self, goal, profile, slowdown):
         meets = [s for s in profile.subnets if s.accuracy >= goal.min_accuracy]
         if meets:
-            return min(meets, key=lambda s: (s.latency_mean_ms, -s.accuracy)), f"fastest with accuracy >= {goal.min_accuracy:g}"
+            return min(meets, key=lambda s: (typical_latency_ms(s), -s.accuracy)), f"fastest with accuracy >= {goal.min_accuracy:g}"
         return max(profile.subnets, key=lambda s: s.accuracy), f"no sub-network reaches accuracy {goal.min_accuracy:g}: most accurate"
 
 

@@ -24,7 +24,10 @@ def test_every_scenario_loads_with_goals_from_time_zero():
 
 def test_baseline_subnet_is_the_most_accurate_meeting_the_tightest_target():
     a = load_scenario("a_changing_target")  # tightest 60 ms: a3 (p99 54.7) fits, a4 (60.7) does not
-    assert baseline_subnets(a) == {"ofa_gpu_a": "a3"}
+    assert baseline_subnets(a, MODEL) == {"ofa_gpu_a": "a3"}
+    b = load_scenario("b_two_models")  # measured together: each one's p99 meets its tightest target
+    fixed = baseline_subnets(b, MODEL)
+    assert fixed != {"ofa_gpu_a": "a5", "ofa_gpu_b": "b6"}
 
 
 def test_runner_closes_the_loop_for_every_policy(tmp_path):

@@ -104,3 +104,12 @@ def test_backend_started_before_the_board_finds_the_tree_later(tmp_path):
     board.step()
     backend.infer(frame(backend))
     assert (tmp_path / "jetson" / SIM_DIR / "apps" / "cam_1").is_file()
+
+
+def test_a_control_file_caught_mid_write_keeps_last_ticks_value(board, tmp_path):
+    board.step()
+    policy = board.policies[0]
+    before = (board.sim.cpu[0].lo, board.sim.cpu[0].hi)
+    (policy.directory / "scaling_max_freq").write_text("")  # the DVFS node truncated it, not yet rewritten
+    board.step()
+    assert (board.sim.cpu[0].lo, board.sim.cpu[0].hi) == before

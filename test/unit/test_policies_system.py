@@ -110,3 +110,13 @@ def test_hysteresis_does_not_pay_to_keep_a_subnet():
     relaxed = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=62, min_accuracy=0.72)}
     d = policy.decide(relaxed, PROFILES, Observation(input_fps={"cam": 10}))
     assert d.subnets["m1"] == "s"
+
+
+def test_profiles_without_a_mean_latency_use_the_median():
+    # a profiler may leave latency_mean_ms at 0; ordering and predictions then use the p50
+    profile = ModelProfile("m", "x", (SubnetProfile("s", 0.7, 20, 21, 22, 0.0), SubnetProfile("l", 0.8, 40, 42, 44, 0.0)))
+    goal = {"a": PerformanceGoal("a", "m", max_latency_ms=50)}
+    # the cheapest for the clock-setting policies, the most accurate meeting 50 ms for subnet_only
+    for name, expected in (("hierarchical", "s"), ("oracle", "s"), ("subnet_only", "l")):
+        d = create_policy(name, MODEL).decide(goal, {"m": profile}, Observation(input_fps={"a": 10}))
+        assert d.subnets == {"m": expected} and not d.given_up, name
