@@ -7,6 +7,7 @@ the sub-networks and clocks. Baselines pair a fixed sub-network with a governor 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,8 +100,6 @@ def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames
 
 
 def run_policy(scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed: int = 0) -> RunResult:
-    import time
-
     names = [c.name for c in model.description.clocks.cpu_clusters]
     sim = BoardSimulator(model, seed=seed)
     fixed = baseline_subnets(scenario)

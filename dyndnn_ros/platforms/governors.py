@@ -126,7 +126,6 @@ class ActivityGovernor:
         return clamp_to_range(self.available_hz, target, lo_hz, hi_hz)
 
 
-GOVERNOR_MODES = ("default", "performance", "powersave")
 
 
 @dataclass

@@ -22,8 +22,6 @@ SWITCH_COST_MS = 0.13
 """Added to the first frame after a sub-network switch: OFA set_active_subnet measured ~0.13 ms
 (reference/dynamic-dnn.md); weights stay shared, so no reload."""
 
-CPU_GOVERNORS = ("schedutil", "performance", "powersave")
-GPU_GOVERNORS = ("nvhost_podgov", "performance", "powersave")
 
 
 @dataclass
@@ -92,7 +90,10 @@ class BoardSimulator:
         self._emc_gov = ActivityGovernor(self.emc_table, config.emc_up_threshold, config.pelt_half_life_s)
         self.apps: dict[str, SimulatedApp] = {}
         self.background_gpu = 0.0
+        self.external_loads: tuple[AppLoad, ...] = ()
+        """work run elsewhere (inference nodes with the simulated back end) that shares this board"""
         self.time_s = 0.0
+        self._ticks = 0
         self.energy_j = 0.0
         self.frames: list[Frame] = []
         self.log = TickLog()
@@ -137,6 +138,7 @@ class BoardSimulator:
     # -- time ---------------------------------------------------------------------------------------
     def _state(self) -> LoadState:
         apps = tuple(AppLoad(a.profile.subnet(a.subnet).latency_mean_ms, a.fps, a.cluster) for a in self.apps.values())
+        apps += self.external_loads
         key = (apps, tuple(self.cpu_khz), self.gpu_hz, self.emc_hz, self.background_gpu)
         state = self._states.get(key)
         if state is None:
@@ -147,7 +149,7 @@ class BoardSimulator:
 
     def step(self) -> LoadState:
         dt = self.tick_s
-        end = self.time_s + dt
+        end = (self._ticks + 1) * dt  # from a tick count: no drift from adding up floats
         for sim in self.apps.values():
             if sim.pending_subnet is not None and sim.next_start_s < end:
                 sim.subnet, sim.pending_subnet, sim.switched = sim.pending_subnet, None, True
@@ -170,6 +172,7 @@ class BoardSimulator:
                 sim.next_start_s = math.ceil(done * sim.fps - 1e-9) / sim.fps if sim.fps > 0 else done
         power = float(state.power_w)
         self.energy_j += power * dt
+        self._ticks += 1
         self.time_s = end
         self._log(power, float(state.gpu_busy))
         self._govern(state)

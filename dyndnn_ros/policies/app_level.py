@@ -57,7 +57,7 @@ def update_slowdown(
     active = observation.active_subnets.get(goal.model)
     measured = observation.latency_ms.get(goal.app, 0.0)
     if observation.frames.get(goal.app, 0) > 0 and active in profile.ids and measured > 0:
-        slowdown.update(measured, profile.subnet(active).latency_mean_ms)
+        slowdown.update(measured, profile.subnet(active).latency_mean_ms, observation.frames[goal.app])
     return slowdown.estimate
 
 

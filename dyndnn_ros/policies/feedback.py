@@ -13,22 +13,24 @@ from dataclasses import dataclass
 
 @dataclass
 class SlowdownFilter:
-    process_variance: float = 0.02
-    """How fast the true slowdown may drift per period (assumption; larger = follows load changes faster)."""
-    measurement_variance: float = 0.01
-    """Noise of one period's measured/predicted ratio (assumption: a few % frame-to-frame jitter)."""
+    process_variance: float = 0.0005
+    """How far the true slowdown may drift per period (variance; larger follows load changes faster
+    but passes more noise: 0.0005 settles a step in about 3 periods)."""
+    measurement_variance: float = 0.002
+    """Variance of one frame's measured/predicted ratio (frame jitter of a few %, plus model error);
+    a period's mean over n frames has 1/n of it."""
     estimate: float = 1.0
     variance: float = 1.0
     min_factor: float = 0.2
     max_factor: float = 20.0
 
-    def update(self, measured_ms: float, predicted_ms: float) -> float:
-        """Fold in one period's mean latency against the prediction for what ran; returns the estimate."""
+    def update(self, measured_ms: float, predicted_ms: float, frames: int = 1) -> float:
+        """Fold in one period's mean latency (over `frames` frames) against the prediction for what ran."""
         if not (math.isfinite(measured_ms) and math.isfinite(predicted_ms)) or measured_ms <= 0 or predicted_ms <= 0:
             return self.estimate
         observed = measured_ms / predicted_ms
         prior_variance = self.variance + self.process_variance
-        gain = prior_variance / (prior_variance + self.measurement_variance)
+        gain = prior_variance / (prior_variance + self.measurement_variance / max(1, frames))
         self.estimate = min(self.max_factor, max(self.min_factor, self.estimate + gain * (observed - self.estimate)))
         self.variance = (1.0 - gain) * prior_variance
         return self.estimate

@@ -79,25 +79,40 @@ class OraclePolicy(Policy):
         if key in self._cache:
             return self._cache[key]
         given_up = {g.app: f"no profile for model {g.model!r}" for g in goals.values() if g.model not in profiles}
+        # the same priority rule as the hierarchical manager: lowest priority first, each sub-network
+        # below its accuracy goal (most accurate first), then give it up; the top app is never given up
         lowest_first = sorted(served, key=lambda g: (g.priority, g.app))
-        top = lowest_first[-1].app if lowest_first else None
-        ladder = [(g.app, kind) for g in lowest_first for kind in ("accuracy", "drop") if kind == "accuracy" or g.app != top]
-        relaxed: set[str] = set()
+        ladder: list[tuple[str, SubnetProfile | None]] = []
+        for g in lowest_first:
+            below = [s for s in profiles[g.model].subnets if s.accuracy < g.min_accuracy]
+            ladder += [(g.app, s) for s in sorted(below, key=lambda s: -s.accuracy)]
+            if g is not lowest_first[-1]:
+                ladder.append((g.app, None))
+        forced: dict[str, SubnetProfile] = {}
         dropped: set[str] = set()
         found = None
         for step in range(len(ladder) + 1):
             apps = []
             for g in served:
                 subnets = list(profiles[g.model].subnets)
-                allowed = subnets if g.app in relaxed else [s for s in subnets if s.accuracy >= g.min_accuracy]
-                apps.append((g, allowed or [max(subnets, key=lambda s: s.accuracy)], clusters[g.app], fps[g.app], g.app not in dropped))
+                if g.app in dropped:
+                    allowed = subnets
+                elif g.app in forced:
+                    allowed = [forced[g.app]]
+                else:
+                    allowed = [s for s in subnets if s.accuracy >= g.min_accuracy] or [max(subnets, key=lambda s: s.accuracy)]
+                apps.append((g, allowed, clusters[g.app], fps[g.app], g.app not in dropped))
             cap = min((g.max_power_w for g in served if g.max_power_w and g.app not in dropped), default=0.0)
             found = exhaustive_best(self.model, apps, cap, self.background_gpu)
             if found is not None or step == len(ladder):
                 break
-            app, kind = ladder[step]
-            (relaxed if kind == "accuracy" else dropped).add(app)
-            given_up[app] = "accuracy goal relaxed" if kind == "accuracy" else "given up for higher priorities"
+            app, subnet = ladder[step]
+            if subnet is None:
+                dropped.add(app)
+                given_up[app] = "given up for higher priorities"
+            else:
+                forced[app] = subnet
+                given_up[app] = f"accuracy goal relaxed to {subnet.id}"
         if found is None:  # even the highest priority cannot be met: least worst lateness
             found = exhaustive_best(self.model, apps, cap, self.background_gpu, best_effort=True)
             given_up.update({g.app: "best effort: target cannot be met" for g in served if g.app not in dropped})

@@ -109,11 +109,14 @@ def search_clocks(
     keep: OperatingPoint | None = None,
     min_saving: float = 0.0,
     best_effort: bool = False,
+    keep_slack: float = 0.0,
 ) -> ClockChoice | None:
     """Least-power clocks meeting every demand's p99 latency and the power cap; None if none does.
 
     `keep`: the clocks now in force; they are kept unless the best point saves more than
-    `min_saving` (a fraction) of power, so small prediction changes do not make clocks oscillate.
+    `min_saving` (a fraction) of power, so small prediction changes do not make clocks oscillate;
+    they stay while every predicted p99 is within (1 + `keep_slack`) of its limit (a dead band:
+    new clocks must meet the limit, clocks in force may use the slack).
     `best_effort`: when nothing meets every target, return the point with the least worst lateness
     (p99 / target over the constrained demands) within the power cap where the cap can be held,
     the least power among points within 1 % of that lateness; marked met=False."""
@@ -133,15 +136,19 @@ def search_clocks(
             ok &= tail[i] <= d.max_tail_ms
     if power_cap_w > 0:
         ok &= power <= power_cap_w
-    if not ok.any():
+    keep_index = None
+    if keep is not None and keep.gpu_hz in clocks.gpu_available_hz and keep.emc_hz in clocks.emc_available_hz:
+        used_cpu = [keep.cpu_khz[i] for i in sorted(used)] or [clocks.cpu_available_khz[0]]
+        if max(used_cpu) in clocks.cpu_available_khz:
+            k = (clocks.gpu_available_hz.index(keep.gpu_hz), clocks.emc_available_hz.index(keep.emc_hz), clocks.cpu_available_khz.index(max(used_cpu)))
+            within = all(tail[i][k] <= d.max_tail_ms * (1.0 + keep_slack) for i, d in enumerate(demands) if d.max_tail_ms > 0)
+            if within and (power_cap_w <= 0 or power[k] <= power_cap_w):
+                keep_index = k
+    if not ok.any() and keep_index is None:
         return _best_effort(model, demands, power, tail, power_cap_w, used) if best_effort else None
     masked = np.where(ok, power, np.inf)
     g, e, c = np.unravel_index(int(np.argmin(masked)), shape)
-    if keep is not None:
-        kg, ke = clocks.gpu_available_hz.index(keep.gpu_hz), clocks.emc_available_hz.index(keep.emc_hz)
-        used_cpu = [keep.cpu_khz[i] for i in sorted(used)] or [clocks.cpu_available_khz[0]]
-        kc = clocks.cpu_available_khz.index(max(used_cpu))
-        if ok[kg, ke, kc] and masked[kg, ke, kc] <= masked[g, e, c] * (1.0 + min_saving):
-            g, e, c = kg, ke, kc
+    if keep_index is not None and power[keep_index] <= masked[g, e, c] * (1.0 + min_saving):
+        g, e, c = keep_index
     point = OperatingPoint(_cpu_point(model, c, used), int(clocks.gpu_available_hz[g]), int(clocks.emc_available_hz[e]))
     return ClockChoice(point, float(power[g, e, c]), tuple(float(tail[i][g, e, c]) for i in range(len(demands))))

@@ -4,15 +4,18 @@ Hierarchical manager (after Xun, Hare, Merrett):
 - app level: per application, the sub-network that meets its accuracy goal at the least cost, i.e.
   the fastest one with accuracy >= min_accuracy (in this platform model a faster sub-network costs
   less energy at any clocks, so this choice is also the energy-optimal one);
-- system level: the CPU/GPU/EMC clocks that meet every application's latency goal (on the predicted p99) and the power
-  cap at the least predicted board power (search.py);
+- system level: the CPU/GPU/EMC clocks that meet every application's latency goal (held on the
+  predicted p99, with `headroom`) and the power cap at the least predicted board power (search.py);
 - feedback: each app's latency prediction is multiplied by a Kalman-filtered slowdown factor
   (measured / predicted for what ran), and predicted power by a filtered measured/predicted ratio;
-- hysteresis: improvements in sub-network must persist `hold_periods` periods, and clocks change
-  only when that saves more than `min_saving` of power or the old clocks no longer meet the goals;
-- priorities: when no clocks meet everything, the lowest-priority app first has its accuracy goal
-  relaxed (a faster sub-network), then is given up (its goals ignored), and so on upwards; every
-  relaxation is reported in Decision.given_up with the reason.
+- hysteresis: a faster sub-network must be proposed `hold_periods` periods in a row unless
+  switching at once saves more than `min_saving` of power; clocks in force stay while their
+  predicted p99 is within `keep_slack` over the limit and new clocks save less than `min_saving`;
+  a relaxed accuracy goal comes back only after `hold_periods` periods that allow it;
+- priorities: when no clocks meet everything, the lowest-priority app first steps below its
+  accuracy goal (most accurate sub-network first), then is given up (fastest sub-network, goals
+  ignored), and so on upwards; the highest-priority app is never given up but gets best effort
+  (least worst lateness within the power cap). Every relaxation is reported in Decision.given_up.
 """
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ from typing import Any, Mapping
 
 from dyndnn_ros.platforms.model import OperatingPoint
 from dyndnn_ros.policies.base import (
-    ClockSetting,
     Decision,
     Observation,
     PerformanceGoal,
@@ -56,6 +58,7 @@ class SystemLevelPolicy(Policy):
         hold_periods: int = 3,
         min_saving: float = 0.03,
         use_feedback: bool = True,
+        keep_slack: float = 0.02,
     ) -> None:
         if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
             raise PolicyError(f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1")
@@ -64,6 +67,7 @@ class SystemLevelPolicy(Policy):
         self.hold_periods = hold_periods
         self.min_saving = min_saving
         self.use_feedback = use_feedback
+        self.keep_slack = keep_slack
         self.reset()
 
     def reset(self) -> None:
@@ -71,6 +75,8 @@ class SystemLevelPolicy(Policy):
         self._power = SlowdownFilter(process_variance=0.005, measurement_variance=0.01)
         self._hysteresis: dict[str, SwitchHysteresis] = {}
         self._last_point: OperatingPoint | None = None
+        self._relaxed_last: dict[str, SubnetProfile] = {}
+        self._recovering: dict[str, int] = {}
 
     def dropped_subnet(self, profile: ModelProfile) -> SubnetProfile:
         """A given-up app runs its fastest sub-network: the least GPU time taken from the others."""
@@ -109,10 +115,10 @@ class SystemLevelPolicy(Policy):
         if not self.use_feedback or not ran:
             return
         point = setting_to_point(self.model, observation.clocks)
-        latencies, power = predict(self.model, [d for _, d in ran], point)
+        latencies, _ = predict(self.model, [d for _, d in ran], point)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:
-                self._slowdown[goal.app].update(observation.latency_ms.get(goal.app, 0.0), predicted)
+                self._slowdown[goal.app].update(observation.latency_ms.get(goal.app, 0.0), predicted, observation.frames[goal.app])
         if observation.power_w > 0:
             # with the slowdowns applied, the rates (and so the power) are what the board saw
             slowed = [AppDemand(d.app, d.reference_latency_ms, d.tail_ratio, d.fps, d.cluster, self._slowdown[d.app].estimate) for _, d in ran]
@@ -137,29 +143,41 @@ class SystemLevelPolicy(Policy):
             slowdown = self._slowdown[goal.app].estimate if self.use_feedback else 1.0
             proposals[goal.app] = self.app_level(goal, profiles[goal.model], slowdown)
         ladder = self._ladder(served, profiles, proposals)
+        held: dict[str, SubnetProfile] = {}
+        for goal in served.values():
+            proposal = proposals[goal.app][0]
+            h = self._hysteresis.setdefault(goal.model, SwitchHysteresis(self.hold_periods))
+            profile = profiles[goal.model]
+            if h.current in profile.ids:
+                current = profile.subnet(h.current)
+                # moving to a faster sub-network (an improvement) waits; one the goal needs does not
+                current_ok = current.accuracy >= goal.min_accuracy and current.latency_mean_ms >= proposal.latency_mean_ms
+                held[goal.app] = profile.subnet(h.apply(proposal.id, current_ok))
+            else:
+                held[goal.app] = proposal
         forced: dict[str, SubnetProfile] = {}  # app -> sub-network below its accuracy goal
         dropped: set[str] = set()
         choice: ClockChoice | None = None
         chosen: dict[str, SubnetProfile] = {}
         for step in range(len(ladder) + 1):
             power_cap = min((g.max_power_w for g in served.values() if g.max_power_w and g.app not in dropped), default=0.0)
-            # first with the held (hysteresis) sub-networks, then with the proposals themselves
-            for use_held in (True, False):
-                chosen = {}
-                for goal in served.values():
-                    proposal = forced.get(goal.app) or proposals[goal.app][0]
-                    h = self._hysteresis.setdefault(goal.model, SwitchHysteresis(self.hold_periods))
-                    profile = profiles[goal.model]
-                    if use_held and h.current in profile.ids and goal.app not in forced:
-                        current = profile.subnet(h.current)
-                        current_ok = current.accuracy >= goal.min_accuracy and current.latency_mean_ms >= proposal.latency_mean_ms
-                        chosen[goal.app] = profile.subnet(h.apply(proposal.id, current_ok))
-                    else:
-                        chosen[goal.app] = proposal
-                demands = [self._demand(g, chosen[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
-                choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, keep=self._last_point, min_saving=self.min_saving)
-                if choice is not None:
-                    break
+            # the held (hysteresis) sub-networks, unless the proposals meet the goals and save more
+            # than min_saving: hysteresis is for marginal changes, not for paying to keep a choice
+            options = []
+            for candidates in (held, {app: p[0] for app, p in proposals.items()}):
+                trial = {g.app: forced.get(g.app) or candidates[g.app] for g in served.values()}
+                if options and trial == options[0][0]:
+                    continue
+                demands = [self._demand(g, trial[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
+                found = search_clocks(self.model, demands, power_cap, power_scale=power_scale,
+                                      keep=self._last_point, min_saving=self.min_saving, keep_slack=self.keep_slack)
+                options.append((trial, demands, found))
+            feasible = [o for o in options if o[2] is not None]
+            if feasible:
+                keep_held = options[0][2] is not None and options[0][2].power_w <= feasible[-1][2].power_w * (1.0 + self.min_saving)
+                chosen, demands, choice = options[0] if keep_held else feasible[-1]
+            else:
+                chosen, demands = options[-1][0], options[-1][1]
             if choice is not None or step == len(ladder):
                 break
             app, subnet = ladder[step]
@@ -180,6 +198,10 @@ class SystemLevelPolicy(Policy):
                 if goal.app not in dropped:
                     given_up[goal.app] = (f"priority {goal.priority}: latency {goal.max_latency_ms:g} ms cannot be met"
                                           f"{f' within {power_cap:g} W' if power_cap else ''}; best effort, predicted p99 {choice.tail_ms[i]:.1f} ms")
+        if self._hold_relaxations(served, chosen, forced, dropped, given_up):
+            demands = [self._demand(g, chosen[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
+            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True)
+        self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons = {}, {}, {}
         for i, goal in enumerate(served.values()):
             subnet = chosen[goal.app]
@@ -190,6 +212,28 @@ class SystemLevelPolicy(Policy):
             reasons[goal.model] = f"{why}; predicted p99 {choice.tail_ms[i]:.1f} ms"
         self._last_point = choice.point
         return Decision(subnets, point_to_setting(self.model, choice.point), reasons, given_up, predicted, choice.power_w)
+
+    def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> bool:
+        """An app whose accuracy was relaxed goes back up only after `hold_periods` periods in a row
+        that allow it, so a target near the edge does not make its sub-network flip every period.
+        Returns True when a sub-network was held back (the clocks must be searched again)."""
+        held = False
+        for goal in served.values():
+            previous = self._relaxed_last.get(goal.app)
+            now = chosen[goal.app]
+            if previous is None or goal.app in dropped or now.accuracy <= previous.accuracy:
+                self._recovering.pop(goal.app, None)
+                continue
+            count = self._recovering.get(goal.app, 0) + 1
+            if count >= self.hold_periods:
+                self._recovering.pop(goal.app)
+                continue
+            self._recovering[goal.app] = count
+            chosen[goal.app] = forced[goal.app] = previous
+            given_up[goal.app] = (f"priority {goal.priority}: accuracy >= {goal.min_accuracy:g} still relaxed to {previous.accuracy:.4f}"
+                                  f" ({previous.id}) until {now.id} fits for {self.hold_periods} periods")
+            held = True
+        return held
 
     def _ladder(self, served, profiles, proposals) -> list[tuple[str, SubnetProfile | None]]:
         """Relaxations in order, lowest priority first: each faster sub-network below the app's

@@ -1,0 +1,157 @@
+"""The simulation inference back end: a profiled dynamic DNN whose frames take modelled time.
+
+No network runs. Each frame's latency comes from the platform model: the active sub-network's
+profile latency scaled to the clocks the board has now, stretched by the other models and the
+background job sharing the GPU, with the board's frame jitter. Energy per frame is the board power
+the model predicts times that latency. In real time (`realtime=True`, the ROS demo) `infer` sleeps
+for the modelled time; otherwise it returns at once (tests, fast runs).
+
+With `sysfs_root` the back end lives on a simulated board (platforms/sysfs_board.py): it reads
+the current clocks from the tree's cpufreq/devfreq/EMC files and announces its own work there, so
+the board's governors, power rails and GPU load see it. Without it, clocks are the reference
+(max) clocks and the model runs alone.
+
+    backend = SimulatedBackend(model="dynamic_ofa_xavier_nx_gpu", sysfs_root="/tmp/sim")
+
+To reach it through create_backend("simulation", ...), backends/__init__.py registers a lazy
+factory for it, as it does for torch.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dyndnn_ros.backends.base import BackendError, FrameResult, InferenceBackend
+from dyndnn_ros.hardware.sysfs_clocks import ClockError, SysfsClockController
+from dyndnn_ros.models.registry import UnknownSubnetError
+from dyndnn_ros.paths import config_dir
+from dyndnn_ros.platforms.model import AppLoad, PlatformModel
+from dyndnn_ros.platforms.sysfs_board import read_app_activity, read_background, write_app_activity
+from dyndnn_ros.profiles import ModelProfile, ProfileError, load_profile
+
+RATE_SMOOTHING = 0.2
+"""weight of the newest inter-frame interval in the frame-rate estimate announced to the board"""
+
+
+@dataclass
+class SimulatedBackend(InferenceBackend):
+    model: str | Path = "dynamic_ofa_xavier_nx_gpu"
+    """profile name (config/profiles/<name>.yaml) or path: the sub-networks and their latencies"""
+    platform: str = "xavier_nx"
+    sysfs_root: str | Path | None = None
+    cluster: str = ""
+    """CPU cluster the inference thread runs on (platform name); empty = the first"""
+    realtime: bool = True
+    instance: str = ""
+    """name of this model instance on the board (the inference node's model_id); empty = the profile's
+    model name. Two nodes running the same profile on one simulated board need different names."""
+    seed: int = 0
+    input_shape_chw: tuple[int, int, int] = (3, 224, 224)
+    num_classes: int = 1000
+    initial_subnet: str | None = None
+    # accepted so the inference node can pass the same parameters to every back end; unused here
+    checkpoint: Any = None
+    device: str = "cpu"
+    threads: int | None = None
+    mode: str = "resident"
+    profile: ModelProfile = field(init=False)
+    last_energy_mj: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        path = Path(self.model)
+        if not path.suffix:
+            path = config_dir() / "profiles" / f"{self.model}.yaml"
+        try:
+            self.profile = load_profile(path)
+        except ProfileError as exc:
+            raise BackendError(f"simulation back end: {exc}") from exc
+        self.board = PlatformModel.load(self.platform)
+        names = [c.name for c in self.board.description.clocks.cpu_clusters]
+        if self.cluster and self.cluster not in names:
+            raise BackendError(f"unknown CPU cluster {self.cluster!r}; known: {names}")
+        self._cluster = names.index(self.cluster) if self.cluster else 0
+        self.name = "simulation"
+        self.model_id = self.profile.model
+        self._instance = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance or self.profile.model)
+        self.metadata = {"profile": str(path), "platform": self.platform, "sysfs_root": str(self.sysfs_root or "")}
+        self._clocks: SysfsClockController | None = None
+        self._rng = np.random.default_rng(self.seed)
+        self._sigma = math.sqrt(math.log(1.0 + self.board.latency_cv ** 2))
+        start = self.initial_subnet or min(self.profile.subnets, key=lambda s: s.latency_mean_ms).id
+        self._active = self.profile.subnet(start).id
+        self._fps = 0.0
+        self._last_frame_wall: float | None = None
+        self.last_modelled_ms = 0.0
+
+    def available_subnets(self) -> list[str]:
+        return self.profile.ids
+
+    @property
+    def active_subnet(self) -> str:
+        return self._active
+
+    def input_shape_of(self, subnet_id: str) -> tuple[int, int, int]:
+        if subnet_id not in self.profile.ids:
+            raise UnknownSubnetError(subnet_id, self.profile.ids)
+        return self.input_shape_chw
+
+    def _activate(self, subnet_id: str) -> None:
+        self._active = subnet_id
+
+    def modelled_frame(self) -> tuple[float, float]:
+        """(latency ms, energy mJ) of one frame of the active sub-network on the board as it is now."""
+        reference = self.profile.subnet(self._active).latency_mean_ms
+        me = AppLoad(reference, self._fps, self._cluster)
+        others: list[AppLoad] = []
+        background = 0.0
+        if self._clock_reader() is not None:
+            root = Path(self.sysfs_root)
+            write_app_activity(root, self._instance, reference, self._fps, self._cluster)
+            others = [load for name, load in read_app_activity(root).items() if name != self._instance]
+            background = read_background(root)
+            state = self._clocks.read_state()
+            ref = self.board.reference
+            cpu = tuple(state.cpu_khz.get(c.name) or r for c, r in zip(self.board.description.clocks.cpu_clusters, ref.cpu_khz))
+            gpu, emc = state.gpu_hz or ref.gpu_hz, state.emc_hz or ref.emc_hz
+        else:
+            ref = self.board.reference
+            cpu, gpu, emc = ref.cpu_khz, ref.gpu_hz, ref.emc_hz
+        result = self.board.steady_state([me, *others], cpu, gpu, emc, background)
+        latency = float(result.latency_ms[0]) * math.exp(self._sigma * self._rng.standard_normal() - self._sigma ** 2 / 2)
+        return latency, float(result.power_w) * latency
+
+    def _clock_reader(self) -> SysfsClockController | None:
+        """The tree's clock files, once the simulated board has created them (it may start after us)."""
+        if self._clocks is None and self.sysfs_root:
+            try:
+                self._clocks = SysfsClockController(self.sysfs_root, self.board.description)
+            except ClockError:
+                return None
+        return self._clocks
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        latency, energy = self.modelled_frame()
+        self.last_modelled_ms, self.last_energy_mj = latency, energy
+        if self.realtime:
+            time.sleep(latency / 1000.0)
+        return self._rng.standard_normal((batch.shape[0], self.num_classes)).astype(np.float32)
+
+    def infer(self, batch: np.ndarray) -> FrameResult:
+        now = time.monotonic()
+        # the frame rate is only meaningful in real time; faster than real time the model runs back-to-back
+        if self.realtime and self._last_frame_wall is not None and now > self._last_frame_wall:
+            rate = 1.0 / (now - self._last_frame_wall)
+            self._fps = rate if self._fps == 0 else (1 - RATE_SMOOTHING) * self._fps + RATE_SMOOTHING * rate
+        self._last_frame_wall = now
+        result = super().infer(batch)
+        # the modelled time is the frame's latency (a sleep is only as exact as the OS scheduler)
+        return FrameResult(result.scores, result.subnet_id, self.last_modelled_ms)
+
+

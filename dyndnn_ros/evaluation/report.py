@@ -1,0 +1,211 @@
+"""Metrics of a run, the markdown report and the plots."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dyndnn_ros.evaluation.runner import BASELINE_LABEL, RunResult
+from dyndnn_ros.evaluation.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Metrics:
+    energy_j: float
+    frames: int
+    energy_per_frame_mj: float
+    mean_latency_ms: float
+    p95_latency_ms: float
+    violation_pct: float
+    """frames whose latency exceeds their app's max_latency_ms at the time"""
+    violation_settled_pct: float
+    """the same, leaving out frames that start within settle_s after a change of goals or load"""
+    mean_accuracy: float
+    accuracy_short_pct: float
+    """frames run with a sub-network below the app's min_accuracy at the time"""
+    decide_ms: float
+    """mean time of one Policy.decide call"""
+    subnet_switches: int
+    """sub-network changes over the run, all models together"""
+    clock_changes: int
+    """ticks at which any clock (CPU clusters, GPU, EMC) changed"""
+
+
+def change_times(scenario: Scenario) -> list[float]:
+    return [p.at_s for p in scenario.phases if p.at_s > 0]
+
+
+def metrics(result: RunResult) -> Metrics:
+    scenario = result.scenario
+    frames = result.frames
+    changes = np.array(change_times(scenario))
+    latency = np.array([f.latency_ms for f in frames]) if frames else np.zeros(0)
+    late, short, settled_total, settled_late, counted = 0, 0, 0, 0, 0
+    for f in frames:
+        goal = scenario.phase_at(f.start_s).goals.get(f.app)
+        if goal is None:
+            continue
+        if goal.min_accuracy and f.accuracy < goal.min_accuracy:
+            short += 1
+        if not goal.max_latency_ms:
+            continue
+        counted += 1
+        over = f.latency_ms > goal.max_latency_ms
+        late += over
+        since = f.start_s - changes[changes <= f.start_s] if changes.size else np.zeros(0)
+        if not (since.size and since.min() < scenario.settle_s):
+            settled_total += 1
+            settled_late += over
+    n = len(frames)
+    return Metrics(
+        energy_j=result.energy_j,
+        frames=n,
+        energy_per_frame_mj=1000.0 * result.energy_j / n if n else float("nan"),
+        mean_latency_ms=float(latency.mean()) if n else float("nan"),
+        p95_latency_ms=float(np.percentile(latency, 95)) if n else float("nan"),
+        violation_pct=100.0 * late / counted if counted else 0.0,
+        violation_settled_pct=100.0 * settled_late / settled_total if settled_total else 0.0,
+        mean_accuracy=float(np.mean([f.accuracy for f in frames])) if n else float("nan"),
+        accuracy_short_pct=100.0 * short / n if n else 0.0,
+        decide_ms=float(np.mean(result.decide_ms)) if result.decide_ms else 0.0,
+        subnet_switches=sum(a.subnet != b.subnet for app in {f.app for f in frames}
+                            for a, b in zip([f for f in frames if f.app == app], [f for f in frames if f.app == app][1:])),
+        clock_changes=sum(a != b for a, b in zip(_clock_trace(result), _clock_trace(result)[1:])),
+    )
+
+
+def _clock_trace(result: RunResult) -> list[tuple]:
+    log = result.log
+    return list(zip(log.cpu_khz, log.gpu_hz, log.emc_hz))
+
+
+def _pct(new: float, ref: float) -> str:
+    return f"{100.0 * (new - ref) / ref:+.1f}%" if ref else "n/a"
+
+
+def scenario_table(results: Sequence[RunResult]) -> str:
+    by_label = {r.spec.label: metrics(r) for r in results}
+    base = by_label.get(BASELINE_LABEL)
+    oracle = by_label.get("oracle")
+    lines = [
+        "| policy | energy J | vs schedutil | mJ/frame | vs schedutil | vs oracle (J) | frames | mean ms | p95 ms | late % | late % settled | accuracy | below acc. goal % | switches | clock changes | decide ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, m in by_label.items():
+        lines.append(
+            f"| {label} | {m.energy_j:.1f} | {_pct(m.energy_j, base.energy_j) if base else ''} | {m.energy_per_frame_mj:.0f} | "
+            f"{_pct(m.energy_per_frame_mj, base.energy_per_frame_mj) if base else ''} | {_pct(m.energy_j, oracle.energy_j) if oracle else ''} | "
+            f"{m.frames} | {m.mean_latency_ms:.1f} | {m.p95_latency_ms:.1f} | {m.violation_pct:.1f} | {m.violation_settled_pct:.1f} | "
+            f"{100 * m.mean_accuracy:.2f} | {m.accuracy_short_pct:.1f} | {m.subnet_switches} | {m.clock_changes} | {m.decide_ms:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def given_up_summary(result: RunResult) -> list[str]:
+    """Distinct given-up reasons with the time span in which they were reported."""
+    spans: dict[tuple[str, str], list[float]] = {}
+    for p in result.periods:
+        for app, why in p.given_up.items():
+            spans.setdefault((app, why.split(";")[0].split("(")[0].strip()), []).append(p.time_s)
+    return [f"{app} {min(t):.2f}-{max(t):.2f} s ({len(t)} periods): {why}" for (app, why), t in spans.items()]
+
+
+PLOTTED = (BASELINE_LABEL, "hierarchical", "oracle")
+COLOURS = {BASELINE_LABEL: "tab:red", "hierarchical": "tab:blue", "oracle": "tab:green"}
+
+
+def plot_scenario(results: Sequence[RunResult], path: Path, bin_s: float = 0.5) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in results if r.spec.label in PLOTTED]
+    scenario = shown[0].scenario
+    fig, axes = plt.subplots(4, 1, figsize=(11, 10), sharex=True)
+    edges = np.arange(0.0, scenario.duration_s + bin_s, bin_s)
+    styles = ["-", "--", ":"]
+    for app_index, app in enumerate(a.app for a in scenario.apps):
+        times = [p.at_s for p in scenario.phases] + [scenario.duration_s]
+        targets = [p.goals[app].max_latency_ms if app in p.goals else np.nan for p in scenario.phases]
+        axes[0].step(times, targets + targets[-1:], where="post", color="black", lw=1.2,
+                     ls=styles[app_index % 3], label=f"target {app}")
+    for r in shown:
+        colour = COLOURS.get(r.spec.label, "tab:gray")
+        for app_index, app in enumerate(a.app for a in scenario.apps):
+            frames = [f for f in r.frames if f.app == app]
+            t = np.array([f.start_s for f in frames])
+            lat = np.array([f.latency_ms for f in frames])
+            acc = np.array([f.accuracy for f in frames])
+            idx = np.digitize(t, edges) - 1
+            centres = edges[:-1] + bin_s / 2
+            mean_lat = np.array([lat[idx == i].max() if np.any(idx == i) else np.nan for i in range(len(centres))])
+            axes[0].plot(centres, mean_lat, color=colour, ls=styles[app_index % 3], lw=1.2, label=f"{r.spec.label}: {app}")
+            axes[2].step(t, 100 * acc, where="post", color=colour, ls=styles[app_index % 3], lw=1.2, label=f"{r.spec.label}: {app}")
+        log_t = np.array(r.log.time_s)
+        axes[1].plot(log_t, np.array(r.log.gpu_hz) / 1e6, color=colour, lw=1.0, label=f"{r.spec.label}: GPU")
+        axes[1].plot(log_t, np.array(r.log.cpu_khz)[:, 0] / 1e3, color=colour, lw=0.8, ls=":", label=f"{r.spec.label}: CPU cluster0")
+        power = np.array(r.log.power_w)
+        bins = np.digitize(log_t, edges) - 1
+        axes[3].plot(edges[:-1] + bin_s / 2, [power[bins == i].mean() if np.any(bins == i) else np.nan for i in range(len(edges) - 1)],
+                     color=colour, lw=1.2, label=r.spec.label)
+    axes[0].set_ylabel(f"latency ms\n(max per {bin_s:g} s)")
+    axes[1].set_ylabel("clock MHz")
+    axes[2].set_ylabel("top-1 %\n(sub-network)")
+    axes[3].set_ylabel(f"board power W\n(mean per {bin_s:g} s)")
+    axes[3].set_xlabel("time s")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        for t in change_times(scenario):
+            ax.axvline(t, color="gray", lw=0.6, alpha=0.6)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(f"{scenario.name}: {scenario.description}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(results: Sequence[RunResult], out: Path, command: str, elapsed_s: float) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    scenarios: dict[str, list[RunResult]] = {}
+    for r in results:
+        scenarios.setdefault(r.scenario.name, []).append(r)
+    lines = [
+        "# Evaluation: runtime-management policies on the simulated Jetson Xavier NX",
+        "",
+        f"Command: `{command}` ({len(results)} runs in {elapsed_s:.0f} s). Platform model, constants and",
+        "assumptions: docs/evaluation.md and config/platforms/xavier_nx.yaml. Energy is the board's",
+        "(VDD_IN) over the whole scenario; 'late %' counts frames over their app's max_latency_ms;",
+        "'settled' leaves out frames that start within settle_s after a change.",
+        "",
+        "## Summary: hierarchical vs the schedutil+podgov baseline and the oracle",
+        "",
+        "| scenario | energy vs schedutil | mJ/frame vs schedutil | energy vs oracle | late % (settled) hierarchical | late % (settled) schedutil |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in scenarios.items():
+        m = {r.spec.label: metrics(r) for r in runs}
+        h, b, o = m.get("hierarchical"), m.get(BASELINE_LABEL), m.get("oracle")
+        if h and b and o:
+            lines.append(f"| {name} | {_pct(h.energy_j, b.energy_j)} | {_pct(h.energy_per_frame_mj, b.energy_per_frame_mj)} | "
+                         f"{_pct(h.energy_j, o.energy_j)} | {h.violation_pct:.1f} ({h.violation_settled_pct:.1f}) | "
+                         f"{b.violation_pct:.1f} ({b.violation_settled_pct:.1f}) |")
+    for name, runs in scenarios.items():
+        scenario = runs[0].scenario
+        png = plot_scenario(runs, out / f"{name}.png")
+        lines += ["", f"## {name}", "", scenario.description, "", scenario_table(runs), "", f"![{name}]({png.name})", ""]
+        hier = [r for r in runs if r.spec.label == "hierarchical"]
+        if hier and given_up_summary(hier[0]):
+            lines += ["Goals the hierarchical manager relaxed or gave up:", ""]
+            lines += [f"- {line}" for line in given_up_summary(hier[0])]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def metrics_table(results: Sequence[RunResult]) -> list[dict]:
+    return [{"scenario": r.scenario.name, "policy": r.spec.label, **asdict(metrics(r))} for r in results]

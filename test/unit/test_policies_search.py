@@ -1,0 +1,46 @@
+"""The system-level clock search: least power, dead band on the clocks in force, best effort."""
+
+from dyndnn_ros.platforms.model import OperatingPoint, PlatformModel
+from dyndnn_ros.policies.search import AppDemand, predict, search_clocks
+
+MODEL = PlatformModel.load("xavier_nx")
+TABLES = MODEL.description.clocks
+
+
+def demand(target_ms, latency_ms=50.0):
+    return AppDemand("cam", latency_ms, 1.07, 10.0, 0, 1.0, target_ms)
+
+
+def test_least_power_point_meets_the_target_and_one_step_lower_does_not():
+    choice = search_clocks(MODEL, [demand(90.0)])
+    assert choice.met and choice.tail_ms[0] <= 90.0
+    g = TABLES.gpu_available_hz.index(choice.point.gpu_hz)
+    if g > 0:  # the next lower GPU clock (same CPU/EMC) misses the target or costs more
+        lower = OperatingPoint(choice.point.cpu_khz, TABLES.gpu_available_hz[g - 1], choice.point.emc_hz)
+        latency, power = predict(MODEL, [demand(90.0)], lower)
+        assert latency[0] * 1.07 > 90.0 or power >= choice.power_w
+
+
+def test_clocks_in_force_are_kept_inside_the_dead_band():
+    first = search_clocks(MODEL, [demand(90.0)])
+    # the same target 1.5 % tighter: the old point misses it by < keep_slack and is kept
+    tighter = demand(first.tail_ms[0] / 1.015)
+    kept = search_clocks(MODEL, [tighter], keep=first.point, min_saving=0.03, keep_slack=0.02)
+    assert kept.point == first.point
+    moved = search_clocks(MODEL, [tighter], keep=first.point, min_saving=0.03, keep_slack=0.0)
+    assert moved.point != first.point
+
+
+def test_power_cap_and_best_effort():
+    assert search_clocks(MODEL, [demand(30.0)]) is None  # 50 ms at max clocks cannot make 30 ms
+    best = search_clocks(MODEL, [demand(30.0)], best_effort=True)
+    assert not best.met and best.point.gpu_hz == TABLES.gpu_available_hz[-1]
+    capped = search_clocks(MODEL, [demand(30.0)], power_cap_w=6.0, best_effort=True)
+    assert capped.power_w <= 6.0 and capped.tail_ms[0] > best.tail_ms[0]
+
+
+def test_more_slowdown_needs_more_power():
+    easy = search_clocks(MODEL, [demand(100.0)])
+    slowed = search_clocks(MODEL, [AppDemand("cam", 50.0, 1.07, 10.0, 0, 1.3, 100.0)])
+    assert slowed.power_w > easy.power_w
+    assert slowed.tail_ms[0] <= 100.0

@@ -1,0 +1,112 @@
+"""The hierarchical manager and DVFS-only policy on hand-made profile tables."""
+from hypothesis import given, settings, strategies as st
+
+from dyndnn_ros.platforms.model import PlatformModel
+from dyndnn_ros.policies import ClockSetting, Observation, PerformanceGoal, create_policy, policy_names
+from dyndnn_ros.policies.search import AppDemand, predict, setting_to_point
+from dyndnn_ros.profiles import ModelProfile, SubnetProfile
+
+MODEL = PlatformModel.load("xavier_nx")
+TABLES = MODEL.description.clocks
+
+
+def subnet(sid, accuracy, latency_ms):
+    return SubnetProfile(sid, accuracy, latency_ms, latency_ms * 1.05, latency_ms * 1.07, latency_ms)
+
+
+def table(model="m1"):
+    return ModelProfile(model, "xavier_nx/gpu", (subnet("s", 0.72, 30.0), subnet("m", 0.75, 40.0), subnet("l", 0.78, 55.0)))
+
+
+PROFILES = {"m1": table("m1"), "m2": table("m2")}
+
+
+def observe(decision, slowdown=1.0, jitter=1.0, fps=10.0):
+    """What the board reports after running `decision` for app "cam" on model "m1": its clocks,
+    sub-network and a latency `slowdown` x the model's prediction for them (x `jitter`)."""
+    s = PROFILES["m1"].subnet(decision.subnets["m1"])
+    demand = AppDemand("cam", s.latency_mean_ms, 1.07, fps, 0)
+    mean, _ = predict(MODEL, [demand], setting_to_point(MODEL, decision.clocks))
+    return Observation(
+        latency_ms={"cam": mean[0] * slowdown * jitter}, frames={"cam": 5}, active_subnets=dict(decision.subnets),
+        clocks=decision.clocks or ClockSetting(), input_fps={"cam": fps},
+    )
+
+
+def test_registry_knows_every_policy():
+    assert {"hierarchical", "subnet_only", "dvfs_only", "static", "oracle"} <= set(policy_names())
+
+
+def test_hierarchical_cheapest_subnet_meeting_accuracy_and_lowest_clocks_meeting_latency():
+    policy = create_policy("hierarchical", MODEL)
+    goal = PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.74)
+    d = policy.decide({"cam": goal}, PROFILES, Observation(input_fps={"cam": 10}))
+    assert d.subnets == {"m1": "m"} and not d.given_up
+    assert d.predicted_latency_ms["cam"] <= 80
+    assert d.clocks.gpu_hz < TABLES.gpu_available_hz[-1]  # slack is turned into lower clocks
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(35, 300), st.floats(0, 0.78), st.floats(0, 40))
+def test_chosen_clocks_are_always_in_the_tables(latency, accuracy, fps):
+    policy = create_policy("hierarchical", MODEL)
+    goal = PerformanceGoal("cam", "m1", max_latency_ms=latency, min_accuracy=accuracy)
+    d = policy.decide({"cam": goal}, PROFILES, Observation(input_fps={"cam": fps}))
+    assert d.clocks.gpu_hz in TABLES.gpu_available_hz and d.clocks.emc_hz in TABLES.emc_available_hz
+    assert all(f in TABLES.cpu_available_khz for f in d.clocks.cpu_khz.values())
+    assert set(d.clocks.cpu_khz) == {c.name for c in TABLES.cpu_clusters}
+
+
+def test_infeasible_goals_give_up_the_lowest_priority_with_a_reason():
+    policy = create_policy("hierarchical", MODEL)
+    goals = {
+        "nav": PerformanceGoal("nav", "m1", max_latency_ms=60, min_accuracy=0.75, priority=2),
+        # "l" cannot meet 45 ms even alone at max clocks: arm must give way, nav must not
+        "arm": PerformanceGoal("arm", "m2", max_latency_ms=45, min_accuracy=0.78, priority=1),
+    }
+    d = policy.decide(goals, PROFILES, Observation(input_fps={"nav": 10, "arm": 10}))
+    assert "arm" in d.given_up and "priority 1" in d.given_up["arm"]
+    assert "nav" not in d.given_up
+    assert d.predicted_latency_ms["nav"] <= 60
+
+
+def test_slowdown_raises_clocks_then_steps_the_subnet_down():
+    policy = create_policy("hierarchical", MODEL, hold_periods=1)
+    goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=70, min_accuracy=0.75)}
+    first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
+    d = first
+    for _ in range(5):  # the board is 25 % slower than the model says (another job on the GPU)
+        d = policy.decide(goal, PROFILES, observe(d, slowdown=1.25))
+    assert d.clocks.gpu_hz > first.clocks.gpu_hz and d.subnets["m1"] == "m"
+    for _ in range(8):  # 80 % slower: even max clocks cannot hold "m": step down below the accuracy goal
+        d = policy.decide(goal, PROFILES, observe(d, slowdown=1.8))
+    assert d.subnets["m1"] == "s"
+    assert "relaxed" in d.given_up["cam"]
+
+
+def test_hysteresis_no_oscillation_under_measurement_noise():
+    policy = create_policy("hierarchical", MODEL)
+    goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=70, min_accuracy=0.75)}
+    d = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
+    seen = []
+    for k in range(30):  # +-1.5 % jitter around the prediction, alternating
+        d = policy.decide(goal, PROFILES, observe(d, jitter=1.015 if k % 2 else 0.985))
+        seen.append((d.subnets["m1"], d.clocks.gpu_hz, tuple(d.clocks.cpu_khz.values()), d.clocks.emc_hz))
+    changes = sum(a != b for a, b in zip(seen, seen[1:]))
+    assert changes <= 2
+
+
+def test_dvfs_only_keeps_its_fixed_subnet():
+    policy = create_policy("dvfs_only", MODEL, subnets={"m1": "l"})
+    d = policy.decide({"cam": PerformanceGoal("cam", "m1", max_latency_ms=90)}, PROFILES, Observation(input_fps={"cam": 10}))
+    assert d.subnets == {"m1": "l"} and d.clocks is not None
+
+
+def test_hysteresis_does_not_pay_to_keep_a_subnet():
+    policy = create_policy("hierarchical", MODEL, hold_periods=3)
+    strict = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=90, min_accuracy=0.78)}
+    assert policy.decide(strict, PROFILES, Observation(input_fps={"cam": 10})).subnets["m1"] == "l"
+    # the accuracy goal drops and the latency goal tightens: keeping "l" would need far higher clocks
+    relaxed = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=62, min_accuracy=0.72)}
+    d = policy.decide(relaxed, PROFILES, Observation(input_fps={"cam": 10}))
+    assert d.subnets["m1"] == "s"
