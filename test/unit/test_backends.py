@@ -21,7 +21,7 @@ def torch_backend():
 
 
 def test_create_by_name_and_unknown_name() -> None:
-    assert {"torch", "tensorrt"} <= set(available_backends())
+    assert {"torch", "tensorrt", "simulation"} <= set(available_backends())
     with pytest.raises(BackendError, match="known back ends"):
         create_backend("onnx-magic")
     with pytest.raises(BackendError, match="torch"):
