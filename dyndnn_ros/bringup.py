@@ -42,11 +42,18 @@ class NodeProcess:
     executable: str
     name: str
     parameters: dict[str, object] = field(default_factory=dict)
+    remaps: dict[str, str] = field(default_factory=dict)
+    argv: list[str] | None = None
+    """a plain command instead of a node executable (e.g. the simulated board)"""
     process: subprocess.Popen | None = None
     lines: list[str] = field(default_factory=list)
 
     def command(self, params_file: Path | None) -> list[str]:
+        if self.argv is not None:
+            return list(self.argv)
         args = [str(executable_path(self.executable)), "--ros-args", "-r", f"__node:={self.name}"]
+        for topic, target in self.remaps.items():
+            args += ["-r", f"{topic}:={target}"]
         if params_file is not None:
             args += ["--params-file", str(params_file)]
         for key, value in self.parameters.items():

@@ -9,6 +9,7 @@ latched topic for the resource manager.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 from sensor_msgs.msg import Image
@@ -61,14 +62,17 @@ class InferenceNode(common.DyndnnNode):
         switch_mode = common.declare(self, "switch_mode", "resident", "resident: every sub-network materialised once, a switch swaps a pointer; shared: one weight copy sliced per frame")
         initial = common.declare(self, "initial_subnet", "", "Sub-network to start with; empty = the smallest")
         self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame"))
+        self.cpu_cluster = common.declare(self, "cpu_cluster", "", "CPU cluster (platform name) the inference thread runs on, told to the manager; pin it with taskset or the launch file")
+        sysfs_root = common.declare(self, "sysfs_root", "", "simulation back end only: root of the simulated board's sysfs tree (empty: reference clocks)")
+        platform = common.declare(self, "platform", "xavier_nx", "simulation back end only: board description")
         reliability = common.declare(self, "image_reliability", "best_effort", "QoS reliability of the image subscription: best_effort (sensor data) or reliable; depth is 1 either way")
 
         self.profile_frames = int(common.declare(self, "profile_frames", 20, "Frames per sub-network when the node measures its own profile at start-up"))
 
-        self.backend = create_backend(
-            backend_name, model=model_config, checkpoint=checkpoint or None, device=device,
-            threads=threads or None, mode=switch_mode,
-        )
+        options = dict(model=model_config, checkpoint=checkpoint or None, device=device, threads=threads or None, mode=switch_mode)
+        if backend_name == "simulation":
+            options.update(sysfs_root=sysfs_root or None, platform=platform, cluster=self.cpu_cluster)
+        self.backend = create_backend(backend_name, **options)
         self.backend_name = backend_name
         self.profile = self.startup_profile(profile_path)
         self.subnets = list(self.backend.available_subnets())
@@ -80,6 +84,8 @@ class InferenceNode(common.DyndnnNode):
         self.frame_ready = threading.Event()
         self.stopping = threading.Event()
         self.frames_dropped = 0
+        self.input_fps = 0.0
+        self.last_frame_time: float | None = None
         self.board_power_w = 0.0
 
         self.result_pub = self.create_publisher(InferenceResult, "~/result", common.STATS_QOS)
@@ -114,6 +120,7 @@ class InferenceNode(common.DyndnnNode):
 
     def announce(self) -> None:
         msg = profile_message(self.profile, self.model_id, self.backend_name, self.backend.active_subnet)
+        msg.cpu_cluster = self.cpu_cluster
         msg.header.stamp = self.get_clock().now().to_msg()
         self.profile_pub.publish(msg)
 
@@ -136,6 +143,11 @@ class InferenceNode(common.DyndnnNode):
         self.board_power_w = float(msg.total_power_w)
 
     def on_image(self, msg: Image) -> None:
+        now = time.monotonic()
+        if self.last_frame_time is not None and now > self.last_frame_time:
+            rate = 1.0 / (now - self.last_frame_time)
+            self.input_fps = rate if self.input_fps == 0 else 0.9 * self.input_fps + 0.1 * rate
+        self.last_frame_time = now
         with self.frame_lock:
             if self.latest_frame is not None:
                 self.frames_dropped += 1
@@ -159,8 +171,8 @@ class InferenceNode(common.DyndnnNode):
                 continue
             try:
                 result = self.backend.infer(to_model_input(frame, self.backend.input_shape))
-            except (RuntimeError, ValueError) as exc:  # one bad frame must not stop the node
-                self.get_logger().error(f"inference failed on a frame: {exc}", throttle_duration_sec=5.0)
+            except Exception as exc:  # one bad frame must not stop the node; the next may well work
+                self.get_logger().error(f"inference failed on a frame: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
                 continue
             self.publish(msg, result)
             if self.backend.active_subnet != announced:
@@ -182,6 +194,7 @@ class InferenceNode(common.DyndnnNode):
         stats.energy_mj = float(energy if energy is not None else self.board_power_w * stats.latency_ms)
         stats.accuracy = float(self.profile.subnet(subnet).accuracy)
         stats.frames_dropped = self.frames_dropped
+        stats.input_fps = float(self.input_fps)
         self.stats_pub.publish(stats)
 
     def on_shutdown(self) -> None:

@@ -98,6 +98,8 @@ class ResourceManagerNode(common.DyndnnNode):
         self.profiles: dict[str, CoreProfile] = {}
         self.latency_sums: dict[str, list[float]] = defaultdict(list)
         self.active: dict[str, str] = {}
+        self.input_fps: dict[str, float] = {}
+        self.clusters: dict[str, str] = {}
         self.hardware: HardwareStatus | None = None
         self.commanded: dict[str, str] = {}
         self.last_clocks: ClockSetting | None = None
@@ -160,6 +162,8 @@ class ResourceManagerNode(common.DyndnnNode):
         known = msg.model_id in self.profiles
         self.profiles[msg.model_id] = profile
         self.active[msg.model_id] = msg.active_subnet
+        if msg.cpu_cluster:
+            self.clusters[msg.model_id] = msg.cpu_cluster
         if not known:
             self.get_logger().info(f"model {msg.model_id!r} announced with sub-networks {profile.ids}")
         for app, goal in list(self.parked.items()):
@@ -171,6 +175,7 @@ class ResourceManagerNode(common.DyndnnNode):
     def on_stats(self, msg: InferenceStats) -> None:
         self.latency_sums[msg.model_id].append(float(msg.latency_ms))
         self.active[msg.model_id] = msg.active_subnet
+        self.input_fps[msg.model_id] = float(msg.input_fps)
 
     def on_hardware(self, msg: HardwareStatus) -> None:
         self.hardware = msg
@@ -195,6 +200,8 @@ class ResourceManagerNode(common.DyndnnNode):
             gpu_util=float(hw.gpu_utilization) if hw else 0.0,
             emc_util=float(hw.emc_utilization) if hw else 0.0,
             power_w=float(hw.total_power_w) if hw else 0.0,
+            input_fps={app: self.input_fps[g.model] for app, g in self.goals.items() if g.model in self.input_fps},
+            app_cluster={app: self.clusters[g.model] for app, g in self.goals.items() if g.model in self.clusters},
         )
 
     def control_step(self) -> None:

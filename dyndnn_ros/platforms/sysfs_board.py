@@ -31,13 +31,19 @@ CPU_GOVERNOR_MODES = {"performance": "performance", "powersave": "powersave"}
 GPU_GOVERNOR_MODES = {"performance": "performance", "powersave": "powersave"}
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replace a file whole: a kernel file never reads half-written, and readers (the simulation
+    back end, the hardware monitor) run concurrently with the board's ticks."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def write_app_activity(root: Path, model_id: str, reference_latency_ms: float, fps: float, cluster: int) -> None:
-    """What a simulated back end announces about its work (atomic rename: readers never see half a line)."""
+    """What a simulated back end announces about its work."""
     directory = Path(root) / SIM_DIR / "apps"
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{model_id}.tmp"
-    tmp.write_text(f"{reference_latency_ms:.4f} {fps:.4f} {cluster} {time.time():.3f}\n")
-    tmp.replace(directory / model_id)
+    write_atomic(directory / model_id, f"{reference_latency_ms:.4f} {fps:.4f} {cluster} {time.time():.3f}\n")
 
 
 def read_app_activity(root: Path, now: float | None = None) -> dict[str, AppLoad]:
@@ -79,6 +85,14 @@ class SysfsBoard:
 
     # -- what the DVFS node wrote -------------------------------------------------------------------
     def read_controls(self) -> None:
+        """Take the limits the DVFS node wrote. It writes in place (sysfs files cannot be renamed
+        into), so a read can catch a file mid-write: then this tick keeps the previous limits."""
+        try:
+            self._read_controls()
+        except (OSError, ValueError, IndexError):
+            pass
+
+    def _read_controls(self) -> None:
         for policy in self.policies:
             control = self.sim.cpu[self._cpu_index[policy.name]]
             control.lo = paths.read_int(policy.directory / "scaling_min_freq")
@@ -98,12 +112,14 @@ class SysfsBoard:
         for policy in self.policies:
             khz = sim.cpu_khz[self._cpu_index[policy.name]]
             for name in ("scaling_cur_freq", "cpuinfo_cur_freq"):
-                (policy.directory / name).write_text(f"{khz}\n")
+                write_atomic(policy.directory / name, f"{khz}\n")
         if self.gpu:
-            (self.gpu.directory / "cur_freq").write_text(f"{sim.gpu_hz}\n")
-            (self.gpu.directory / "device" / "load").write_text(f"{int(round(1000 * float(state.gpu_busy)))}\n")
-        if self.emc and not sim.emc_locked_hz:
-            (self.emc.directory / "rate").write_text(f"{sim.emc_hz}\n")
+            write_atomic(self.gpu.directory / "cur_freq", f"{sim.gpu_hz}\n")
+            write_atomic(self.gpu.directory / "device" / "load", f"{int(round(1000 * float(state.gpu_busy)))}\n")
+        # Re-read the lock: the DVFS node may have locked and set the rate since read_controls, and a
+        # locked rate is the one it wrote (it reads it back to check).
+        if self.emc and not sim.emc_locked_hz and paths.read_text(self.emc.directory / "mrq_rate_locked") != "1":
+            write_atomic(self.emc.directory / "rate", f"{sim.emc_hz}\n")
         busy = [float(b) for b in state.cluster_busy_cores]
         rails = self.model.rail_split_w(sim.cpu_khz, sim.gpu_hz, sim.emc_hz, busy, float(state.gpu_busy), float(state.emc_busy))
         self._write_rails(rails)
@@ -120,7 +136,7 @@ class SysfsBoard:
                     if watts is None:
                         continue
                     millivolts = paths.read_int(hwmon / f"in{channel}_input") or 1000
-                    (hwmon / f"curr{channel}_input").write_text(f"{int(round(watts * 1e6 / millivolts))}\n")
+                    write_atomic(hwmon / f"curr{channel}_input", f"{int(round(watts * 1e6 / millivolts))}\n")
 
     def _write_proc_stat(self, cluster_busy: list[float]) -> None:
         jiffies = self.sim.tick_s * JIFFIES_PER_S
@@ -135,7 +151,7 @@ class SysfsBoard:
                 totals[0] += acc[0]
                 totals[1] += acc[1]
                 lines.append(f"cpu{cpu} {int(acc[0])} 0 0 {int(acc[1])} 0 0 0 0 0 0")
-        (self.root / paths.PROC_STAT).write_text("\n".join([f"cpu  {int(totals[0])} 0 0 {int(totals[1])} 0 0 0 0 0 0"] + lines) + "\n")
+        write_atomic(self.root / paths.PROC_STAT, "\n".join([f"cpu  {int(totals[0])} 0 0 {int(totals[1])} 0 0 0 0 0 0"] + lines) + "\n")
 
     # -- time ---------------------------------------------------------------------------------------
     def step(self, now_wall: float | None = None) -> None:

@@ -1,0 +1,160 @@
+"""Run an evaluation scenario through the real ROS system, in real time, on the simulated board.
+
+The same scenario files the faster-than-real-time evaluation uses (config/scenarios/*.yaml) drive
+the real nodes here: a simulated Xavier NX (platforms/sysfs_board.py) owns a sysfs tree, one camera
+and one inference node (simulation back end) per application, the resource manager, the DVFS node
+writing the tree, and the hardware monitor reading it. Targets are published on the targets topic
+at each phase's time, and a background GPU job is set through the board's side file. The figures
+(energy, latency, late frames, accuracy) are computed from what the nodes publish.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dyndnn_ros.bringup import NodeGroup, NodeProcess
+from dyndnn_ros.cli.ros_client import DyndnnClient
+from dyndnn_ros.evaluation.report import change_times
+from dyndnn_ros.evaluation.scenario import Scenario
+from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.platforms.description import load_platform
+from dyndnn_ros.platforms.sysfs_board import SIM_DIR
+from dyndnn_ros.profiles import save_profile
+
+STARTUP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class RosRunMetrics:
+    energy_j: float
+    frames: int
+    energy_per_frame_mj: float
+    mean_latency_ms: float
+    p95_latency_ms: float
+    violation_pct: float
+    violation_settled_pct: float
+    mean_accuracy: float
+    duration_s: float
+
+
+@dataclass
+class RosScenarioRun:
+    """Start the system for `scenario`, drive its phases, and measure it."""
+
+    scenario: Scenario
+    policy: str = "hierarchical"
+    platform: str = "xavier_nx"
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dyndnn_scenario_")))
+    echo: Callable[[str, str], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.root = self.work_dir / "jetson"
+        self.log_dir = self.work_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        create_simulated_jetson(self.root, load_platform(self.platform))
+        self.group: NodeGroup | None = None
+        self.t0 = 0.0
+        self.power_samples: list[tuple[float, float]] = []
+
+    def nodes(self) -> list[NodeProcess]:
+        period = self.scenario.control_period_s
+        nodes = [
+            NodeProcess("sysfs_board", "simulated_board", argv=[
+                sys.executable, "-m", "dyndnn_ros.platforms.sysfs_board", "--root", str(self.root),
+                "--platform", self.platform, "--keep-tree"]),
+            NodeProcess("resource_manager_node", "resource_manager_node",
+                        {"policy": self.policy, "platform": self.platform, "control_period_s": period}),
+            NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(self.root), "platform": self.platform,
+                                                   "watchdog_s": max(5.0, 10 * period)}),
+            NodeProcess("hardware_monitor_node", "hardware_monitor_node",
+                        {"sysfs_root": str(self.root), "platform": self.platform, "source": "simulation",
+                         "period_s": min(0.25, period)}),
+        ]
+        for app in self.scenario.apps:
+            topic = f"{app.app}/image_raw"
+            profile_file = save_profile(app.profile, self.work_dir / "profiles" / f"{app.profile.model}.yaml")
+            nodes.append(NodeProcess("camera_node", f"camera_{app.app}", {"rate_hz": app.fps, "width": 32, "height": 32},
+                                     remaps={"image_raw": topic}))
+            nodes.append(NodeProcess("inference_node", f"inference_{app.app}", {
+                "backend": "simulation", "model_id": app.profile.model, "model_config": str(profile_file),
+                "sysfs_root": str(self.root), "platform": self.platform, "cpu_cluster": app.cluster,
+            }, remaps={"image_raw": topic}))
+        return nodes
+
+    def start(self, client: DyndnnClient) -> None:
+        self.group = NodeGroup(self.nodes(), on_line=self.echo, log_dir=self.log_dir).start()
+        models = {a.profile.model for a in self.scenario.apps}
+        if not client.wait_until(lambda: models <= set(client.profiles), STARTUP_TIMEOUT_S):
+            raise RuntimeError(f"models {sorted(models - set(client.profiles))} never announced; logs in {self.log_dir}")
+
+    def drive(self, client: DyndnnClient, on_tick: Callable[[float], None] | None = None, tick_s: float = 0.25) -> None:
+        """Publish each phase's targets and background load at its time, for the scenario's duration."""
+        self.t0 = time.monotonic()
+        applied_phase = None
+        duration = self.scenario.duration_s
+        while (elapsed := time.monotonic() - self.t0) < duration:
+            phase = self.scenario.phase_at(elapsed)
+            if phase is not applied_phase:
+                for goal in phase.goals.values():
+                    client.set_target(goal.app, goal.model, goal.max_latency_ms, goal.min_accuracy, goal.max_power_w,
+                                      goal.max_energy_mj, goal.priority, wait_for_manager_s=2.0)
+                (self.root / SIM_DIR / "background_gpu").write_text(f"{phase.background_gpu}\n")
+                applied_phase = phase
+            with client.lock:
+                if client.hardware is not None:
+                    self.power_samples.append((time.monotonic() - self.t0, float(client.hardware.total_power_w)))
+            if on_tick:
+                on_tick(elapsed)
+            time.sleep(tick_s)
+
+    def stop(self) -> dict[str, int]:
+        return self.group.stop() if self.group else {}
+
+    def metrics(self, client: DyndnnClient) -> RosRunMetrics:
+        """Frames whose input frame arrived during the scenario, judged against the goal in force then."""
+        app_of = {a.profile.model: a.app for a in self.scenario.apps}
+        wall_t0 = time.time() - (time.monotonic() - self.t0)
+        changes = np.array(change_times(self.scenario))
+        latencies, accuracies, late, settled, settled_late, counted = [], [], 0, 0, 0, 0
+        with client.lock:
+            history = {model: list(stats) for model, stats in client.stats.items()}
+        for model, stats in history.items():
+            if model not in app_of:
+                continue
+            for s in stats:
+                t = s.frame_stamp.sec + s.frame_stamp.nanosec * 1e-9 - wall_t0
+                if not 0 <= t <= self.scenario.duration_s:
+                    continue
+                latencies.append(s.latency_ms)
+                accuracies.append(s.accuracy)
+                goal = self.scenario.phase_at(t).goals.get(app_of[model])
+                if goal is None or not goal.max_latency_ms:
+                    continue
+                counted += 1
+                over = s.latency_ms > goal.max_latency_ms
+                late += over
+                since = t - changes[changes <= t] if changes.size else np.zeros(0)
+                if not (since.size and since.min() < self.scenario.settle_s):
+                    settled += 1
+                    settled_late += over
+        times = np.array([t for t, _ in self.power_samples])
+        power = np.array([w for _, w in self.power_samples])
+        energy = float(np.trapezoid(power, times)) * self.scenario.duration_s / (times[-1] - times[0]) if times.size > 1 else 0.0
+        n = len(latencies)
+        return RosRunMetrics(
+            energy_j=energy,
+            frames=n,
+            energy_per_frame_mj=1000 * energy / n if n else float("nan"),
+            mean_latency_ms=float(np.mean(latencies)) if n else float("nan"),
+            p95_latency_ms=float(np.percentile(latencies, 95)) if n else float("nan"),
+            violation_pct=100 * late / counted if counted else 0.0,
+            violation_settled_pct=100 * settled_late / settled if settled else 0.0,
+            mean_accuracy=float(np.mean(accuracies)) if n else float("nan"),
+            duration_s=self.scenario.duration_s,
+        )
