@@ -1,4 +1,4 @@
-"""Inference back ends by name: `create_backend('torch', model='groupconv_digits')`."""
+"""Inference back ends by name: `create_backend('torch', model='groupconv_digits')`; also 'tensorrt', 'simulation'."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -46,9 +46,10 @@ def _simulated_backend(**params: Any) -> InferenceBackend:
     return SimulatedBackend(**params)
 
 
+# lazy factories: importing this package must not import torch-heavy or platform modules
 register_backend("torch", _torch_backend)
-register_backend("simulation", _simulated_backend)
 register_backend("tensorrt", _tensorrt_backend)
+register_backend("simulation", _simulated_backend)
 
 __all__ = ["BackendError", "FrameResult", "InferenceBackend", "available_backends", "create_backend",
            "register_backend"]

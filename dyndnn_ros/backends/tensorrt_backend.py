@@ -63,6 +63,10 @@ class TensorRTBackend(InferenceBackend):
     mode: str = "resident"
     """Only 'resident' exists here: every engine and execution context stays loaded."""
     initial_subnet: str | None = None
+    # accepted so the inference node can pass the same parameters to every back end; the engines
+    # already hold the weights, and TensorRT does not use host threads
+    checkpoint: Any = None
+    threads: int | None = None
     _engines: dict[str, _ResidentEngine] = field(init=False, default_factory=dict)
     _shapes: dict[str, tuple[int, int, int]] = field(init=False, default_factory=dict)
     _active: str = field(init=False, default="")

@@ -14,6 +14,9 @@ from dyndnn_ros.models.dynamic import DynamicModel, Mode, build_dynamic_model
 
 @dataclass
 class TorchBackend(InferenceBackend):
+    """The back end owns its `dynamic_model`: switch through `request_switch` only, so that each
+    frame's `subnet_id` names the sub-network that computed it."""
+
     model: str | Path | dict[str, Any] = "groupconv_digits"
     """Model config name (config/models/<name>.yaml), YAML path, or config dict."""
     checkpoint: str | Path | None = None

@@ -15,7 +15,6 @@ OFA weights are random here (no checkpoint offline): that changes no timing.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import json
 import platform
@@ -97,7 +96,7 @@ def bench_inference(model: DynamicModel, shared: DynamicModel, subnet: str, pair
     model.switch(subnet)
     shared.switch(subnet)
     x = torch.randn(1, *model.input_shape(subnet))
-    static = copy.deepcopy(model.resident_module(subnet)).eval()  # an independent plain torch module
+    static = model.standalone(subnet).eval()  # built afresh with copied weights: a plain torch module
     resident_vs_static = interleaved_overhead(lambda: model.forward(x), lambda: static(x), pairs)
     shared_vs_resident = interleaved_overhead(lambda: shared.forward(x), lambda: model.forward(x), pairs)
     return {"subnet": subnet, "input_shape": list(x.shape),
@@ -120,6 +119,21 @@ def run(threads: int, quick: bool) -> dict[str, Any]:
         entry["inference"] = bench_inference(resident, shared, subnet, max(20, int((400 if heavy else 2000) * scale)))
         results["models"][name] = entry
     return results
+
+
+RESIDENT_SWITCH_P99_LIMIT_MS = 1.0
+RESIDENT_OVERHEAD_LIMIT_PCT = 3.0
+
+
+def check_targets(results: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets, per model: resident switch p99 < 1 ms, resident inference at most 3 % slower than static."""
+    checks = {}
+    for name, entry in results["models"].items():
+        checks[f"{name}: resident switch p99 < {RESIDENT_SWITCH_P99_LIMIT_MS:g} ms"] = \
+            entry["switch"]["resident"]["p99_ms"] < RESIDENT_SWITCH_P99_LIMIT_MS
+        checks[f"{name}: resident inference within {RESIDENT_OVERHEAD_LIMIT_PCT:g} % of static"] = \
+            entry["inference"]["resident_vs_static"]["overhead_pct"] < RESIDENT_OVERHEAD_LIMIT_PCT
+    return checks
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -150,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = run(args.threads, args.quick)
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = check_targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print_table(results)
+    print()
+    for target, met in results["targets"].items():
+        print(f"  [{'met' if met else 'MISSED'}] {target}")
     print(f"\nwrote {args.out} ({results['wall_seconds']} s)")
-    return 0
+    return 0  # a missed target is a finding to read, not a crash: the figures are noisy on shared machines
 
 
 if __name__ == "__main__":

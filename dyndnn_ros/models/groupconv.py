@@ -133,14 +133,19 @@ class _ConvBNReLU(nn.Module):
 
 
 class GroupConvSubnet(nn.Module):
-    """A static network with the architecture of sub-network k (also the from-scratch baseline)."""
+    """A static network with the architecture of sub-network k (also the from-scratch baseline).
 
-    def __init__(self, spec: GroupConvSpec, k: int) -> None:
+    `dense=True` gives the same layer widths with ordinary (ungrouped) convolutions: the static
+    network "of the sub-network's width" without the group structure, a stronger baseline.
+    """
+
+    def __init__(self, spec: GroupConvSpec, k: int, dense: bool = False) -> None:
         super().__init__()
         layers = []
         c_in = spec.in_channels
         for i, c in enumerate(spec.group_channels):
-            layers.append(_ConvBNReLU(c_in, k * c, 1 if i == 0 else k, i in spec.pool_after, spec))
+            groups = 1 if i == 0 or dense else k
+            layers.append(_ConvBNReLU(c_in, k * c, groups, i in spec.pool_after, spec))
             c_in = k * c
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(k * spec.group_channels[-1], spec.num_classes)

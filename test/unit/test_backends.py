@@ -1,7 +1,9 @@
 """Inference back ends: creation by name, per-frame protocol, TensorRT on hardware only."""
 from __future__ import annotations
 
+import random
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ def torch_backend():
 
 
 def test_create_by_name_and_unknown_name() -> None:
-    assert {"torch", "tensorrt"} <= set(available_backends())
+    assert {"torch", "tensorrt", "simulation"} <= set(available_backends())
     with pytest.raises(BackendError, match="known back ends"):
         create_backend("onnx-magic")
     with pytest.raises(BackendError, match="torch"):
@@ -97,3 +99,69 @@ def test_tensorrt_engines_match_torch(tmp_path) -> None:
         result = trt_backend.infer(frame)
         assert result.subnet_id == sid and result.scores.shape == (1, 10) and result.latency_ms > 0
         np.testing.assert_allclose(result.scores, reference.infer(frame).scores, rtol=1e-3, atol=1e-3)
+
+
+def test_switch_storm_never_mixes_subnets_within_a_frame(tmp_path) -> None:
+    """Shared-mode OFA reconfigures the super-network on a switch; a switcher thread hammering
+    switches while frames run must never produce a frame that is not exactly one sub-network."""
+    import yaml
+
+    subnet_set = tmp_path / "pair.yaml"
+    subnet_set.write_text(yaml.safe_dump({"name": "pair", "subnets": [
+        {"id": "thin", "kernel": 3, "expand": 3, "depth": 2, "resolution": 64},
+        {"id": "wide", "kernel": 7, "expand": 6, "depth": 4, "resolution": 64}]}))
+    config = {"name": "storm", "family": "ofa_mbv3", "subnets": str(subnet_set), "checkpoint": None,
+              "supernet": {"n_classes": 10}}
+    from dyndnn_ros.models.ofa_family import recalibrate_bn
+
+    backend = create_backend("torch", model=config, mode="shared", threads=1)
+    model = backend.dynamic_model
+    # per-sub-network BN statistics (random weights die out without them); every shared-mode
+    # switch copies them into the super-network, which the storm below races against
+    calibration = [torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))]
+    model.family.bn_stats = {sid: recalibrate_bn(model.standalone(sid), calibration) for sid in ("thin", "wide")}
+    backend.request_switch("thin")
+    backend.request_switch("wide")
+    reference = {sid: model.standalone(sid) for sid in backend.available_subnets()}
+    frame = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = {sid: m(torch.from_numpy(frame)).numpy() for sid, m in reference.items()}
+    assert not np.allclose(expected["thin"], expected["wide"])
+    stop = threading.Event()
+
+    def switcher(switch) -> None:
+        # random picks, so the request pending at a frame boundary is random whatever the timing
+        rng = random.Random(0)
+        for _ in range(100_000):  # bounded
+            if stop.is_set():
+                break
+            switch(rng.choice(("thin", "wide")))
+            time.sleep(2e-4)  # keep switching for the whole run instead of using up the budget at once
+
+    # the DynamicModel layer, where a shared-mode switch reconfigures the super-network: every frame
+    # must be exactly one of the two sub-networks
+    thread = threading.Thread(target=switcher, args=(model.switch,))
+    thread.start()
+    try:
+        for _ in range(30):
+            out = model.forward(torch.from_numpy(frame)).numpy()
+            assert any(np.allclose(out, e, rtol=1e-5, atol=1e-6) for e in expected.values()), "a mixed frame"
+    finally:
+        stop.set()
+        thread.join(10)
+    model.forward(torch.from_numpy(frame))  # apply what the direct switches left pending: from here on
+    # only the back end switches its model, as in the inference node
+    # the back-end layer: and it must be the one the result names
+    stop.clear()
+    thread = threading.Thread(target=switcher, args=(backend.request_switch,))
+    thread.start()
+    try:
+        seen = set()
+        for _ in range(30):
+            result = backend.infer(frame)
+            seen.add(result.subnet_id)
+            np.testing.assert_allclose(result.scores, expected[result.subnet_id], rtol=1e-5, atol=1e-6)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert seen == {"thin", "wide"}

@@ -80,3 +80,20 @@ def test_subnet_k_ignores_later_groups() -> None:
         for i, c in enumerate(SPEC.group_channels):
             net.conv_weights[i][c:] += 1.0  # perturb groups 2..G only
         assert torch.equal(before, net.forward_groups(x, 1))
+
+
+def test_training_command_writes_checkpoint_and_table(tmp_path, capsys) -> None:
+    import yaml
+
+    from dyndnn_ros.models import build_dynamic_model
+    from dyndnn_ros.models.train_groupconv import main
+
+    assert main(["--out", str(tmp_path), "--epochs", "1", "--groups", "2", "--no-baseline"]) == 0
+    table = yaml.safe_load((tmp_path / "accuracy.yaml").read_text())
+    assert [r["subnet"] for r in table["subnets"]] == ["g1", "g2"]
+    assert all(0.0 <= r["dynamic_accuracy"] <= 1.0 for r in table["subnets"])
+    assert "g2" in capsys.readouterr().out
+    config = {"name": "gc", "family": "groupconv", "checkpoint": None, "spec": {"groups": 2}}
+    model = build_dynamic_model(config, checkpoint=tmp_path / "checkpoint.pt")
+    assert model.family.metadata["weights"] == "trained"
+    assert model.family.accuracy("g2") == table["subnets"][1]["dynamic_accuracy"]
