@@ -105,7 +105,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     with DyndnnClient(node_name="dyndnn_status") as client:
         if args.once:
-            client.wait_until(lambda: client.hardware is not None and bool(client.stats), args.duration or 3.0)
+            client.wait_until(lambda: client.hardware is not None and bool(client.stats) and client.manager is not None,
+                              args.duration or 3.0)
             console.print(render(client))
             return 0
         deadline = time.monotonic() + args.duration if args.duration else None

@@ -71,7 +71,7 @@ class InferenceNode(common.DyndnnNode):
 
         options = dict(model=model_config, checkpoint=checkpoint or None, device=device, threads=threads or None, mode=switch_mode)
         if backend_name == "simulation":
-            options.update(sysfs_root=sysfs_root or None, platform=platform, cluster=self.cpu_cluster)
+            options.update(sysfs_root=sysfs_root or None, platform=platform, cluster=self.cpu_cluster, instance=self.model_id)
         self.backend = create_backend(backend_name, **options)
         self.backend_name = backend_name
         self.profile = self.startup_profile(profile_path)
