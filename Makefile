@@ -13,9 +13,12 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
 WITH_ROS := source $(VENV)/bin/activate && source install/setup.bash &&
 
-.PHONY: demo test bench build venv lock clean
+.PHONY: demo test bench build venv venv-path lock clean
 
 venv: $(VENV_STAMP)
+
+venv-path:
+	@echo $(VENV)
 
 $(VENV_STAMP):
 	@echo "==> creating the pinned virtual environment $(VENV) (first run only, about 2 minutes)"
@@ -50,8 +53,7 @@ bench: build
 
 lock:
 	python3 -m venv /tmp/dyndnn-lock && /tmp/dyndnn-lock/bin/pip install -q -r requirements-top.txt && \
-	  ( sed -n 1,2p requirements.txt; /tmp/dyndnn-lock/bin/pip freeze | sed 's/+cpu$$//' | sort -f ) > requirements.lock.new && \
-	  mv requirements.lock.new requirements.txt && rm -rf /tmp/dyndnn-lock
+	  /tmp/dyndnn-lock/bin/pip freeze | python3 tools/make_lock.py requirements.txt && rm -rf /tmp/dyndnn-lock
 
 clean:
 	rm -rf build install log
