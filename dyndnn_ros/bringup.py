@@ -131,18 +131,22 @@ class NodeGroup:
         self.node(name).process.send_signal(sig)
 
     def stop(self, timeout: float = 10.0) -> dict[str, int]:
-        """Ask every process to stop as Ctrl-C would, escalate if it does not, and reap all of them."""
+        """Ask every process to stop as Ctrl-C would, give each `timeout` seconds, escalate if it does
+        not stop (a node first dumps its threads' stacks into its log, for the post-mortem), reap all."""
         for node in self.nodes:
             if node.process and node.process.poll() is None:
                 node.process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + timeout
         codes = {}
         for node in self.nodes:
             if node.process is None:
                 continue
             try:
-                codes[node.name] = node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                codes[node.name] = node.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                node.lines.append(f"[bringup] {node.name} did not stop within {timeout:g} s of SIGINT; escalating")
+                if node.argv is None:
+                    node.process.send_signal(signal.SIGUSR1)  # run_node's faulthandler: stacks to the log
+                    time.sleep(0.5)
                 node.process.terminate()
                 try:
                     codes[node.name] = node.process.wait(timeout=3)

@@ -1,6 +1,7 @@
 """What every dyndnn node shares: topic names, QoS profiles, parameter declaration, and a clean main()."""
 from __future__ import annotations
 
+import faulthandler
 import math
 import signal
 import sys
@@ -87,6 +88,7 @@ def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -
     rclpy's own signal handlers would shut the context down before `on_shutdown` runs, so a node
     could no longer log or publish while it restores clocks; here a signal only ends the spin loop.
     """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` shows where a node is stuck
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

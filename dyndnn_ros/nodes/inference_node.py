@@ -16,29 +16,12 @@ from sensor_msgs.msg import Image
 
 from dyndnn_ros.backends import FrameResult, create_backend
 from dyndnn_ros.imaging import ImageFormatError, image_to_array, to_model_input
-from dyndnn_ros.msg import HardwareStatus, InferenceResult, InferenceStats, ModelProfile, SubnetProfile, SubnetSwitch
+from dyndnn_ros.msg import HardwareStatus, InferenceResult, InferenceStats, ModelProfile, SubnetSwitch
 from dyndnn_ros.nodes import common
+from dyndnn_ros.nodes.profile_messages import profile_message
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
 from dyndnn_ros.profiles import load_profile
 from dyndnn_ros.profiling.profile import profile_model
-
-
-def profile_message(profile: CoreProfile, model_id: str, backend: str, active: str) -> ModelProfile:
-    msg = ModelProfile(model_id=model_id, device=profile.device, backend=backend, active_subnet=active)
-    msg.subnets = [
-        SubnetProfile(
-            id=s.id,
-            accuracy=float(s.accuracy),
-            latency_p50_ms=float(s.latency_p50_ms),
-            latency_p95_ms=float(s.latency_p95_ms),
-            latency_p99_ms=float(s.latency_p99_ms),
-            energy_mj=float(s.energy_mj or 0.0),
-            macs=int(s.macs),
-            params=int(s.params),
-        )
-        for s in profile.subnets
-    ]
-    return msg
 
 
 def softmax_top_k(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:

@@ -21,9 +21,10 @@ from dyndnn_ros.msg import (
     SubnetSwitch,
 )
 from dyndnn_ros.nodes import common
+from dyndnn_ros.nodes.profile_messages import profile_from_message
 from dyndnn_ros.policies import ClockSetting, Decision, GoalError, Observation, PerformanceGoal, create_policy, validate_goals
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
-from dyndnn_ros.profiles import ProfileError, SubnetProfile
+from dyndnn_ros.profiles import ProfileError
 
 
 def goal_from_message(msg: PerformanceTarget) -> PerformanceGoal:
@@ -36,28 +37,6 @@ def goal_from_message(msg: PerformanceTarget) -> PerformanceGoal:
         max_energy_mj=float(msg.max_energy_mj),
         priority=int(msg.priority),
     ).validate()
-
-
-def profile_from_message(msg: ModelProfile) -> CoreProfile:
-    return CoreProfile(
-        model=msg.model_id,
-        device=msg.device,
-        subnets=tuple(
-            SubnetProfile(
-                id=s.id,
-                accuracy=float(s.accuracy),
-                latency_p50_ms=float(s.latency_p50_ms),
-                latency_p95_ms=float(s.latency_p95_ms),
-                latency_p99_ms=float(s.latency_p99_ms),
-                latency_mean_ms=float(s.latency_p50_ms),
-                params=int(s.params),
-                macs=int(s.macs),
-                energy_mj=float(s.energy_mj) or None,
-            )
-            for s in msg.subnets
-        ),
-        metadata={"backend": msg.backend},
-    )
 
 
 def clocks_from_status(msg: HardwareStatus) -> ClockSetting:
