@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import json
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path

@@ -14,7 +14,6 @@ evaluation of the same scenario (the manager, the schedutil baseline, the oracle
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Callable
 

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
@@ -18,7 +18,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 try:
-    from dyndnn_ros.bringup import BringupError, NodeGroup, NodeProcess, executable_path
+    from dyndnn_ros.bringup import NodeGroup, NodeProcess, executable_path
     from dyndnn_ros.msg import PerformanceTarget  # noqa: F401  (generated: only in the colcon install)
 
     executable_path("dvfs_node")
@@ -28,6 +28,9 @@ except Exception as exc:  # ImportError, BringupError: not built / not sourced
 
 from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
+
+if TYPE_CHECKING:
+    from dyndnn_ros.cli.ros_client import DyndnnClient
 
 PLATFORM = load_platform("xavier_nx")
 MODEL = "digits"

@@ -14,8 +14,8 @@ import unittest
 import pytest
 
 launch = pytest.importorskip("launch", reason="launch is not installed (it comes with a ROS 2 install, not from PyPI)")
-launch_testing = pytest.importorskip("launch_testing", reason="launch_testing is not installed (it comes with a ROS 2 install)")
-launch_ros = pytest.importorskip("launch_ros", reason="launch_ros is not installed (it comes with a ROS 2 install)")
+pytest.importorskip("launch_testing", reason="launch_testing is not installed (it comes with a ROS 2 install)")
+pytest.importorskip("launch_ros", reason="launch_ros is not installed (it comes with a ROS 2 install)")
 
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
