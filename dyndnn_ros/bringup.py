@@ -157,8 +157,3 @@ class NodeGroup:
             reader.join(timeout=2)
         return codes
 
-    def __enter__(self) -> "NodeGroup":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import defaultdict, deque
@@ -143,11 +142,6 @@ class DyndnnClient:
             return False
 
         return found[0] if self.wait_until(check, timeout) else None
-
-    def mean_latency(self, model: str, last: int = 20) -> float:
-        with self.lock:
-            values = [s.latency_ms for s in list(self.stats[model])[-last:]]
-        return sum(values) / len(values) if values else math.nan
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)

@@ -218,10 +218,6 @@ class SysfsClockController:
                 saved[self._file(self.emc.directory, name)] = paths.read_text(self.emc.directory / name)
         self._saved = saved
 
-    @property
-    def has_saved(self) -> bool:
-        return self._saved is not None
-
     def apply(self, request: ClockRequest) -> ClockState:
         """Pin the requested clocks; on any failure put the originals back and raise."""
         resolved = self.resolve(request)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import faulthandler
-import math
 import signal
 import sys
 import threading
@@ -69,10 +68,6 @@ def declare(node: Node, name: str, default: Any, description: str, read_only: bo
     """Declare a parameter with a description (shown by `ros2 param describe`) and return its value."""
     node.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
     return node.get_parameter(name).value
-
-
-def is_finite_number(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 class DyndnnNode(Node):
