@@ -20,10 +20,11 @@ import numpy as np
 
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
 from dyndnn_ros.cli.ros_client import DyndnnClient
-from dyndnn_ros.evaluation.report import change_times
+from dyndnn_ros.evaluation.report import frame_figures
 from dyndnn_ros.evaluation.scenario import Scenario
 from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
+from dyndnn_ros.platforms.simulator import Frame
 from dyndnn_ros.platforms.sysfs_board import SIM_DIR
 from dyndnn_ros.profiles import save_profile
 
@@ -117,44 +118,33 @@ class RosScenarioRun:
         return self.group.stop() if self.group else {}
 
     def metrics(self, client: DyndnnClient) -> RosRunMetrics:
-        """Frames whose input frame arrived during the scenario, judged against the goal in force then."""
+        """Frames whose input frame arrived during the scenario, judged as the evaluation judges its
+        frames; energy from the board power the hardware monitor reported."""
         app_of = {a.profile.model: a.app for a in self.scenario.apps}
         wall_t0 = time.time() - (time.monotonic() - self.t0)
-        changes = np.array(change_times(self.scenario))
-        latencies, accuracies, late, settled, settled_late, counted = [], [], 0, 0, 0, 0
         with client.lock:
             history = {model: list(stats) for model, stats in client.stats.items()}
+        frames = []
         for model, stats in history.items():
             if model not in app_of:
                 continue
             for s in stats:
                 t = s.frame_stamp.sec + s.frame_stamp.nanosec * 1e-9 - wall_t0
-                if not 0 <= t <= self.scenario.duration_s:
-                    continue
-                latencies.append(s.latency_ms)
-                accuracies.append(s.accuracy)
-                goal = self.scenario.phase_at(t).goals.get(app_of[model])
-                if goal is None or not goal.max_latency_ms:
-                    continue
-                counted += 1
-                over = s.latency_ms > goal.max_latency_ms
-                late += over
-                since = t - changes[changes <= t] if changes.size else np.zeros(0)
-                if not (since.size and since.min() < self.scenario.settle_s):
-                    settled += 1
-                    settled_late += over
+                if 0 <= t <= self.scenario.duration_s:
+                    frames.append(Frame(app_of[model], t, float(s.latency_ms), s.active_subnet, float(s.accuracy)))
+        figures = frame_figures(self.scenario, frames)
         times = np.array([t for t, _ in self.power_samples])
         power = np.array([w for _, w in self.power_samples])
         energy = float(np.trapezoid(power, times)) * self.scenario.duration_s / (times[-1] - times[0]) if times.size > 1 else 0.0
-        n = len(latencies)
+        n = figures.frames
         return RosRunMetrics(
             energy_j=energy,
             frames=n,
             energy_per_frame_mj=1000 * energy / n if n else float("nan"),
-            mean_latency_ms=float(np.mean(latencies)) if n else float("nan"),
-            p95_latency_ms=float(np.percentile(latencies, 95)) if n else float("nan"),
-            violation_pct=100 * late / counted if counted else 0.0,
-            violation_settled_pct=100 * settled_late / settled if settled else 0.0,
-            mean_accuracy=float(np.mean(accuracies)) if n else float("nan"),
+            mean_latency_ms=figures.mean_latency_ms,
+            p95_latency_ms=figures.p95_latency_ms,
+            violation_pct=figures.violation_pct,
+            violation_settled_pct=figures.violation_settled_pct,
+            mean_accuracy=figures.mean_accuracy,
             duration_s=self.scenario.duration_s,
         )

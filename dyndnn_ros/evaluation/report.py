@@ -9,6 +9,7 @@ import numpy as np
 
 from dyndnn_ros.evaluation.runner import BASELINE_LABEL, RunResult
 from dyndnn_ros.evaluation.scenario import Scenario
+from dyndnn_ros.platforms.simulator import Frame
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,22 @@ def change_times(scenario: Scenario) -> list[float]:
     return [p.at_s for p in scenario.phases if p.at_s > 0]
 
 
-def metrics(result: RunResult) -> Metrics:
-    scenario = result.scenario
-    frames = result.frames
+@dataclass
+class FrameFigures:
+    """What the frames of a run show against the scenario's goals, however the frames were produced."""
+
+    frames: int
+    mean_latency_ms: float
+    p95_latency_ms: float
+    violation_pct: float
+    violation_settled_pct: float
+    mean_accuracy: float
+    accuracy_short_pct: float
+
+
+def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
+    """Latency, late frames (all, and outside settle_s after each change) and accuracy, each frame
+    judged against its app's goal in force when it started."""
     changes = np.array(change_times(scenario))
     latency = np.array([f.latency_ms for f in frames]) if frames else np.zeros(0)
     late, short, settled_total, settled_late, counted = 0, 0, 0, 0, 0
@@ -59,16 +73,31 @@ def metrics(result: RunResult) -> Metrics:
             settled_total += 1
             settled_late += over
     n = len(frames)
-    return Metrics(
-        energy_j=result.energy_j,
+    return FrameFigures(
         frames=n,
-        energy_per_frame_mj=1000.0 * result.energy_j / n if n else float("nan"),
         mean_latency_ms=float(latency.mean()) if n else float("nan"),
         p95_latency_ms=float(np.percentile(latency, 95)) if n else float("nan"),
         violation_pct=100.0 * late / counted if counted else 0.0,
         violation_settled_pct=100.0 * settled_late / settled_total if settled_total else 0.0,
         mean_accuracy=float(np.mean([f.accuracy for f in frames])) if n else float("nan"),
         accuracy_short_pct=100.0 * short / n if n else 0.0,
+    )
+
+
+def metrics(result: RunResult) -> Metrics:
+    frames = result.frames
+    figures = frame_figures(result.scenario, frames)
+    n = figures.frames
+    return Metrics(
+        energy_j=result.energy_j,
+        frames=n,
+        energy_per_frame_mj=1000.0 * result.energy_j / n if n else float("nan"),
+        mean_latency_ms=figures.mean_latency_ms,
+        p95_latency_ms=figures.p95_latency_ms,
+        violation_pct=figures.violation_pct,
+        violation_settled_pct=figures.violation_settled_pct,
+        mean_accuracy=figures.mean_accuracy,
+        accuracy_short_pct=figures.accuracy_short_pct,
         decide_ms=float(np.mean(result.decide_ms)) if result.decide_ms else 0.0,
         subnet_switches=sum(a.subnet != b.subnet for app in {f.app for f in frames}
                             for a, b in zip([f for f in frames if f.app == app], [f for f in frames if f.app == app][1:])),
