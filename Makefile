@@ -11,9 +11,18 @@ VENV_STAMP := $(VENV)/.installed
 # and discovery stays on loopback.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
-WITH_ROS := source $(VENV)/bin/activate && source install/setup.bash &&
+# launch, launch_testing and the `ros2` command are not on PyPI. Where the venv has no `launch` and
+# the upstream sources lie beside the checkout (../shared/ros2-tooling), they are built once into an
+# underlay keyed by their content and the venv, and sourced before the package. Elsewhere the
+# launch tests skip with the reason.
+TOOLING_KIT := $(abspath ../shared/ros2-tooling)
+TOOLING_KEY := $(shell [ -x $(TOOLING_KIT)/build.sh ] && { cd $(TOOLING_KIT) && \
+  find . -type f | LC_ALL=C sort | xargs sha1sum; echo $(VENV); } | sha1sum | cut -c1-12)
+TOOLING := $(if $(TOOLING_KEY),$(HOME)/.cache/dyndnn_ros/ros2-tooling-$(TOOLING_KEY),/nonexistent)
+SOURCE_TOOLING := { [ ! -f $(TOOLING)/.built ] || source $(TOOLING)/setup.bash; }
+WITH_ROS := source $(VENV)/bin/activate && $(SOURCE_TOOLING) && source install/setup.bash &&
 
-.PHONY: demo test bench build venv venv-path lock clean
+.PHONY: demo test bench build venv venv-path lock clean tooling colcon-test
 
 venv: $(VENV_STAMP)
 
@@ -27,12 +36,22 @@ $(VENV_STAMP):
 	$(PY) tools/fix_ros_wheel_cmake_paths.py
 	touch $@
 
-build: $(VENV_STAMP)
+tooling: $(VENV_STAMP)
+	@if $(PY) -c 'import launch, launch_ros, launch_testing' 2>/dev/null || [ -f $(TOOLING)/.built ]; \
+	then :; \
+	elif [ -z "$(TOOLING_KEY)" ]; then \
+	  echo "==> no launch/ros2 command here and no ../shared/ros2-tooling: launch tests will skip"; \
+	else \
+	  echo "==> building launch, launch_testing and the ros2 command into $(TOOLING) (once, ~30 s)"; \
+	  rm -rf $(TOOLING) && $(TOOLING_KIT)/build.sh $(VENV) $(TOOLING) && touch $(TOOLING)/.built; \
+	fi
+
+build: tooling
 	@echo "==> colcon build (interfaces + Python package + node executables) into install/"
-	mkdir -p build && source $(VENV)/bin/activate && \
-	  CMAKE_PREFIX_PATH=$$VIRTUAL_ENV AMENT_PREFIX_PATH=$$VIRTUAL_ENV \
+	mkdir -p build && source $(VENV)/bin/activate && $(SOURCE_TOOLING) && \
+	  CMAKE_PREFIX_PATH=$$CMAKE_PREFIX_PATH:$$VIRTUAL_ENV AMENT_PREFIX_PATH=$$AMENT_PREFIX_PATH:$$VIRTUAL_ENV \
 	  colcon --log-base log build --paths . --build-base build/colcon --install-base install \
-	    --cmake-args -DPython3_EXECUTABLE=$(abspath $(PY)) -DBUILD_TESTING=OFF > build/colcon.log 2>&1 \
+	    --cmake-args -DPython3_EXECUTABLE=$(abspath $(PY)) -DBUILD_TESTING=ON > build/colcon.log 2>&1 \
 	  || { cat build/colcon.log; exit 1; }
 
 DIGITS_CHECKPOINT := build/models/groupconv_digits/checkpoint.pt
@@ -47,6 +66,12 @@ demo: build $(DIGITS_CHECKPOINT)
 
 test: build
 	$(WITH_ROS) pytest
+
+# The package's tests as a ROS install runs them (ctest: unit tests and the launch_testing test).
+colcon-test: build
+	$(WITH_ROS) colcon --log-base log test --paths . --build-base build/colcon --install-base install \
+	  --packages-select dyndnn_ros --event-handlers console_direct- && \
+	  colcon test-result --test-result-base build/colcon --verbose
 
 bench: build
 	$(WITH_ROS) python -m dyndnn_ros.benchmarks.run_all

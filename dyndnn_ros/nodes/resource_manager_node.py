@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+try:
+    from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
+except ImportError:  # Humble (JetPack 6) names the module qos_event
+    from rclpy.qos_event import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
+
 from dyndnn_ros.msg import (
     DvfsCommand,
     HardwareStatus,
@@ -91,7 +96,9 @@ class ResourceManagerNode(common.DyndnnNode):
         # Latched targets from applications that started first need a transient-local reader; a
         # volatile reader as well accepts plain `ros2 topic pub` (volatile by default), which the
         # transient-local one would refuse as incompatible QoS. A target seen twice is applied once.
-        self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.LATCHED_READER_QOS)
+        self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.LATCHED_READER_QOS,
+                                 event_callbacks=SubscriptionEventCallbacks(
+                                     incompatible_qos=self.on_volatile_target_publisher))
         self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.COMMAND_QOS)
         self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.LATCHED_READER_QOS)
         self.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS)
@@ -100,6 +107,14 @@ class ResourceManagerNode(common.DyndnnNode):
         self.get_logger().info(f"policy {policy_name!r} on {platform}, control period {period:g} s")
 
     # -- inputs ----------------------------------------------------------------------------------
+    def on_volatile_target_publisher(self, event: QoSRequestedIncompatibleQoSInfo) -> None:
+        # Expected, not a fault: a volatile publisher (plain `ros2 topic pub`) cannot serve the
+        # transient-local reader, and the volatile reader beside it receives its targets. Handling
+        # the event replaces rclpy's default "No messages will be received" warning.
+        self.get_logger().debug(
+            f"a volatile publisher of {common.TARGETS_TOPIC} is read by the volatile subscription "
+            f"({event.total_count} so far)")
+
     def on_target(self, msg: PerformanceTarget) -> None:
         try:
             goal = goal_from_message(msg)

@@ -1,80 +1,83 @@
-"""launch_testing test of the whole system, in the standard form, for ROS installs (`colcon test`).
+"""launch_testing test of the whole system as `ros2 launch dyndnn_ros dyndnn.launch.py` starts it.
 
-It launches launch/dyndnn.launch.py on a simulated Jetson tree, publishes a performance target and
-checks that the manager takes it, that the inference node runs the sub-network the manager chose,
-and that every node exits cleanly. `launch`/`launch_testing` are not installable from PyPI, so where they
-are absent this module is collected and skipped with that reason; test/integration proves the same
-behaviour by starting the executables directly.
+On a simulated Jetson tree with the default (hierarchical) policy: a target published from this
+test is taken by the manager, the inference node runs the sub-network the manager chose, the DVFS
+node pins the board's clock files, and on shutdown (launch sends SIGINT, as Ctrl-C does) every node
+exits cleanly and every file of the board is as it was before the launch.
+Run by `make test` (pytest's launch_testing plugin), `launch_test` and `colcon test`.
 """
-import os
-import tempfile
-import time
+import sys
 import unittest
+from pathlib import Path
 
 import pytest
 
-launch = pytest.importorskip("launch", reason="launch is not installed (it comes with a ROS 2 install, not from PyPI)")
-pytest.importorskip("launch_testing", reason="launch_testing is not installed (it comes with a ROS 2 install)")
-pytest.importorskip("launch_ros", reason="launch_ros is not installed (it comes with a ROS 2 install)")
+launch = pytest.importorskip("launch", reason="launch is not installed (it comes with a ROS 2 "
+                             "install; `make test` builds it from ../shared/ros2-tooling)")
+pytest.importorskip("launch_testing", reason="launch_testing is not installed")
+pytest.importorskip("launch_ros", reason="launch_ros is not installed")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import launch_support  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
-import rclpy  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch.actions import IncludeLaunchDescription  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson  # noqa: E402
-from dyndnn_ros.msg import InferenceStats, ManagerStatus, PerformanceTarget  # noqa: E402
+from dyndnn_ros.msg import DvfsCommand, InferenceStats, ManagerStatus, PerformanceTarget  # noqa: E402
 from dyndnn_ros.nodes import common  # noqa: E402
-from dyndnn_ros.platforms.description import load_platform  # noqa: E402
 
-SIM_ROOT = tempfile.mkdtemp(prefix="dyndnn_launch_test_")
+BOARD = launch_support.simulated_board()
+BOOT_FILES = launch_support.file_contents(BOARD)
 
 
 @pytest.mark.launch_test
 def generate_test_description():
-    create_simulated_jetson(SIM_ROOT, load_platform("xavier_nx"))
-    launch_file = os.path.join(get_package_share_directory("dyndnn_ros"), "launch", "dyndnn.launch.py")
-    system = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(launch_file),
-        launch_arguments={"sysfs_root": SIM_ROOT, "hardware_source": "simulation", "policy": "hierarchical"}.items(),
-    )
+    system = launch_support.include_system(sysfs_root=str(BOARD), hardware_source="simulation")
     return launch.LaunchDescription([system, launch_testing.actions.ReadyToTest()])
 
 
-class TestTargetSwitchesSubnet(unittest.TestCase):
+class TestTargetIsManaged(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        rclpy.init()
-        cls.node = rclpy.create_node("dyndnn_launch_test")
+        cls.probe = launch_support.Probe("dyndnn_launch_test")
 
     @classmethod
     def tearDownClass(cls):
-        cls.node.destroy_node()
-        rclpy.shutdown()
+        cls.probe.close()
 
-    def test_target_is_managed_and_applied(self, proc_output):
-        stats, status = [], []
-        self.node.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, stats.append, common.STATS_QOS)
-        self.node.create_subscription(ManagerStatus, common.MANAGER_STATUS_TOPIC, status.append, common.LATCHED_READER_QOS)
-        target_pub = self.node.create_publisher(PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS)
-        self.spin_until(lambda: stats, 60, "no InferenceStats within 60 s")
-        target_pub.publish(PerformanceTarget(app_id="launch_test", model_id=stats[-1].model_id, max_latency_ms=1000.0))
-        self.spin_until(lambda: status and any(t.app_id == "launch_test" for t in status[-1].targets), 30,
-                        "the manager never took the target")
-        chosen = dict(zip(status[-1].models, status[-1].subnets))[stats[-1].model_id]
-        self.spin_until(lambda: stats[-1].active_subnet == chosen, 30, f"the inference node never ran {chosen!r}")
+    def test_target_switches_subnet_and_pins_clocks(self, proc_output):
+        probe = self.probe
+        stats = probe.collect(InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS)
+        status = probe.collect(ManagerStatus, common.MANAGER_STATUS_TOPIC,
+                               common.LATCHED_READER_QOS)
+        applied = probe.collect(DvfsCommand, common.DVFS_APPLIED_TOPIC, common.LATCHED_READER_QOS)
+        targets = probe.node.create_publisher(PerformanceTarget, common.TARGETS_TOPIC,
+                                              common.TARGETS_QOS)
+        self.assertTrue(probe.spin_until(lambda: stats, 60), "no InferenceStats within 60 s")
+        model = stats[-1].model_id
+        targets.publish(PerformanceTarget(app_id="launch_test", model_id=model,
+                                          max_latency_ms=1000.0))
+
+        def managed():
+            return status and any(t.app_id == "launch_test" for t in status[-1].targets)
+
+        self.assertTrue(probe.spin_until(managed, 30), "the manager never took the target")
+        self.assertEqual(status[-1].policy, "hierarchical")
+        chosen = dict(zip(status[-1].models, status[-1].subnets))[model]
+        self.assertTrue(probe.spin_until(lambda: stats[-1].active_subnet == chosen, 30),
+                        f"the inference node never ran {chosen!r}")
+        self.assertTrue(probe.spin_until(lambda: any(m.mode == DvfsCommand.MODE_SET
+                                                     for m in applied), 30),
+                        "the DVFS node never reported pinned clocks")
+        self.assertNotEqual(launch_support.file_contents(BOARD), BOOT_FILES,
+                            "the DVFS node reported clocks but the board's files are unchanged")
         proc_output.assertWaitFor("target of app 'launch_test'", timeout=10, stream="stderr")
-
-    def spin_until(self, condition, timeout_s, message):
-        deadline = time.monotonic() + timeout_s
-        while not condition() and time.monotonic() < deadline:
-            rclpy.spin_once(self.node, timeout_sec=0.1)
-        self.assertTrue(condition(), message)
 
 
 @launch_testing.post_shutdown_test()
 class TestCleanShutdown(unittest.TestCase):
     def test_every_node_exited_cleanly(self, proc_info):
         launch_testing.asserts.assertExitCodes(proc_info)
+
+    def test_board_is_as_it_was(self):
+        self.assertEqual(launch_support.file_contents(BOARD), BOOT_FILES)
