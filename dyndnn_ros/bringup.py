@@ -1,8 +1,8 @@
 """Start the package's node executables as processes, show their output, and stop them cleanly.
 
-This is what `ros2 launch dyndnn_ros dyndnn.launch.py` does on a ROS install; it exists because
-`launch` is not installable here, and the demo and the integration tests use it to run the real
-executables from the colcon install.
+`dyndnn up`, the demo and the integration tests use it to run the real executables from the colcon
+install without a launch system (on a robot, `ros2 launch dyndnn_ros dyndnn.launch.py` starts the
+same nodes with the same parameters: dyndnn_ros/system.py defines them for both).
 """
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 from dyndnn_ros.paths import PACKAGE
-
-NODE_EXECUTABLES = ("camera_node", "inference_node", "resource_manager_node", "dvfs_node", "hardware_monitor_node")
 
 
 class BringupError(RuntimeError):
@@ -45,6 +43,8 @@ class NodeProcess:
     remaps: dict[str, str] = field(default_factory=dict)
     argv: list[str] | None = None
     """a plain command instead of a node executable (e.g. the simulated board)"""
+    params_file: Path | None = None
+    """this node's own parameter file (before the group's and the `parameters`)"""
     process: subprocess.Popen | None = None
     lines: list[str] = field(default_factory=list)
 
@@ -54,8 +54,9 @@ class NodeProcess:
         args = [str(executable_path(self.executable)), "--ros-args", "-r", f"__node:={self.name}"]
         for topic, target in self.remaps.items():
             args += ["-r", f"{topic}:={target}"]
-        if params_file is not None:
-            args += ["--params-file", str(params_file)]
+        for path in (self.params_file, params_file):
+            if path is not None:
+                args += ["--params-file", str(path)]
         for key, value in self.parameters.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             # Node-qualified, so it outranks the node's own section of the parameter file (a bare

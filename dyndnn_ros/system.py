@@ -54,6 +54,8 @@ ARGUMENTS = (
              (("dvfs_node", "watchdog_s"),)),
     Argument("hardware_source", "hardware monitor source: auto, jtop, sysfs or simulation",
              (("hardware_monitor_node", "source"),)),
+    Argument("camera_rate_hz", "frames per second of the camera source",
+             (("camera_node", "rate_hz"),)),
 )
 ARGUMENT_NAMES = tuple(argument.name for argument in ARGUMENTS)
 

@@ -13,9 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
+from dyndnn_ros import system
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
 from dyndnn_ros.hardware import sysfs_paths
 from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
@@ -40,27 +43,37 @@ def resolve_sysfs_root(requested: str, platform: str) -> tuple[Path, bool]:
     return root, True
 
 
-def system_nodes(args: argparse.Namespace, sysfs_root: Path, simulated: bool) -> list[NodeProcess]:
-    monitor_source = "simulation" if simulated else args.hardware_source
-    return [
-        NodeProcess("camera_node", "camera_node", {"rate_hz": args.camera_rate_hz}),
-        NodeProcess("inference_node", "inference_node", {"model_config": args.model_config, "backend": args.backend}),
-        NodeProcess("resource_manager_node", "resource_manager_node", {"policy": args.policy, "platform": args.platform}),
-        NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(sysfs_root), "platform": args.platform}),
-        NodeProcess("hardware_monitor_node", "hardware_monitor_node",
-                    {"sysfs_root": str(sysfs_root), "platform": args.platform, "source": monitor_source}),
-    ]
+def system_nodes(args: argparse.Namespace, sysfs_root: Path, simulated: bool,
+                 log_dir: Path) -> list[NodeProcess]:
+    """The nodes of dyndnn_ros/system.py, each with the parameters `ros2 launch` would give it,
+    written to <log_dir>/<node>.params.yaml so a user can see what each node was started with."""
+    parameter_file = system.load_parameter_file(Path(args.params_file))
+    overrides = {name: getattr(args, name) for name in system.ARGUMENT_NAMES}
+    overrides["sysfs_root"] = str(sysfs_root)
+    if simulated:
+        overrides["hardware_source"] = "simulation"
+    nodes = []
+    for name in system.NODES:
+        if name == "camera_node" and args.no_camera:
+            continue
+        params_file = log_dir / f"{name}.params.yaml"
+        parameters = system.node_parameters(parameter_file, name, overrides)
+        params_file.write_text(yaml.safe_dump({name: {"ros__parameters": parameters}}))
+        nodes.append(NodeProcess(name, name, params_file=params_file))
+    return nodes
 
 
 def start_system(args: argparse.Namespace, echo: bool) -> tuple[NodeGroup, Path, bool]:
     sysfs_root, simulated = resolve_sysfs_root(args.sysfs_root, args.platform)
     where = f"a simulated {args.platform} sysfs tree at {sysfs_root}" if simulated else f"the clocks under {sysfs_root}"
     console.print(f"[bold]starting dyndnn[/bold] on {where}")
-    show = (lambda name, line: console.print(f"[dim]\\[{name}][/dim] {line}", highlight=False)) if echo else None
+    # escape(): a log line's own "[node_name]" is text, not rich markup
+    show = (lambda name, line: console.print(f"[dim]\\[{name}][/dim] {escape(line)}",
+                                             highlight=False)) if echo else None
     log_dir = Path(tempfile.mkdtemp(prefix="dyndnn_logs_"))
-    console.print(f"node logs: {log_dir}")
-    group = NodeGroup(system_nodes(args, sysfs_root, simulated), params_file=config_dir() / "dyndnn.yaml",
-                      on_line=show, log_dir=log_dir)
+    console.print(f"node logs and parameters: {log_dir}")
+    group = NodeGroup(system_nodes(args, sysfs_root, simulated, log_dir), on_line=show,
+                      log_dir=log_dir)
     return group.start(), sysfs_root, simulated
 
 
@@ -131,13 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def system_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--sysfs-root", default="auto", help="'/' on a Jetson; 'auto' = '/' if it has clock files, else a new simulated tree")
-        p.add_argument("--platform", default="xavier_nx", help="board description (config/platforms/<name>.yaml)")
-        p.add_argument("--policy", default="hierarchical", help="hierarchical, subnet_only, dvfs_only or static")
-        p.add_argument("--model-config", default="groupconv_digits", help="config/models/<name>.yaml")
-        p.add_argument("--backend", default="torch", help="torch, tensorrt or simulation")
-        p.add_argument("--hardware-source", default="auto", help="auto, jtop, sysfs or simulation")
-        p.add_argument("--camera-rate-hz", type=float, default=10.0)
+        # The same arguments as `ros2 launch dyndnn_ros dyndnn.launch.py` (dyndnn_ros/system.py);
+        # one left out keeps the value of --params-file.
+        p.add_argument("--params-file", default=str(config_dir() / "dyndnn.yaml"),
+                       help="ROS 2 parameter file of every node")
+        p.add_argument("--no-camera", action="store_true",
+                       help="do not start the camera source (your driver publishes image_raw)")
+        for argument in system.ARGUMENTS:
+            if argument.name == "sysfs_root":
+                p.add_argument("--sysfs-root", default="auto",
+                               help="'/' on a Jetson; 'auto' = '/' if it has clock files, "
+                                    "else a new simulated tree")
+            else:
+                p.add_argument("--" + argument.name.replace("_", "-"), default=None,
+                               help=argument.description)
 
     up = sub.add_parser("up", help="start every node; Ctrl-C stops them and restores the clocks")
     system_options(up)
@@ -168,8 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_parameter_file_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill every system option left out with the value the parameter file gives it."""
+    if getattr(args, "params_file", None) is None:
+        return args
+    parameter_file = system.load_parameter_file(Path(args.params_file))
+    for argument in system.ARGUMENTS:
+        if getattr(args, argument.name) is None:
+            setattr(args, argument.name, system.default_of(parameter_file, argument))
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = with_parameter_file_defaults(build_parser().parse_args(argv))
     sys.exit(args.func(args))
 
 
