@@ -143,7 +143,8 @@ def test_dvfs_applied_param_describe_and_status(launched_system: Launched):
     assert ros2("topic", "pub", "--once", "/dyndnn/targets", "dyndnn_ros/msg/PerformanceTarget",
                 TARGET).returncode == 0
     assert launched_system.wait_for("applied cluster0", 15), launched_system.output()
-    applied = ros2("topic", "echo", "--once", "/dyndnn/dvfs/applied")
+    applied = ros2_until(lambda r: r.returncode == 0, "topic", "echo", "--once", "--timeout", "10",
+                         "/dyndnn/dvfs/applied")
     assert applied.returncode == 0, applied.stderr
     assert "mode: 0" in applied.stdout and "gpu_frequency_hz" in applied.stdout, applied.stdout
 
