@@ -1,7 +1,8 @@
 """The package's own files agree with each other (what colcon and ctest see)."""
 import re
+from pathlib import Path
 
-from dyndnn_ros.paths import SOURCE_ROOT
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_launch_test_is_registered_for_colcon_test():
