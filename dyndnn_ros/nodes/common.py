@@ -91,15 +91,17 @@ def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -
     node: DyndnnNode | None = None
     code = 0
     try:
-        node = factory()
+        try:
+            node = factory()
+        except (ValueError, RuntimeError, OSError, KeyError) as exc:
+            # Bad parameters, files or devices: one clear line is what the user needs. Only
+            # construction is read this way; a bug in a callback keeps its traceback below.
+            rclpy.logging.get_logger("dyndnn").fatal(f"{type(exc).__name__}: {exc}")
+            return 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)  # bounded, so a signal is seen within 0.1 s
-    except (ValueError, RuntimeError, OSError, KeyError) as exc:  # bad parameters, files, devices
-        logger = node.get_logger() if node else rclpy.logging.get_logger("dyndnn")
-        logger.fatal(f"{type(exc).__name__}: {exc}")
-        code = 1
     except Exception:  # a bug: keep the traceback
         traceback.print_exc()
         code = 1
