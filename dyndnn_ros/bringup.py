@@ -31,8 +31,8 @@ NODE_EXECUTABLES = ("camera_node", "inference_node", "resource_manager_node", "d
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child should only call into it
-# Stop order: everything else first, the DVFS node after it (it restores the clocks), plain commands
-# (the simulated board the DVFS node writes into) last.
+# Stop order: everything else first, the DVFS node after it (it restores the clocks), plain
+# commands (the simulated board the DVFS node writes into) last.
 STOP_STAGE_NODES, STOP_STAGE_DVFS, STOP_STAGE_COMMANDS = 0, 1, 2
 
 
@@ -54,8 +54,9 @@ def executable_path(name: str) -> Path:
 
 
 def die_with_launcher(launcher_pid: int) -> Callable[[], None]:
-    """preexec_fn for a child: a session of its own, and SIGTERM from the kernel when the launcher's
-    starting thread exits. If the launcher died before prctl took effect, the child stops at once."""
+    """preexec_fn for a child: a session of its own, and SIGTERM from the kernel when the
+    launcher's starting thread exits. If the launcher died before prctl took effect, the child
+    stops at once."""
 
     def preexec() -> None:
         os.setsid()
@@ -102,7 +103,8 @@ class NodeProcess:
 
 class NodeGroup:
     """A set of node processes started together and stopped together, in stages (SIGINT, then
-    SIGTERM, SIGKILL). The processes die with the thread that calls `start()` (PR_SET_PDEATHSIG)."""
+    SIGTERM, SIGKILL). The processes die with the thread that calls `start()`
+    (PR_SET_PDEATHSIG)."""
 
     def __init__(
         self,
@@ -126,7 +128,8 @@ class NodeGroup:
         for node in self.nodes:
             node.process = subprocess.Popen(
                 node.command(self.params_file), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, text=True, bufsize=1, preexec_fn=die_with_launcher(os.getpid()),
+                stdin=subprocess.DEVNULL, text=True, bufsize=1,
+                preexec_fn=die_with_launcher(os.getpid()),
             )
             reader = threading.Thread(target=self._read, args=(node,), daemon=True)
             reader.start()
@@ -171,9 +174,9 @@ class NodeGroup:
         self.node(name).process.send_signal(sig)
 
     def stop(self, timeout: float = 10.0) -> dict[str, int]:
-        """Stop the processes stage by stage (see the module's docstring) as Ctrl-C would, give each
-        `timeout` seconds, escalate if it does not stop (a node first dumps its threads' stacks into
-        its log, for the post-mortem), reap all."""
+        """Stop the processes stage by stage (see the module's docstring) as Ctrl-C would, give
+        each `timeout` seconds, escalate if it does not stop (a node first dumps its threads'
+        stacks into its log, for the post-mortem), reap all."""
         codes: dict[str, int] = {}
         for stage in sorted({node.stop_stage for node in self.nodes}):
             stopped = self._stop_stage([n for n in self.nodes if n.stop_stage == stage], timeout)

@@ -28,12 +28,13 @@ def check_image_header(height: int, width: int, encoding: str, step: int, size: 
     if height <= 0 or width <= 0 or size == 0:
         raise ImageFormatError(f"empty image: {height}x{width}, {size} bytes")
     if encoding not in CHANNELS:
-        raise ImageFormatError(f"unsupported encoding {encoding[:32]!r}; supported: {sorted(CHANNELS)}")
+        raise ImageFormatError(
+            f"unsupported encoding {encoding[:32]!r}; supported: {sorted(CHANNELS)}")
     row = width * CHANNELS[encoding]
     step = step or row
     if step < row or size < step * height:
-        raise ImageFormatError(f"{height}x{width} {encoding} image with step {step} needs {step * height} bytes, "
-                               f"got {size}")
+        raise ImageFormatError(f"{height}x{width} {encoding} image with step {step} needs "
+                               f"{step * height} bytes, got {size}")
 
 
 def image_to_array(data: bytes | memoryview, height: int, width: int, encoding: str, step: int = 0) -> np.ndarray:

@@ -3,6 +3,7 @@
 A node echoing whatever arrives would let one 10 kB app id or a burst of 1,000 messages flood its
 log and /rosout; these helpers bound both. No ROS here: the nodes pass the text and the time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class RateLimiter:
     suppressed: int = 0
 
     def admit(self, now: float) -> int | None:
-        """None: drop this line. Otherwise the number of lines dropped since the last one admitted."""
+        """None: drop this line; else how many lines were dropped since the last one admitted."""
         if now - self.window_start >= self.interval_s:
             self.window_start, self.in_window = now, 0
         if self.in_window >= self.burst:

@@ -14,6 +14,7 @@ The rules:
 - a target delivered twice (the manager reads the topic with a latched and a volatile subscription)
   is answered once: the second copy gets no verdict.
 """
+
 from __future__ import annotations
 
 import enum
@@ -53,7 +54,7 @@ class Verdict:
     changed: bool
     """whether the targets in force or parked changed (worth an INFO line); False for a repeat"""
     stamp: object = None
-    """the submitted target's own id (its header stamp), echoed so its sender can match the answer"""
+    """the submitted target's id (its header stamp), echoed so its sender can match the answer"""
 
 
 def describe_goal(goal: PerformanceGoal) -> str:
@@ -72,7 +73,9 @@ class TargetBook:
 
     def __init__(self, parked_timeout_s: float = 300.0):
         if not (parked_timeout_s >= 0 and math.isfinite(parked_timeout_s)):
-            raise ValueError(f"parked_timeout_s must be a finite number >= 0, got {parked_timeout_s}")
+            raise ValueError(
+                f"parked_timeout_s must be a finite number >= 0, got {parked_timeout_s}"
+            )
         self.parked_timeout_s = parked_timeout_s
         self.goals: dict[str, PerformanceGoal] = {}
         self.parked: dict[str, tuple[PerformanceGoal, float]] = {}
@@ -82,8 +85,13 @@ class TargetBook:
         """hash of a recent target -> its app"""
 
     # -- inputs ----------------------------------------------------------------------------------
-    def submit(self, goal: PerformanceGoal, known_models: Collection[str], now: float,
-               stamp: object = None) -> Verdict | None:
+    def submit(
+        self,
+        goal: PerformanceGoal,
+        known_models: Collection[str],
+        now: float,
+        stamp: object = None,
+    ) -> Verdict | None:
         """The verdict on one target, or None for the second delivery of one already answered."""
         if self._seen(goal, stamp, clear=False):
             return None
@@ -100,8 +108,14 @@ class TargetBook:
             self.goals.pop(goal.app, None)
             since = previous[1] if previous and previous[0] == goal else now
             self.parked[goal.app] = (goal, since)
-            return Verdict(app, model, TargetState.PARKED, self._parked_reason(goal, known_models),
-                           changed=previous is None or previous[0] != goal, stamp=stamp)
+            return Verdict(
+                app,
+                model,
+                TargetState.PARKED,
+                self._parked_reason(goal, known_models),
+                changed=previous is None or previous[0] != goal,
+                stamp=stamp,
+            )
         changed = self.goals.get(goal.app) != goal
         self.goals[goal.app] = goal
         self.parked.pop(goal.app, None)
@@ -113,13 +127,21 @@ class TargetBook:
             return None
         # A withdrawn target sent again (same fields and stamp, e.g. a repeating `ros2 topic pub`
         # with a zero stamp) is a new request, not a second delivery.
-        for key in [k for k, owner in self._recent.items() if owner == app and k != self._last_key]:
+        for key in [
+            k for k, owner in self._recent.items() if owner == app and k != self._last_key
+        ]:
             del self._recent[key]
         goal = self.goals.pop(app, None) or self.parked.pop(app, (None, now))[0]
         if goal is None:
             return Verdict(app, "", TargetState.WITHDRAWN, "no target to withdraw", False, stamp)
-        return Verdict(app, goal.model, TargetState.WITHDRAWN,
-                       "withdrawn by its application", changed=True, stamp=stamp)
+        return Verdict(
+            app,
+            goal.model,
+            TargetState.WITHDRAWN,
+            "withdrawn by its application",
+            changed=True,
+            stamp=stamp,
+        )
 
     def model_announced(self, model: str) -> list[Verdict]:
         """Parked targets for `model` now apply."""
@@ -128,8 +150,15 @@ class TargetBook:
             if goal.model == model:
                 del self.parked[app]
                 self.goals[app] = goal
-                verdicts.append(Verdict(app, model, TargetState.ACCEPTED,
-                                        f"model announced; now applies: {describe_goal(goal)}", True))
+                verdicts.append(
+                    Verdict(
+                        app,
+                        model,
+                        TargetState.ACCEPTED,
+                        f"model announced; now applies: {describe_goal(goal)}",
+                        True,
+                    )
+                )
         return verdicts
 
     def expire(self, now: float) -> list[Verdict]:
@@ -140,10 +169,16 @@ class TargetBook:
         for app, (goal, since) in list(self.parked.items()):
             if now - since >= self.parked_timeout_s:
                 del self.parked[app]
-                verdicts.append(Verdict(
-                    app, goal.model, TargetState.EXPIRED,
-                    f"model {shorten(goal.model)!r} was not announced within "
-                    f"{self.parked_timeout_s:g} s of the target", changed=True))
+                verdicts.append(
+                    Verdict(
+                        app,
+                        goal.model,
+                        TargetState.EXPIRED,
+                        f"model {shorten(goal.model)!r} was not announced within "
+                        f"{self.parked_timeout_s:g} s of the target",
+                        changed=True,
+                    )
+                )
         return verdicts
 
     def all_goals(self) -> dict[str, PerformanceGoal]:
@@ -151,16 +186,22 @@ class TargetBook:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _parked_reason(self, goal: PerformanceGoal, known_models: Collection[str]) -> str:
-        expiry = f"expires in {self.parked_timeout_s:g} s" if self.parked_timeout_s else "never expires"
+        expiry = (
+            f"expires in {self.parked_timeout_s:g} s" if self.parked_timeout_s else "never expires"
+        )
         known = sorted(shorten(m) for m in known_models)
-        return (f"unknown model {shorten(goal.model)!r} (known: {known}); it applies when "
-                f"the model is announced, and {expiry}")
+        return (
+            f"unknown model {shorten(goal.model)!r} (known: {known}); it applies when "
+            f"the model is announced, and {expiry}"
+        )
 
     @staticmethod
     def _check_names(goal: PerformanceGoal) -> None:
         for field_name, text in (("app_id", goal.app), ("model_id", goal.model)):
             if len(text) > MAX_NAME_CHARS:
-                raise GoalError(f"{field_name} {shorten(text)!r} is longer than {MAX_NAME_CHARS} characters")
+                raise GoalError(
+                    f"{field_name} {shorten(text)!r} is longer than {MAX_NAME_CHARS} characters"
+                )
 
     def _seen(self, goal: PerformanceGoal, stamp: object, clear: bool) -> bool:
         """Whether this exact target (same fields, same stamp) was handled recently; remembers it.
@@ -198,10 +239,15 @@ def unmet_goals(
             accuracy = profile.subnet(subnet_id).accuracy
             if accuracy < goal.min_accuracy - ACCURACY_TOLERANCE:
                 best = max(profile.subnets, key=lambda s: s.accuracy)
-                reach = ("no sub-network reaches it" if best.accuracy < goal.min_accuracy - ACCURACY_TOLERANCE
-                         else f"{best.id} would")
-                reasons.append(f"accuracy {accuracy:.1%} of {subnet_id} < {goal.min_accuracy:.1%} "
-                               f"({reach}; best {best.id} {best.accuracy:.1%})")
+                reach = (
+                    "no sub-network reaches it"
+                    if best.accuracy < goal.min_accuracy - ACCURACY_TOLERANCE
+                    else f"{best.id} would"
+                )
+                reasons.append(
+                    f"accuracy {accuracy:.1%} of {subnet_id} < {goal.min_accuracy:.1%} "
+                    f"({reach}; best {best.id} {best.accuracy:.1%})"
+                )
         measured = latency_ms.get(app)
         if goal.max_latency_ms and measured is not None and measured > goal.max_latency_ms:
             reasons.append(f"latency {measured:.2f} ms > {goal.max_latency_ms:g} ms")

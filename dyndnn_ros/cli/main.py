@@ -70,7 +70,7 @@ def resolve_sysfs_root(requested: str, platform: str, run_dir: Path) -> tuple[Pa
 
 
 def simulated_board(sysfs_root: Path, platform: str) -> NodeProcess:
-    """The board behind a simulated tree: without it nothing writes its rails, so power reads 0 W."""
+    """The board behind a simulated tree: without it nothing writes the rails: power reads 0 W."""
     return NodeProcess("sysfs_board", "simulated_board", argv=[
         sys.executable, "-m", "dyndnn_ros.platforms.sysfs_board", "--root", str(sysfs_root),
         "--platform", platform, "--keep-tree"])
@@ -88,7 +88,8 @@ def system_nodes(args: argparse.Namespace, sysfs_root: Path, simulated: bool) ->
     ]
 
 
-def start_system(args: argparse.Namespace, echo: bool, board: bool = False) -> tuple[NodeGroup, Path, bool]:
+def start_system(args: argparse.Namespace, echo: bool,
+                 board: bool = False) -> tuple[NodeGroup, Path, bool]:
     """Start the nodes; with `board`, a simulated tree also gets the simulated board process."""
     run_dir = new_run_dir()
     sysfs_root, simulated = resolve_sysfs_root(args.sysfs_root, args.platform, run_dir)
@@ -101,8 +102,8 @@ def start_system(args: argparse.Namespace, echo: bool, board: bool = False) -> t
     nodes = system_nodes(args, sysfs_root, simulated)
     if simulated and board:
         nodes.append(simulated_board(sysfs_root, args.platform))
-    group = NodeGroup(nodes, params_file=config_dir() / "dyndnn.yaml", on_line=show, log_dir=log_dir,
-                      work_dir=run_dir)
+    group = NodeGroup(nodes, params_file=config_dir() / "dyndnn.yaml", on_line=show,
+                      log_dir=log_dir, work_dir=run_dir)
     return group.start(), sysfs_root, simulated
 
 
@@ -110,17 +111,18 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    # What `kill`, `timeout`, `docker stop`, systemd and a closed terminal send all mean "stop": end
-    # the wait below, then stop the nodes in order. Installed before the nodes start, so no signal
-    # can end the launcher between the two; SIG_IGN inherited from a non-interactive shell
-    # (`dyndnn up &`) is overridden too.
+    # What `kill`, `timeout`, `docker stop`, systemd and a closed terminal send all mean "stop":
+    # end the wait below, then stop the nodes in order. Installed before the nodes start, so no
+    # signal can end the launcher between the two; SIG_IGN inherited from a non-interactive
+    # shell (`dyndnn up &`) is overridden too.
     stop = threading.Event()
     for sig in STOP_SIGNALS:
         signal.signal(sig, lambda signum, _frame: stop.set())
     group, _, _ = start_system(args, echo=True, board=True)
     try:
         deadline = time.monotonic() + args.duration if args.duration else None
-        while group.running() and not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        while (group.running() and not stop.is_set()
+               and (deadline is None or time.monotonic() < deadline)):
             stop.wait(0.2)
     finally:
         codes = group.stop()
@@ -139,22 +141,23 @@ VERDICT_NAME = {1: "accepted", 2: "parked", 3: "rejected", 4: "withdrawn", 5: "e
 def show_verdict(verdict) -> None:
     style = VERDICT_STYLE.get(verdict.state, "red")
     name = VERDICT_NAME.get(verdict.state, f"state {verdict.state}")
-    console.print(f"[{style}]target of app {verdict.app_id!r} {name}[/{style}]: {verdict.reason}", highlight=False)
+    console.print(f"[{style}]target of app {verdict.app_id!r} {name}[/{style}]: {verdict.reason}",
+                  highlight=False)
 
 
 def cmd_target(args: argparse.Namespace) -> int:
-    """Exit status: 0 accepted, parked or withdrawn; 1 rejected, or no manager answered; 2 invalid."""
+    """Exit status: 0 accepted, parked or withdrawn; 1 rejected or no answer; 2 invalid."""
     from dyndnn_ros.cli.ros_client import DyndnnClient
     from dyndnn_ros.msg import TargetStatus
     from dyndnn_ros.policies import GoalError, PerformanceGoal
 
     if not args.clear and not args.model:
-        Console(stderr=True).print("dyndnn target: --model is required (or --clear to withdraw the target)")
+        Console(stderr=True).print("dyndnn target: --model is required (or --clear to withdraw)")
         return 2
     try:  # the manager would reject it too; saying so here spares a round trip
         if not args.clear:
-            PerformanceGoal(args.app, args.model, args.max_latency_ms, args.min_accuracy, args.max_power_w,
-                            args.max_energy_mj, args.priority).validate()
+            PerformanceGoal(args.app, args.model, args.max_latency_ms, args.min_accuracy,
+                            args.max_power_w, args.max_energy_mj, args.priority).validate()
     except GoalError as exc:
         Console(stderr=True).print(f"dyndnn target: {exc}")
         return 2
@@ -167,9 +170,9 @@ def cmd_target(args: argparse.Namespace) -> int:
         if args.clear:
             verdict = client.clear_target(args.app, wait_for_manager_s=args.wait)
         else:
-            verdict = client.set_target(args.app, args.model, args.max_latency_ms, args.min_accuracy,
-                                        args.max_power_w, args.max_energy_mj, args.priority,
-                                        wait_for_manager_s=args.wait)
+            verdict = client.set_target(args.app, args.model, args.max_latency_ms,
+                                        args.min_accuracy, args.max_power_w, args.max_energy_mj,
+                                        args.priority, wait_for_manager_s=args.wait)
         if verdict is None:
             console.print(f"[yellow]no resource manager answered within {args.wait:g} s"
                           + ("; the target stays published while this runs" if args.keep_alive else
@@ -183,12 +186,14 @@ def cmd_target(args: argparse.Namespace) -> int:
 
 def hold_target(client, app: str, stop: threading.Event) -> None:
     """Keep the latched publisher alive, so a manager that (re)starts later gets the target; show
-    every later verdict on it (a restarted manager answers again). Until SIGINT, SIGTERM, SIGHUP."""
+    every later verdict on it (a restarted manager answers again). Until SIGINT, SIGTERM or
+    SIGHUP."""
     console.print("holding the target (latched) until Ctrl-C or SIGTERM")
 
     def answers() -> dict:
         with client.lock:
-            return {(v.header.stamp.sec, v.header.stamp.nanosec): v for v in client.verdicts if v.app_id == app}
+            return {(v.header.stamp.sec, v.header.stamp.nanosec): v
+                    for v in client.verdicts if v.app_id == app}
 
     shown = set(answers())
     while not stop.wait(0.2):
@@ -242,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     system_options(up)
     up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = run until Ctrl-C)")
     up.add_argument("--keep-temp", action="store_true",
-                    help="keep this run's temporary folder (simulated tree, node logs) after it stops")
+                    help="keep this run's temporary folder (simulated tree, node logs)")
     up.set_defaults(func=cmd_up)
 
     target = sub.add_parser("target", help="publish a performance target for one application")
@@ -253,11 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--max-power-w", type=float, default=0.0)
     target.add_argument("--max-energy-mj", type=float, default=0.0)
     target.add_argument("--priority", type=int, default=0)
-    target.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the manager's verdict")
+    target.add_argument("--wait", type=float, default=10.0,
+                        help="seconds to wait for the manager's verdict")
     target.add_argument("--clear", action="store_true", help="withdraw the app's target")
     target.add_argument("--keep-alive", action="store_true",
-                        help="stay running, holding the latched target, so a manager that starts or "
-                             "restarts later still gets it (until Ctrl-C or SIGTERM)")
+                        help="stay running, holding the latched target, so a manager that "
+                             "starts or restarts later still gets it (until Ctrl-C or SIGTERM)")
     target.set_defaults(func=cmd_target)
 
     status = sub.add_parser("status", help="show the live system")

@@ -15,6 +15,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from dyndnn_ros.log_limits import shorten
 from dyndnn_ros.msg import (
     DvfsCommand,
     HardwareStatus,
@@ -27,7 +28,6 @@ from dyndnn_ros.msg import (
 )
 from dyndnn_ros.nodes import common
 from dyndnn_ros.target_book import MAX_NAME_CHARS
-from dyndnn_ros.log_limits import shorten
 
 
 class DyndnnClient:
@@ -58,7 +58,8 @@ class DyndnnClient:
             (DvfsCommand, common.DVFS_APPLIED_TOPIC, common.LATCHED_READER_QOS, lambda m: self._append(self.dvfs_applied, m)),
             (HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS, self._on_hardware),
             (ManagerStatus, common.MANAGER_STATUS_TOPIC, common.LATCHED_READER_QOS, self._on_manager),
-            (TargetStatus, common.TARGET_STATUS_TOPIC, common.TARGET_STATUS_QOS, lambda m: self._append(self.verdicts, m)),
+            (TargetStatus, common.TARGET_STATUS_TOPIC, common.TARGET_STATUS_QOS,
+             lambda m: self._append(self.verdicts, m)),
         ]
         for msg_type, topic, qos, callback in subscriptions:
             self.node.create_subscription(msg_type, topic, callback, qos)
@@ -121,7 +122,8 @@ class DyndnnClient:
         deadline = time.monotonic() + wait_for_manager_s
         # The verdict topic must be matched before publishing, or the answer could pass unheard.
         self.wait_until(lambda: manager_node in self.other_readers(self.target_pub.topic_name)
-                        and self.node.count_publishers(common.TARGET_STATUS_TOPIC) > 0, wait_for_manager_s)
+                        and self.node.count_publishers(common.TARGET_STATUS_TOPIC) > 0,
+                        wait_for_manager_s)
         self.target_pub.publish(msg)
         return self.wait_for_verdict(app, msg.header.stamp, max(0.0, deadline - time.monotonic()))
 
@@ -136,8 +138,8 @@ class DyndnnClient:
         def find() -> TargetStatus | None:
             with self.lock:
                 return next((v for v in reversed(self.verdicts) if v.app_id == name
-                             and v.target_stamp.sec == stamp.sec and v.target_stamp.nanosec == stamp.nanosec),
-                            None)
+                             and (v.target_stamp.sec, v.target_stamp.nanosec)
+                             == (stamp.sec, stamp.nanosec)), None)
 
         self.wait_until(lambda: find() is not None, timeout)
         return find()

@@ -15,7 +15,8 @@ def target_rows(targets: dict, manager) -> list[tuple[str, object, str]]:
     """(app, target, state) per target: as the manager reports them (in force, not met, given up,
     parked) when it does, else the targets seen on the topic."""
     if manager is None:
-        return [(app, t, "[yellow]no manager status yet[/yellow]") for app, t in sorted(targets.items())]
+        waiting = "[yellow]no manager status yet[/yellow]"
+        return [(app, t, waiting) for app, t in sorted(targets.items())]
     given_up = dict(zip(manager.given_up_apps, manager.given_up_reasons))
     unmet = dict(zip(manager.unmet_apps, manager.unmet_reasons))
     rows = []
@@ -27,7 +28,8 @@ def target_rows(targets: dict, manager) -> list[tuple[str, object, str]]:
         else:
             state = "[green]managed[/green]"
         rows.append((t.app_id, t, state))
-    rows += [(t.app_id, t, "[yellow]parked: model not announced[/yellow]") for t in manager.parked_targets]
+    parked = "[yellow]parked: model not announced[/yellow]"
+    rows += [(t.app_id, t, parked) for t in manager.parked_targets]
     return sorted(rows, key=lambda row: row[0])
 
 
@@ -41,11 +43,13 @@ def render(client: DyndnnClient) -> Group:
         manager = client.manager
 
     apps = Table(title=f"Targets (policy {manager.policy})" if manager else "Targets", expand=True)
-    for column in ("app", "model", "max latency", "min accuracy", "max power", "max energy", "priority", "state"):
+    for column in ("app", "model", "max latency", "min accuracy", "max power", "max energy",
+                   "priority", "state"):
         apps.add_column(column)
     for app, t, state in target_rows(targets, manager):
         apps.add_row(app, t.model_id, _limit(t.max_latency_ms, "{:g} ms"), _limit(t.min_accuracy, "{:.1%}"),
-                     _limit(t.max_power_w, "{:g} W"), _limit(t.max_energy_mj, "{:g} mJ"), str(t.priority), state)
+                     _limit(t.max_power_w, "{:g} W"), _limit(t.max_energy_mj, "{:g} mJ"),
+                     str(t.priority), state)
 
     models = Table(title="Models", expand=True)
     for column in ("model", "backend", "active sub-network", "latency (mean of last 20)", "accuracy", "energy/frame", "dropped"):

@@ -49,7 +49,7 @@ TARGETS_QOS = LATCHED_QOS
 MODEL_PROFILES_QOS = LATCHED_QOS
 DVFS_APPLIED_QOS = LATCHED_QOS
 MANAGER_STATUS_QOS = LATCHED_QOS
-# One verdict per target, for every app: deep, so a sender still finds its own answer among others'.
+# One verdict per target, for every app: deep, so a sender finds its own answer among others'.
 TARGET_STATUS_QOS = LATCHED_READER_QOS
 # Commands must not be lost, and a short queue is enough: each one supersedes the one before.
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)

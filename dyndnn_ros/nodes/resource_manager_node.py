@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+from dyndnn_ros.log_limits import RateLimiter, shorten
 from dyndnn_ros.msg import (
     DvfsCommand,
     HardwareStatus,
@@ -22,13 +23,24 @@ from dyndnn_ros.msg import (
     SubnetSwitch,
     TargetStatus,
 )
-from dyndnn_ros.log_limits import RateLimiter, shorten
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_from_message
-from dyndnn_ros.policies import ClockSetting, Decision, Observation, PerformanceGoal, create_policy
+from dyndnn_ros.policies import (
+    ClockSetting,
+    Decision,
+    Observation,
+    PerformanceGoal,
+    create_policy,
+)
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
 from dyndnn_ros.profiles import ProfileError
-from dyndnn_ros.target_book import MAX_NAME_CHARS, TargetBook, TargetState, Verdict, unmet_goals
+from dyndnn_ros.target_book import (
+    MAX_NAME_CHARS,
+    TargetBook,
+    TargetState,
+    Verdict,
+    unmet_goals,
+)
 
 
 def goal_from_message(msg: PerformanceTarget) -> PerformanceGoal:
@@ -74,7 +86,8 @@ class ResourceManagerNode(common.DyndnnNode):
         period = float(common.declare(self, "control_period_s", 0.5, "Control period [s]"))
         parked_timeout = float(common.declare(
             self, "parked_target_timeout_s", 300.0,
-            "A target for a model no inference node has announced is dropped after this long [s]; 0 = never"))
+            "A target for a model no inference node has announced is dropped after this long [s]; "
+            "0 = never"))
         if not period > 0:
             raise ValueError(f"control_period_s must be > 0, got {period}")
         self.policy_name = policy_name
@@ -100,10 +113,12 @@ class ResourceManagerNode(common.DyndnnNode):
         self.switch_pub = self.create_publisher(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS)
         self.dvfs_pub = self.create_publisher(DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS)
         self.status_pub = self.create_publisher(ManagerStatus, common.MANAGER_STATUS_TOPIC, common.MANAGER_STATUS_QOS)
-        self.verdict_pub = self.create_publisher(TargetStatus, common.TARGET_STATUS_TOPIC, common.TARGET_STATUS_QOS)
+        self.verdict_pub = self.create_publisher(TargetStatus, common.TARGET_STATUS_TOPIC,
+                                                 common.TARGET_STATUS_QOS)
         # Latched targets from applications that started first need a transient-local reader; a
         # volatile reader as well accepts plain `ros2 topic pub` (volatile by default), which the
-        # transient-local one would refuse as incompatible QoS. A target seen twice is answered once.
+        # transient-local one would refuse as incompatible QoS. A target seen twice is answered
+        # once.
         self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.LATCHED_READER_QOS)
         self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.COMMAND_QOS)
         self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.LATCHED_READER_QOS)
@@ -131,18 +146,19 @@ class ResourceManagerNode(common.DyndnnNode):
         self.answer(verdict, msg.header.stamp)
 
     def answer(self, verdict: Verdict, target_stamp=None) -> None:
-        """Publish the verdict for its sender and log it: one line per rejection (rate-limited), INFO
-        only where the targets changed."""
+        """Publish the verdict for its sender and log it: one line per rejection (rate-limited),
+        INFO only where the targets changed."""
         if verdict.state in (TargetState.WITHDRAWN, TargetState.EXPIRED):
             self.target_messages.pop(verdict.app, None)
         status = TargetStatus(app_id=shorten(verdict.app, MAX_NAME_CHARS),
-                              model_id=shorten(verdict.model, MAX_NAME_CHARS), state=int(verdict.state),
-                              reason=verdict.reason)
+                              model_id=shorten(verdict.model, MAX_NAME_CHARS),
+                              state=int(verdict.state), reason=verdict.reason)
         status.header.stamp = self.get_clock().now().to_msg()
         if target_stamp is not None:
             status.target_stamp = target_stamp
         self.verdict_pub.publish(status)
-        text = f"target of app {shorten(verdict.app)!r} {verdict.state.name.lower()}: {verdict.reason}"
+        state = verdict.state.name.lower()
+        text = f"target of app {shorten(verdict.app)!r} {state}: {verdict.reason}"
         now = time.monotonic()
         if verdict.state == TargetState.REJECTED:
             line = self.rejection_log.line(text, now)
@@ -235,7 +251,7 @@ class ResourceManagerNode(common.DyndnnNode):
         self.last_unmet = unmet
 
     def energy_per_frame(self) -> dict[str, float]:
-        """model -> mean energy per frame since the last period, from the inference node's reports."""
+        """model -> mean energy per frame since the last period (the inference nodes' reports)"""
         means = {model: sum(v) / len(v) for model, v in self.energy_sums.items() if v}
         self.energy_sums.clear()
         return means
@@ -255,7 +271,8 @@ class ResourceManagerNode(common.DyndnnNode):
     def publish_status(self, decision: Decision, unmet: dict[str, str]) -> None:
         msg = ManagerStatus(policy=self.policy_name, predicted_power_w=float(decision.predicted_power_w))
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.targets = [self.target_messages[app] for app in sorted(self.goals) if app in self.target_messages]
+        msg.targets = [self.target_messages[app] for app in sorted(self.goals)
+                       if app in self.target_messages]
         msg.parked_targets = [self.target_messages[app] for app in sorted(self.book.parked)
                               if app in self.target_messages]
         msg.models = list(decision.subnets)

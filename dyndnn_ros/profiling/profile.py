@@ -48,12 +48,14 @@ def profile_model(model: DynamicModel, iterations: int = 100, warmup: int = 10, 
             model.switch(sid)
             time_calls(lambda: model.forward(inputs[sid]), 0, warmup, model.device)
         rounds = -(-iterations // block)
-        with tqdm(total=rounds * len(ids), desc=f"profile {model.name}", unit="block", disable=not progress) as bar:
+        with tqdm(total=rounds * len(ids), desc=f"profile {model.name}", unit="block",
+                  disable=not progress) as bar:
             for r in range(rounds):
                 n = min(block, iterations - r * block)
                 for sid in ids:
                     model.switch(sid)
-                    samples[sid] += time_calls(lambda: model.forward(inputs[sid]), n, 1, model.device)
+                    samples[sid] += time_calls(lambda: model.forward(inputs[sid]), n, 1,
+                                               model.device)
                     bar.update(1)
     finally:
         model.switch(active)

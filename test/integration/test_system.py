@@ -74,7 +74,8 @@ def test_malformed_targets_are_rejected_with_a_reason_and_change_nothing(digits_
             STEP_S, poll=0.5)
         assert logged, f"no logged rejection containing {reason!r}"
     # one line per rejection, though the manager reads the topic twice; an unknown model is parked
-    assert group.output("resource_manager_node").count("'bad_app' rejected: ") == len(BAD_TARGETS) - 1
+    rejections = group.output("resource_manager_node").count("'bad_app' rejected: ")
+    assert rejections == len(BAD_TARGETS) - 1
     assert not client.wait_until(lambda: len(client.switches) > switches_before, 2.0), "a rejected target caused a switch"
     assert client.latest_stats(MODEL).active_subnet == before
     assert sorted(group.running()) == sorted(n.name for n in group.nodes), "every node keeps running"

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dyndnn_ros.imaging import FrameSource, ImageFormatError, check_image_header, image_to_array, to_model_input
+from dyndnn_ros.imaging import (
+    FrameSource,
+    ImageFormatError,
+    check_image_header,
+    image_to_array,
+    to_model_input,
+)
 
 
 def test_packed_rgb_buffer_is_viewed_without_copy():

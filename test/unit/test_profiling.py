@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from dyndnn_ros.models import build_dynamic_model
-from dyndnn_ros.profiles import ModelProfile, SubnetProfile, load_profile, save_profile, smallest_subnet
+from dyndnn_ros.profiles import (
+    ModelProfile,
+    SubnetProfile,
+    load_profile,
+    save_profile,
+    smallest_subnet,
+)
 from dyndnn_ros.profiling.measure import LatencyStats, count_macs, count_params, peak_memory_mb
 from dyndnn_ros.profiling.pareto import pareto_front, plot_profile
 from dyndnn_ros.profiling.profile import profile_model
@@ -67,8 +73,9 @@ def test_unknown_accuracy_is_marked(tmp_path: Path) -> None:
 
 
 def test_profiling_leaves_the_active_subnetwork_as_it_found_it() -> None:
-    model = build_dynamic_model({"name": "gc", "family": "groupconv", "checkpoint": None,
-                                 "spec": {"group_channels": [2, 2, 2], "groups": 3}}, initial_subnet="g2")
+    config = {"name": "gc", "family": "groupconv", "checkpoint": None,
+              "spec": {"group_channels": [2, 2, 2], "groups": 3}}
+    model = build_dynamic_model(config, initial_subnet="g2")
     profile = profile_model(model, iterations=2, warmup=0, progress=False)
     assert model.active_subnet == "g2"
     assert smallest_subnet(profile) == "g1", "fewest MACs"

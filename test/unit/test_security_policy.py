@@ -6,6 +6,7 @@ The Fast DDS build in the PyPI wheels has no security plug-ins, so enforcement i
 tried here; lxml/xmlschema are not in the environment, so the schema's rules (sros2
 policy/schemas/policy.xsd, version 0.2.0) are checked element by element below.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,20 +19,28 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "config" / "security" / "dyndnn.policy.xml"
 NODES = ROOT / "dyndnn_ros" / "nodes"
 RULES = {"ALLOW", "DENY"}
-LISTS = {"topics": ("topic", {"publish", "subscribe"}), "services": ("service", {"reply", "request"}),
-         "actions": ("action", {"call", "execute"})}
+LISTS = {
+    "topics": ("topic", {"publish", "subscribe"}),
+    "services": ("service", {"reply", "request"}),
+    "actions": ("action", {"call", "execute"}),
+}
 
 
 def topic_constants() -> dict[str, str]:
     """NAME -> topic of every *_TOPIC constant in nodes/common.py."""
     tree = ast.parse((NODES / "common.py").read_text())
-    return {node.targets[0].id: node.value.value for node in tree.body
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id.endswith("_TOPIC") and isinstance(node.value, ast.Constant)}
+    return {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id.endswith("_TOPIC")
+        and isinstance(node.value, ast.Constant)
+    }
 
 
 def node_endpoints() -> dict[str, set[tuple[str, str]]]:
-    """node executable -> {(publish|subscribe, topic)} from its create_publisher/subscription calls."""
+    """node executable -> {(publish|subscribe, topic)}, from its create_publisher/subscription"""
     constants = topic_constants()
     found: dict[str, set[tuple[str, str]]] = {}
     for source in sorted(NODES.glob("*_node.py")):
@@ -39,12 +48,15 @@ def node_endpoints() -> dict[str, set[tuple[str, str]]]:
         for call in ast.walk(ast.parse(source.read_text())):
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
                 continue
-            kind = {"create_publisher": "publish", "create_subscription": "subscribe"}.get(call.func.attr)
+            kind = {"create_publisher": "publish", "create_subscription": "subscribe"}.get(
+                call.func.attr
+            )
             if kind is None:
                 continue
             topic = call.args[1]
-            assert isinstance(topic, ast.Attribute) and topic.attr in constants, \
+            assert isinstance(topic, ast.Attribute) and topic.attr in constants, (
                 f"{source.name}: topic {ast.dump(topic)} is not a constant of nodes/common.py"
+            )
             uses.add((kind, constants[topic.attr]))
         found[source.stem] = uses
     return found
@@ -67,7 +79,9 @@ def check_against_schema(policy: ET.Element) -> None:
                     item, qualifiers = LISTS[rules.tag]
                     assert set(rules.attrib) <= qualifiers and rules.attrib, rules.attrib
                     assert set(rules.attrib.values()) <= RULES
-                    assert list(rules) and all(e.tag == item and (e.text or "").strip() for e in rules)
+                    assert list(rules) and all(
+                        e.tag == item and (e.text or "").strip() for e in rules
+                    )
 
 
 def allowed(policy: ET.Element) -> dict[str, set[tuple[str, str]]]:
@@ -94,9 +108,18 @@ def test_the_policy_has_the_structure_of_an_sros2_policy(policy):
 def test_each_node_enclave_allows_exactly_what_the_node_uses(policy):
     table = allowed(policy)
     endpoints = node_endpoints()
-    assert set(endpoints) == {"camera_node", "inference_node", "resource_manager_node", "dvfs_node",
-                              "hardware_monitor_node"}
-    ros_basics = {("publish", "rosout"), ("publish", "parameter_events"), ("subscribe", "parameter_events")}
+    assert set(endpoints) == {
+        "camera_node",
+        "inference_node",
+        "resource_manager_node",
+        "dvfs_node",
+        "hardware_monitor_node",
+    }
+    ros_basics = {
+        ("publish", "rosout"),
+        ("publish", "parameter_events"),
+        ("subscribe", "parameter_events"),
+    }
     for node, uses in endpoints.items():
         assert table[f"/dyndnn/{node}"] - ros_basics == uses, node
 
@@ -106,8 +129,13 @@ def test_every_topic_of_the_nodes_is_named_in_the_policy(policy):
     assert set(topic_constants().values()) <= named
 
 
-@pytest.mark.parametrize("topic, only", [("dyndnn/dvfs/command", "/dyndnn/resource_manager_node"),
-                                         ("dyndnn/dvfs/applied", "/dyndnn/dvfs_node")])
+@pytest.mark.parametrize(
+    "topic, only",
+    [
+        ("dyndnn/dvfs/command", "/dyndnn/resource_manager_node"),
+        ("dyndnn/dvfs/applied", "/dyndnn/dvfs_node"),
+    ],
+)
 def test_clock_commands_and_reports_have_one_publisher_enclave(policy, topic, only):
     publishers = [path for path, rules in allowed(policy).items() if ("publish", topic) in rules]
     assert publishers == [only]

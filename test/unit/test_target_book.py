@@ -1,4 +1,5 @@
 """The manager's target book: verdicts, parking and expiry, withdrawal, duplicates, unmet goals."""
+
 from __future__ import annotations
 
 import math
@@ -29,22 +30,32 @@ def test_a_valid_target_is_accepted_and_a_repeat_is_not_a_change():
 
 def test_the_second_delivery_of_the_same_target_gets_no_verdict():
     book = TargetBook()
-    assert book.submit(goal(max_latency_ms=math.nan), KNOWN, 0.0, (7, 1)).state == TargetState.REJECTED
-    assert book.submit(goal(max_latency_ms=math.nan), KNOWN, 0.0, (7, 1)) is None, "NaN is not equal to itself"
+    assert (
+        book.submit(goal(max_latency_ms=math.nan), KNOWN, 0.0, (7, 1)).state
+        == TargetState.REJECTED
+    )
+    assert book.submit(goal(max_latency_ms=math.nan), KNOWN, 0.0, (7, 1)) is None, (
+        "NaN is not equal to itself"
+    )
     assert book.submit(goal(max_latency_ms=5.0), KNOWN, 0.0, (8, 0)) is not None
     assert book.submit(goal(max_latency_ms=5.0), KNOWN, 0.0, (8, 0)) is None
 
 
-@pytest.mark.parametrize("limits, reason", [
-    (dict(max_latency_ms=math.nan), "must be finite"),
-    (dict(max_power_w=-1.0), "must be >= 0"),
-    (dict(min_accuracy=90.0), "fraction in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "limits, reason",
+    [
+        (dict(max_latency_ms=math.nan), "must be finite"),
+        (dict(max_power_w=-1.0), "must be >= 0"),
+        (dict(min_accuracy=90.0), "fraction in [0, 1]"),
+    ],
+)
 def test_bad_targets_are_rejected_with_the_reason_and_the_previous_target_stays(limits, reason):
     book = TargetBook()
     book.submit(goal(max_latency_ms=5.0), KNOWN, 0.0, (1, 0))
     verdict = book.submit(goal(**limits), KNOWN, 1.0, (2, 0))
-    assert verdict.state == TargetState.REJECTED and reason in verdict.reason and not verdict.changed
+    assert (
+        verdict.state == TargetState.REJECTED and reason in verdict.reason and not verdict.changed
+    )
     assert book.goals["tracker"] == goal(max_latency_ms=5.0)
 
 
@@ -88,7 +99,9 @@ def test_a_parked_target_expires_after_the_timeout_and_a_repeat_does_not_reset_t
 def test_parked_targets_never_expire_with_a_zero_timeout():
     book = TargetBook(parked_timeout_s=0.0)
     book.submit(goal(model="ofa"), KNOWN, 0.0)
-    assert book.expire(1e9) == [] and "never expires" in book._parked_reason(goal(model="ofa"), KNOWN)
+    assert book.expire(1e9) == [] and "never expires" in book._parked_reason(
+        goal(model="ofa"), KNOWN
+    )
     with pytest.raises(ValueError):
         TargetBook(parked_timeout_s=-1.0)
 
@@ -102,7 +115,11 @@ def test_withdrawal_removes_a_target_in_force_or_parked():
     assert book.withdraw("tracker", 1.0, (5, 0)) is None, "second delivery"
     assert book.withdraw("other", 1.0).changed and not book.parked
     nothing = book.withdraw("tracker", 2.0, (6, 0))
-    assert nothing.state == TargetState.WITHDRAWN and not nothing.changed and "no target" in nothing.reason
+    assert (
+        nothing.state == TargetState.WITHDRAWN
+        and not nothing.changed
+        and "no target" in nothing.reason
+    )
     assert book.submit(goal(), KNOWN, 3.0).changed, "the app can set a target again"
 
 
@@ -113,15 +130,23 @@ def test_a_target_moving_to_an_unknown_model_is_parked_and_leaves_force():
     assert book.goals == {} and "tracker" in book.parked
 
 
-PROFILE = ModelProfile("digits", "cpu", (
-    SubnetProfile("g1", 0.90, 1.0, 1.2, 1.3, 1.0),
-    SubnetProfile("g4", 0.95, 3.0, 3.5, 3.9, 3.1),
-))
+PROFILE = ModelProfile(
+    "digits",
+    "cpu",
+    (
+        SubnetProfile("g1", 0.90, 1.0, 1.2, 1.3, 1.0),
+        SubnetProfile("g4", 0.95, 3.0, 3.5, 3.9, 3.1),
+    ),
+)
 
 
 def test_unmet_goals_name_each_limit_missed():
-    goals = {"tracker": goal(min_accuracy=0.99, max_latency_ms=2.0, max_power_w=5.0, max_energy_mj=10.0)}
-    unmet = unmet_goals(goals, {"digits": "g4"}, {"digits": PROFILE}, {"tracker": 3.2}, 6.5, {"digits": 12.0})
+    goals = {
+        "tracker": goal(min_accuracy=0.99, max_latency_ms=2.0, max_power_w=5.0, max_energy_mj=10.0)
+    }
+    unmet = unmet_goals(
+        goals, {"digits": "g4"}, {"digits": PROFILE}, {"tracker": 3.2}, 6.5, {"digits": 12.0}
+    )
     why = unmet["tracker"]
     assert "accuracy 95.0% of g4 < 99.0% (no sub-network reaches it" in why
     assert "latency 3.20 ms > 2 ms" in why and "board power 6.50 W > 5 W" in why
@@ -129,10 +154,19 @@ def test_unmet_goals_name_each_limit_missed():
 
 
 def test_goals_met_or_not_yet_measured_are_not_reported():
-    goals = {"tracker": goal(min_accuracy=0.95, max_latency_ms=4.0, max_power_w=5.0, max_energy_mj=10.0)}
-    assert unmet_goals(goals, {"digits": "g4"}, {"digits": PROFILE}, {"tracker": 3.2}, 4.0, {"digits": 9.0}) == {}
+    goals = {
+        "tracker": goal(min_accuracy=0.95, max_latency_ms=4.0, max_power_w=5.0, max_energy_mj=10.0)
+    }
+    assert (
+        unmet_goals(
+            goals, {"digits": "g4"}, {"digits": PROFILE}, {"tracker": 3.2}, 4.0, {"digits": 9.0}
+        )
+        == {}
+    )
     assert unmet_goals(goals, {"digits": "g4"}, {"digits": PROFILE}, {}, 0.0, {}) == {}
-    relaxed = unmet_goals({"tracker": goal(min_accuracy=0.95)}, {"digits": "g1"}, {"digits": PROFILE}, {}, 0, {})
+    relaxed = unmet_goals(
+        {"tracker": goal(min_accuracy=0.95)}, {"digits": "g1"}, {"digits": PROFILE}, {}, 0, {}
+    )
     assert "g4 would" in relaxed["tracker"]
 
 
