@@ -13,7 +13,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
 WITH_ROS := source $(VENV)/bin/activate && source install/setup.bash &&
 
-.PHONY: demo test bench build venv venv-path lock clean
+.PHONY: demo test bench soak build venv venv-path lock clean
 
 venv: $(VENV_STAMP)
 
@@ -50,6 +50,11 @@ test: build
 
 bench: build
 	$(WITH_ROS) python -m dyndnn_ros.benchmarks.run_all
+
+# Soak and load of the whole system (10 minutes by default; SOAK_ARGS="--duration-s 120" for less).
+# Run from build/, so Python imports the installed package (it has the generated messages).
+soak: build
+	$(WITH_ROS) cd build && python -m dyndnn_ros.benchmarks.soak --out bench/soak.json $(SOAK_ARGS)
 
 lock:
 	python3 -m venv /tmp/dyndnn-lock && /tmp/dyndnn-lock/bin/pip install -q -r requirements-top.txt && \

@@ -124,6 +124,9 @@ class ResourceManagerNode(common.DyndnnNode):
         self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.LATCHED_READER_QOS)
         self.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS)
         self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
+        self.period = period
+        self.control_due = time.monotonic() + period
+        self.control_lateness_s = 0.0
         self.create_timer(period, self.control_step)
         self.get_logger().info(f"policy {policy_name!r} on {platform}, control period {period:g} s")
 
@@ -225,7 +228,15 @@ class ResourceManagerNode(common.DyndnnNode):
             app_cluster={app: self.clusters[g.model] for app, g in self.goals.items() if g.model in self.clusters},
         )
 
+    def measure_lateness(self) -> None:
+        """How late this step runs after its due time; a step later than a whole period means
+        ticks were skipped (as rcl timers do), and the next due time moves past now."""
+        now = time.monotonic()
+        self.control_lateness_s = max(0.0, now - self.control_due)
+        self.control_due += self.period * (1 + int(self.control_lateness_s // self.period))
+
     def control_step(self) -> None:
+        self.measure_lateness()
         for verdict in self.book.expire(time.monotonic()):
             self.answer(verdict)
         if not self.goals:
@@ -269,7 +280,8 @@ class ResourceManagerNode(common.DyndnnNode):
         self.get_logger().info("no targets in force: clocks back to the board's governors")
 
     def publish_status(self, decision: Decision, unmet: dict[str, str]) -> None:
-        msg = ManagerStatus(policy=self.policy_name, predicted_power_w=float(decision.predicted_power_w))
+        msg = ManagerStatus(policy=self.policy_name, predicted_power_w=float(decision.predicted_power_w),
+                            control_lateness_ms=1e3 * self.control_lateness_s)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.targets = [self.target_messages[app] for app in sorted(self.goals)
                        if app in self.target_messages]

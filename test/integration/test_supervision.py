@@ -139,6 +139,8 @@ def pin_the_clocks(up: Launcher, client, tmp_path: Path) -> Path:
         lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied), 30.0
     ), up.output()
     assert control_files(root) != boot_settings(tmp_path), "the clocks were never pinned"
+    # the simulated board runs under `dyndnn up`: power is observable (it read 0 W before)
+    assert client.wait_until(lambda: client.hardware.total_power_w > 0, 10.0), client.hardware
     return root
 
 
