@@ -12,7 +12,9 @@ The rules:
   announced, or EXPIRED after `parked_timeout_s` (0: never);
 - a target with the clear flag withdraws the application's target (WITHDRAWN);
 - a target delivered twice (the manager reads the topic with a latched and a volatile subscription)
-  is answered once: the second copy gets no verdict.
+  is answered once: the second copy gets no verdict;
+- a target stamped before the app's latest one is REJECTED as superseded: the two subscriptions'
+  queues differ in depth, so under load an older target can arrive after a newer one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import enum
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Collection, Mapping
+from typing import Collection, Mapping, Tuple
 
 from dyndnn_ros.log_limits import shorten
 from dyndnn_ros.policies import GoalError, PerformanceGoal, validate_goal, validate_goals
@@ -32,6 +34,10 @@ RECENT_TARGETS = 1024
 """how many recent targets are remembered to drop their second delivery"""
 ACCURACY_TOLERANCE = 1e-6
 """float32 rounding of fractions that travelled in messages"""
+
+
+Stamp = Tuple[int, int]
+"""a header stamp as (sec, nanosec); (0, 0): unstamped, never ordered"""
 
 
 class TargetState(enum.IntEnum):
@@ -53,7 +59,7 @@ class Verdict:
     reason: str
     changed: bool
     """whether the targets in force or parked changed (worth an INFO line); False for a repeat"""
-    stamp: object = None
+    stamp: Stamp | None = None
     """the submitted target's id (its header stamp), echoed so its sender can match the answer"""
 
 
@@ -82,6 +88,8 @@ class TargetBook:
         """app -> (goal, time it was parked)"""
         self._recent: OrderedDict[int, str] = OrderedDict()
         self._last_key = 0
+        self._latest: OrderedDict[str, Stamp] = OrderedDict()
+        """app -> stamp of its latest target taken (bounded like _recent)"""
         """hash of a recent target -> its app"""
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -90,19 +98,21 @@ class TargetBook:
         goal: PerformanceGoal,
         known_models: Collection[str],
         now: float,
-        stamp: object = None,
+        stamp: Stamp | None = None,
     ) -> Verdict | None:
         """The verdict on one target, or None for the second delivery of one already answered."""
         if self._seen(goal, stamp, clear=False):
             return None
         app, model = goal.app, goal.model
         try:
+            self._check_order(goal.app, stamp)
             self._check_names(goal)
             validate_goal(goal)
             others = {a: g for a, g in self.all_goals().items() if a != goal.app}
             validate_goals({**others, goal.app: goal})
         except GoalError as exc:
             return Verdict(app, model, TargetState.REJECTED, str(exc), changed=False, stamp=stamp)
+        self._note_latest(goal.app, stamp)
         if goal.model not in known_models:
             previous = self.parked.get(goal.app)
             self.goals.pop(goal.app, None)
@@ -121,10 +131,15 @@ class TargetBook:
         self.parked.pop(goal.app, None)
         return Verdict(app, model, TargetState.ACCEPTED, describe_goal(goal), changed, stamp)
 
-    def withdraw(self, app: str, now: float, stamp: object = None) -> Verdict | None:
+    def withdraw(self, app: str, now: float, stamp: Stamp | None = None) -> Verdict | None:
         """Remove the app's target, in force or parked; None for a second delivery."""
         if self._seen(PerformanceGoal(app, ""), stamp, clear=True):
             return None
+        try:
+            self._check_order(app, stamp)
+        except GoalError as exc:
+            return Verdict(app, "", TargetState.REJECTED, str(exc), changed=False, stamp=stamp)
+        self._note_latest(app, stamp)
         # A withdrawn target sent again (same fields and stamp, e.g. a repeating `ros2 topic pub`
         # with a zero stamp) is a new request, not a second delivery.
         for key in [
@@ -203,7 +218,22 @@ class TargetBook:
                     f"{field_name} {shorten(text)!r} is longer than {MAX_NAME_CHARS} characters"
                 )
 
-    def _seen(self, goal: PerformanceGoal, stamp: object, clear: bool) -> bool:
+    def _check_order(self, app: str, stamp: Stamp | None) -> None:
+        latest = self._latest.get(app)
+        if stamp and any(stamp) and latest is not None and stamp < latest:
+            raise GoalError(
+                f"superseded: stamped {stamp[0]}.{stamp[1]:09d}, before the app's latest "
+                f"target ({latest[0]}.{latest[1]:09d})"
+            )
+
+    def _note_latest(self, app: str, stamp: Stamp | None) -> None:
+        if stamp and any(stamp):
+            self._latest[app] = max(stamp, self._latest.get(app, stamp))
+            self._latest.move_to_end(app)
+            if len(self._latest) > RECENT_TARGETS:
+                self._latest.popitem(last=False)
+
+    def _seen(self, goal: PerformanceGoal, stamp: Stamp | None, clear: bool) -> bool:
         """Whether this exact target (same fields, same stamp) was handled recently; remembers it.
         repr, not the values: a NaN limit is never equal to itself."""
         key = hash(repr((goal, stamp, clear)))

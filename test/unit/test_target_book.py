@@ -181,3 +181,15 @@ def test_the_rate_limiter_lets_a_burst_through_then_counts_what_it_held_back():
     assert [line for line in lines if line] == ["rejected 0", "rejected 1", "rejected 2"]
     assert limiter.line("later", now=6.0) == "later (997 similar lines suppressed before this one)"
     assert limiter.line("next", now=6.1) == "next"
+
+
+def test_an_older_target_arriving_after_a_newer_one_is_rejected_as_superseded():
+    book = TargetBook()
+    book.submit(goal(max_latency_ms=5.0), KNOWN, 0.0, (10, 500))
+    late = book.submit(goal(max_latency_ms=9.0), KNOWN, 0.1, (10, 400))
+    assert late.state == TargetState.REJECTED and "superseded" in late.reason
+    assert book.goals["tracker"].max_latency_ms == 5.0
+    assert book.withdraw("tracker", 0.2, (9, 0)).state == TargetState.REJECTED
+    assert book.submit(goal(max_latency_ms=7.0), KNOWN, 0.3, (0, 0)).changed, "unstamped: no order"
+    other = book.submit(goal(app="other", model="ofa"), KNOWN, 0.3, (1, 0))
+    assert other.state == TargetState.PARKED, "stamps are ordered per app"
