@@ -280,7 +280,8 @@ class ResourceManagerNode(common.DyndnnNode):
         self.get_logger().info("no targets in force: clocks back to the board's governors")
 
     def publish_status(self, decision: Decision, unmet: dict[str, str]) -> None:
-        msg = ManagerStatus(policy=self.policy_name, predicted_power_w=float(decision.predicted_power_w),
+        msg = ManagerStatus(policy=self.policy_name,
+                            predicted_power_w=float(decision.predicted_power_w),
                             control_lateness_ms=1e3 * self.control_lateness_s)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.targets = [self.target_messages[app] for app in sorted(self.goals)
