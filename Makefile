@@ -22,7 +22,7 @@ TOOLING := $(if $(TOOLING_KEY),$(HOME)/.cache/dyndnn_ros/ros2-tooling-$(TOOLING_
 SOURCE_TOOLING := { [ ! -f $(TOOLING)/.built ] || source $(TOOLING)/setup.bash; }
 WITH_ROS := source $(VENV)/bin/activate && $(SOURCE_TOOLING) && source install/setup.bash &&
 
-.PHONY: demo test bench build venv venv-path lock clean tooling colcon-test
+.PHONY: demo test bench soak build venv venv-path lock clean tooling colcon-test
 
 venv: $(VENV_STAMP)
 
@@ -75,6 +75,11 @@ colcon-test: build
 
 bench: build
 	$(WITH_ROS) python -m dyndnn_ros.benchmarks.run_all
+
+# Soak and load of the whole system (10 minutes by default; SOAK_ARGS="--duration-s 120" for less).
+# Run from build/, so Python imports the installed package (it has the generated messages).
+soak: build
+	$(WITH_ROS) cd build && python -m dyndnn_ros.benchmarks.soak --out bench/soak.json $(SOAK_ARGS)
 
 lock:
 	python3 -m venv /tmp/dyndnn-lock && /tmp/dyndnn-lock/bin/pip install -q -r requirements-top.txt && \

@@ -3,10 +3,19 @@
 `dyndnn up`, the demo and the integration tests use it to run the real executables from the colcon
 install without a launch system (on a robot, `ros2 launch dyndnn_ros dyndnn.launch.py` starts the
 same nodes with the same parameters: dyndnn_ros/system.py defines them for both).
+
+Supervision: each process is started in its own session (so a terminal's Ctrl-C reaches only the
+launcher, which then stops the nodes in order) with PR_SET_PDEATHSIG, so the kernel sends it
+SIGTERM when the launcher dies, even by SIGKILL: nothing outlives a killed launcher, and the DVFS
+node, which restores the clocks on SIGTERM, puts the board back. `stop()` stops the nodes in
+stages: applications, manager and monitor first, then the DVFS node (so no command arrives after it
+restored the clocks), then plain commands such as the simulated board.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -16,6 +25,13 @@ from pathlib import Path
 from typing import Callable
 
 from dyndnn_ros.paths import PACKAGE
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child should only call into it
+# Stop order: everything else first, the DVFS node after it (it restores the clocks), plain
+# commands (the simulated board the DVFS node writes into) last.
+STOP_STAGE_NODES, STOP_STAGE_DVFS, STOP_STAGE_COMMANDS = 0, 1, 2
 
 
 class BringupError(RuntimeError):
@@ -33,6 +49,21 @@ def executable_path(name: str) -> Path:
     if not os.access(path, os.X_OK):
         raise BringupError(f"no executable {path}: rebuild with `make build`")
     return path
+
+
+def die_with_launcher(launcher_pid: int) -> Callable[[], None]:
+    """preexec_fn for a child: a session of its own, and SIGTERM from the kernel when the
+    launcher's starting thread exits. If the launcher died before prctl took effect, the child
+    stops at once."""
+
+    def preexec() -> None:
+        os.setsid()
+        if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            os.write(2, b"[bringup] prctl(PR_SET_PDEATHSIG) failed: may outlive the launcher\n")
+        if os.getppid() != launcher_pid:
+            os._exit(1)
+
+    return preexec
 
 
 @dataclass
@@ -64,9 +95,17 @@ class NodeProcess:
             args += ["-p", f"{self.name}:{key}:={text}"]
         return args
 
+    @property
+    def stop_stage(self) -> int:
+        if self.argv is not None:
+            return STOP_STAGE_COMMANDS
+        return STOP_STAGE_DVFS if self.executable == "dvfs_node" else STOP_STAGE_NODES
+
 
 class NodeGroup:
-    """A set of node processes started together and stopped together (SIGINT, then SIGTERM, SIGKILL)."""
+    """A set of node processes started together and stopped together, in stages (SIGINT, then
+    SIGTERM, SIGKILL). The processes die with the thread that calls `start()`
+    (PR_SET_PDEATHSIG)."""
 
     def __init__(
         self,
@@ -75,12 +114,15 @@ class NodeGroup:
         env: dict[str, str] | None = None,
         on_line: Callable[[str, str], None] | None = None,
         log_dir: Path | None = None,
+        work_dir: Path | None = None,
     ):
         self.nodes = nodes
         self.params_file = params_file
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
         self.on_line = on_line
         self.log_dir = log_dir
+        self.work_dir = work_dir
+        """a temporary folder of this run (simulated tree, logs); `remove_work_dir()` deletes it"""
         self.readers: list[threading.Thread] = []
 
     def start(self) -> "NodeGroup":
@@ -88,6 +130,7 @@ class NodeGroup:
             node.process = subprocess.Popen(
                 node.command(self.params_file), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, bufsize=1,
+                preexec_fn=die_with_launcher(os.getpid()),
             )
             reader = threading.Thread(target=self._read, args=(node,), daemon=True)
             reader.start()
@@ -132,13 +175,31 @@ class NodeGroup:
         self.node(name).process.send_signal(sig)
 
     def stop(self, timeout: float = 10.0) -> dict[str, int]:
-        """Ask every process to stop as Ctrl-C would, give each `timeout` seconds, escalate if it does
-        not stop (a node first dumps its threads' stacks into its log, for the post-mortem), reap all."""
-        for node in self.nodes:
+        """Stop the processes stage by stage (see the module's docstring) as Ctrl-C would, give
+        each `timeout` seconds, escalate if it does not stop (a node first dumps its threads'
+        stacks into its log, for the post-mortem), reap all."""
+        codes: dict[str, int] = {}
+        for stage in sorted({node.stop_stage for node in self.nodes}):
+            stopped = self._stop_stage([n for n in self.nodes if n.stop_stage == stage], timeout)
+            if self.on_line:
+                for name, code in stopped.items():
+                    self.on_line("bringup", f"stopped {name} (exit {code})")
+            codes.update(stopped)
+        for reader in self.readers:
+            reader.join(timeout=2)
+        return {n.name: codes[n.name] for n in self.nodes if n.name in codes}
+
+    def remove_work_dir(self) -> None:
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    @staticmethod
+    def _stop_stage(nodes: list[NodeProcess], timeout: float) -> dict[str, int]:
+        for node in nodes:
             if node.process and node.process.poll() is None:
                 node.process.send_signal(signal.SIGINT)
         codes = {}
-        for node in self.nodes:
+        for node in nodes:
             if node.process is None:
                 continue
             try:
@@ -154,7 +215,5 @@ class NodeGroup:
                 except subprocess.TimeoutExpired:
                     node.process.kill()
                     codes[node.name] = node.process.wait()
-        for reader in self.readers:
-            reader.join(timeout=2)
         return codes
 

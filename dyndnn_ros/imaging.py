@@ -16,6 +16,27 @@ class ImageFormatError(ValueError):
     """An image's encoding, size or buffer does not make a frame."""
 
 
+DEFAULT_MAX_IMAGE_BYTES = 32 * 1024 * 1024
+"""a 4K RGB frame is 24.9 MB; anything bigger on a camera topic is a mistake, not a frame"""
+
+
+def check_image_header(height: int, width: int, encoding: str, step: int, size: int,
+                       max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
+    """Reject a frame from its header and buffer length alone, before any copy or conversion."""
+    if size > max_bytes:
+        raise ImageFormatError(f"{size} byte image exceeds the {max_bytes} byte limit")
+    if height <= 0 or width <= 0 or size == 0:
+        raise ImageFormatError(f"empty image: {height}x{width}, {size} bytes")
+    if encoding not in CHANNELS:
+        raise ImageFormatError(
+            f"unsupported encoding {encoding[:32]!r}; supported: {sorted(CHANNELS)}")
+    row = width * CHANNELS[encoding]
+    step = step or row
+    if step < row or size < step * height:
+        raise ImageFormatError(f"{height}x{width} {encoding} image with step {step} needs "
+                               f"{step * height} bytes, got {size}")
+
+
 def image_to_array(data: bytes | memoryview, height: int, width: int, encoding: str, step: int = 0) -> np.ndarray:
     """View an Image message's buffer as an H x W x C uint8 array (no copy where the rows are packed)."""
     if encoding not in CHANNELS:

@@ -66,6 +66,17 @@ class ModelProfile:
         return [s.id for s in self.subnets]
 
 
+def smallest_subnet(profile: ModelProfile) -> str:
+    """The sub-network with the least work per frame: fewest MACs where every sub-network has a
+    count, else fewest parameters, else the lowest median latency."""
+    subnets = profile.subnets
+    if all(s.macs > 0 for s in subnets):
+        return min(subnets, key=lambda s: s.macs).id
+    if all(s.params > 0 for s in subnets):
+        return min(subnets, key=lambda s: s.params).id
+    return min(subnets, key=lambda s: s.latency_p50_ms).id
+
+
 def profile_to_dict(profile: ModelProfile) -> dict[str, Any]:
     doc = asdict(profile)
     doc["subnets"] = [asdict(s) for s in profile.subnets]

@@ -15,6 +15,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from dyndnn_ros.log_limits import shorten
 from dyndnn_ros.msg import (
     DvfsCommand,
     HardwareStatus,
@@ -23,8 +24,10 @@ from dyndnn_ros.msg import (
     ModelProfile,
     PerformanceTarget,
     SubnetSwitch,
+    TargetStatus,
 )
 from dyndnn_ros.nodes import common
+from dyndnn_ros.target_book import MAX_NAME_CHARS
 
 
 class DyndnnClient:
@@ -44,6 +47,7 @@ class DyndnnClient:
         self.dvfs_applied: list[DvfsCommand] = []
         self.hardware: HardwareStatus | None = None
         self.manager: ManagerStatus | None = None
+        self.verdicts: deque[TargetStatus] = deque(maxlen=history)
         self.target_pub = self.node.create_publisher(PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS)
         subscriptions = [
             (PerformanceTarget, common.TARGETS_TOPIC, common.LATCHED_READER_QOS, lambda m: self._keep(self.targets, m.app_id, m)),
@@ -54,6 +58,8 @@ class DyndnnClient:
             (DvfsCommand, common.DVFS_APPLIED_TOPIC, common.LATCHED_READER_QOS, lambda m: self._append(self.dvfs_applied, m)),
             (HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS, self._on_hardware),
             (ManagerStatus, common.MANAGER_STATUS_TOPIC, common.LATCHED_READER_QOS, self._on_manager),
+            (TargetStatus, common.TARGET_STATUS_TOPIC, common.TARGET_STATUS_QOS,
+             lambda m: self._append(self.verdicts, m)),
         ]
         for msg_type, topic, qos, callback in subscriptions:
             self.node.create_subscription(msg_type, topic, callback, qos)
@@ -102,16 +108,41 @@ class DyndnnClient:
         priority: int = 0,
         wait_for_manager_s: float = 5.0,
         manager_node: str = "resource_manager_node",
-    ) -> bool:
-        """Publish a target (latched). Returns whether the manager node acknowledged it in time."""
+        clear: bool = False,
+    ) -> TargetStatus | None:
+        """Publish a target (latched while this client lives) and wait for the manager's verdict
+        on it (TargetStatus: accepted, parked, rejected with its reason, withdrawn); None if no
+        manager answered within `wait_for_manager_s`."""
         msg = PerformanceTarget(
             app_id=app, model_id=model, max_latency_ms=float(max_latency_ms), min_accuracy=float(min_accuracy),
             max_power_w=float(max_power_w), max_energy_mj=float(max_energy_mj), priority=int(priority),
+            clear=clear,
         )
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        matched = self.wait_until(lambda: manager_node in self.other_readers(self.target_pub.topic_name), wait_for_manager_s)
+        deadline = time.monotonic() + wait_for_manager_s
+        # The verdict topic must be matched before publishing, or the answer could pass unheard.
+        self.wait_until(lambda: manager_node in self.other_readers(self.target_pub.topic_name)
+                        and self.node.count_publishers(common.TARGET_STATUS_TOPIC) > 0,
+                        wait_for_manager_s)
         self.target_pub.publish(msg)
-        return matched and self.target_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=max(1.0, wait_for_manager_s)))
+        return self.wait_for_verdict(app, msg.header.stamp, max(0.0, deadline - time.monotonic()))
+
+    def clear_target(self, app: str, wait_for_manager_s: float = 5.0) -> TargetStatus | None:
+        """Withdraw the app's target; the manager's verdict, or None if none came in time."""
+        return self.set_target(app, "", wait_for_manager_s=wait_for_manager_s, clear=True)
+
+    def wait_for_verdict(self, app: str, stamp, timeout: float) -> TargetStatus | None:
+        """The manager's answer to the target of `app` sent with header stamp `stamp`."""
+        name = shorten(app, MAX_NAME_CHARS)
+
+        def find() -> TargetStatus | None:
+            with self.lock:
+                return next((v for v in reversed(self.verdicts) if v.app_id == name
+                             and (v.target_stamp.sec, v.target_stamp.nanosec)
+                             == (stamp.sec, stamp.nanosec)), None)
+
+        self.wait_until(lambda: find() is not None, timeout)
+        return find()
 
     def other_readers(self, topic: str) -> list[str]:
         """Nodes other than this client subscribed to `topic` (this client reads every topic too)."""

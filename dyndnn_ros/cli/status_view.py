@@ -11,6 +11,28 @@ def _limit(value: float, fmt: str) -> str:
     return fmt.format(value) if value else "-"
 
 
+def target_rows(targets: dict, manager) -> list[tuple[str, object, str]]:
+    """(app, target, state) per target: as the manager reports them (in force, not met, given up,
+    parked) when it does, else the targets seen on the topic."""
+    if manager is None:
+        waiting = "[yellow]no manager status yet[/yellow]"
+        return [(app, t, waiting) for app, t in sorted(targets.items())]
+    given_up = dict(zip(manager.given_up_apps, manager.given_up_reasons))
+    unmet = dict(zip(manager.unmet_apps, manager.unmet_reasons))
+    rows = []
+    for t in manager.targets:
+        if t.app_id in given_up:
+            state = f"[red]given up: {given_up[t.app_id]}[/red]"
+        elif t.app_id in unmet:
+            state = f"[red]not met: {unmet[t.app_id]}[/red]"
+        else:
+            state = "[green]managed[/green]"
+        rows.append((t.app_id, t, state))
+    parked = "[yellow]parked: model not announced[/yellow]"
+    rows += [(t.app_id, t, parked) for t in manager.parked_targets]
+    return sorted(rows, key=lambda row: row[0])
+
+
 def render(client: DyndnnClient) -> Group:
     with client.lock:
         targets = dict(client.targets)
@@ -20,14 +42,14 @@ def render(client: DyndnnClient) -> Group:
         applied = client.dvfs_applied[-1] if client.dvfs_applied else None
         manager = client.manager
 
-    given_up = dict(zip(manager.given_up_apps, manager.given_up_reasons)) if manager else {}
     apps = Table(title=f"Targets (policy {manager.policy})" if manager else "Targets", expand=True)
-    for column in ("app", "model", "max latency", "min accuracy", "max power", "priority", "state"):
+    for column in ("app", "model", "max latency", "min accuracy", "max power", "max energy",
+                   "priority", "state"):
         apps.add_column(column)
-    for app, t in sorted(targets.items()):
-        state = f"[red]given up: {given_up[app]}[/red]" if app in given_up else "[green]managed[/green]"
+    for app, t, state in target_rows(targets, manager):
         apps.add_row(app, t.model_id, _limit(t.max_latency_ms, "{:g} ms"), _limit(t.min_accuracy, "{:.1%}"),
-                     _limit(t.max_power_w, "{:g} W"), str(t.priority), state)
+                     _limit(t.max_power_w, "{:g} W"), _limit(t.max_energy_mj, "{:g} mJ"),
+                     str(t.priority), state)
 
     models = Table(title="Models", expand=True)
     for column in ("model", "backend", "active sub-network", "latency (mean of last 20)", "accuracy", "energy/frame", "dropped"):

@@ -24,8 +24,10 @@ HARDWARE_STATUS_TOPIC = "dyndnn/hardware_status"
 INFERENCE_STATS_TOPIC = "dyndnn/inference_stats"
 MODEL_PROFILES_TOPIC = "dyndnn/model_profiles"
 MANAGER_STATUS_TOPIC = "dyndnn/manager_status"
+TARGET_STATUS_TOPIC = "dyndnn/target_status"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 IMAGE_TOPIC = "image_raw"
+RESULT_TOPIC = "~/result"  # private: one per inference node, e.g. /inference_node/result
 
 # Targets and model announcements are state, not events: a node that starts later must still get
 # the latest one from each publisher, so they are reliable and transient-local.
@@ -47,6 +49,8 @@ TARGETS_QOS = LATCHED_QOS
 MODEL_PROFILES_QOS = LATCHED_QOS
 DVFS_APPLIED_QOS = LATCHED_QOS
 MANAGER_STATUS_QOS = LATCHED_QOS
+# One verdict per target, for every app: deep, so a sender finds its own answer among others'.
+TARGET_STATUS_QOS = LATCHED_READER_QOS
 # Commands must not be lost, and a short queue is enough: each one supersedes the one before.
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Per-frame and periodic reports: reliable so tools and the manager see every one that fits the queue.

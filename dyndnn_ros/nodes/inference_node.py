@@ -15,12 +15,18 @@ import numpy as np
 from sensor_msgs.msg import Image
 
 from dyndnn_ros.backends import FrameResult, create_backend
-from dyndnn_ros.imaging import ImageFormatError, image_to_array, to_model_input
+from dyndnn_ros.imaging import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    ImageFormatError,
+    check_image_header,
+    image_to_array,
+    to_model_input,
+)
 from dyndnn_ros.msg import HardwareStatus, InferenceResult, InferenceStats, ModelProfile, SubnetSwitch
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_message
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
-from dyndnn_ros.profiles import load_profile
+from dyndnn_ros.profiles import load_profile, smallest_subnet
 from dyndnn_ros.profiling.profile import profile_model
 
 
@@ -43,13 +49,19 @@ class InferenceNode(common.DyndnnNode):
         device = common.declare(self, "device", "cpu", "torch device, e.g. cpu or cuda:0")
         threads = int(common.declare(self, "threads", 0, "CPU threads for inference; 0 = the library default"))
         switch_mode = common.declare(self, "switch_mode", "resident", "resident: every sub-network materialised once, a switch swaps a pointer; shared: one weight copy sliced per frame")
-        initial = common.declare(self, "initial_subnet", "", "Sub-network to start with; empty = the smallest")
+        initial = common.declare(
+            self, "initial_subnet", "",
+            "Sub-network to start with; empty = the smallest (fewest MACs, else parameters, "
+            "else latency)")
         self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame"))
         self.cpu_cluster = common.declare(self, "cpu_cluster", "", "CPU cluster (platform name) the inference thread runs on, told to the manager; pin it with taskset or the launch file")
         sysfs_root = common.declare(self, "sysfs_root", "", "simulation back end only: root of the simulated board's sysfs tree (empty: reference clocks)")
         platform = common.declare(self, "platform", "xavier_nx", "simulation back end only: board description")
         reliability = common.declare(self, "image_reliability", "best_effort", "QoS reliability of the image subscription: best_effort (sensor data) or reliable; depth is 1 either way")
 
+        self.max_image_bytes = int(common.declare(
+            self, "max_image_bytes", DEFAULT_MAX_IMAGE_BYTES,
+            "Frames with a larger buffer are rejected (logged, throttled)"))
         self.profile_frames = int(common.declare(self, "profile_frames", 20, "Frames per sub-network when the node measures its own profile at start-up"))
 
         options = dict(model=model_config, checkpoint=checkpoint or None, device=device, threads=threads or None, mode=switch_mode)
@@ -59,19 +71,26 @@ class InferenceNode(common.DyndnnNode):
         self.backend_name = backend_name
         self.profile = self.startup_profile(profile_path)
         self.subnets = list(self.backend.available_subnets())
-        if initial:
-            self._request_switch(initial, "initial_subnet parameter")
+        # Whatever the back end starts on (torch: the largest, TensorRT: the last engine,
+        # simulation: the fastest), the node starts where its parameter says.
+        start = initial or smallest_subnet(self.profile)
+        if start not in self.subnets:
+            raise ValueError(f"initial_subnet {start!r} is not a sub-network of this model: "
+                             f"{self.subnets}")
+        self.backend.request_switch(start)
 
         self.latest_frame: Image | None = None
         self.frame_lock = threading.Lock()
         self.frame_ready = threading.Event()
         self.stopping = threading.Event()
         self.frames_dropped = 0
+        self.frames_rejected = 0
         self.input_fps = 0.0
         self.last_frame_time: float | None = None
         self.board_power_w = 0.0
 
-        self.result_pub = self.create_publisher(InferenceResult, "~/result", common.STATS_QOS)
+        self.result_pub = self.create_publisher(InferenceResult, common.RESULT_TOPIC,
+                                                common.STATS_QOS)
         self.stats_pub = self.create_publisher(InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS)
         self.profile_pub = self.create_publisher(ModelProfile, common.MODEL_PROFILES_TOPIC, common.MODEL_PROFILES_QOS)
         self.create_subscription(Image, common.IMAGE_TOPIC, self.on_image, common.image_qos(reliability))
@@ -126,6 +145,12 @@ class InferenceNode(common.DyndnnNode):
         self.board_power_w = float(msg.total_power_w)
 
     def on_image(self, msg: Image) -> None:
+        try:  # before it can displace a good waiting frame
+            check_image_header(msg.height, msg.width, msg.encoding, msg.step, len(msg.data),
+                               self.max_image_bytes)
+        except ImageFormatError as exc:
+            self.reject_frame(exc)
+            return
         now = time.monotonic()
         if self.last_frame_time is not None and now > self.last_frame_time:
             rate = 1.0 / (now - self.last_frame_time)
@@ -136,6 +161,11 @@ class InferenceNode(common.DyndnnNode):
                 self.frames_dropped += 1
             self.latest_frame = msg
         self.frame_ready.set()
+
+    def reject_frame(self, why: ImageFormatError) -> None:
+        self.frames_rejected += 1
+        self.get_logger().warning(f"rejected frame ({self.frames_rejected} so far): {why}",
+                                  throttle_duration_sec=5.0)
 
     def run_inference(self) -> None:
         announced = self.backend.active_subnet
@@ -150,7 +180,7 @@ class InferenceNode(common.DyndnnNode):
             try:
                 frame = image_to_array(msg.data, msg.height, msg.width, msg.encoding, msg.step)
             except ImageFormatError as exc:
-                self.get_logger().warning(f"dropped frame: {exc}", throttle_duration_sec=5.0)
+                self.reject_frame(exc)
                 continue
             try:
                 result = self.backend.infer(to_model_input(frame, self.backend.input_shape))

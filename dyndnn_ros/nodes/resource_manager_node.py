@@ -9,6 +9,7 @@ manager goes silent).
 """
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 try:
@@ -16,6 +17,7 @@ try:
 except ImportError:  # Humble (JetPack 6) names the module qos_event
     from rclpy.qos_event import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 
+from dyndnn_ros.log_limits import RateLimiter, shorten
 from dyndnn_ros.msg import (
     DvfsCommand,
     HardwareStatus,
@@ -24,15 +26,30 @@ from dyndnn_ros.msg import (
     ModelProfile,
     PerformanceTarget,
     SubnetSwitch,
+    TargetStatus,
 )
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_from_message
-from dyndnn_ros.policies import ClockSetting, Decision, GoalError, Observation, PerformanceGoal, create_policy, validate_goals
+from dyndnn_ros.policies import (
+    ClockSetting,
+    Decision,
+    Observation,
+    PerformanceGoal,
+    create_policy,
+)
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
 from dyndnn_ros.profiles import ProfileError
+from dyndnn_ros.target_book import (
+    MAX_NAME_CHARS,
+    TargetBook,
+    TargetState,
+    Verdict,
+    unmet_goals,
+)
 
 
 def goal_from_message(msg: PerformanceTarget) -> PerformanceGoal:
+    """The goal as sent; TargetBook checks it."""
     return PerformanceGoal(
         app=msg.app_id,
         model=msg.model_id,
@@ -41,7 +58,7 @@ def goal_from_message(msg: PerformanceTarget) -> PerformanceGoal:
         max_power_w=float(msg.max_power_w),
         max_energy_mj=float(msg.max_energy_mj),
         priority=int(msg.priority),
-    ).validate()
+    )
 
 
 def clocks_from_status(msg: HardwareStatus) -> ClockSetting:
@@ -72,15 +89,23 @@ class ResourceManagerNode(common.DyndnnNode):
         policy_name = common.declare(self, "policy", "hierarchical", "Decision policy: hierarchical (sub-network + DVFS), subnet_only, dvfs_only or static")
         platform = common.declare(self, "platform", "xavier_nx", "Board description the policy predicts clocks and power with")
         period = float(common.declare(self, "control_period_s", 0.5, "Control period [s]"))
+        parked_timeout = float(common.declare(
+            self, "parked_target_timeout_s", 300.0,
+            "A target for a model no inference node has announced is dropped after this long [s]; "
+            "0 = never"))
         if not period > 0:
             raise ValueError(f"control_period_s must be > 0, got {period}")
         self.policy_name = policy_name
         self.policy = create_policy(policy_name, platform=platform)
+        self.book = TargetBook(parked_timeout)
         self.target_messages: dict[str, PerformanceTarget] = {}
-        self.goals: dict[str, PerformanceGoal] = {}
-        self.parked: dict[str, PerformanceGoal] = {}  # targets naming a model not announced (yet)
+        self.rejection_log = RateLimiter(burst=5, interval_s=5.0)
+        self.change_log = RateLimiter(burst=10, interval_s=5.0)
+        self.unmet_log = RateLimiter(burst=5, interval_s=10.0)
         self.profiles: dict[str, CoreProfile] = {}
         self.latency_sums: dict[str, list[float]] = defaultdict(list)
+        self.energy_sums: dict[str, list[float]] = defaultdict(list)
+        self.last_unmet: dict[str, str] = {}
         self.active: dict[str, str] = {}
         self.input_fps: dict[str, float] = {}
         self.clusters: dict[str, str] = {}
@@ -93,16 +118,23 @@ class ResourceManagerNode(common.DyndnnNode):
         self.switch_pub = self.create_publisher(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS)
         self.dvfs_pub = self.create_publisher(DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS)
         self.status_pub = self.create_publisher(ManagerStatus, common.MANAGER_STATUS_TOPIC, common.MANAGER_STATUS_QOS)
+        self.verdict_pub = self.create_publisher(TargetStatus, common.TARGET_STATUS_TOPIC,
+                                                 common.TARGET_STATUS_QOS)
         # Latched targets from applications that started first need a transient-local reader; a
         # volatile reader as well accepts plain `ros2 topic pub` (volatile by default), which the
-        # transient-local one would refuse as incompatible QoS. A target seen twice is applied once.
-        self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.LATCHED_READER_QOS,
+        # transient-local one would refuse as incompatible QoS. A target seen twice is answered
+        # once.
+        self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target,
+                                 common.LATCHED_READER_QOS,
                                  event_callbacks=SubscriptionEventCallbacks(
                                      incompatible_qos=self.on_volatile_target_publisher))
         self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.COMMAND_QOS)
         self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.LATCHED_READER_QOS)
         self.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS)
         self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
+        self.period = period
+        self.control_due = time.monotonic() + period
+        self.control_lateness_s = 0.0
         self.create_timer(period, self.control_step)
         self.get_logger().info(f"policy {policy_name!r} on {platform}, control period {period:g} s")
 
@@ -115,43 +147,59 @@ class ResourceManagerNode(common.DyndnnNode):
             f"a volatile publisher of {common.TARGETS_TOPIC} is read by the volatile subscription "
             f"({event.total_count} so far)")
 
-    def on_target(self, msg: PerformanceTarget) -> None:
-        try:
-            goal = goal_from_message(msg)
-            validate_goals({**{k: g for k, g in self.goals.items() if k != goal.app}, goal.app: goal})
-        except GoalError as exc:
-            self.get_logger().warning(f"rejected target: {exc}")
-            return
-        if self.goals.get(goal.app) == goal or self.parked.get(goal.app) == goal:
-            return
-        if goal.model not in self.profiles:
-            self.parked[goal.app] = goal
-            self.target_messages[goal.app] = msg
-            self.get_logger().warning(
-                f"rejected target of app {goal.app!r} for now: unknown model {goal.model!r}; "
-                f"known models: {sorted(self.profiles)}; it applies if that model is announced"
-            )
-            return
-        self.goals[goal.app] = goal
-        self.target_messages[goal.app] = msg
-        self.parked.pop(goal.app, None)
-        self.get_logger().info(f"target of app {goal.app!r}: {self._describe_goal(goal)}")
+    @property
+    def goals(self) -> dict[str, PerformanceGoal]:
+        return self.book.goals
 
-    @staticmethod
-    def _describe_goal(goal: PerformanceGoal) -> str:
-        limits = [
-            f"latency <= {goal.max_latency_ms:g} ms" if goal.max_latency_ms else "",
-            f"accuracy >= {goal.min_accuracy:.1%}" if goal.min_accuracy else "",
-            f"power <= {goal.max_power_w:g} W" if goal.max_power_w else "",
-            f"energy <= {goal.max_energy_mj:g} mJ/frame" if goal.max_energy_mj else "",
-        ]
-        return f"model {goal.model!r}, " + (", ".join(l for l in limits if l) or "no limits") + f", priority {goal.priority}"
+    def on_target(self, msg: PerformanceTarget) -> None:
+        now = time.monotonic()
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if msg.clear:
+            verdict = self.book.withdraw(msg.app_id, now, stamp)
+        else:
+            verdict = self.book.submit(goal_from_message(msg), self.profiles.keys(), now, stamp)
+        if verdict is None:  # the same target through the other subscription
+            return
+        if verdict.state in (TargetState.ACCEPTED, TargetState.PARKED):
+            self.target_messages[msg.app_id] = msg
+        self.answer(verdict, msg.header.stamp)
+
+    def answer(self, verdict: Verdict, target_stamp=None) -> None:
+        """Publish the verdict for its sender and log it: one line per rejection (rate-limited),
+        INFO only where the targets changed."""
+        if verdict.state in (TargetState.WITHDRAWN, TargetState.EXPIRED):
+            self.target_messages.pop(verdict.app, None)
+        status = TargetStatus(app_id=shorten(verdict.app, MAX_NAME_CHARS),
+                              model_id=shorten(verdict.model, MAX_NAME_CHARS),
+                              state=int(verdict.state), reason=verdict.reason)
+        status.header.stamp = self.get_clock().now().to_msg()
+        if target_stamp is not None:
+            status.target_stamp = target_stamp
+        self.verdict_pub.publish(status)
+        state = verdict.state.name.lower()
+        text = f"target of app {shorten(verdict.app)!r} {state}: {verdict.reason}"
+        now = time.monotonic()
+        if verdict.state == TargetState.REJECTED:
+            line = self.rejection_log.line(text, now)
+            if line:
+                self.get_logger().warning(line)
+        elif verdict.changed:
+            line = self.change_log.line(text, now)
+            if line:
+                # one call site per severity: rclpy refuses a call site that changes severity
+                if verdict.state in (TargetState.ACCEPTED, TargetState.WITHDRAWN):
+                    self.get_logger().info(line)
+                else:
+                    self.get_logger().warning(line)
+        else:
+            self.get_logger().debug(text)
 
     def on_profile(self, msg: ModelProfile) -> None:
         try:
             profile = profile_from_message(msg)
         except ProfileError as exc:
-            self.get_logger().warning(f"ignored profile of model {msg.model_id!r}: {exc}")
+            self.get_logger().warning(f"ignored profile of model {shorten(msg.model_id)!r}: {exc}",
+                                      throttle_duration_sec=5.0)
             return
         known = msg.model_id in self.profiles
         self.profiles[msg.model_id] = profile
@@ -160,14 +208,12 @@ class ResourceManagerNode(common.DyndnnNode):
             self.clusters[msg.model_id] = msg.cpu_cluster
         if not known:
             self.get_logger().info(f"model {msg.model_id!r} announced with sub-networks {profile.ids}")
-        for app, goal in list(self.parked.items()):
-            if goal.model == msg.model_id:
-                del self.parked[app]
-                self.goals[app] = goal
-                self.get_logger().info(f"target of app {app!r} now applies: {self._describe_goal(goal)}")
+        for verdict in self.book.model_announced(msg.model_id):
+            self.answer(verdict)
 
     def on_stats(self, msg: InferenceStats) -> None:
         self.latency_sums[msg.model_id].append(float(msg.latency_ms))
+        self.energy_sums[msg.model_id].append(float(msg.energy_mj))
         self.active[msg.model_id] = msg.active_subnet
         self.input_fps[msg.model_id] = float(msg.input_fps)
 
@@ -198,27 +244,73 @@ class ResourceManagerNode(common.DyndnnNode):
             app_cluster={app: self.clusters[g.model] for app, g in self.goals.items() if g.model in self.clusters},
         )
 
+    def measure_lateness(self) -> None:
+        """How late this step runs after its due time; a step later than a whole period means
+        ticks were skipped (as rcl timers do), and the next due time moves past now."""
+        now = time.monotonic()
+        self.control_lateness_s = max(0.0, now - self.control_due)
+        self.control_due += self.period * (1 + int(self.control_lateness_s // self.period))
+
     def control_step(self) -> None:
+        self.measure_lateness()
+        for verdict in self.book.expire(time.monotonic()):
+            self.answer(verdict)
         if not self.goals:
+            self.release_clocks()
+            self.publish_status(Decision({}, None), {})
             return
-        decision = self.policy.decide(dict(self.goals), dict(self.profiles), self.observe())
+        observation = self.observe()
+        decision = self.policy.decide(dict(self.goals), dict(self.profiles), observation)
         self.command_subnets(decision)
         self.command_clocks(decision)
-        self.publish_status(decision)
+        unmet = unmet_goals(self.goals, decision.subnets, self.profiles, observation.latency_ms,
+                            observation.power_w, self.energy_per_frame())
+        self.publish_status(decision, unmet)
         if dict(decision.given_up) != self.last_given_up:
             for app, why in decision.given_up.items():
                 self.get_logger().warning(f"gave up the target of app {app!r}: {why}")
             self.last_given_up = dict(decision.given_up)
+        for app, why in unmet.items():
+            line = None if app in self.last_unmet else self.unmet_log.line(
+                f"target of app {app!r} not met: {why}", time.monotonic())
+            if line:
+                self.get_logger().warning(line)
+        self.last_unmet = unmet
 
-    def publish_status(self, decision: Decision) -> None:
-        msg = ManagerStatus(policy=self.policy_name, predicted_power_w=float(decision.predicted_power_w))
+    def energy_per_frame(self) -> dict[str, float]:
+        """model -> mean energy per frame since the last period (the inference nodes' reports)"""
+        means = {model: sum(v) / len(v) for model, v in self.energy_sums.items() if v}
+        self.energy_sums.clear()
+        return means
+
+    def release_clocks(self) -> None:
+        """With no target left, hand the clocks back to the governors once, rather than leaving
+        them pinned until the DVFS node's watchdog notices the silence."""
+        if self.last_clocks is None or self.last_clocks.use_default_governors:
+            return
+        msg = dvfs_message(ClockSetting.default_governors(), "no targets in force")
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.targets = [self.target_messages[app] for app in sorted(self.goals)]
+        self.dvfs_pub.publish(msg)
+        self.last_clocks = ClockSetting.default_governors()
+        self.commanded.clear()
+        self.get_logger().info("no targets in force: clocks back to the board's governors")
+
+    def publish_status(self, decision: Decision, unmet: dict[str, str]) -> None:
+        msg = ManagerStatus(policy=self.policy_name,
+                            predicted_power_w=float(decision.predicted_power_w),
+                            control_lateness_ms=1e3 * self.control_lateness_s)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.targets = [self.target_messages[app] for app in sorted(self.goals)
+                       if app in self.target_messages]
+        msg.parked_targets = [self.target_messages[app] for app in sorted(self.book.parked)
+                              if app in self.target_messages]
         msg.models = list(decision.subnets)
         msg.subnets = [decision.subnets[m] for m in msg.models]
         msg.reasons = [decision.reasons.get(m, "") for m in msg.models]
         msg.given_up_apps = list(decision.given_up)
         msg.given_up_reasons = [decision.given_up[a] for a in msg.given_up_apps]
+        msg.unmet_apps = list(unmet)
+        msg.unmet_reasons = [unmet[a] for a in msg.unmet_apps]
         self.status_pub.publish(msg)
 
     def command_subnets(self, decision: Decision) -> None:

@@ -42,17 +42,23 @@ def profile_model(model: DynamicModel, iterations: int = 100, warmup: int = 10, 
     generator = torch.Generator().manual_seed(0)
     inputs = {sid: torch.randn(batch, *model.input_shape(sid), generator=generator).to(model.device) for sid in ids}
     samples: dict[str, list[float]] = {sid: [] for sid in ids}
-    for sid in ids:
-        model.switch(sid)
-        time_calls(lambda: model.forward(inputs[sid]), 0, warmup, model.device)
-    rounds = -(-iterations // block)
-    with tqdm(total=rounds * len(ids), desc=f"profile {model.name}", unit="block", disable=not progress) as bar:
-        for r in range(rounds):
-            n = min(block, iterations - r * block)
-            for sid in ids:
-                model.switch(sid)
-                samples[sid] += time_calls(lambda: model.forward(inputs[sid]), n, 1, model.device)
-                bar.update(1)
+    active = model.active_subnet  # measuring switches through all; the caller's choice comes back
+    try:
+        for sid in ids:
+            model.switch(sid)
+            time_calls(lambda: model.forward(inputs[sid]), 0, warmup, model.device)
+        rounds = -(-iterations // block)
+        with tqdm(total=rounds * len(ids), desc=f"profile {model.name}", unit="block",
+                  disable=not progress) as bar:
+            for r in range(rounds):
+                n = min(block, iterations - r * block)
+                for sid in ids:
+                    model.switch(sid)
+                    samples[sid] += time_calls(lambda: model.forward(inputs[sid]), n, 1,
+                                               model.device)
+                    bar.update(1)
+    finally:
+        model.switch(active)
     subnets, unknown, memory_method = [], [], ""
     for sid in ids:
         stats = LatencyStats.of(samples[sid])

@@ -1,10 +1,18 @@
 """Image buffers to model input, and the camera's frame source."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dyndnn_ros.imaging import FrameSource, ImageFormatError, image_to_array, to_model_input
+from dyndnn_ros.imaging import (
+    FrameSource,
+    ImageFormatError,
+    check_image_header,
+    image_to_array,
+    to_model_input,
+)
 
 
 def test_packed_rgb_buffer_is_viewed_without_copy():
@@ -63,3 +71,18 @@ def test_folder_source_loads_npy_images(tmp_path):
 def test_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ImageFormatError, match="no .png"):
         FrameSource(tmp_path)
+
+
+@pytest.mark.parametrize("header, message", [
+    ((5000, 3500, "rgb8", 10500, 52_500_000), "exceeds the 33554432 byte limit"),
+    ((0, 0, "rgb8", 0, 0), "empty image"),
+    ((4, 4, "rgb8", 12, 0), "empty image"),
+    ((4, 4, "yuv422" + "x" * 100, 0, 48), "unsupported encoding"),
+    ((480, 640, "rgb8", 1920, 100), "needs 921600 bytes, got 100"),
+    ((4, 4, "rgb8", 8, 48), "step 8 needs"),
+])
+def test_frames_are_judged_from_their_header_before_any_copy(header, message):
+    with pytest.raises(ImageFormatError, match=re.escape(message)):
+        check_image_header(*header)
+    check_image_header(480, 640, "rgb8", 1920, 921_600)
+    check_image_header(2, 2, "mono8", 0, 4)

@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from dyndnn_ros.models import build_dynamic_model
-from dyndnn_ros.profiles import SubnetProfile, load_profile, save_profile
+from dyndnn_ros.profiles import (
+    ModelProfile,
+    SubnetProfile,
+    load_profile,
+    save_profile,
+    smallest_subnet,
+)
 from dyndnn_ros.profiling.measure import LatencyStats, count_macs, count_params, peak_memory_mb
 from dyndnn_ros.profiling.pareto import pareto_front, plot_profile
 from dyndnn_ros.profiling.profile import profile_model
@@ -64,3 +70,24 @@ def test_unknown_accuracy_is_marked(tmp_path: Path) -> None:
     profile = profile_model(model, iterations=2, warmup=0, progress=False)
     assert profile.metadata["accuracy_known"] is False and profile.metadata["accuracy_unknown_for"] == ["g1", "g2"]
     assert plot_profile(profile, tmp_path / "u.png").is_file()
+
+
+def test_profiling_leaves_the_active_subnetwork_as_it_found_it() -> None:
+    config = {"name": "gc", "family": "groupconv", "checkpoint": None,
+              "spec": {"group_channels": [2, 2, 2], "groups": 3}}
+    model = build_dynamic_model(config, initial_subnet="g2")
+    profile = profile_model(model, iterations=2, warmup=0, progress=False)
+    assert model.active_subnet == "g2"
+    assert smallest_subnet(profile) == "g1", "fewest MACs"
+
+
+def test_smallest_subnet_falls_back_to_parameters_then_latency() -> None:
+    def subnet(sid, macs, params, p50):
+        return SubnetProfile(sid, 0.5, p50, p50, p50, p50, macs=macs, params=params)
+
+    profile = ModelProfile("m", "cpu", (subnet("a", 0, 50, 1.0), subnet("b", 0, 10, 3.0)))
+    assert smallest_subnet(profile) == "b"
+    profile = ModelProfile("m", "cpu", (subnet("a", 0, 0, 2.0), subnet("b", 0, 10, 1.0)))
+    assert smallest_subnet(profile) == "b"
+    profile = ModelProfile("m", "cpu", (subnet("a", 9, 9, 2.0), subnet("b", 5, 90, 3.0)))
+    assert smallest_subnet(profile) == "b"
