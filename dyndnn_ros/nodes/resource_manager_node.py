@@ -9,6 +9,7 @@ manager goes silent).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 from dyndnn_ros.msg import (
@@ -22,6 +23,7 @@ from dyndnn_ros.msg import (
 )
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_from_message
+from dyndnn_ros.platforms.detect import resolve_platform
 from dyndnn_ros.policies import ClockSetting, Decision, GoalError, Observation, PerformanceGoal, create_policy, validate_goals
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
 from dyndnn_ros.profiles import ProfileError
@@ -65,7 +67,10 @@ class ResourceManagerNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("resource_manager_node")
         policy_name = common.declare(self, "policy", "hierarchical", "Decision policy: hierarchical (sub-network + DVFS), subnet_only, dvfs_only or static")
-        platform = common.declare(self, "platform", "xavier_nx", "Board description the policy predicts clocks and power with")
+        platform = common.declare(self, "platform", "auto", "Board description the policy predicts clocks and power with "
+                                  "(auto: detected from the board under sysfs_root)")
+        sysfs_root = common.declare(self, "sysfs_root", "/", "Where the board's /proc and /etc live, for platform auto")
+        platform = resolve_platform(platform, sysfs_root).name
         period = float(common.declare(self, "control_period_s", 0.5, "Control period [s]"))
         if not period > 0:
             raise ValueError(f"control_period_s must be > 0, got {period}")
@@ -186,7 +191,9 @@ class ResourceManagerNode(common.DyndnnNode):
     def control_step(self) -> None:
         if not self.goals:
             return
-        decision = self.policy.decide(dict(self.goals), dict(self.profiles), self.observe())
+        observation = self.observe()
+        decision = self.leave_idle_clusters(self.policy.decide(dict(self.goals), dict(self.profiles), observation),
+                                            observation)
         self.command_subnets(decision)
         self.command_clocks(decision)
         self.publish_status(decision)
@@ -194,6 +201,17 @@ class ResourceManagerNode(common.DyndnnNode):
             for app, why in decision.given_up.items():
                 self.get_logger().warning(f"gave up the target of app {app!r}: {why}")
             self.last_given_up = dict(decision.given_up)
+
+    def leave_idle_clusters(self, decision: Decision, observation: Observation) -> Decision:
+        """Pin only the CPU clusters that run a model; the rest stay with their governor."""
+        in_use = getattr(self.policy, "clusters_in_use", None)
+        clocks = decision.clocks
+        if in_use is None or clocks is None or clocks.use_default_governors:
+            return decision
+        served = {app: g for app, g in self.goals.items() if g.model in self.profiles}  # as decide() maps them
+        used = in_use(served, observation)
+        kept = dataclasses.replace(clocks, cpu_khz={n: f for n, f in clocks.cpu_khz.items() if n in used})
+        return dataclasses.replace(decision, clocks=kept)
 
     def publish_status(self, decision: Decision) -> None:
         msg = ManagerStatus(policy=self.policy_name, predicted_power_w=float(decision.predicted_power_w))
