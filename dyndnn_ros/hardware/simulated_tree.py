@@ -16,7 +16,6 @@ A plain directory cannot answer -EBUSY, clamp a write or round a rate, so two st
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from dyndnn_ros.hardware import sysfs_paths as paths
@@ -174,15 +173,6 @@ def create_simulated_jetson(root: str | Path, platform: PlatformDescription) -> 
     create_board_tree(root, fixture)
     BoardKernel(Path(root), fixture).power_up_gpu()
     return Path(root)
-
-
-def open_for_others(root: Path) -> None:
-    """Let every user reach the tree (as `/` is), keeping each file's own mode."""
-    for path in [root, *root.parents]:
-        if path == Path("/"):
-            break
-        mode = path.stat().st_mode
-        os.chmod(path, mode | stat.S_IXOTH | stat.S_IROTH)
 
 
 class BoardKernel:

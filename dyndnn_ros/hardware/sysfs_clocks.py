@@ -66,6 +66,7 @@ class CpuPolicy:
     """what may be pinned: the hardware table up to the max found at start"""
     cpus: Tuple[int, ...] = ()
     cap_khz: int = 0
+    table_max_khz: int = 0
     inactive: str = ""
     """why this policy cannot be used ('' when it can)"""
 
@@ -75,6 +76,7 @@ class GpuDevfreq:
     directory: Path
     available_hz: Tuple[int, ...]
     cap_hz: int = 0
+    table_max_hz: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Emc:
     directory: Path
     available_hz: Tuple[int, ...]
     cap_hz: int = 0
+    table_max_hz: int = 0
 
 
 def snap_up(available: Tuple[int, ...], requested: int) -> int:
@@ -125,11 +128,11 @@ def discover_cpu_clusters(root: Path, platform: PlatformDescription | None = Non
         except OSError as exc:  # -EBUSY: every CPU of the policy is offline
             offline = [c for c in cpus if _cpu_online(root, c) is False]
             why = f"CPUs {offline} offline (power mode)" if offline else f"unreadable ({exc.strerror})"
-            found.append(CpuPolicy(name, directory, (), cpus, 0, f"cpu/{name}: policy inactive, {why}"))
+            found.append(CpuPolicy(name, directory, (), cpus, inactive=f"cpu/{name}: policy inactive, {why}"))
             continue
         if not available and platform is not None:
             available = list(platform.clocks.cpu_available_khz)
-        found.append(CpuPolicy(name, directory, _below_cap(available, cap), cpus, cap))
+        found.append(CpuPolicy(name, directory, _below_cap(available, cap), cpus, cap, max(available)))
     return found
 
 
@@ -154,7 +157,7 @@ def discover_gpu(root: Path) -> GpuDevfreq | None:
         if paths.read_text(name_file).rstrip("\x00") in paths.GPU_OF_NODE_NAMES:
             cap = paths.read_int(directory / "max_freq")
             table = paths.read_ints(directory / "available_frequencies")
-            return GpuDevfreq(directory, _below_cap(table, cap), cap)
+            return GpuDevfreq(directory, _below_cap(table, cap), cap, max(table))
     return None
 
 
@@ -179,7 +182,7 @@ def discover_emc(root: Path, platform: PlatformDescription | None) -> Emc | None
     cap = paths.read_int(cap_file) if not paths.find_file(cap_file) else 0
     if cap == 0:  # 0 = no cap (MAXN), as jetson_clocks and jtop read it: use max_rate
         cap = paths.read_int(directory / "max_rate") if not paths.find_file(directory / "max_rate") else max(table)
-    return Emc(directory, _below_cap(table, cap), cap)
+    return Emc(directory, _below_cap(table, cap), cap, max(table))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -334,14 +337,18 @@ class SysfsClockController:
         )
 
     # -- validation ------------------------------------------------------------------------------
-    def _choose(self, what: str, available: Tuple[int, ...], requested: int, notes: Dict[str, str]) -> int:
+    def _choose(self, what: str, available: Tuple[int, ...], requested: int, notes: Dict[str, str],
+                table_max: int) -> int:
         if requested < 0:
             raise ClockRejected(f"{what}: negative frequency {requested}")
         if requested in available:
             return requested
+        if requested > table_max:
+            raise ClockRejected(f"{what}: {requested} is above the board's maximum {table_max}")
         if not self.snap:
-            raise ClockRejected(f"{what}: {requested} is not offered by the board; available: {list(available)}")
-        if requested > available[-1]:
+            raise ClockRejected(f"{what}: {requested} is not offered by the board in this power mode; "
+                                f"available: {list(available)}")
+        if requested > available[-1]:  # offered by the chip, not in this power mode: never above its cap
             notes[what] = f"{what}: {requested} is above the power mode's maximum; {available[-1]} instead"
             return available[-1]
         return snap_up(available, requested)
@@ -361,18 +368,19 @@ class SysfsClockController:
             if khz and name not in self.cpu_policies:
                 self._skip(f"cpu/{name}", notes)
             elif khz:
-                cpu[name] = self._choose(f"cpu/{name}", self.cpu_policies[name].available_khz, int(khz), notes)
+                policy = self.cpu_policies[name]
+                cpu[name] = self._choose(f"cpu/{name}", policy.available_khz, int(khz), notes, policy.table_max_khz)
         gpu = emc = 0
         if request.gpu_hz:
             if self.gpu is None and not self._find_gpu():
                 self._skip("gpu", notes)
             else:
-                gpu = self._choose("gpu", self.gpu.available_hz, int(request.gpu_hz), notes)
+                gpu = self._choose("gpu", self.gpu.available_hz, int(request.gpu_hz), notes, self.gpu.table_max_hz)
         if request.emc_hz:
             if self.emc is None:
                 self._skip("emc", notes)
             else:
-                emc = self._choose("emc", self.emc.available_hz, int(request.emc_hz), notes)
+                emc = self._choose("emc", self.emc.available_hz, int(request.emc_hz), notes, self.emc.table_max_hz)
         return ClockRequest(cpu, gpu, emc, notes)
 
     # -- changes ---------------------------------------------------------------------------------
