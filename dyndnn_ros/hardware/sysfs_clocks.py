@@ -257,7 +257,8 @@ class SysfsClockController:
         clusters = discover_cpu_clusters(self.root, platform)
         self.cpu_policies: Dict[str, CpuPolicy] = {}
         for policy in clusters:
-            why = policy.inactive or self._unwritable(policy.directory, "scaling_min_freq", "scaling_max_freq")
+            unwritable = self._unwritable(policy.directory, "scaling_min_freq", "scaling_max_freq")
+            why = policy.inactive or (f"cpu/{policy.name}: {unwritable}" if unwritable else "")
             if why:
                 self.unavailable[f"cpu/{policy.name}"] = why
             else:
@@ -268,7 +269,7 @@ class SysfsClockController:
         if self.emc is None:
             self.unavailable["emc"] = f"emc: {emc_problem(self.root) or 'no list of EMC rates'}; left to its governor"
         elif self._unwritable(self.emc.directory, "rate", "mrq_rate_locked"):
-            self.unavailable["emc"] = self._unwritable(self.emc.directory, "rate", "mrq_rate_locked")
+            self.unavailable["emc"] = f"emc: {self._unwritable(self.emc.directory, 'rate', 'mrq_rate_locked')}"
             self.emc = None
         if not clusters and self.gpu is None and self.emc is None and "gpu" not in self.unavailable:
             raise ClockError(f"no CPU, GPU or EMC clock files found under {self.root}")
@@ -280,7 +281,8 @@ class SysfsClockController:
     def _find_gpu(self) -> bool:
         """(Re)discover the GPU: on JetPack 6 its devfreq node appears when the GPU first powers up."""
         gpu = discover_gpu(self.root)
-        why = self._unwritable(gpu.directory, "min_freq", "max_freq") if gpu else (
+        unwritable = self._unwritable(gpu.directory, "min_freq", "max_freq") if gpu else ""
+        why = f"gpu: {unwritable}" if unwritable else "" if gpu else (
             "gpu: no devfreq device (yet: JetPack 6 registers it when the GPU first powers up)")
         if why:
             self.unavailable["gpu"] = why

@@ -68,6 +68,7 @@ class DvfsNode(common.DyndnnNode):
         if self.watchdog_s > 0:
             self.create_timer(min(1.0, self.watchdog_s / 4), self.check_watchdog)
         domains = ", ".join(f"{name} ({len(freqs)} steps)" for name, freqs in self.controller.describe().items())
+        domains = domains or "none controllable (reasons above)"
         self.get_logger().info(f"clocks under {root}: {domains}; boot settings saved, watchdog {self.watchdog_s:g} s")
 
     def on_command(self, msg: DvfsCommand) -> None:
