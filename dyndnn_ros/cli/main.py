@@ -4,6 +4,7 @@
     dyndnn target --app tracker --model digits --max-latency-ms 2 --min-accuracy 0.9
     dyndnn status                     live view of targets, sub-networks, clocks, latency, power
     dyndnn demo                       the walking-skeleton tour: target -> switch -> stats, DVFS -> clock files
+    dyndnn doctor                     on a robot: what will work, before anything is launched
 """
 from __future__ import annotations
 
@@ -165,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="b_two_models", help="evaluation scenario to run live after the tour ('' = none)")
     demo.add_argument("--skip-tour", action="store_true", help="skip the digits-model tour")
     demo.set_defaults(func=cmd_demo)
+
+    from dyndnn_ros.cli.doctor import add_parser as add_doctor
+
+    add_doctor(sub)
     return parser
 
 
