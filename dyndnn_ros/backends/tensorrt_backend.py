@@ -13,6 +13,7 @@ ships 10.x); device buffers and the CUDA stream come from torch (CUDA build), wh
 Where engines live: `engine_dir` if given (absolute, or relative to the package's share folder),
 else <share>/engines/<model>.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ def tensorrt_available() -> bool:
     if trt is None:
         return False
     import torch
+
     return torch.cuda.is_available()
 
 
@@ -59,8 +61,10 @@ def _check(ok: Any, what: str) -> Any:
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / "manifest.yaml"
     if not path.is_file():
-        raise BackendError(f"no manifest.yaml in {directory}; build engines with "
-                           f"`python -m dyndnn_ros.export.tensorrt_build`")
+        raise BackendError(
+            f"no manifest.yaml in {directory}; build engines with "
+            f"`python -m dyndnn_ros.export.tensorrt_build`"
+        )
     doc = yaml.safe_load(path.read_text()) or {}
     if not doc.get("subnets"):
         raise BackendError(f"{path} lists no sub-networks")
@@ -75,14 +79,14 @@ class _ResidentEngine:
     output_name: str
     input_shape: Tuple[int, ...]
     output_shape: Tuple[int, ...]
-    input: Any = None   # torch CUDA tensor
+    input: Any = None  # torch CUDA tensor
     output: Any = None  # torch CUDA tensor
 
 
 @dataclass
 class TensorRTBackend(InferenceBackend):
     model: str = ""
-    """Model config name; locates the engines at <share>/engines/<model> unless engine_dir is given."""
+    """Model config name; the engines are at <share>/engines/<model> unless engine_dir is given."""
     engine_dir: str | Path = ""
     """Directory holding manifest.yaml and one .engine file per sub-network."""
     device: str = "cuda:0"
@@ -100,12 +104,18 @@ class TensorRTBackend(InferenceBackend):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mode != "resident":
-            raise BackendError(f"the tensorrt back end keeps every engine resident; mode {self.mode!r} is not offered")
+            raise BackendError(
+                f"the tensorrt back end keeps every engine resident; no mode {self.mode!r}"
+            )
         if not str(self.device).startswith("cuda"):
-            raise BackendError(f"the tensorrt back end runs on a CUDA device (e.g. cuda:0), not {self.device!r}")
+            raise BackendError(
+                f"the tensorrt back end runs on a CUDA device (e.g. cuda:0), not {self.device!r}"
+            )
         if trt is None:
-            raise BackendError("the tensorrt back end needs the `tensorrt` Python package (JetPack / NVIDIA "
-                               "TensorRT); use backend 'torch' elsewhere")
+            raise BackendError(
+                "the tensorrt back end needs the `tensorrt` Python package (JetPack / NVIDIA "
+                "TensorRT); use backend 'torch' elsewhere"
+            )
         self.engine_dir = resolve_engine_dir(self.engine_dir, self.model)
         manifest = read_manifest(self.engine_dir)
         self.name, self.model_id = "tensorrt", str(manifest.get("model", ""))
@@ -115,10 +125,14 @@ class TensorRTBackend(InferenceBackend):
         for entry in manifest["subnets"]:
             sid = str(entry["id"])
             self._shapes[sid] = tuple(entry["input_shape"])  # type: ignore[assignment]
-            self._engines[sid] = self._open(Path(self.engine_dir) / entry["engine"], int(entry.get("batch", 1)), sid)
+            self._engines[sid] = self._open(
+                Path(self.engine_dir) / entry["engine"], int(entry.get("batch", 1)), sid
+            )
         self._active = self.initial_subnet or list(self._engines)[-1]
         if self._active not in self._engines:
-            raise BackendError(f"initial sub-network {self._active!r} not among {list(self._engines)}")
+            raise BackendError(
+                f"initial sub-network {self._active!r} not among {list(self._engines)}"
+            )
         self._allocate()
         for sid in self._engines:
             self._warm_up(sid)
@@ -129,11 +143,17 @@ class TensorRTBackend(InferenceBackend):
             raise BackendError(f"engine file {path} for sub-network {sid!r} is missing")
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise BackendError(f"TensorRT could not deserialise {path} (built with another TensorRT version or GPU?)")
+            raise BackendError(
+                f"TensorRT could not deserialise {path} (built by another TensorRT or GPU?)"
+            )
         if not hasattr(engine, "num_io_tensors"):
-            raise BackendError(f"TensorRT {getattr(trt, '__version__', '?')} predates the named-tensor API (8.5)")
+            raise BackendError(
+                f"TensorRT {getattr(trt, '__version__', '?')} predates the named-tensor API (8.5)"
+            )
         if hasattr(trt, "ExecutionContextAllocationStrategy"):  # TensorRT 10
-            context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+            context = engine.create_execution_context(
+                trt.ExecutionContextAllocationStrategy.USER_MANAGED
+            )
         else:
             context = engine.create_execution_context_without_device_memory()
         _check(context, f"creating the execution context of {sid!r}")
@@ -141,12 +161,19 @@ class TensorRTBackend(InferenceBackend):
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise BackendError(f"{path}: expected one input and one output tensor, got {inputs} and {outputs}")
+            raise BackendError(
+                f"{path}: expected one input and one output tensor, got {inputs} and {outputs}"
+            )
         c, h, w = self._shapes[sid]
-        _check(context.set_input_shape(inputs[0], (batch, c, h, w)), f"setting the input shape of {sid!r}")
+        _check(
+            context.set_input_shape(inputs[0], (batch, c, h, w)),
+            f"setting the input shape of {sid!r}",
+        )
         out_shape = tuple(context.get_tensor_shape(outputs[0]))
         if any(d < 0 for d in out_shape):
-            raise BackendError(f"{sid!r}: output shape {out_shape} still unknown after setting the input shape")
+            raise BackendError(
+                f"{sid!r}: output shape {out_shape} still unknown after setting the input shape"
+            )
         return _ResidentEngine(engine, context, inputs[0], outputs[0], (batch, c, h, w), out_shape)
 
     @staticmethod
@@ -159,8 +186,10 @@ class TensorRTBackend(InferenceBackend):
         import torch
 
         if not torch.cuda.is_available():
-            raise BackendError(f"{len(self._engines)} engines opened, but no CUDA device for them: "
-                               "torch.cuda.is_available() is False (a CPU-only torch build?)")
+            raise BackendError(
+                f"{len(self._engines)} engines opened, but no CUDA device for them: "
+                "torch.cuda.is_available() is False (a CPU-only torch build?)"
+            )
         self._torch = torch
         device = torch.device(self.device)
         torch.cuda.set_device(device)
@@ -171,11 +200,19 @@ class TensorRTBackend(InferenceBackend):
             e.input = torch.empty(e.input_shape, dtype=torch.float32, device=device)
             e.output = torch.empty(e.output_shape, dtype=torch.float32, device=device)
             if hasattr(e.context, "set_device_memory"):  # TensorRT >= 10.1
-                e.context.set_device_memory(self._activations.data_ptr(), self._activations.numel())
+                e.context.set_device_memory(
+                    self._activations.data_ptr(), self._activations.numel()
+                )
             else:
                 e.context.device_memory = self._activations.data_ptr()
-            _check(e.context.set_tensor_address(e.input_name, e.input.data_ptr()), f"binding the input of {sid!r}")
-            _check(e.context.set_tensor_address(e.output_name, e.output.data_ptr()), f"binding the output of {sid!r}")
+            _check(
+                e.context.set_tensor_address(e.input_name, e.input.data_ptr()),
+                f"binding the input of {sid!r}",
+            )
+            _check(
+                e.context.set_tensor_address(e.output_name, e.output.data_ptr()),
+                f"binding the output of {sid!r}",
+            )
 
     def _execute(self, sid: str) -> None:
         e = self._engines[sid]
@@ -204,7 +241,10 @@ class TensorRTBackend(InferenceBackend):
         torch = self._torch
         e = self._engines[self._active]
         if batch.shape[0] != e.input.shape[0]:
-            raise ValueError(f"engine for {self._active!r} was built for batch {e.input.shape[0]}, got {batch.shape[0]}")
+            raise ValueError(
+                f"engine for {self._active!r} was built for batch {e.input.shape[0]}, "
+                f"got {batch.shape[0]}"
+            )
         with torch.cuda.stream(self._stream):
             e.input.copy_(torch.from_numpy(batch), non_blocking=False)
             self._execute(self._active)

@@ -7,6 +7,7 @@ configured model, the ROS interfaces and the DDS discovery range. Each check pri
 OK, WARN (starts, but something will not be controlled or measured) or FAIL (a node would
 exit at start). The exit status is 0 only if the configured launch would start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,13 @@ def launch_parameters(params_file: Path) -> Dict[str, Dict[str, Any]]:
     """node name -> its parameters, `/**` defaults under each node's own section."""
     doc = yaml.safe_load(params_file.read_text()) or {}
     common = (doc.get("/**") or {}).get("ros__parameters", {})
-    nodes = ("inference_node", "resource_manager_node", "dvfs_node", "hardware_monitor_node", "camera_node")
+    nodes = (
+        "inference_node",
+        "resource_manager_node",
+        "dvfs_node",
+        "hardware_monitor_node",
+        "camera_node",
+    )
     return {n: {**common, **((doc.get(n) or {}).get("ros__parameters", {}))} for n in nodes}
 
 
@@ -66,7 +73,14 @@ class Doctor:
         self.findings.append(Finding(level, check, detail))
 
     def run(self) -> List[Finding]:
-        for check in (self.interfaces, self.board, self.clocks, self.monitor, self.model, self.dds):
+        for check in (
+            self.interfaces,
+            self.board,
+            self.clocks,
+            self.monitor,
+            self.model,
+            self.dds,
+        ):
             try:
                 check()
             except Exception as exc:  # a check that breaks is a finding, not a crash of the doctor
@@ -78,7 +92,9 @@ class Doctor:
             importlib.import_module("dyndnn_ros.msg")
             importlib.import_module("rclpy")
         except ImportError as exc:
-            self.say(FAIL, "ROS interfaces", f"{exc}: build the package and source install/setup.bash")
+            self.say(
+                FAIL, "ROS interfaces", f"{exc}: build the package and source install/setup.bash"
+            )
             return
         self.say(OK, "ROS interfaces", "rclpy and dyndnn_ros messages import")
 
@@ -110,7 +126,11 @@ class Doctor:
             self.say(FAIL, "platform model", f"{chosen}: {exc} (the resource manager needs it)")
 
     def clocks(self) -> None:
-        from dyndnn_ros.hardware.sysfs_clocks import ClockError, SysfsClockController, default_state_file
+        from dyndnn_ros.hardware.sysfs_clocks import (
+            ClockError,
+            SysfsClockController,
+            default_state_file,
+        )
 
         dvfs = self.params["dvfs_node"]
         if dvfs.get("control", "sysfs") != "sysfs":
@@ -122,12 +142,20 @@ class Doctor:
             self.say(FAIL, "clocks", f"{exc}: the DVFS node would exit at start")
             return
         domains = ", ".join(controller.describe()) or "none"
-        self.say(OK if controller.describe() else WARN, "clocks", f"writable by uid {os.geteuid()}: {domains}")
+        self.say(
+            OK if controller.describe() else WARN,
+            "clocks",
+            f"writable by uid {os.geteuid()}: {domains}",
+        )
         for why in controller.unavailable.values():
             self.say(WARN, "clocks", f"not controlled: {why}")
         state = default_state_file(self.root, str(dvfs.get("state_dir", "")))
         if state.exists():
-            self.say(WARN, "clocks", f"{state}: a DVFS node died with clocks pinned; the next start restores them")
+            self.say(
+                WARN,
+                "clocks",
+                f"{state}: a DVFS node died with clocks pinned; the next start restores them",
+            )
 
     def monitor(self) -> None:
         source = str(self.params["hardware_monitor_node"].get("source", "auto"))
@@ -139,20 +167,40 @@ class Doctor:
             importlib.import_module("jtop")
         except ImportError:
             level = FAIL if source == "jtop" else WARN
-            self.say(level, "jtop", "jetson-stats is not installed (pip install jetson-stats); "
-                     + ("the monitor would exit" if level == FAIL else "the monitor reads sysfs instead"))
+            self.say(
+                level,
+                "jtop",
+                "jetson-stats is not installed (pip install jetson-stats); "
+                + (
+                    "the monitor would exit"
+                    if level == FAIL
+                    else "the monitor reads sysfs instead"
+                ),
+            )
             return
         if not socket.exists():
-            self.say(WARN, "jtop", f"no {socket}: the jtop service is not running (sudo systemctl start jtop); "
-                     "the monitor reads sysfs instead")
+            self.say(
+                WARN,
+                "jtop",
+                f"no {socket}: the jtop service is not running (sudo systemctl start jtop); "
+                "the monitor reads sysfs instead",
+            )
         elif not os.access(socket, os.R_OK | os.W_OK):
-            self.say(WARN, "jtop", f"{socket} refuses uid {os.geteuid()}: add the user to group jtop; "
-                     "the monitor reads sysfs instead")
+            self.say(
+                WARN,
+                "jtop",
+                f"{socket} refuses uid {os.geteuid()}: add the user to group jtop; "
+                "the monitor reads sysfs instead",
+            )
         else:
             self.say(OK, "jtop", f"service socket {socket}")
         if sysfs_paths.find_file(self.root / sysfs_paths.EMC_CLK_DIR / "rate"):
-            self.say(WARN, "hardware monitor", "EMC rate unreadable here (debugfs is root-only): reported as 0 "
-                     "unless jtop provides it")
+            self.say(
+                WARN,
+                "hardware monitor",
+                "EMC rate unreadable here (debugfs is root-only): reported as 0 "
+                "unless jtop provides it",
+            )
 
     def model(self) -> None:
         inference = self.params["inference_node"]
@@ -174,9 +222,17 @@ class Doctor:
         if not device.startswith("cuda"):
             return True
         if not torch.cuda.is_available():
-            self.say(FAIL, "CUDA", f"device {device} asked for, but torch {torch.__version__} sees no CUDA device")
+            self.say(
+                FAIL,
+                "CUDA",
+                f"device {device} asked for, but torch {torch.__version__} sees no CUDA device",
+            )
             return False
-        self.say(OK, "CUDA", f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}")
+        self.say(
+            OK,
+            "CUDA",
+            f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}",
+        )
         return True
 
     def _tensorrt(self, model_config: str, device: str, engine_dir: str) -> None:
@@ -187,9 +243,15 @@ class Doctor:
             trt = importlib.import_module("tensorrt")
             self.say(OK, "TensorRT", f"tensorrt {getattr(trt, '__version__', '?')}")
         except ImportError:
-            self.say(FAIL, "TensorRT", "the tensorrt Python package is missing (JetPack: python3-libnvinfer)")
+            self.say(
+                FAIL,
+                "TensorRT",
+                "the tensorrt Python package is missing (JetPack: python3-libnvinfer)",
+            )
         if not device.startswith("cuda"):
-            self.say(FAIL, "device", f"the tensorrt back end runs on a CUDA device, not {device!r}")
+            self.say(
+                FAIL, "device", f"the tensorrt back end runs on a CUDA device, not {device!r}"
+            )
         self._cuda(device)
         folder = resolve_engine_dir(engine_dir, model_config)
         try:
@@ -197,15 +259,26 @@ class Doctor:
         except BackendError as exc:
             self.say(FAIL, "engines", str(exc))
             return
-        missing = [e["engine"] for e in manifest["subnets"] if not (folder / e["engine"]).is_file()]
+        missing = [
+            e["engine"] for e in manifest["subnets"] if not (folder / e["engine"]).is_file()
+        ]
         if missing:
             self.say(FAIL, "engines", f"{folder}: missing {missing}")
         else:
-            self.say(OK, "engines", f"{len(manifest['subnets'])} in {folder} (TensorRT {manifest.get('tensorrt', '?')})")
+            self.say(
+                OK,
+                "engines",
+                f"{len(manifest['subnets'])} in {folder} "
+                f"(TensorRT {manifest.get('tensorrt', '?')})",
+            )
         self.engine_ids = [str(e["id"]) for e in manifest["subnets"]]
 
     def _torch(self, model_config: str, device: str, checkpoint: str) -> None:
-        config = Path(model_config) if Path(model_config).suffix else config_dir() / "models" / f"{model_config}.yaml"
+        config = (
+            Path(model_config)
+            if Path(model_config).suffix
+            else config_dir() / "models" / f"{model_config}.yaml"
+        )
         if not config.is_file():
             self.say(FAIL, "model", f"no model config {config}")
         else:
@@ -219,10 +292,18 @@ class Doctor:
     def _profile(self, backend: str, model_config: str, profile: str) -> None:
         from dyndnn_ros.profiles import ProfileError, load_profile
 
-        path = Path(profile) if profile else config_dir() / "profiles" / f"{Path(model_config).stem}.yaml"
+        path = (
+            Path(profile)
+            if profile
+            else config_dir() / "profiles" / f"{Path(model_config).stem}.yaml"
+        )
         if not path.is_file():
             if backend == "tensorrt":
-                self.say(FAIL, "profile", f"none at {path}: the tensorrt back end needs one (set 'profile')")
+                self.say(
+                    FAIL,
+                    "profile",
+                    f"none at {path}: the tensorrt back end needs one (set 'profile')",
+                )
             else:
                 self.say(OK, "profile", f"no file at {path}: measured at start-up")
             return
@@ -243,29 +324,57 @@ class Doctor:
         rmw = os.environ.get("RMW_IMPLEMENTATION", "the default RMW")
         detail = f"domain {domain}, discovery range {scope or 'SUBNET (default)'}, {rmw}"
         if scope in ("", "SUBNET"):
-            self.say(WARN, "DDS", f"{detail}: every host on the subnet can command the clocks; "
-                     "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST keeps the nodes on this machine")
+            self.say(
+                WARN,
+                "DDS",
+                f"{detail}: every host on the subnet can command the clocks; "
+                "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST keeps the nodes on this machine",
+            )
         else:
             self.say(OK, "DDS", detail)
 
 
 def cmd_doctor(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
-    params = launch_parameters(Path(args.params_file) if args.params_file else config_dir() / "dyndnn.yaml")
+    params = launch_parameters(
+        Path(args.params_file) if args.params_file else config_dir() / "dyndnn.yaml"
+    )
     _apply_options(params, args)
     findings = Doctor(params).run()
     for f in findings:
         echo(f"{f.level:<4}  {f.check:<16} {f.detail}")
     failed = [f for f in findings if f.level == FAIL]
-    echo(f"verdict: the launch would {'NOT start' if failed else 'start'}"
-         f" ({len(failed)} failing, {sum(f.level == WARN for f in findings)} warnings)")
+    echo(
+        f"verdict: the launch would {'NOT start' if failed else 'start'}"
+        f" ({len(failed)} failing, {sum(f.level == WARN for f in findings)} warnings)"
+    )
     return 1 if failed else 0
 
 
 def add_parser(sub: Any) -> None:
-    doctor = sub.add_parser("doctor", help="check, before launching, what will work on this machine")
-    doctor.add_argument("--params-file", default=None, help="parameter file of the launch (default config/dyndnn.yaml)")
-    doctor.add_argument("--sysfs-root", default=None, help="where the board's /sys, /proc, /etc live (default '/')")
-    for option in ("platform", "backend", "model_config", "device", "profile", "engine_dir", "checkpoint",
-                   "hardware_source"):
-        doctor.add_argument(f"--{option.replace('_', '-')}", default=None, help="as the node parameter of that name")
+    doctor = sub.add_parser(
+        "doctor", help="check, before launching, what will work on this machine"
+    )
+    doctor.add_argument(
+        "--params-file",
+        default=None,
+        help="parameter file of the launch (default config/dyndnn.yaml)",
+    )
+    doctor.add_argument(
+        "--sysfs-root", default=None, help="where the board's /sys, /proc, /etc live (default '/')"
+    )
+    for option in (
+        "platform",
+        "backend",
+        "model_config",
+        "device",
+        "profile",
+        "engine_dir",
+        "checkpoint",
+        "hardware_source",
+    ):
+        doctor.add_argument(
+            f"--{option.replace('_', '-')}",
+            default=None,
+            help="as the node parameter of that name",
+        )
     doctor.set_defaults(func=cmd_doctor)

@@ -28,19 +28,71 @@ quirks, with the public source each comes from:
 Power-mode caps are those of NVIDIA's Jetson Linux Developer Guide power-mode tables (r35 for
 Xavier NX, r36 for Orin); they could not be read from a board here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-# Carmel (Xavier) and Cortex-A78AE (Orin) cpufreq tables as the tegra194/tegra186 drivers list them.
-XAVIER_CPU_KHZ = (115200, 192000, 268800, 345600, 422400, 499200, 576000, 652800, 729600, 806400,
-                  883200, 960000, 1036800, 1113600, 1190400, 1267200, 1344000, 1420800, 1497600,
-                  1574400, 1651200, 1728000, 1804800, 1881600, 1907200)
-ORIN_CPU_KHZ = (115200, 192000, 268800, 345600, 422400, 499200, 576000, 652800, 729600, 806400,
-                883200, 960000, 1036800, 1113600, 1190400, 1267200, 1344000, 1420800, 1497600,
-                1574400, 1651200, 1728000, 1804800, 1881600, 1958400, 2035200, 2112000, 2188800,
-                2201600)
+# Carmel (Xavier) and Cortex-A78AE (Orin) cpufreq tables, as tegra194/tegra186-cpufreq list them.
+XAVIER_CPU_KHZ = (
+    115200,
+    192000,
+    268800,
+    345600,
+    422400,
+    499200,
+    576000,
+    652800,
+    729600,
+    806400,
+    883200,
+    960000,
+    1036800,
+    1113600,
+    1190400,
+    1267200,
+    1344000,
+    1420800,
+    1497600,
+    1574400,
+    1651200,
+    1728000,
+    1804800,
+    1881600,
+    1907200,
+)
+ORIN_CPU_KHZ = (
+    115200,
+    192000,
+    268800,
+    345600,
+    422400,
+    499200,
+    576000,
+    652800,
+    729600,
+    806400,
+    883200,
+    960000,
+    1036800,
+    1113600,
+    1190400,
+    1267200,
+    1344000,
+    1420800,
+    1497600,
+    1574400,
+    1651200,
+    1728000,
+    1804800,
+    1881600,
+    1958400,
+    2035200,
+    2112000,
+    2188800,
+    2201600,
+)
 
 
 @dataclass(frozen=True)
@@ -84,9 +136,23 @@ class BoardFixture:
         return tuple(c for policy in self.cpu_policies for c in policy)
 
 
-XAVIER_NX_GPU_HZ = (114750000, 204000000, 306000000, 408000000, 510000000, 599250000, 701250000,
-                    752250000, 803250000, 854250000, 905250000, 956250000, 1007250000, 1058250000,
-                    1109250000)
+XAVIER_NX_GPU_HZ = (
+    114750000,
+    204000000,
+    306000000,
+    408000000,
+    510000000,
+    599250000,
+    701250000,
+    752250000,
+    803250000,
+    854250000,
+    905250000,
+    956250000,
+    1007250000,
+    1058250000,
+    1109250000,
+)
 # L4T r35 developer guide, Xavier NX power modes (nvpmodel_t194_p3668.conf): 15 W caps EMC at
 # 1600 MHz, the CPU at 1.4 GHz with 4 or 6 cores and 1.9 GHz with 2.
 XAVIER_NX_MODES = (
@@ -105,8 +171,16 @@ def _xavier_nx(mode_id: int, platform: str) -> BoardFixture:
         gpu_devfreq_path="sys/devices/platform/17000000.gv11b/devfreq/17000000.gv11b",
         gpu_of_node_name="gv11b",
         gpu_hz=XAVIER_NX_GPU_HZ,
-        emc_possible_hz=(204000000, 408000000, 665600000, 800000000, 1065600000, 1331200000,
-                         1600000000, 1866000000),
+        emc_possible_hz=(
+            204000000,
+            408000000,
+            665600000,
+            800000000,
+            1065600000,
+            1331200000,
+            1600000000,
+            1866000000,
+        ),
         rails={"7-0040": ("VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC")},
         modes=XAVIER_NX_MODES,
         mode_id=mode_id,
@@ -122,12 +196,25 @@ AGX_ORIN_MAXN = BoardFixture(
     cpu_khz=ORIN_CPU_KHZ,
     gpu_devfreq_path="sys/devices/platform/bus@0/17000000.gpu/devfreq/17000000.gpu",
     gpu_of_node_name="gpu",
-    gpu_hz=(306000000, 408000000, 510000000, 612000000, 714000000, 816000000, 918000000,
-            1020000000, 1122000000, 1224000000, 1300500000),
+    gpu_hz=(
+        306000000,
+        408000000,
+        510000000,
+        612000000,
+        714000000,
+        816000000,
+        918000000,
+        1020000000,
+        1122000000,
+        1224000000,
+        1300500000,
+    ),
     emc_possible_hz=(204000000, 665600000, 2133000000, 3199000000),
     # two INA3221s, no VDD_IN channel (jtop sums the rails for the total)
-    rails={"1-0040": ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"),
-           "1-0041": ("NC", "VDDQ_VDD2_1V8AO", "NC")},
+    rails={
+        "1-0040": ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"),
+        "1-0041": ("NC", "VDDQ_VDD2_1V8AO", "NC"),
+    },
     modes=(PowerMode(0, "MAXN", tuple(range(12)), 2201600, 1300500000, 0),),
     mode_id=0,
     gpu_appears_late=True,
@@ -139,21 +226,28 @@ ORIN_NANO_7W = BoardFixture(
     platform="orin_nano_7w",
     model="NVIDIA Jetson Orin Nano Developer Kit",
     cpu_policies=((0, 1, 2, 3), (4, 5)),
-    cpu_khz=ORIN_CPU_KHZ[:ORIN_CPU_KHZ.index(1497600) + 1] + (1510400,),
+    cpu_khz=ORIN_CPU_KHZ[: ORIN_CPU_KHZ.index(1497600) + 1] + (1510400,),
     gpu_devfreq_path="sys/devices/platform/bus@0/17000000.gpu/devfreq/17000000.gpu",
     gpu_of_node_name="gpu",
     gpu_hz=(306000000, 408000000, 510000000, 624750000),
     emc_possible_hz=(204000000, 665600000, 2133000000),
     rails={"1-0040": ("VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC")},
-    modes=(PowerMode(0, "15W", tuple(range(6)), 1510400, 624750000, 0),
-           PowerMode(1, "7W", (0, 1, 2, 3), 960000, 408000000, 2133000000)),
+    modes=(
+        PowerMode(0, "15W", tuple(range(6)), 1510400, 624750000, 0),
+        PowerMode(1, "7W", (0, 1, 2, 3), 960000, 408000000, 2133000000),
+    ),
     mode_id=1,
     gpu_appears_late=True,
 )
 
 FIXTURES = {
     f.platform: f
-    for f in (_xavier_nx(2, "xavier_nx"), _xavier_nx(0, "xavier_nx_2core"), AGX_ORIN_MAXN, ORIN_NANO_7W)
+    for f in (
+        _xavier_nx(2, "xavier_nx"),
+        _xavier_nx(0, "xavier_nx_2core"),
+        AGX_ORIN_MAXN,
+        ORIN_NANO_7W,
+    )
 }
 
 

@@ -13,6 +13,7 @@ A plain directory cannot answer -EBUSY, clamp a write or round a rate, so two st
 - `BoardKernel.settle()` does afterwards what the kernel does on a write: limits clamped to the
   thermal cap and to each other, the EMC rate rounded to a rate BPMP offers.
 """
+
 from __future__ import annotations
 
 import os
@@ -119,7 +120,12 @@ def _emc(root: Path, fixture: BoardFixture) -> None:
     emc = root / paths.EMC_CLK_DIR
     lo, hi = fixture.emc_possible_hz[0], fixture.emc_possible_hz[-1]
     boot = fixture.mode.emc_cap_hz or hi
-    for name, value in {"rate": boot, "min_rate": lo, "max_rate": hi, "mrq_rate_locked": 0}.items():
+    for name, value in {
+        "rate": boot,
+        "min_rate": lo,
+        "max_rate": hi,
+        "mrq_rate_locked": 0,
+    }.items():
         _write(emc / name, value, WRITABLE)
     _write(root / paths.EMC_POSSIBLE_RATES, " ".join(map(str, fixture.emc_possible_hz)))
     _write(root / paths.EMC_ISO_CAP, fixture.mode.emc_cap_hz, WRITABLE)
@@ -185,7 +191,9 @@ class BoardKernel:
         """policy directory name -> a cooling device's cap (cpufreq QoS max)"""
 
     def power_up_gpu(self) -> None:
-        if not (self.root / paths.DEVFREQ_CLASS_DIR / Path(self.fixture.gpu_devfreq_path).name).exists():
+        if not (
+            self.root / paths.DEVFREQ_CLASS_DIR / Path(self.fixture.gpu_devfreq_path).name
+        ).exists():
             gpu_files(self.root, self.fixture)
 
     def settle(self) -> None:
@@ -199,7 +207,9 @@ class BoardKernel:
             self._clamp(devfreq / "min_freq", devfreq / "max_freq", self.fixture.gpu_hz[-1])
         rate = self.root / paths.EMC_CLK_DIR / "rate"
         wanted = paths.read_int(rate)
-        offered = [r for r in self.fixture.emc_possible_hz if r >= wanted] or [self.fixture.emc_possible_hz[-1]]
+        offered = [r for r in self.fixture.emc_possible_hz if r >= wanted] or [
+            self.fixture.emc_possible_hz[-1]
+        ]
         _keep_mode_write(rate, offered[0])
 
     @staticmethod

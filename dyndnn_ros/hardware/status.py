@@ -181,7 +181,8 @@ class JtopStatusSource:
         from jtop import jtop  # jetson-stats; imported here so other sources work without it
 
         self.platform_name = platform.name if platform else ""
-        self.clusters = [(c.name, c.cpus) for c in platform.clocks.cpu_clusters] if platform else []
+        clusters = platform.clocks.cpu_clusters if platform else ()
+        self.clusters = [(c.name, c.cpus) for c in clusters]
         self.jetson = jtop(interval=interval_s)  # jtop's own default is 1 s
         self.jetson.start()  # raises JtopException when the service is missing or refuses us
 
@@ -193,8 +194,10 @@ class JtopStatusSource:
             online = [c for c in cores if c.get("online")]
             freqs = [c.get("freq", {}).get("cur", 0) for c in online]
             busy = [1 - c.get("idle", 100.0) / 100.0 for c in online]
-            sample.cpu_clusters.append(ClusterSample(name, len(online), len(cores), int(max(freqs, default=0)),
-                                                     sum(busy) / len(busy) if busy else 0.0))
+            load = sum(busy) / len(busy) if busy else 0.0
+            frequency = int(max(freqs, default=0))
+            cluster = ClusterSample(name, len(online), len(cores), frequency, load)
+            sample.cpu_clusters.append(cluster)
         gpu = next(iter(self.jetson.gpu.values()), {})
         sample.gpu_frequency_hz = int(gpu.get("freq", {}).get("cur", 0)) * 1000
         sample.gpu_utilization = float(gpu.get("status", {}).get("load", 0.0)) / 100.0
@@ -204,7 +207,8 @@ class JtopStatusSource:
         power = self.jetson.power
         sample.rails_w = {name: rail.get("power", 0) / 1000.0 for name, rail in power.get("rail", {}).items()}
         total_mw = power.get("tot", {}).get("power")
-        sample.total_power_w = total_mw / 1000.0 if total_mw is not None else total_power_w(sample.rails_w)
+        no_total = total_mw is None
+        sample.total_power_w = total_power_w(sample.rails_w) if no_total else total_mw / 1000.0
         sample.temperatures_c = {
             name: float(zone["temp"]) for name, zone in self.jetson.temperature.items() if zone.get("online", True)
         }

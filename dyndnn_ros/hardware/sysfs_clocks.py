@@ -13,6 +13,7 @@ thermal cap) and BPMP sets the nearest rate it offers, both reported, not failed
 The settings found at start are kept in a small state file (written atomically), so that a new
 instance can put back what a killed one pinned before it saves anew (`restore_leftover`).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -105,7 +106,7 @@ def _cluster_names(platform: PlatformDescription | None) -> Dict[int, str]:
 
 
 def _policy_cpus(root: Path, policy: Path) -> Tuple[int, ...]:
-    """CPUs whose cpuN/cpufreq link points at `policy`: readable even when the policy is inactive."""
+    """CPUs whose cpuN/cpufreq link points at `policy`: readable even if the policy is inactive."""
     cpus = []
     for link in (root / paths.CPU_DIR).glob("cpu[0-9]*/cpufreq"):
         if link.resolve() == policy.resolve():
@@ -113,7 +114,9 @@ def _policy_cpus(root: Path, policy: Path) -> Tuple[int, ...]:
     return tuple(sorted(cpus)) or (int(policy.name[6:]),)
 
 
-def discover_cpu_clusters(root: Path, platform: PlatformDescription | None = None) -> List[CpuPolicy]:
+def discover_cpu_clusters(
+    root: Path, platform: PlatformDescription | None = None
+) -> List[CpuPolicy]:
     """Every cpufreq policy, usable or not (an inactive one says why in `inactive`)."""
     names = _cluster_names(platform)
     found = []
@@ -127,16 +130,28 @@ def discover_cpu_clusters(root: Path, platform: PlatformDescription | None = Non
             cap = paths.read_int(directory / "scaling_max_freq")
         except OSError as exc:  # -EBUSY: every CPU of the policy is offline
             offline = [c for c in cpus if _cpu_online(root, c) is False]
-            why = f"CPUs {offline} offline (power mode)" if offline else f"unreadable ({exc.strerror})"
-            found.append(CpuPolicy(name, directory, (), cpus, inactive=f"cpu/{name}: policy inactive, {why}"))
+            why = (
+                f"CPUs {offline} offline (power mode)"
+                if offline
+                else f"unreadable ({exc.strerror})"
+            )
+            found.append(
+                CpuPolicy(
+                    name, directory, (), cpus, inactive=f"cpu/{name}: policy inactive, {why}"
+                )
+            )
             continue
         if not available and platform is not None:
             available = list(platform.clocks.cpu_available_khz)
-        found.append(CpuPolicy(name, directory, _below_cap(available, cap), cpus, cap, max(available)))
+        found.append(
+            CpuPolicy(name, directory, _below_cap(available, cap), cpus, cap, max(available))
+        )
     return found
 
 
-def discover_cpu_policies(root: Path, platform: PlatformDescription | None = None) -> List[CpuPolicy]:
+def discover_cpu_policies(
+    root: Path, platform: PlatformDescription | None = None
+) -> List[CpuPolicy]:
     """The cpufreq policies that can be read now (inactive ones left out)."""
     return [p for p in discover_cpu_clusters(root, platform) if not p.inactive]
 
@@ -181,7 +196,11 @@ def discover_emc(root: Path, platform: PlatformDescription | None) -> Emc | None
     cap_file = root / paths.EMC_ISO_CAP
     cap = paths.read_int(cap_file) if not paths.find_file(cap_file) else 0
     if cap == 0:  # 0 = no cap (MAXN), as jetson_clocks and jtop read it: use max_rate
-        cap = paths.read_int(directory / "max_rate") if not paths.find_file(directory / "max_rate") else max(table)
+        cap = (
+            paths.read_int(directory / "max_rate")
+            if not paths.find_file(directory / "max_rate")
+            else max(table)
+        )
     return Emc(directory, _below_cap(table, cap), cap, max(table))
 
 
@@ -231,9 +250,13 @@ def restore_leftover(state_file: Path, root: Path) -> Optional[List[str]]:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise ClockError(f"state file {state_file} cannot be read ({exc}); check the clocks by hand") from exc
+        raise ClockError(
+            f"state file {state_file} cannot be read ({exc}); check the clocks by hand"
+        ) from exc
     if Path(doc.get("root", "")) != Path(root).resolve():
-        raise ClockError(f"state file {state_file} belongs to the tree {doc.get('root')!r}, not {root}")
+        raise ClockError(
+            f"state file {state_file} belongs to the tree {doc.get('root')!r}, not {root}"
+        )
     steps = [(paths.inside_root(Path(root), Path(p)), v) for p, v in doc["steps"]]
     failed = _run_steps(steps)
     if not failed:
@@ -244,8 +267,13 @@ def restore_leftover(state_file: Path, root: Path) -> Optional[List[str]]:
 class SysfsClockController:
     """Pins clocks under `root` and puts back what it found there."""
 
-    def __init__(self, root: str | Path, platform: PlatformDescription | None = None, snap: bool = True,
-                 state_file: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        platform: PlatformDescription | None = None,
+        snap: bool = True,
+        state_file: str | Path | None = None,
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ClockError(f"sysfs root {self.root} does not exist")
@@ -267,9 +295,13 @@ class SysfsClockController:
         self._find_gpu()
         self.emc = discover_emc(self.root, platform)
         if self.emc is None:
-            self.unavailable["emc"] = f"emc: {emc_problem(self.root) or 'no list of EMC rates'}; left to its governor"
+            self.unavailable["emc"] = (
+                f"emc: {emc_problem(self.root) or 'no list of EMC rates'}; left to its governor"
+            )
         elif self._unwritable(self.emc.directory, "rate", "mrq_rate_locked"):
-            self.unavailable["emc"] = f"emc: {self._unwritable(self.emc.directory, 'rate', 'mrq_rate_locked')}"
+            self.unavailable["emc"] = (
+                f"emc: {self._unwritable(self.emc.directory, 'rate', 'mrq_rate_locked')}"
+            )
             self.emc = None
         if not clusters and self.gpu is None and self.emc is None:
             raise ClockError(f"no CPU, GPU or EMC clock files found under {self.root}")
@@ -279,11 +311,18 @@ class SysfsClockController:
         return next((why for why in (paths.writable(directory / n) for n in names) if why), "")
 
     def _find_gpu(self) -> bool:
-        """(Re)discover the GPU: on JetPack 6 its devfreq node appears when the GPU first powers up."""
+        """(Re)discover the GPU: on JetPack 6 its devfreq node appears at the first power-up."""
         gpu = discover_gpu(self.root)
         unwritable = self._unwritable(gpu.directory, "min_freq", "max_freq") if gpu else ""
-        why = f"gpu: {unwritable}" if unwritable else "" if gpu else (
-            "gpu: no devfreq device (yet: JetPack 6 registers it when the GPU first powers up)")
+        why = (
+            f"gpu: {unwritable}"
+            if unwritable
+            else ""
+            if gpu
+            else (
+                "gpu: no devfreq device (yet: JetPack 6 registers it when the GPU first powers up)"
+            )
+        )
         if why:
             self.unavailable["gpu"] = why
             return False
@@ -315,7 +354,9 @@ class SysfsClockController:
             self._write(directory, max_name, value)
         got_min, got_max = self._read(directory, min_name), self._read(directory, max_name)
         if got_max > value or got_min != got_max:
-            raise ClockError(f"{directory}: asked for {value}, read back min {got_min} max {got_max}")
+            raise ClockError(
+                f"{directory}: asked for {value}, read back min {got_min} max {got_max}"
+            )
         if got_max < value:  # a cooling device or QoS request holds a lower effective limit
             log.warning("%s: asked for %d, the kernel limits it to %d", directory, value, got_max)
         return got_max
@@ -333,14 +374,23 @@ class SysfsClockController:
     def read_state(self) -> ClockState:
         """Current frequencies (the kernel's cur values)."""
         return ClockState(
-            cpu_khz={name: self._read(p.directory, "scaling_cur_freq") for name, p in self.cpu_policies.items()},
+            cpu_khz={
+                name: self._read(p.directory, "scaling_cur_freq")
+                for name, p in self.cpu_policies.items()
+            },
             gpu_hz=self._read(self.gpu.directory, "cur_freq") if self.gpu else 0,
             emc_hz=self._read(self.emc.directory, "rate") if self.emc else 0,
         )
 
     # -- validation ------------------------------------------------------------------------------
-    def _choose(self, what: str, available: Tuple[int, ...], requested: int, notes: Dict[str, str],
-                table_max: int) -> int:
+    def _choose(
+        self,
+        what: str,
+        available: Tuple[int, ...],
+        requested: int,
+        notes: Dict[str, str],
+        table_max: int,
+    ) -> int:
         if requested < 0:
             raise ClockRejected(f"{what}: negative frequency {requested}")
         if requested in available:
@@ -348,10 +398,16 @@ class SysfsClockController:
         if requested > table_max:
             raise ClockRejected(f"{what}: {requested} is above the board's maximum {table_max}")
         if not self.snap:
-            raise ClockRejected(f"{what}: {requested} is not offered by the board in this power mode; "
-                                f"available: {list(available)}")
-        if requested > available[-1]:  # offered by the chip, not in this power mode: never above its cap
-            notes[what] = f"{what}: {requested} is above the power mode's maximum; {available[-1]} instead"
+            raise ClockRejected(
+                f"{what}: {requested} is not offered by the board in this power mode; "
+                f"available: {list(available)}"
+            )
+        if (
+            requested > available[-1]
+        ):  # offered by the chip, not in this power mode: never above its cap
+            notes[what] = (
+                f"{what}: {requested} is above the power mode's maximum; {available[-1]} instead"
+            )
             return available[-1]
         return snap_up(available, requested)
 
@@ -365,24 +421,33 @@ class SysfsClockController:
         notes: Dict[str, str] = {}
         for name, khz in request.cpu_khz.items():
             if name not in self.cpu_policies and f"cpu/{name}" not in self.unavailable:
-                known = sorted(set(self.cpu_policies) | {d[4:] for d in self.unavailable if d.startswith("cpu/")})
+                known = sorted(
+                    set(self.cpu_policies)
+                    | {d[4:] for d in self.unavailable if d.startswith("cpu/")}
+                )
                 raise ClockRejected(f"unknown CPU cluster {name!r}; known: {known}")
             if khz and name not in self.cpu_policies:
                 self._skip(f"cpu/{name}", notes)
             elif khz:
                 policy = self.cpu_policies[name]
-                cpu[name] = self._choose(f"cpu/{name}", policy.available_khz, int(khz), notes, policy.table_max_khz)
+                cpu[name] = self._choose(
+                    f"cpu/{name}", policy.available_khz, int(khz), notes, policy.table_max_khz
+                )
         gpu = emc = 0
         if request.gpu_hz:
             if self.gpu is None and not self._find_gpu():
                 self._skip("gpu", notes)
             else:
-                gpu = self._choose("gpu", self.gpu.available_hz, int(request.gpu_hz), notes, self.gpu.table_max_hz)
+                gpu = self._choose(
+                    "gpu", self.gpu.available_hz, int(request.gpu_hz), notes, self.gpu.table_max_hz
+                )
         if request.emc_hz:
             if self.emc is None:
                 self._skip("emc", notes)
             else:
-                emc = self._choose("emc", self.emc.available_hz, int(request.emc_hz), notes, self.emc.table_max_hz)
+                emc = self._choose(
+                    "emc", self.emc.available_hz, int(request.emc_hz), notes, self.emc.table_max_hz
+                )
         return ClockRequest(cpu, gpu, emc, notes)
 
     # -- changes ---------------------------------------------------------------------------------
@@ -393,17 +458,24 @@ class SysfsClockController:
         # min/max pairs are restored with the range opened first, so each write is accepted
         # whatever the pinned value was: min to the lowest, max to the saved max, min to the saved
         # min. The saved max is where the power mode left it: the range never opens above it.
-        ranges = [(p.directory, "scaling_min_freq", "scaling_max_freq", p.available_khz[0])
-                  for p in self.cpu_policies.values()]
+        ranges = [
+            (p.directory, "scaling_min_freq", "scaling_max_freq", p.available_khz[0])
+            for p in self.cpu_policies.values()
+        ]
         if self.gpu:
             ranges.append((self.gpu.directory, "min_freq", "max_freq", self.gpu.available_hz[0]))
         for directory, lo_name, hi_name, lowest in ranges:
             lo, hi = self._file(directory, lo_name), self._file(directory, hi_name)
             steps += [(lo, str(lowest)), (hi, paths.read_text(hi)), (lo, paths.read_text(lo))]
         if self.emc:
-            rate, locked = self._file(self.emc.directory, "rate"), self._file(self.emc.directory, "mrq_rate_locked")
+            rate, locked = (
+                self._file(self.emc.directory, "rate"),
+                self._file(self.emc.directory, "mrq_rate_locked"),
+            )
             steps += [(rate, paths.read_text(rate)), (locked, paths.read_text(locked))]
-        governors = [self._file(p.directory, "scaling_governor") for p in self.cpu_policies.values()]
+        governors = [
+            self._file(p.directory, "scaling_governor") for p in self.cpu_policies.values()
+        ]
         if self.gpu:
             governors.append(self._file(self.gpu.directory, "governor"))
         steps += [(g, paths.read_text(g)) for g in governors]
@@ -413,8 +485,11 @@ class SysfsClockController:
     def _persist(self) -> None:
         if self.state_file is None or self._saved is None:
             return
-        doc = {"root": str(self.root.resolve()), "pid": os.getpid(),
-               "steps": [[str(p), v] for p, v in self._saved]}
+        doc = {
+            "root": str(self.root.resolve()),
+            "pid": os.getpid(),
+            "steps": [[str(p), v] for p, v in self._saved],
+        }
         _write_atomic(self.state_file, json.dumps(doc, indent=1))
 
     def _save_gpu_late(self) -> None:
@@ -424,9 +499,17 @@ class SysfsClockController:
         if any(p.parent == self.gpu.directory.resolve() for p, _ in self._saved):
             return
         d = self.gpu.directory
-        lo, hi, gov = self._file(d, "min_freq"), self._file(d, "max_freq"), self._file(d, "governor")
-        self._saved += [(lo, str(self.gpu.available_hz[0])), (hi, paths.read_text(hi)), (lo, paths.read_text(lo)),
-                        (gov, paths.read_text(gov))]
+        lo, hi, gov = (
+            self._file(d, "min_freq"),
+            self._file(d, "max_freq"),
+            self._file(d, "governor"),
+        )
+        self._saved += [
+            (lo, str(self.gpu.available_hz[0])),
+            (hi, paths.read_text(hi)),
+            (lo, paths.read_text(lo)),
+            (gov, paths.read_text(gov)),
+        ]
         self._persist()
 
     def apply(self, request: ClockRequest) -> ClockState:
@@ -442,7 +525,11 @@ class SysfsClockController:
             for name, khz in resolved.cpu_khz.items():
                 directory = self.cpu_policies[name].directory
                 cpu[name] = self._pin_range(directory, "scaling_min_freq", "scaling_max_freq", khz)
-            gpu = self._pin_range(self.gpu.directory, "min_freq", "max_freq", resolved.gpu_hz) if resolved.gpu_hz else 0
+            gpu = (
+                self._pin_range(self.gpu.directory, "min_freq", "max_freq", resolved.gpu_hz)
+                if resolved.gpu_hz
+                else 0
+            )
             emc = self._pin_emc(resolved.emc_hz) if resolved.emc_hz else 0
         except (ClockError, OSError, ValueError) as exc:
             log.error("clock write failed (%s); restoring the saved settings", exc)
@@ -455,7 +542,9 @@ class SysfsClockController:
         self._write(self.emc.directory, "rate", rate)
         got = self._read(self.emc.directory, "rate")
         nearest = min(self.emc.available_hz, key=lambda r: abs(r - got))
-        if nearest != rate:  # BPMP sets the nearest rate it offers: anything else is a failed write
+        if (
+            nearest != rate
+        ):  # BPMP sets the nearest rate it offers: anything else is a failed write
             raise ClockError(f"EMC rate read back as {got}, asked for {rate}")
         return got
 
@@ -480,7 +569,11 @@ def default_state_file(root: str | Path, state_dir: str = "") -> Path:
 
     if not state_dir:
         runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-        candidates = ["/run/dyndnn", f"{runtime}/dyndnn" if runtime else "", f"/tmp/dyndnn-{os.geteuid()}"]
+        candidates = [
+            "/run/dyndnn",
+            f"{runtime}/dyndnn" if runtime else "",
+            f"/tmp/dyndnn-{os.geteuid()}",
+        ]
         state_dir = next(c for c in candidates if c and _usable_dir(Path(c)))
     key = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
     return Path(state_dir) / f"dvfs_saved_clocks_{key}.json"

@@ -56,13 +56,15 @@ def find_file(path: Path) -> str:
     try:
         if path.is_file() and os.access(path, os.R_OK):
             return ""
-        return f"{path} is missing" if not path.exists() else f"{path} is not readable by uid {os.geteuid()}"
+        if not path.exists():
+            return f"{path} is missing"
+        return f"{path} is not readable by uid {os.geteuid()}"
     except PermissionError:
-        return f"{path} cannot be reached by uid {os.geteuid()} (a directory above it is root-only)"
+        return f"{path} cannot be reached by uid {os.geteuid()} (a directory above is root-only)"
 
 
 def writable(path: Path) -> str:
     """'' if this process may write `path`, else why not."""
     if os.access(path, os.W_OK):
         return ""
-    return f"{path} is not writable by uid {os.geteuid()} (run the node as root or grant write access)"
+    return f"{path} is not writable by uid {os.geteuid()} (run as root or grant write access)"

@@ -30,13 +30,16 @@ class DvfsNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("dvfs_node")
         root = common.declare(self, "sysfs_root", "/", "Directory the board's /sys and /proc live under: '/' on a robot, a simulated tree's directory elsewhere")
-        platform_name = common.declare(self, "platform", "auto", "Board description (config/platforms/<name>.yaml or a path; "
-                                       "auto: detected from the board); gives cluster names and the EMC rate table")
+        platform_name = common.declare(
+            self, "platform", "auto", "Board description (config/platforms/<name>.yaml or a path; "
+            "auto: detected from the board); gives cluster names and the EMC rate table")
         snap = common.declare(self, "snap_to_available", True, "Round a requested frequency up to the next one the board offers; if false such requests are rejected")
         self.watchdog_s = float(common.declare(self, "watchdog_s", 5.0, "Restore the saved clocks when no command arrived for this long [s]; 0 disables"))
         control = common.declare(self, "control", "sysfs", "How clocks are set: sysfs (per-clock frequencies) or jtop (jetson_clocks on/off and nvpmodel only)")
         nvpmodel = common.declare(self, "nvpmodel", "", "jtop control only: power mode to select at start (empty = leave it)")
-        state_dir = common.declare(self, "state_dir", "", "Directory of the saved-clocks state file (empty: /run/dyndnn, "
+        state_dir = common.declare(self, "state_dir", "", "Directory of the saved-clocks "
+                                   "state file "
+                                   "(empty: /run/dyndnn, "
                                    "else $XDG_RUNTIME_DIR/dyndnn, else /tmp/dyndnn-<uid>)")
         platform = resolve_platform(platform_name, root) if platform_name else None
         self.noted: set = set()
@@ -47,7 +50,7 @@ class DvfsNode(common.DyndnnNode):
                 self.get_logger().warning(
                     f"a previous DVFS node left pinned clocks ({state_file}): restored"
                     + (f", except {failed}" if failed else ""))
-            self.controller = SysfsClockController(root, platform, snap=snap, state_file=state_file)
+            self.controller = SysfsClockController(root, platform, snap, state_file)
             for why in self.controller.unavailable.values():
                 self.get_logger().warning(f"not controlled: {why}")
         elif control == "jtop":

@@ -61,7 +61,8 @@ class HardwareMonitorNode(common.DyndnnNode):
         super().__init__("hardware_monitor_node")
         kind = common.declare(self, "source", "auto", "Where to read the board's state: auto (jtop, else sysfs), jtop, sysfs, or simulation")
         root = common.declare(self, "sysfs_root", "/", "Directory /sys and /proc live under ('/' on a robot, a simulated tree elsewhere)")
-        platform_name = common.declare(self, "platform", "auto", "Board description name or path (auto: detected from "
+        platform_name = common.declare(self, "platform", "auto", "Board description name or path "
+                                       "(auto: detected from "
                                        "the board; '' to discover clocks without one)")
         period = float(common.declare(self, "period_s", 0.5, "Sampling period [s] (ros2_jetson_stats' default interval is 0.5 s)"))
         if not period > 0:

@@ -43,25 +43,30 @@ class InferenceNode(common.DyndnnNode):
         backend_name = common.declare(self, "backend", "torch", "Inference back end: torch, tensorrt or simulation")
         model_config = common.declare(self, "model_config", "groupconv_digits", "Model config: config/models/<name>.yaml or a path")
         checkpoint = common.declare(self, "checkpoint", "", "Checkpoint to load; empty = untrained random weights (logged as such)")
-        profile_path = common.declare(self, "profile", "", "Sub-network profile file (written by the profiler); empty = "
-                                      "config/profiles/<model_config>.yaml if there is one, else measured at start (torch)")
-        device = common.declare(self, "device", "", "torch device, e.g. cpu or cuda:0; empty = the back end's default "
+        profile_path = common.declare(
+            self, "profile", "", "Sub-network profile file (written by the profiler); empty = "
+            "config/profiles/<model_config>.yaml if there is one, else measured at start (torch)")
+        device = common.declare(self, "device", "", "torch device, e.g. cpu or cuda:0; empty = "
+                                "the back end's default "
                                 "(torch: cpu, tensorrt: cuda:0)")
-        engine_dir = common.declare(self, "engine_dir", "", "tensorrt only: folder of manifest.yaml and the engines, "
-                                    "absolute or relative to the package share folder; empty = engines/<model_config>")
+        engine_dir = common.declare(
+            self, "engine_dir", "", "tensorrt only: folder of manifest.yaml and the engines, "
+            "absolute or relative to the package share folder; empty = engines/<model_config>")
         threads = int(common.declare(self, "threads", 0, "CPU threads for inference; 0 = the library default"))
         switch_mode = common.declare(self, "switch_mode", "resident", "resident: every sub-network materialised once, a switch swaps a pointer; shared: one weight copy sliced per frame")
         initial = common.declare(self, "initial_subnet", "", "Sub-network to start with; empty = the smallest")
         self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame"))
         self.cpu_cluster = common.declare(self, "cpu_cluster", "", "CPU cluster (platform name) the inference thread runs on, told to the manager; pin it with taskset or the launch file")
         sysfs_root = common.declare(self, "sysfs_root", "", "simulation back end only: root of the simulated board's sysfs tree (empty: reference clocks)")
-        platform = common.declare(self, "platform", "auto", "simulation back end only: board description "
+        platform = common.declare(self, "platform", "auto", "simulation back end only: "
+                                  "board description "
                                   "(auto: detected from sysfs_root)")
         reliability = common.declare(self, "image_reliability", "best_effort", "QoS reliability of the image subscription: best_effort (sensor data) or reliable; depth is 1 either way")
 
         self.profile_frames = int(common.declare(self, "profile_frames", 20, "Frames per sub-network when the node measures its own profile at start-up"))
 
-        options = dict(model=model_config, checkpoint=checkpoint or None, threads=threads or None, mode=switch_mode)
+        options = dict(model=model_config, checkpoint=checkpoint or None, threads=threads or None,
+                       mode=switch_mode)
         options.update({"device": device} if device else {})
         if backend_name == "simulation":
             if platform == AUTO:
@@ -72,7 +77,7 @@ class InferenceNode(common.DyndnnNode):
         self.backend_name = backend_name
         profile_file = self.profile_file(profile_path, model_config)
         loaded = load_profile(profile_file) if profile_file else None
-        if loaded is None and backend_name == "tensorrt":  # engines cannot be profiled for accuracy here
+        if loaded is None and backend_name == "tensorrt":  # no accuracy can be measured here
             raise ValueError(f"the tensorrt back end needs a profile: set 'profile', or write "
                              f"{config_dir() / 'profiles' / (Path(model_config).stem + '.yaml')} "
                              "(python -m dyndnn_ros.profiling.profile on the robot)")
@@ -80,7 +85,8 @@ class InferenceNode(common.DyndnnNode):
         self.profile = loaded or self.startup_profile()
         missing = set(self.backend.available_subnets()) - set(self.profile.ids)
         if missing:
-            raise ValueError(f"profile of {self.profile.model!r} lacks sub-networks {sorted(missing)} of the back end")
+            raise ValueError(f"profile of {self.profile.model!r} lacks the back end's "
+                             f"sub-networks {sorted(missing)}")
         self.subnets = list(self.backend.available_subnets())
         if initial:
             self._request_switch(initial, "initial_subnet parameter")
@@ -109,7 +115,7 @@ class InferenceNode(common.DyndnnNode):
         )
 
     def profile_file(self, path: str, model_config: str) -> Optional[Path]:
-        """The profile to load: the parameter's, else config/profiles/<model_config>.yaml if present."""
+        """The profile to load: the parameter's, else config/profiles/<model_config>.yaml."""
         if path:
             return Path(path)
         fallback = config_dir() / "profiles" / f"{Path(model_config).stem}.yaml"

@@ -67,9 +67,11 @@ class ResourceManagerNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("resource_manager_node")
         policy_name = common.declare(self, "policy", "hierarchical", "Decision policy: hierarchical (sub-network + DVFS), subnet_only, dvfs_only or static")
-        platform = common.declare(self, "platform", "auto", "Board description the policy predicts clocks and power with "
+        platform = common.declare(self, "platform", "auto", "Board description the policy "
+                                  "predicts clocks and power with "
                                   "(auto: detected from the board under sysfs_root)")
-        sysfs_root = common.declare(self, "sysfs_root", "/", "Where the board's /proc and /etc live, for platform auto")
+        sysfs_root = common.declare(self, "sysfs_root", "/",
+                                    "Where the board's /proc and /etc live, for platform auto")
         platform = resolve_platform(platform, sysfs_root).name
         period = float(common.declare(self, "control_period_s", 0.5, "Control period [s]"))
         if not period > 0:
@@ -192,8 +194,8 @@ class ResourceManagerNode(common.DyndnnNode):
         if not self.goals:
             return
         observation = self.observe()
-        decision = self.leave_idle_clusters(self.policy.decide(dict(self.goals), dict(self.profiles), observation),
-                                            observation)
+        decision = self.policy.decide(dict(self.goals), dict(self.profiles), observation)
+        decision = self.leave_idle_clusters(decision, observation)
         self.command_subnets(decision)
         self.command_clocks(decision)
         self.publish_status(decision)
@@ -208,9 +210,11 @@ class ResourceManagerNode(common.DyndnnNode):
         clocks = decision.clocks
         if in_use is None or clocks is None or clocks.use_default_governors:
             return decision
-        served = {app: g for app, g in self.goals.items() if g.model in self.profiles}  # as decide() maps them
+        # the apps decide() maps to clusters: those whose model is announced
+        served = {app: g for app, g in self.goals.items() if g.model in self.profiles}
         used = in_use(served, observation)
-        kept = dataclasses.replace(clocks, cpu_khz={n: f for n, f in clocks.cpu_khz.items() if n in used})
+        pinned = {n: f for n, f in clocks.cpu_khz.items() if n in used}
+        kept = dataclasses.replace(clocks, cpu_khz=pinned)
         return dataclasses.replace(decision, clocks=kept)
 
     def publish_status(self, decision: Decision) -> None:

@@ -7,6 +7,7 @@ that cannot run (no binary, a simulated tree), by nvpmodel's own record of it:
 ("< POWER_MODEL ID=2 NAME=MODE_15W_6CORE >"). Each config/platforms/*.yaml says in `detect:`
 which model and mode it describes.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,11 +29,17 @@ AUTO = "auto"
 
 def board_model(root: Path) -> str:
     try:
-        return (root / paths.DEVICE_TREE_MODEL).read_bytes().rstrip(b"\x00\n").decode(errors="replace")
+        return (
+            (root / paths.DEVICE_TREE_MODEL)
+            .read_bytes()
+            .rstrip(b"\x00\n")
+            .decode(errors="replace")
+        )
     except OSError as exc:
-        raise PlatformError(f"platform 'auto': no board model at {root / paths.DEVICE_TREE_MODEL} "
-                            f"({exc.strerror}); this is no Jetson: name the platform, one of {known_platforms()}"
-                            ) from exc
+        raise PlatformError(
+            f"platform 'auto': no board model at {root / paths.DEVICE_TREE_MODEL} "
+            f"({exc.strerror}); this is no Jetson: name the platform, one of {known_platforms()}"
+        ) from exc
 
 
 def _query_nvpmodel() -> Optional[str]:
@@ -79,9 +86,11 @@ def detect_platform(root: str | Path = "/") -> Tuple[str, str, Optional[str]]:
         described.append(f"{rule['model']} / {rule['nvpmodel']} -> {name}")
         if str(rule["model"]) in model and str(rule["nvpmodel"]) == mode:
             return name, model, mode
-    raise PlatformError(f"platform 'auto': no description for {model!r} in power mode {mode!r}; described: "
-                        f"{described}. Write config/platforms/<name>.yaml with a `detect:` entry, "
-                        "or set platform:=<name>")
+    raise PlatformError(
+        f"platform 'auto': no description for {model!r} in power mode {mode!r}; described: "
+        f"{described}. Write config/platforms/<name>.yaml with a `detect:` entry, "
+        "or set platform:=<name>"
+    )
 
 
 def resolve_platform(name: str, root: str | Path = "/") -> PlatformDescription:

@@ -98,7 +98,7 @@ class SystemLevelPolicy(Policy):
             mapping[app] = names.index(named) if named in names else index % len(names)
         return mapping
 
-    def clusters_in_use(self, goals: Mapping[str, PerformanceGoal], observation: Observation) -> set:
+    def clusters_in_use(self, goals: Mapping[str, PerformanceGoal], observation: Observation):
         """Names of the CPU clusters some app's inference thread runs on; the others are best
         left to their governor (DDS, executors, camera and pre-processing threads run there)."""
         names = [c.name for c in self.model.description.clocks.cpu_clusters]

@@ -7,6 +7,7 @@ The fixture files are root-owned with the modes of a real board (0644 cpufreq/de
 debugfs 0700). The venv lives under /root (0700), which nobody cannot enter, so the unprivileged
 nodes run from a hard-linked copy of the interpreter and the venv: same files, reachable path.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*")
-            if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): p.read_text()
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +87,9 @@ def send(client, until, timeout: float = 15.0, **fields) -> bool:
     """Publish a command every 0.5 s until `until()` holds (discovery may still be completing)."""
     msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test", **fields)
     pub = client.node.create_publisher(DvfsCommand, "dyndnn/dvfs/command", 10)
-    assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), "dvfs_node never subscribed"
+    assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), (
+        "dvfs_node never subscribed"
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pub.publish(msg)
@@ -110,22 +116,32 @@ PROBE = textwrap.dedent("""
         pub.publish(command)
         rclpy.spin_once(node, timeout_sec=0.25)
     last = seen[-1] if seen else None
-    print(json.dumps({"platform": last.platform, "clusters": [c.name for c in last.cpu_clusters]} if last else {}))
+    names = [c.name for c in last.cpu_clusters] if last else []
+    print(json.dumps({"platform": last.platform, "clusters": names} if last else {}))
 """)
 
 
 def probe_as(runner: dict, command: dict, seconds: float) -> dict:
-    out = subprocess.run(NOBODY + [runner["python"], "-c", PROBE, json.dumps(command), str(seconds)],
-                         env=runner["env"], cwd=runner["home"], capture_output=True, text=True, timeout=seconds + 60)
+    out = subprocess.run(
+        NOBODY + [runner["python"], "-c", PROBE, json.dumps(command), str(seconds)],
+        env=runner["env"],
+        cwd=runner["home"],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def top_command(board: str) -> dict:
     clocks = load_platform(board).clocks
-    return dict(cpu_cluster_names=[c.name for c in clocks.cpu_clusters],
-                cpu_frequencies_khz=[clocks.cpu_available_khz[-1]] * len(clocks.cpu_clusters),
-                gpu_frequency_hz=clocks.gpu_available_hz[-1], emc_frequency_hz=clocks.emc_available_hz[-1])
+    return dict(
+        cpu_cluster_names=[c.name for c in clocks.cpu_clusters],
+        cpu_frequencies_khz=[clocks.cpu_available_khz[-1]] * len(clocks.cpu_clusters),
+        gpu_frequency_hz=clocks.gpu_available_hz[-1],
+        emc_frequency_hz=clocks.emc_available_hz[-1],
+    )
 
 
 @pytest.mark.parametrize("user", ["root", "nobody"])
@@ -140,12 +156,26 @@ def test_dvfs_node_and_monitor_on_each_board(board, user, board_dir, client, req
         shutil.chown(state_dir, "nobody", "nogroup")
     boot = snapshot(root)
     env = runner["env"] if runner else None
-    group = NodeGroup([
-        node("dvfs_node", {"sysfs_root": str(root), "state_dir": str(state_dir), "watchdog_s": 0.0}, runner),
-        node("hardware_monitor_node", {"sysfs_root": str(root), "source": "sysfs", "period_s": 0.2}, runner),
-    ], env=env, log_dir=board_dir).start()
+    group = NodeGroup(
+        [
+            node(
+                "dvfs_node",
+                {"sysfs_root": str(root), "state_dir": str(state_dir), "watchdog_s": 0.0},
+                runner,
+            ),
+            node(
+                "hardware_monitor_node",
+                {"sysfs_root": str(root), "source": "sysfs", "period_s": 0.2},
+                runner,
+            ),
+        ],
+        env=env,
+        log_dir=board_dir,
+    ).start()
     try:
-        assert group.wait_for_line("dvfs_node", "boot settings saved", 30), group.output("dvfs_node")
+        assert group.wait_for_line("dvfs_node", "boot settings saved", 30), group.output(
+            "dvfs_node"
+        )
         log = group.output("dvfs_node")
         not_controlled = [line for line in log.splitlines() if "not controlled:" in line]
         if fixture.gpu_appears_late:
@@ -156,28 +186,46 @@ def test_dvfs_node_and_monitor_on_each_board(board, user, board_dir, client, req
             assert any("emc:" in line and "root-only" in line for line in not_controlled)
             assert sum("not writable by uid 65534" in line for line in not_controlled) >= 1
             seen = probe_as(runner, top_command(board), 6.0)
-            left_out = [line for line in group.output("dvfs_node").splitlines() if "left out of DVFS commands" in line]
+            left_out = [
+                line
+                for line in group.output("dvfs_node").splitlines()
+                if "left out of DVFS commands" in line
+            ]
             assert left_out, group.output("dvfs_node")
-            assert len(left_out) == len(set(line.split("commands: ")[1] for line in left_out))  # once each
+            assert len(left_out) == len(
+                set(line.split("commands: ")[1] for line in left_out)
+            )  # once each
             assert seen.get("platform") == board, seen
             assert [c.name for c in load_platform(board).clocks.cpu_clusters] == [
-                n for n in seen["clusters"] if not n.startswith("policy")]
+                n for n in seen["clusters"] if not n.startswith("policy")
+            ]
             assert snapshot(root) == boot
         else:
             if fixture.gpu_appears_late:
                 BoardKernel(root, fixture).power_up_gpu()
                 boot = snapshot(root)
-            assert send(client, lambda: any(m.mode == DvfsCommand.MODE_SET and m.gpu_frequency_hz for m in client.dvfs_applied),
-                        **top_command(board))
+            assert send(
+                client,
+                lambda: any(
+                    m.mode == DvfsCommand.MODE_SET and m.gpu_frequency_hz
+                    for m in client.dvfs_applied
+                ),
+                **top_command(board),
+            )
             applied = [m for m in client.dvfs_applied if m.mode == DvfsCommand.MODE_SET][-1]
             assert max(applied.cpu_frequencies_khz) <= fixture.mode.cpu_max_khz
             assert applied.gpu_frequency_hz <= fixture.mode.gpu_max_hz
-            assert applied.emc_frequency_hz <= (fixture.mode.emc_cap_hz or fixture.emc_possible_hz[-1])
+            assert applied.emc_frequency_hz <= (
+                fixture.mode.emc_cap_hz or fixture.emc_possible_hz[-1]
+            )
             assert list(state_dir.iterdir()), "no state file while clocks are pinned"
-            assert client.wait_until(lambda: client.hardware is not None and client.hardware.platform == board, 15)
+            assert client.wait_until(
+                lambda: client.hardware is not None and client.hardware.platform == board, 15
+            )
             names = [c.name for c in client.hardware.cpu_clusters]
             assert [c.name for c in load_platform(board).clocks.cpu_clusters] == [
-                n for n in names if not n.startswith("policy")]
+                n for n in names if not n.startswith("policy")
+            ]
         group.signal("dvfs_node", signal.SIGTERM)
         assert group.node("dvfs_node").process.wait(timeout=15) == 0
         assert snapshot(root) == boot
@@ -194,8 +242,13 @@ def test_a_killed_dvfs_node_is_undone_by_the_next_one(board_dir, client):
     params = {"sysfs_root": str(root), "state_dir": str(state_dir), "watchdog_s": 0.0}
     first = NodeGroup([node("dvfs_node", params, None)], log_dir=board_dir).start()
     try:
-        assert send(client, lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied),
-                    cpu_cluster_names=["cluster1"], cpu_frequencies_khz=[422400], gpu_frequency_hz=306000000)
+        assert send(
+            client,
+            lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied),
+            cpu_cluster_names=["cluster1"],
+            cpu_frequencies_khz=[422400],
+            gpu_frequency_hz=306000000,
+        )
         first.signal("dvfs_node", signal.SIGKILL)
         first.node("dvfs_node").process.wait(timeout=10)
     finally:
@@ -203,7 +256,9 @@ def test_a_killed_dvfs_node_is_undone_by_the_next_one(board_dir, client):
     assert snapshot(root) != boot and list(state_dir.glob("*.json"))
     second = NodeGroup([node("dvfs_node", params, None)], log_dir=board_dir).start()
     try:
-        assert second.wait_for_line("dvfs_node", "left pinned clocks", 30), second.output("dvfs_node")
+        assert second.wait_for_line("dvfs_node", "left pinned clocks", 30), second.output(
+            "dvfs_node"
+        )
         assert second.wait_for_line("dvfs_node", "boot settings saved", 10)
         second.signal("dvfs_node", signal.SIGTERM)
         assert second.node("dvfs_node").process.wait(timeout=15) == 0

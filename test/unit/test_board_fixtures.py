@@ -1,5 +1,6 @@
 """The clock controller, the status source and platform detection on every board fixture: caps,
 inactive policies, EMC cap 0, a GPU devfreq node that appears late, an unknown board."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,11 @@ import pytest
 
 from dyndnn_ros.hardware import sysfs_paths
 from dyndnn_ros.hardware.board_fixtures import FIXTURES
-from dyndnn_ros.hardware.simulated_tree import BoardKernel, create_board_tree, create_simulated_jetson
+from dyndnn_ros.hardware.simulated_tree import (
+    BoardKernel,
+    create_board_tree,
+    create_simulated_jetson,
+)
 from dyndnn_ros.hardware.status import SysfsStatusSource
 from dyndnn_ros.hardware.sysfs_clocks import ClockRejected, ClockRequest, SysfsClockController
 from dyndnn_ros.platforms.description import PlatformError, load_platform
@@ -35,7 +40,9 @@ def test_each_board_is_detected_from_its_model_and_power_mode(tmp_path, board):
 
 def test_an_unknown_board_or_mode_is_a_clear_error(tmp_path):
     root = tree_of(tmp_path, "xavier_nx")
-    (root / sysfs_paths.NVPMODEL_STATUS).write_text("pmode:0001\n")  # MODE_15W_4CORE: not described
+    (root / sysfs_paths.NVPMODEL_STATUS).write_text(
+        "pmode:0001\n"
+    )  # MODE_15W_4CORE: not described
     with pytest.raises(PlatformError, match="no description for .*MODE_15W_4CORE"):
         detect_platform(root)
     (root / sysfs_paths.DEVICE_TREE_MODEL).write_bytes(b"Raspberry Pi 5\x00")
@@ -52,8 +59,11 @@ def test_pins_every_described_clock_within_the_power_modes_caps_and_restores(tmp
     root = tree_of(tmp_path, board)
     boot = files(root)
     controller = SysfsClockController(root, platform)
-    top = ClockRequest({c.name: platform.clocks.cpu_available_khz[-1] for c in platform.clocks.cpu_clusters},
-                       platform.clocks.gpu_available_hz[-1], platform.clocks.emc_available_hz[-1])
+    top = ClockRequest(
+        {c.name: platform.clocks.cpu_available_khz[-1] for c in platform.clocks.cpu_clusters},
+        platform.clocks.gpu_available_hz[-1],
+        platform.clocks.emc_available_hz[-1],
+    )
     applied = controller.apply(top)
     assert set(applied.cpu_khz) == {c.name for c in platform.clocks.cpu_clusters}
     assert all(khz <= fixture.mode.cpu_max_khz for khz in applied.cpu_khz.values())
@@ -75,7 +85,9 @@ def test_a_request_above_the_mode_cap_is_capped_and_said_so(tmp_path):
         controller.resolve(ClockRequest({"cluster0": 2500000}))
 
 
-@pytest.mark.parametrize("board, offline", [("xavier_nx_2core", ["policy2", "policy4"]), ("orin_nano_7w", ["policy4"])])
+@pytest.mark.parametrize(
+    "board, offline", [("xavier_nx_2core", ["policy2", "policy4"]), ("orin_nano_7w", ["policy4"])]
+)
 def test_offline_clusters_are_left_out_with_their_reason(tmp_path, board, offline):
     root = tree_of(tmp_path, board)
     policy_dir = root / sysfs_paths.CPUFREQ_DIR / offline[0]
@@ -85,7 +97,10 @@ def test_offline_clusters_are_left_out_with_their_reason(tmp_path, board, offlin
     assert sorted(d[4:] for d in controller.unavailable) == offline
     assert all("offline" in why for why in controller.unavailable.values())
     resolved = controller.resolve(ClockRequest({"cluster0": 729600, offline[0]: 729600}))
-    assert resolved.cpu_khz == {"cluster0": 729600} and "offline" in resolved.notes[f"cpu/{offline[0]}"]
+    assert (
+        resolved.cpu_khz == {"cluster0": 729600}
+        and "offline" in resolved.notes[f"cpu/{offline[0]}"]
+    )
     sample = SysfsStatusSource(root, load_platform(board)).sample()
     by_name = {c.name: c for c in sample.cpu_clusters}
     assert by_name[offline[0]].online_cores == 0 and by_name["cluster0"].online_cores > 0
@@ -129,5 +144,9 @@ def test_kernel_clamps_limits_to_a_thermal_cap_and_rounds_emc_rates(tmp_path):
     (root / sysfs_paths.EMC_CLK_DIR / "rate").write_text("1500000000\n")
     kernel.settle()
     policy = root / sysfs_paths.CPUFREQ_DIR / "policy0"
-    assert (policy / "scaling_max_freq").read_text().strip() == (policy / "scaling_min_freq").read_text().strip() == "1190400"
+    assert (
+        (policy / "scaling_max_freq").read_text().strip()
+        == (policy / "scaling_min_freq").read_text().strip()
+        == "1190400"
+    )
     assert (root / sysfs_paths.EMC_CLK_DIR / "rate").read_text().strip() == "1600000000"

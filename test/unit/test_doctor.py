@@ -1,4 +1,5 @@
 """`dyndnn doctor` on every board fixture: the verdict is the launch's fate, each line accurate."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,15 @@ def test_each_board_would_start_and_is_named_with_its_power_mode(tmp_path, monke
     root = create_simulated_jetson(tmp_path / "jetson", load_platform(board))
     code, lines = doctor("--sysfs-root", str(root))
     assert code == 0, lines
-    assert line(lines, "OK", "board") == [f"OK    board            {FIXTURES[board].model}, power mode "
-                                           f"{FIXTURES[board].mode.name} -> config/platforms/{board}.yaml"]
-    offline = [p for p in FIXTURES[board].cpu_policies if not set(p) & set(FIXTURES[board].mode.online_cpus)]
+    assert line(lines, "OK", "board") == [
+        f"OK    board            {FIXTURES[board].model}, power mode "
+        f"{FIXTURES[board].mode.name} -> config/platforms/{board}.yaml"
+    ]
+    offline = [
+        p
+        for p in FIXTURES[board].cpu_policies
+        if not set(p) & set(FIXTURES[board].mode.online_cpus)
+    ]
     assert len([t for t in line(lines, "WARN", "clocks") if "offline" in t]) == len(offline)
     assert lines[-1].startswith("verdict: the launch would start")
 
@@ -53,7 +60,9 @@ def test_an_unknown_board_fails_with_the_reason(tmp_path):
     code, lines = doctor("--sysfs-root", str(root))
     assert code == 1 and "Some Other Board" in line(lines, "FAIL", "board")[0]
     assert lines[-1].startswith("verdict: the launch would NOT start")
-    code, _ = doctor("--sysfs-root", str(root), "--platform", "xavier_nx")  # named: starts, with a warning
+    code, _ = doctor(
+        "--sysfs-root", str(root), "--platform", "xavier_nx"
+    )  # named: starts, with a warning
     assert code == 0
 
 
@@ -68,10 +77,24 @@ def test_tensorrt_needs_tensorrt_cuda_engines_and_a_profile(tmp_path):
     root = create_simulated_jetson(tmp_path / "jetson", load_platform("xavier_nx"))
     engines = tmp_path / "engines"
     engines.mkdir()
-    (engines / "manifest.yaml").write_text(yaml.safe_dump(
-        {"model": "ofa_gpu_a", "subnets": [{"id": "a0", "engine": "a0.engine", "input_shape": [3, 224, 224]}]}))
-    code, lines = doctor("--sysfs-root", str(root), "--backend", "tensorrt", "--model-config", "nothing_here",
-                         "--engine-dir", str(engines))
+    (engines / "manifest.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": "ofa_gpu_a",
+                "subnets": [{"id": "a0", "engine": "a0.engine", "input_shape": [3, 224, 224]}],
+            }
+        )
+    )
+    code, lines = doctor(
+        "--sysfs-root",
+        str(root),
+        "--backend",
+        "tensorrt",
+        "--model-config",
+        "nothing_here",
+        "--engine-dir",
+        str(engines),
+    )
     assert code == 1
     assert line(lines, "FAIL", "TensorRT") and line(lines, "FAIL", "CUDA")
     assert "missing ['a0.engine']" in line(lines, "FAIL", "engines")[0]

@@ -1,6 +1,7 @@
 """Saved clocks survive a killed DVFS writer: SIGKILL at random points of a write sequence, then a
 new instance restores from the state file before it saves anew, and the board is at its boot
 settings."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ WRITER = textwrap.dedent("""
     rng = random.Random(seed)
     clocks = p.clocks
     while True:
-        c.apply(ClockRequest({k.name: rng.choice(clocks.cpu_available_khz) for k in clocks.cpu_clusters},
-                             rng.choice(clocks.gpu_available_hz), rng.choice(clocks.emc_available_hz)))
+        cpu = {k.name: rng.choice(clocks.cpu_available_khz) for k in clocks.cpu_clusters}
+        gpu, emc = rng.choice(clocks.gpu_available_hz), rng.choice(clocks.emc_available_hz)
+        c.apply(ClockRequest(cpu, gpu, emc))
 """)
 
 
@@ -63,8 +65,11 @@ def test_sigkill_at_random_points_leaves_a_board_the_next_start_restores(tmp_pat
         root = create_simulated_jetson(tmp_path / f"board{trial}", PLATFORM)
         state = tmp_path / "run" / f"state{trial}.json"
         boot = files(root)
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(state), str(trial)],
-                                  stdout=subprocess.PIPE, text=True)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(root), str(state), str(trial)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         if trial % 3:  # most kills land in the write loop, the others during start-up and saving
             assert writer.stdout.readline().strip() == "saved"
             time.sleep(rng.uniform(0.0, 0.05))
@@ -78,7 +83,9 @@ def test_sigkill_at_random_points_leaves_a_board_the_next_start_restores(tmp_pat
         assert controller.restore_originals() == []
         assert files(root) == boot, f"trial {trial}: board not at its boot settings"
         assert not state.exists()
-    assert pinned_at_kill >= 4, "too few kills caught the board pinned for this test to mean anything"
+    assert pinned_at_kill >= 4, (
+        "too few kills caught the board pinned for this test to mean anything"
+    )
 
 
 def test_state_file_is_replaced_whole_and_removed_after_a_clean_restore(tmp_path):
@@ -88,7 +95,10 @@ def test_state_file_is_replaced_whole_and_removed_after_a_clean_restore(tmp_path
     controller.apply(ClockRequest({"cluster0": 729600}, gpu_hz=510000000))
     doc = json.loads(state.read_text())
     assert doc["pid"] == os.getpid() and Path(doc["root"]) == root.resolve()
-    assert [str(root.resolve() / "sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq"), "1420800"] in doc["steps"]
+    assert [
+        str(root.resolve() / "sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq"),
+        "1420800",
+    ] in doc["steps"]
     assert not [p for p in state.parent.iterdir() if p.name != state.name]  # no temp file left
     controller.restore_originals()
     assert not state.exists()
@@ -105,5 +115,8 @@ def test_a_state_file_for_another_tree_is_refused(tmp_path):
 
 
 def test_default_state_file_is_per_tree_in_a_run_directory(tmp_path):
-    one, two = default_state_file(tmp_path / "a", str(tmp_path)), default_state_file(tmp_path / "b", str(tmp_path))
+    one, two = (
+        default_state_file(tmp_path / "a", str(tmp_path)),
+        default_state_file(tmp_path / "b", str(tmp_path)),
+    )
     assert one.parent == two.parent == tmp_path and one != two

@@ -1,5 +1,6 @@
 """Smaller pieces of running on a real board: which clusters the manager may pin, and how jtop's
 per-CPU view is grouped into the board's clusters."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -13,8 +14,14 @@ from dyndnn_ros.policies import Observation, PerformanceGoal, create_policy
 
 def test_only_clusters_that_run_a_model_are_in_use():
     policy = create_policy("hierarchical", platform="agx_orin_maxn")
-    goals = {"cam": PerformanceGoal("cam", "m1", 50.0), "lidar": PerformanceGoal("lidar", "m2", 50.0)}
-    assert policy.clusters_in_use(goals, Observation()) == {"cluster0", "cluster1"}  # apps in name order
+    goals = {
+        "cam": PerformanceGoal("cam", "m1", 50.0),
+        "lidar": PerformanceGoal("lidar", "m2", 50.0),
+    }
+    assert policy.clusters_in_use(goals, Observation()) == {
+        "cluster0",
+        "cluster1",
+    }  # apps in name order
     placed = Observation(app_cluster={"cam": "cluster2", "lidar": "cluster2"})
     assert policy.clusters_in_use(goals, placed) == {"cluster2"}
 
@@ -22,16 +29,28 @@ def test_only_clusters_that_run_a_model_are_in_use():
 def jtop_view(online):
     cpu = [{"online": on, "freq": {"cur": 1000 + i}, "idle": 50.0} for i, on in enumerate(online)]
     return SimpleNamespace(
-        cpu={"cpu": cpu}, gpu={"gpu": {"freq": {"cur": 612000}, "status": {"load": 25.0}}},
-        memory={"EMC": {"cur": 2133000, "val": 10.0}}, temperature={"cpu": {"temp": 41.0, "online": True}},
-        power={"rail": {"VDD_GPU_SOC": {"power": 3000}, "VDD_CPU_CV": {"power": 1500}}, "tot": {"power": 4500}},
+        cpu={"cpu": cpu},
+        gpu={"gpu": {"freq": {"cur": 612000}, "status": {"load": 25.0}}},
+        memory={"EMC": {"cur": 2133000, "val": 10.0}},
+        temperature={"cpu": {"temp": 41.0, "online": True}},
+        power={
+            "rail": {"VDD_GPU_SOC": {"power": 3000}, "VDD_CPU_CV": {"power": 1500}},
+            "tot": {"power": 4500},
+        },
     )
 
 
-@pytest.mark.parametrize("board, online, expected", [
-    ("agx_orin_maxn", [True] * 12, [("cluster0", 4, 4), ("cluster1", 4, 4), ("cluster2", 4, 4)]),
-    ("orin_nano_7w", [True] * 4 + [False] * 2, [("cluster0", 4, 4)]),
-])
+@pytest.mark.parametrize(
+    "board, online, expected",
+    [
+        (
+            "agx_orin_maxn",
+            [True] * 12,
+            [("cluster0", 4, 4), ("cluster1", 4, 4), ("cluster2", 4, 4)],
+        ),
+        ("orin_nano_7w", [True] * 4 + [False] * 2, [("cluster0", 4, 4)]),
+    ],
+)
 def test_jtop_cpus_are_grouped_into_the_boards_clusters(board, online, expected):
     source = object.__new__(JtopStatusSource)  # jtop's service is not here: its data shapes are
     platform = load_platform(board)

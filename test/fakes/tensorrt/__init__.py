@@ -2,11 +2,13 @@
 back end uses), for machines without a GPU. Only the bindings are replaced: everything above them
 (the back end, the inference node) is the real code.
 
-An "engine" file is JSON: {"inputs": {name: shape}, "outputs": {name: shape}, "device_memory_size": n},
+An "engine" file is JSON: {"inputs": {name: shape}, "outputs": {name: shape},
+"device_memory_size": n},
 with -1 for the batch dimension; anything else does not deserialise (None, as TensorRT returns).
 Every call is appended as a JSON line to $FAKE_TENSORRT_LOG when that is set, for the tests.
 Optional keys make a call fail the way TensorRT reports it: "fail": ["set_input_shape", ...].
 """
+
 import json
 import os
 
@@ -68,7 +70,11 @@ class ICudaEngine:
 
     def create_execution_context(self, strategy=ExecutionContextAllocationStrategy.STATIC):
         _record("create_execution_context", strategy=strategy)
-        return None if "create_execution_context" in self.doc.get("fail", []) else IExecutionContext(self)
+        return (
+            None
+            if "create_execution_context" in self.doc.get("fail", [])
+            else IExecutionContext(self)
+        )
 
 
 class IExecutionContext:
@@ -83,8 +89,11 @@ class IExecutionContext:
     def set_input_shape(self, name, shape):
         _record("set_input_shape", name=name, shape=list(shape))
         expected = self.engine.inputs.get(name)
-        fits = expected is not None and len(expected) == len(shape) and all(
-            e in (-1, s) for e, s in zip(expected, shape))
+        fits = (
+            expected is not None
+            and len(expected) == len(shape)
+            and all(e in (-1, s) for e, s in zip(expected, shape))
+        )
         if fits and not self._fails("set_input_shape"):
             self.batch = shape[0]
             return True
