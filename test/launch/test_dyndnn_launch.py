@@ -38,7 +38,9 @@ def generate_test_description():
     launch_file = os.path.join(get_package_share_directory("dyndnn_ros"), "launch", "dyndnn.launch.py")
     system = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(launch_file),
-        launch_arguments={"sysfs_root": SIM_ROOT, "hardware_source": "simulation", "policy": "hierarchical"}.items(),
+        # platform named: `auto` would look for a Jetson under / in nodes given no sysfs_root
+        launch_arguments={"sysfs_root": SIM_ROOT, "hardware_source": "simulation",
+                          "policy": "hierarchical", "platform": "xavier_nx"}.items(),
     )
     return launch.LaunchDescription([system, launch_testing.actions.ReadyToTest()])
 
