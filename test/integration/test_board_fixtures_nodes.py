@@ -266,3 +266,19 @@ def test_a_killed_dvfs_node_is_undone_by_the_next_one(board_dir, client):
         second.stop(timeout=5)
     assert snapshot(root) == boot
     assert executable_path("dvfs_node").is_file()
+
+
+@pytest.mark.parametrize("board", ["xavier_nx_2core", "agx_orin_maxn"])  # every board as root: unit tests
+def test_doctor_as_nobody_says_the_launch_starts_and_what_it_cannot_control(board, board_dir,
+                                                                             unprivileged):
+    root = create_board_tree(board_dir / "jetson", FIXTURES[board])
+    command = [unprivileged["python"], "-m", "dyndnn_ros.cli.main", "doctor", "--sysfs-root", str(root)]
+    out = subprocess.run(NOBODY + command, env=unprivileged["env"], cwd=unprivileged["home"],
+                         capture_output=True, text=True, timeout=120)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert any(f"-> config/platforms/{board}.yaml" in line for line in lines)
+    clocks = [line for line in lines if line.startswith("WARN  clocks")]
+    assert any("not writable by uid 65534" in line for line in clocks)
+    assert any("emc:" in line and "root-only" in line for line in clocks)
+    assert lines[-1].startswith("verdict: the launch would start")
