@@ -268,11 +268,13 @@ def test_a_killed_dvfs_node_is_undone_by_the_next_one(board_dir, client):
     assert executable_path("dvfs_node").is_file()
 
 
-@pytest.mark.parametrize("board", ["xavier_nx_2core", "agx_orin_maxn"])  # every board as root: unit tests
+# every board is checked as root in test/unit/test_doctor.py
+@pytest.mark.parametrize("board", ["xavier_nx_2core", "agx_orin_maxn"])
 def test_doctor_as_nobody_says_the_launch_starts_and_what_it_cannot_control(board, board_dir,
                                                                              unprivileged):
     root = create_board_tree(board_dir / "jetson", FIXTURES[board])
-    command = [unprivileged["python"], "-m", "dyndnn_ros.cli.main", "doctor", "--sysfs-root", str(root)]
+    command = [unprivileged["python"], "-m", "dyndnn_ros.cli.main", "doctor",
+               "--sysfs-root", str(root)]
     out = subprocess.run(NOBODY + command, env=unprivileged["env"], cwd=unprivileged["home"],
                          capture_output=True, text=True, timeout=120)
     lines = out.stdout.splitlines()
