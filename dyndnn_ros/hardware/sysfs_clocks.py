@@ -244,7 +244,10 @@ def _run_steps(steps: Steps) -> List[str]:
 
 def restore_leftover(state_file: Path, root: Path) -> Optional[List[str]]:
     """Put back the settings a dead instance saved in `state_file`; None if there was none, else
-    the files that could not be restored (the file is kept then, for the next try)."""
+    the files that could not be restored (the file is kept then, for the next try). A live writer
+    of the file is another DVFS node on the same clocks: refused, not undone."""
+    for stale in state_file.parent.glob(f".{state_file.name}.*"):  # a write killed half-way
+        _unlink(stale)
     try:
         doc = json.loads(state_file.read_text())
     except FileNotFoundError:
@@ -257,11 +260,30 @@ def restore_leftover(state_file: Path, root: Path) -> Optional[List[str]]:
         raise ClockError(
             f"state file {state_file} belongs to the tree {doc.get('root')!r}, not {root}"
         )
+    owner = int(doc.get("pid", 0))
+    if owner and owner != os.getpid() and _alive(owner):
+        raise ClockError(
+            f"process {owner} holds the clocks under {root} ({state_file}): another DVFS node? "
+            "Stop it first (or delete the file if that process is no DVFS node)"
+        )
     steps = [(paths.inside_root(Path(root), Path(p)), v) for p, v in doc["steps"]]
     failed = _run_steps(steps)
     if not failed:
         _unlink(state_file)
     return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    try:  # a killed process its parent has not reaped yet is a zombie: dead
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class SysfsClockController:

@@ -120,3 +120,23 @@ def test_default_state_file_is_per_tree_in_a_run_directory(tmp_path):
         default_state_file(tmp_path / "b", str(tmp_path)),
     )
     assert one.parent == two.parent == tmp_path and one != two
+
+
+def test_a_live_owner_of_the_state_file_is_another_dvfs_node_and_is_refused(tmp_path):
+    root = create_simulated_jetson(tmp_path / "board", PLATFORM)
+    state = tmp_path / "state.json"
+    SysfsClockController(root, PLATFORM, state_file=state).save_originals()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        doc = json.loads(state.read_text())
+        state.write_text(json.dumps({**doc, "pid": alive.pid}))
+        (tmp_path / f".{state.name}.half").write_text("{")  # a write killed half-way
+        with pytest.raises(ClockError, match=f"process {alive.pid} holds the clocks"):
+            restore_leftover(state, root)
+        assert not (tmp_path / f".{state.name}.half").exists()
+        alive.kill()
+        time.sleep(0.5)  # killed, not reaped yet: a zombie holds nothing
+        assert restore_leftover(state, root) == [] and not state.exists()
+    finally:
+        alive.kill()
+        alive.wait()
