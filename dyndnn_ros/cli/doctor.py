@@ -194,13 +194,10 @@ class Doctor:
             )
         else:
             self.say(OK, "jtop", f"service socket {socket}")
-        if sysfs_paths.find_file(self.root / sysfs_paths.EMC_CLK_DIR / "rate"):
-            self.say(
-                WARN,
-                "hardware monitor",
-                "EMC rate unreadable here (debugfs is root-only): reported as 0 "
-                "unless jtop provides it",
-            )
+        emc_problem = sysfs_paths.find_file(self.root / sysfs_paths.EMC_CLK_DIR / "rate")
+        if emc_problem:
+            self.say(WARN, "hardware monitor", f"EMC rate unreadable ({emc_problem}): reported as "
+                     "0 unless jtop provides it")
 
     def model(self) -> None:
         inference = self.params["inference_node"]
