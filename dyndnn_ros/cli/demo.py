@@ -20,6 +20,7 @@ from typing import Callable
 from rich.console import Console, Group
 from rich.table import Table
 
+from dyndnn_ros.cli.main import simulated_platform
 from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.cli.status_view import render
 
@@ -111,7 +112,7 @@ def run_scenario_demo(args: argparse.Namespace, console: Console) -> int:
 
     scenario = load_scenario(args.scenario)
     console.rule(f"scenario {scenario.name}: {scenario.description} ({scenario.duration_s:g} s, real time)")
-    run = RosScenarioRun(scenario, policy=args.policy, platform=args.platform)
+    run = RosScenarioRun(scenario, policy=args.policy, platform=simulated_platform(args.platform))
     console.print(f"simulated board {run.root}, node logs {run.log_dir}")
     with DyndnnClient(node_name="dyndnn_demo_scenario", history=100_000) as client:
         try:
@@ -141,7 +142,7 @@ def summarise(scenario, measured, args: argparse.Namespace, console: Console) ->
     from dyndnn_ros.evaluation.runner import BASELINE_LABEL, DEFAULT_SPECS, run_policy
     from dyndnn_ros.platforms.model import PlatformModel
 
-    model = PlatformModel.load(args.platform)
+    model = PlatformModel.load(simulated_platform(args.platform))
     compared = [spec for spec in DEFAULT_SPECS if spec.label in (BASELINE_LABEL, args.policy, "oracle")]
     fast = [run_policy(scenario, spec, model) for spec in compared]
     rows = [(f"ROS nodes, {args.policy} (this run)", measured)] + [(f"fast evaluation: {r.spec.label}", metrics(r)) for r in fast]

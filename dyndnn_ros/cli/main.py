@@ -4,6 +4,7 @@
     dyndnn target --app tracker --model digits --max-latency-ms 2 --min-accuracy 0.9
     dyndnn status                     live view of targets, sub-networks, clocks, latency, power
     dyndnn demo                       the walking-skeleton tour: target -> switch -> stats, DVFS -> clock files
+    dyndnn doctor                     on a robot: what will work, before anything is launched
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from dyndnn_ros.hardware import sysfs_paths
 from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.platforms.description import load_platform
+from dyndnn_ros.platforms.detect import AUTO
 
 console = Console()
 
@@ -63,13 +65,23 @@ def new_run_dir() -> Path:
     return run_dir
 
 
+SIMULATED_DEFAULT_PLATFORM = "xavier_nx"
+
+
 def resolve_sysfs_root(requested: str, platform: str, run_dir: Path) -> tuple[Path, bool]:
     """The root to run on, and whether it is a simulated tree made for this run."""
     if requested != "auto":
         return Path(requested), False
     if board_has_clock_files(Path("/")):
         return Path("/"), False
-    return create_simulated_jetson(run_dir / f"sim_{platform}", load_platform(platform)), True
+    simulated = simulated_platform(platform)
+    return create_simulated_jetson(run_dir / f"sim_{simulated}", load_platform(simulated)), True
+
+
+def simulated_platform(platform: str) -> str:
+    """The board to simulate where there is none: the one asked for, the Xavier NX for `auto` (the
+    nodes then detect it from the tree's /proc/device-tree/model, as they would on the robot)."""
+    return SIMULATED_DEFAULT_PLATFORM if platform == AUTO else platform
 
 
 def simulated_board(sysfs_root: Path, platform: str) -> NodeProcess:
@@ -104,7 +116,8 @@ def start_system(args: argparse.Namespace, echo: bool,
     """Start the nodes; with `board`, a simulated tree also gets the simulated board process."""
     run_dir = new_run_dir()
     sysfs_root, simulated = resolve_sysfs_root(args.sysfs_root, args.platform, run_dir)
-    where = f"a simulated {args.platform} sysfs tree at {sysfs_root}" if simulated else f"the clocks under {sysfs_root}"
+    where = (f"a simulated {simulated_platform(args.platform)} sysfs tree at {sysfs_root}"
+             if simulated else f"the clocks under {sysfs_root}")
     console.print(f"[bold]starting dyndnn[/bold] on {where}")
     # escape(): a log line's own "[node_name]" is text, not rich markup
     show = (lambda name, line: console.print(f"[dim]\\[{name}][/dim] {escape(line)}",
@@ -114,7 +127,7 @@ def start_system(args: argparse.Namespace, echo: bool,
     console.print(f"node logs and parameters: {log_dir}")
     nodes = system_nodes(args, sysfs_root, simulated, log_dir)
     if simulated and board:
-        nodes.append(simulated_board(sysfs_root, args.platform))
+        nodes.append(simulated_board(sysfs_root, simulated_platform(args.platform)))
     group = NodeGroup(nodes, on_line=show, log_dir=log_dir, work_dir=run_dir)
     return group.start(), sysfs_root, simulated
 
@@ -295,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="b_two_models", help="evaluation scenario to run live after the tour ('' = none)")
     demo.add_argument("--skip-tour", action="store_true", help="skip the digits-model tour")
     demo.set_defaults(func=cmd_demo)
+
+    from dyndnn_ros.cli.doctor import add_parser as add_doctor
+
+    add_doctor(sub)
     return parser
 
 
@@ -304,7 +321,7 @@ def with_parameter_file_defaults(args: argparse.Namespace) -> argparse.Namespace
         return args
     parameter_file = system.load_parameter_file(Path(args.params_file))
     for argument in system.ARGUMENTS:
-        if getattr(args, argument.name) is None:
+        if hasattr(args, argument.name) and getattr(args, argument.name) is None:
             setattr(args, argument.name, system.default_of(parameter_file, argument))
     return args
 

@@ -2,7 +2,10 @@
 
 - `SysfsStatusSource`: cpufreq, devfreq, EMC, INA3221 rails, thermal zones and /proc/stat under a
   root directory; on any Linux board with root `/`, and on a simulated tree (source "simulation").
-- `JtopStatusSource`: jetson-stats' service on a Jetson; a missing service falls back to sysfs.
+- `JtopStatusSource`: jetson-stats' service on a Jetson, polled at the node's period, CPUs grouped
+  into the board's clusters; a missing service falls back to sysfs.
+The board total is VDD_IN (or POM_5V_IN) where the board has that rail, else the sum of the rails,
+as jtop computes it (AGX Orin has no input rail).
 Both return a plain `HardwareSample`; the ROS node turns it into messages.
 """
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Dict, Protocol
 
 from dyndnn_ros.hardware import sysfs_paths as paths
-from dyndnn_ros.hardware.sysfs_clocks import discover_cpu_policies, discover_gpu
+from dyndnn_ros.hardware.sysfs_clocks import discover_cpu_clusters, discover_gpu
 from dyndnn_ros.platforms.description import PlatformDescription
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,12 @@ class StatusSource(Protocol):
 
 
 TOTAL_POWER_RAILS = ("VDD_IN", "POM_5V_IN")
+UNCONNECTED_RAIL = "NC"
+
+
+def total_power_w(rails_w: Dict[str, float]) -> float:
+    total = next((rails_w[r] for r in TOTAL_POWER_RAILS if r in rails_w), None)
+    return sum(rails_w.values()) if total is None else total
 
 
 def _read_optional_int(path: Path) -> int | None:
@@ -96,7 +105,7 @@ class SysfsStatusSource:
         self.name = name
         self.root = Path(root)
         self.platform_name = platform.name if platform else ""
-        self.policies = discover_cpu_policies(self.root, platform)
+        self.policies = discover_cpu_clusters(self.root, platform)
         self.gpu = discover_gpu(self.root)
         self.cpu_times = CpuTimes(self.root / paths.PROC_STAT)
         self.rail_dirs = self._find_ina3221()
@@ -116,8 +125,9 @@ class SysfsStatusSource:
                 channel = label_file.name[2:-6]
                 millivolts = _read_optional_int(hwmon / f"in{channel}_input")
                 milliamps = _read_optional_int(hwmon / f"curr{channel}_input")
-                if millivolts is not None and milliamps is not None:
-                    rails[paths.read_text(label_file)] = millivolts * milliamps / 1e6
+                label = paths.read_text(label_file)
+                if millivolts is not None and milliamps is not None and label != UNCONNECTED_RAIL:
+                    rails[label] = millivolts * milliamps / 1e6
         return rails
 
     def _temperatures(self) -> dict[str, float]:
@@ -132,7 +142,7 @@ class SysfsStatusSource:
         util = self.cpu_times.utilisation()
         sample = HardwareSample(source=self.name, platform=self.platform_name)
         for policy in self.policies:
-            cpus = [int(c) for c in paths.read_text(policy.directory / "affected_cpus").split()]
+            cpus = list(policy.cpus)
             online = sum(
                 1 for c in cpus if _read_optional_int(self.root / paths.CPU_DIR / f"cpu{c}" / "online") in (None, 1)
             )
@@ -146,13 +156,15 @@ class SysfsStatusSource:
                     sum(busy) / len(busy) if busy else 0.0,
                 )
             )
+        if self.gpu is None:  # JetPack 6: the devfreq node appears when the GPU first powers up
+            self.gpu = discover_gpu(self.root)
         if self.gpu:
             sample.gpu_frequency_hz = _read_optional_int(self.gpu.directory / "cur_freq") or 0
             load = _read_optional_int(self.gpu.directory / "device" / "load")
             sample.gpu_utilization = (load or 0) / 1000.0
         sample.emc_frequency_hz = _read_optional_int(self.root / paths.EMC_CLK_DIR / "rate") or 0
         sample.rails_w = self._rails()
-        sample.total_power_w = next((sample.rails_w[r] for r in TOTAL_POWER_RAILS if r in sample.rails_w), 0.0)
+        sample.total_power_w = total_power_w(sample.rails_w)
         sample.temperatures_c = self._temperatures()
         return sample
 
@@ -165,23 +177,27 @@ class JtopStatusSource:
 
     name = "jtop"
 
-    def __init__(self, platform: PlatformDescription | None):
+    def __init__(self, platform: PlatformDescription | None, interval_s: float = 0.5):
         from jtop import jtop  # jetson-stats; imported here so other sources work without it
 
         self.platform_name = platform.name if platform else ""
-        self.jetson = jtop()
+        clusters = platform.clocks.cpu_clusters if platform else ()
+        self.clusters = [(c.name, c.cpus) for c in clusters]
+        self.jetson = jtop(interval=interval_s)  # jtop's own default is 1 s
         self.jetson.start()  # raises JtopException when the service is missing or refuses us
 
     def sample(self) -> HardwareSample:
         sample = HardwareSample(source=self.name, platform=self.platform_name)
         cpus = self.jetson.cpu.get("cpu", [])
-        online = [c for c in cpus if c.get("online")]
-        if cpus:
+        for name, members in self.clusters or [("all", tuple(range(len(cpus))))]:
+            cores = [cpus[i] for i in members if i < len(cpus)]
+            online = [c for c in cores if c.get("online")]
             freqs = [c.get("freq", {}).get("cur", 0) for c in online]
             busy = [1 - c.get("idle", 100.0) / 100.0 for c in online]
-            sample.cpu_clusters.append(
-                ClusterSample("all", len(online), len(cpus), int(max(freqs, default=0)), sum(busy) / len(busy) if busy else 0.0)
-            )
+            load = sum(busy) / len(busy) if busy else 0.0
+            frequency = int(max(freqs, default=0))
+            cluster = ClusterSample(name, len(online), len(cores), frequency, load)
+            sample.cpu_clusters.append(cluster)
         gpu = next(iter(self.jetson.gpu.values()), {})
         sample.gpu_frequency_hz = int(gpu.get("freq", {}).get("cur", 0)) * 1000
         sample.gpu_utilization = float(gpu.get("status", {}).get("load", 0.0)) / 100.0
@@ -190,7 +206,9 @@ class JtopStatusSource:
         sample.emc_utilization = float(emc.get("val", 0.0)) / 100.0
         power = self.jetson.power
         sample.rails_w = {name: rail.get("power", 0) / 1000.0 for name, rail in power.get("rail", {}).items()}
-        sample.total_power_w = power.get("tot", {}).get("power", 0) / 1000.0
+        total_mw = power.get("tot", {}).get("power")
+        no_total = total_mw is None
+        sample.total_power_w = total_power_w(sample.rails_w) if no_total else total_mw / 1000.0
         sample.temperatures_c = {
             name: float(zone["temp"]) for name, zone in self.jetson.temperature.items() if zone.get("online", True)
         }
@@ -200,7 +218,8 @@ class JtopStatusSource:
         self.jetson.close()
 
 
-def open_status_source(kind: str, root: str | Path, platform: PlatformDescription | None) -> tuple[StatusSource, str]:
+def open_status_source(kind: str, root: str | Path, platform: PlatformDescription | None,
+                       period_s: float = 0.5) -> tuple[StatusSource, str]:
     """Open the requested source; returns it and a warning ('' if none) when it had to fall back."""
     if kind == "simulation":
         return SysfsStatusSource(root, platform, name="simulation"), ""
@@ -208,7 +227,7 @@ def open_status_source(kind: str, root: str | Path, platform: PlatformDescriptio
         return SysfsStatusSource(root, platform), ""
     if kind in ("jtop", "auto"):
         try:
-            return JtopStatusSource(platform), ""
+            return JtopStatusSource(platform, period_s), ""
         except Exception as exc:  # ImportError, JtopException (service missing, access denied, version)
             warning = f"jtop unavailable ({type(exc).__name__}: {exc}); reading sysfs/procfs under {root} instead"
             return SysfsStatusSource(root, platform), warning

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Dict, Iterable
 
 import torch
 import yaml
@@ -22,7 +22,7 @@ from dyndnn_ros.paths import config_dir
 
 log = logging.getLogger(__name__)
 
-BNStats = dict[str, torch.Tensor]
+BNStats = Dict[str, torch.Tensor]  # typing.Dict: a run-time alias must work on Python 3.8
 """Running mean/var of one materialised sub-network, by its own state_dict keys."""
 
 

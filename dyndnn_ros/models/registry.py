@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 import torch
 import yaml
@@ -66,7 +66,7 @@ class DynamicFamily(ABC):
         return self
 
 
-FamilyBuilder = Callable[[dict[str, Any], "Path | None"], DynamicFamily]
+FamilyBuilder = Callable[[Dict[str, Any], "Path | None"], DynamicFamily]  # typing.Dict: Python 3.8
 _FAMILIES: dict[str, FamilyBuilder] = {}
 
 

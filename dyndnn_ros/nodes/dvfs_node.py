@@ -2,31 +2,57 @@
 
 It saves the clock settings it finds at start and puts them back on shutdown (Ctrl-C, SIGTERM), on a
 MODE_RESTORE command, after a failed write, and when no command has arrived for `watchdog_s`, so a
-crashed or silent manager never leaves the board pinned.
+crashed or silent manager never leaves the board pinned. The saved settings are also kept in a
+state file; a node killed outright (SIGKILL, OOM) leaves it behind, and the next one restores
+from it before it saves anew. Clocks it cannot control (offline CPUs, files this user cannot
+write, root-only debugfs) are named once with the reason and left alone.
 """
 from __future__ import annotations
 
 import time
 
 from dyndnn_ros.hardware.jtop_control import JtopClockControl
-from dyndnn_ros.hardware.sysfs_clocks import ClockError, ClockRejected, ClockRequest, ClockState, SysfsClockController
+from dyndnn_ros.hardware.sysfs_clocks import (
+    ClockError,
+    ClockRejected,
+    ClockRequest,
+    ClockState,
+    SysfsClockController,
+    default_state_file,
+    restore_leftover,
+)
 from dyndnn_ros.msg import DvfsCommand
 from dyndnn_ros.nodes import common
-from dyndnn_ros.platforms.description import load_platform
+from dyndnn_ros.platforms.detect import resolve_platform
 
 
 class DvfsNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("dvfs_node")
         root = common.declare(self, "sysfs_root", "/", "Directory the board's /sys and /proc live under: '/' on a robot, a simulated tree's directory elsewhere")
-        platform_name = common.declare(self, "platform", "xavier_nx", "Board description (config/platforms/<name>.yaml or a path); gives cluster names and the EMC rate table")
+        platform_name = common.declare(
+            self, "platform", "auto", "Board description (config/platforms/<name>.yaml or a path; "
+            "auto: detected from the board); gives cluster names and the EMC rate table")
         snap = common.declare(self, "snap_to_available", True, "Round a requested frequency up to the next one the board offers; if false such requests are rejected")
         self.watchdog_s = float(common.declare(self, "watchdog_s", 5.0, "Restore the saved clocks when no command arrived for this long [s]; 0 disables"))
         control = common.declare(self, "control", "sysfs", "How clocks are set: sysfs (per-clock frequencies) or jtop (jetson_clocks on/off and nvpmodel only)")
         nvpmodel = common.declare(self, "nvpmodel", "", "jtop control only: power mode to select at start (empty = leave it)")
-        platform = load_platform(platform_name) if platform_name else None
+        state_dir = common.declare(self, "state_dir", "", "Directory of the saved-clocks "
+                                   "state file "
+                                   "(empty: /run/dyndnn, "
+                                   "else $XDG_RUNTIME_DIR/dyndnn, else /tmp/dyndnn-<uid>)")
+        platform = resolve_platform(platform_name, root) if platform_name else None
+        self.noted: set = set()
         if control == "sysfs":
-            self.controller = SysfsClockController(root, platform, snap=snap)
+            state_file = default_state_file(root, state_dir)
+            failed = restore_leftover(state_file, root)
+            if failed is not None:
+                self.get_logger().warning(
+                    f"a previous DVFS node left pinned clocks ({state_file}): restored"
+                    + (f", except {failed}" if failed else ""))
+            self.controller = SysfsClockController(root, platform, snap, state_file)
+            for why in self.controller.unavailable.values():
+                self.get_logger().warning(f"not controlled: {why}")
         elif control == "jtop":
             if platform is None:
                 raise ValueError("control:=jtop needs a platform description (parameter 'platform')")
@@ -45,6 +71,7 @@ class DvfsNode(common.DyndnnNode):
         if self.watchdog_s > 0:
             self.create_timer(min(1.0, self.watchdog_s / 4), self.check_watchdog)
         domains = ", ".join(f"{name} ({len(freqs)} steps)" for name, freqs in self.controller.describe().items())
+        domains = domains or "none controllable (reasons above)"
         self.get_logger().info(f"clocks under {root}: {domains}; boot settings saved, watchdog {self.watchdog_s:g} s")
 
     def on_command(self, msg: DvfsCommand) -> None:
@@ -70,6 +97,12 @@ class DvfsNode(common.DyndnnNode):
             resolved = self.controller.resolve(request)
         except ClockRejected as exc:
             self.get_logger().warning(f"rejected DVFS command: {exc}")
+            return
+        for note in getattr(resolved, "notes", {}).values():
+            if note not in self.noted:  # once each: the manager repeats its command every period
+                self.noted.add(note)
+                self.get_logger().warning(f"left out of DVFS commands: {note}")
+        if not (resolved.cpu_khz or resolved.gpu_hz or resolved.emc_hz):
             return
         if self.pinned and self.last_applied is not None and self._already_applied(resolved):
             return  # the manager repeats its decision every period as a heartbeat

@@ -6,7 +6,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from dyndnn_ros.hardware.status import HardwareSample, open_status_source
 from dyndnn_ros.msg import CpuClusterStatus, HardwareStatus, PowerRail, Temperature
 from dyndnn_ros.nodes import common
-from dyndnn_ros.platforms.description import load_platform
+from dyndnn_ros.platforms.detect import resolve_platform
 
 
 def to_message(sample: HardwareSample) -> HardwareStatus:
@@ -61,12 +61,14 @@ class HardwareMonitorNode(common.DyndnnNode):
         super().__init__("hardware_monitor_node")
         kind = common.declare(self, "source", "auto", "Where to read the board's state: auto (jtop, else sysfs), jtop, sysfs, or simulation")
         root = common.declare(self, "sysfs_root", "/", "Directory /sys and /proc live under ('/' on a robot, a simulated tree elsewhere)")
-        platform_name = common.declare(self, "platform", "xavier_nx", "Board description name or path ('' to discover clocks without one)")
+        platform_name = common.declare(self, "platform", "auto", "Board description name or path "
+                                       "(auto: detected from "
+                                       "the board; '' to discover clocks without one)")
         period = float(common.declare(self, "period_s", 0.5, "Sampling period [s] (ros2_jetson_stats' default interval is 0.5 s)"))
         if not period > 0:
             raise ValueError(f"period_s must be > 0, got {period}")
-        platform = load_platform(platform_name) if platform_name else None
-        self.source, warning = open_status_source(kind, root, platform)
+        platform = resolve_platform(platform_name, root) if platform_name else None
+        self.source, warning = open_status_source(kind, root, platform, period)
         if warning:
             self.get_logger().warning(warning)
         self.status_pub = self.create_publisher(HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from sensor_msgs.msg import Image
@@ -26,6 +28,8 @@ from dyndnn_ros.msg import HardwareStatus, InferenceResult, InferenceStats, Mode
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_message
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
+from dyndnn_ros.paths import config_dir
+from dyndnn_ros.platforms.detect import AUTO, resolve_platform
 from dyndnn_ros.profiles import load_profile, smallest_subnet
 from dyndnn_ros.profiling.profile import profile_model
 
@@ -45,8 +49,15 @@ class InferenceNode(common.DyndnnNode):
         backend_name = common.declare(self, "backend", "torch", "Inference back end: torch, tensorrt or simulation")
         model_config = common.declare(self, "model_config", "groupconv_digits", "Model config: config/models/<name>.yaml or a path")
         checkpoint = common.declare(self, "checkpoint", "", "Checkpoint to load; empty = untrained random weights (logged as such)")
-        profile_path = common.declare(self, "profile", "", "Sub-network profile file (written by the profiler); empty = config/profiles/<model_config>.yaml")
-        device = common.declare(self, "device", "cpu", "torch device, e.g. cpu or cuda:0")
+        profile_path = common.declare(
+            self, "profile", "", "Sub-network profile file (written by the profiler); empty = "
+            "config/profiles/<model_config>.yaml if there is one, else measured at start (torch)")
+        device = common.declare(self, "device", "", "torch device, e.g. cpu or cuda:0; empty = "
+                                "the back end's default "
+                                "(torch: cpu, tensorrt: cuda:0)")
+        engine_dir = common.declare(
+            self, "engine_dir", "", "tensorrt only: folder of manifest.yaml and the engines, "
+            "absolute or relative to the package share folder; empty = engines/<model_config>")
         threads = int(common.declare(self, "threads", 0, "CPU threads for inference; 0 = the library default"))
         switch_mode = common.declare(self, "switch_mode", "resident", "resident: every sub-network materialised once, a switch swaps a pointer; shared: one weight copy sliced per frame")
         initial = common.declare(
@@ -56,7 +67,9 @@ class InferenceNode(common.DyndnnNode):
         self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame"))
         self.cpu_cluster = common.declare(self, "cpu_cluster", "", "CPU cluster (platform name) the inference thread runs on, told to the manager; pin it with taskset or the launch file")
         sysfs_root = common.declare(self, "sysfs_root", "", "simulation back end only: root of the simulated board's sysfs tree (empty: reference clocks)")
-        platform = common.declare(self, "platform", "xavier_nx", "simulation back end only: board description")
+        platform = common.declare(self, "platform", "auto", "simulation back end only: "
+                                  "board description "
+                                  "(auto: detected from sysfs_root)")
         reliability = common.declare(self, "image_reliability", "best_effort", "QoS reliability of the image subscription: best_effort (sensor data) or reliable; depth is 1 either way")
 
         self.max_image_bytes = int(common.declare(
@@ -64,12 +77,28 @@ class InferenceNode(common.DyndnnNode):
             "Frames with a larger buffer are rejected (logged, throttled)"))
         self.profile_frames = int(common.declare(self, "profile_frames", 20, "Frames per sub-network when the node measures its own profile at start-up"))
 
-        options = dict(model=model_config, checkpoint=checkpoint or None, device=device, threads=threads or None, mode=switch_mode)
+        options = dict(model=model_config, checkpoint=checkpoint or None, threads=threads or None,
+                       mode=switch_mode)
+        options.update({"device": device} if device else {})
         if backend_name == "simulation":
+            if platform == AUTO:
+                platform = resolve_platform(platform, sysfs_root or "/").name
             options.update(sysfs_root=sysfs_root or None, platform=platform, cluster=self.cpu_cluster, instance=self.model_id)
-        self.backend = create_backend(backend_name, **options)
+        if backend_name == "tensorrt":
+            options.update(engine_dir=engine_dir)
         self.backend_name = backend_name
-        self.profile = self.startup_profile(profile_path)
+        profile_file = self.profile_file(profile_path, model_config)
+        loaded = load_profile(profile_file) if profile_file else None
+        if loaded is None and backend_name == "tensorrt":  # no accuracy can be measured here
+            raise ValueError(f"the tensorrt back end needs a profile: set 'profile', or write "
+                             f"{config_dir() / 'profiles' / (Path(model_config).stem + '.yaml')} "
+                             "(python -m dyndnn_ros.profiling.profile on the robot)")
+        self.backend = create_backend(backend_name, **options)
+        self.profile = loaded or self.startup_profile()
+        missing = set(self.backend.available_subnets()) - set(self.profile.ids)
+        if missing:
+            raise ValueError(f"profile of {self.profile.model!r} lacks the back end's "
+                             f"sub-networks {sorted(missing)}")
         self.subnets = list(self.backend.available_subnets())
         # Whatever the back end starts on (torch: the largest, TensorRT: the last engine,
         # simulation: the fastest), the node starts where its parameter says.
@@ -104,10 +133,18 @@ class InferenceNode(common.DyndnnNode):
             f"sub-networks {self.subnets}, active {self.backend.active_subnet!r}"
         )
 
-    def startup_profile(self, path: str) -> CoreProfile:
-        """The profile file if one is given; else the back end's own (simulation) or one measured now."""
+    def profile_file(self, path: str, model_config: str) -> Optional[Path]:
+        """The profile to load: the parameter's, else config/profiles/<model_config>.yaml."""
         if path:
-            return load_profile(path)
+            return Path(path)
+        fallback = config_dir() / "profiles" / f"{Path(model_config).stem}.yaml"
+        if fallback.is_file():
+            self.get_logger().info(f"profile: {fallback}")
+            return fallback
+        return None
+
+    def startup_profile(self) -> CoreProfile:
+        """With no profile file: the back end's own (simulation) or one measured now."""
         own = getattr(self.backend, "profile", None)
         if own is not None:
             return own

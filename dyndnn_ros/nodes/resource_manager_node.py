@@ -9,6 +9,7 @@ manager goes silent).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 
@@ -30,6 +31,7 @@ from dyndnn_ros.msg import (
 )
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_from_message
+from dyndnn_ros.platforms.detect import resolve_platform
 from dyndnn_ros.policies import (
     ClockSetting,
     Decision,
@@ -87,7 +89,12 @@ class ResourceManagerNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("resource_manager_node")
         policy_name = common.declare(self, "policy", "hierarchical", "Decision policy: hierarchical (sub-network + DVFS), subnet_only, dvfs_only or static")
-        platform = common.declare(self, "platform", "xavier_nx", "Board description the policy predicts clocks and power with")
+        platform = common.declare(self, "platform", "auto", "Board description the policy "
+                                  "predicts clocks and power with "
+                                  "(auto: detected from the board under sysfs_root)")
+        sysfs_root = common.declare(self, "sysfs_root", "/",
+                                    "Where the board's /proc and /etc live, for platform auto")
+        platform = resolve_platform(platform, sysfs_root).name
         period = float(common.declare(self, "control_period_s", 0.5, "Control period [s]"))
         parked_timeout = float(common.declare(
             self, "parked_target_timeout_s", 300.0,
@@ -261,6 +268,7 @@ class ResourceManagerNode(common.DyndnnNode):
             return
         observation = self.observe()
         decision = self.policy.decide(dict(self.goals), dict(self.profiles), observation)
+        decision = self.leave_idle_clusters(decision, observation)
         self.command_subnets(decision)
         self.command_clocks(decision)
         unmet = unmet_goals(self.goals, decision.subnets, self.profiles, observation.latency_ms,
@@ -282,6 +290,19 @@ class ResourceManagerNode(common.DyndnnNode):
         means = {model: sum(v) / len(v) for model, v in self.energy_sums.items() if v}
         self.energy_sums.clear()
         return means
+
+    def leave_idle_clusters(self, decision: Decision, observation: Observation) -> Decision:
+        """Pin only the CPU clusters that run a model; the rest stay with their governor."""
+        in_use = getattr(self.policy, "clusters_in_use", None)
+        clocks = decision.clocks
+        if in_use is None or clocks is None or clocks.use_default_governors:
+            return decision
+        # the apps decide() maps to clusters: those whose model is announced
+        served = {app: g for app, g in self.goals.items() if g.model in self.profiles}
+        used = in_use(served, observation)
+        pinned = {n: f for n, f in clocks.cpu_khz.items() if n in used}
+        kept = dataclasses.replace(clocks, cpu_khz=pinned)
+        return dataclasses.replace(decision, clocks=kept)
 
     def release_clocks(self) -> None:
         """With no target left, hand the clocks back to the governors once, rather than leaving

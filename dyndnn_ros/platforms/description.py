@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Tuple
 
 import yaml
 
@@ -77,8 +77,16 @@ def parse_platform(doc: dict[str, Any]) -> PlatformDescription:
         raise PlatformError(f"malformed platform description: missing or wrong field {exc}") from exc
 
 
-def load_platform(name_or_path: str | Path) -> PlatformDescription:
-    """Load a description by board name (config/platforms/<name>.yaml) or by file path."""
+def _merged(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    """`over` on top of `base`, mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _merged(base[key], value) if both else value
+    return out
+
+
+def _read_doc(name_or_path: str | Path, seen: Tuple[str, ...] = ()) -> Dict[str, Any]:
     platforms_dir = config_dir() / "platforms"
     path = Path(name_or_path)
     if not path.suffix:
@@ -87,4 +95,20 @@ def load_platform(name_or_path: str | Path) -> PlatformDescription:
         known = sorted(p.stem for p in platforms_dir.glob("*.yaml"))
         raise PlatformError(f"no platform description {str(name_or_path)!r}; known boards: {known}")
     with path.open() as f:
-        return parse_platform(yaml.safe_load(f))
+        doc = yaml.safe_load(f) or {}
+    parent = doc.pop("extends", None)
+    if parent is None:
+        return doc
+    if parent in seen:  # a power mode's file extends its board's: a cycle is a typo
+        raise PlatformError(f"{path}: 'extends' loops through {list(seen)}")
+    return _merged(_read_doc(parent, seen + (str(parent),)), doc)
+
+
+def load_platform(name_or_path: str | Path) -> PlatformDescription:
+    """Load a description by board name (config/platforms/<name>.yaml) or by file path; a file
+    with `extends: <name>` is that description with its own keys on top."""
+    return parse_platform(_read_doc(name_or_path))
+
+
+def known_platforms() -> List[str]:
+    return sorted(p.stem for p in (config_dir() / "platforms").glob("*.yaml"))

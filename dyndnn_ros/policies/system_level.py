@@ -98,6 +98,12 @@ class SystemLevelPolicy(Policy):
             mapping[app] = names.index(named) if named in names else index % len(names)
         return mapping
 
+    def clusters_in_use(self, goals: Mapping[str, PerformanceGoal], observation: Observation):
+        """Names of the CPU clusters some app's inference thread runs on; the others are best
+        left to their governor (DDS, executors, camera and pre-processing threads run there)."""
+        names = [c.name for c in self.model.description.clocks.cpu_clusters]
+        return {names[i] for i in self._clusters(goals, observation).values()}
+
     def _demand(self, goal: PerformanceGoal, subnet: SubnetProfile, cluster: int, observation: Observation, constrained: bool) -> AppDemand:
         target = goal.max_latency_ms * (1.0 - self.headroom) if constrained and goal.max_latency_ms else 0.0
         return AppDemand(

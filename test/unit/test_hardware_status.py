@@ -28,7 +28,8 @@ def test_reads_clusters_gpu_emc_rails_and_temperatures(root):
     assert sample.source == "simulation" and sample.platform == "xavier_nx"
     assert [(c.name, c.online_cores, c.total_cores) for c in sample.cpu_clusters] == [
         ("cluster0", 2, 2), ("cluster1", 2, 2), ("cluster2", 2, 2)]
-    assert sample.gpu_frequency_hz == 1109250000 and sample.emc_frequency_hz == 1866000000
+    # MODE_15W_6CORE caps the EMC at 1600 MHz (emc_iso_cap): the boot rate
+    assert sample.gpu_frequency_hz == 1109250000 and sample.emc_frequency_hz == 1600000000
     assert sample.total_power_w == pytest.approx(6.0) and sample.rails_w["VDD_CPU_GPU_CV"] == pytest.approx(2.0)
     assert sample.temperatures_c["CPU-therm"] == pytest.approx(40.0)
 
