@@ -23,6 +23,7 @@ from dyndnn_ros.profiles import load_profile, smallest_subnet
 
 MODEL = "ofa"
 PROFILE = "dynamic_ofa_xavier_nx_gpu"
+PLATFORM = "xavier_nx"  # no board under these nodes: `auto` would look for a Jetson under /
 STARTUP_S = 60.0
 STEP_S = 20.0
 
@@ -31,13 +32,15 @@ def inference(**params) -> NodeProcess:
     return NodeProcess(
         "inference_node",
         "inference_node",
-        {"backend": "simulation", "model_id": MODEL, "model_config": PROFILE, **params},
+        {"backend": "simulation", "model_id": MODEL, "model_config": PROFILE,
+         "platform": PLATFORM, **params},
     )
 
 
 def manager(**params) -> NodeProcess:
     return NodeProcess(
-        "resource_manager_node", "resource_manager_node", {"control_period_s": 0.3, **params}
+        "resource_manager_node", "resource_manager_node",
+        {"control_period_s": 0.3, "platform": PLATFORM, **params}
     )
 
 
