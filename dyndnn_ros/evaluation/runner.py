@@ -99,7 +99,7 @@ def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames
     for f in sim.frames[frames_from:]:
         if f.start_s >= since_s:
             recent.setdefault(f.app, []).append(f.latency_ms)
-    state = sim.last_state
+    state = sim.last_activity
     powers = sim.log.power_w[power_from:]
     return Observation(
         time_s=sim.time_s,
