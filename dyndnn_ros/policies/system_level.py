@@ -61,6 +61,7 @@ class SystemLevelPolicy(Policy):
         min_saving: float = 0.03,
         use_feedback: bool = True,
         keep_slack: float | None = None,
+        cpu_levels: int = 6,
     ) -> None:
         if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
             raise PolicyError(f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1")
@@ -69,6 +70,8 @@ class SystemLevelPolicy(Policy):
         self.hold_periods = hold_periods
         self.min_saving = min_saving
         self.use_feedback = use_feedback
+        # each used cluster gets its own CPU clock, from this many levels (search.ClockGrid)
+        self.cpu_levels = cpu_levels
         # new clocks must leave the headroom; clocks in force may use it: kept while they meet the target itself
         self.keep_slack = headroom / (1.0 - headroom) if keep_slack is None else keep_slack
         self.reset()
@@ -98,11 +101,13 @@ class SystemLevelPolicy(Policy):
             mapping[app] = names.index(named) if named in names else index % len(names)
         return mapping
 
-    def _demand(self, goal: PerformanceGoal, subnet: SubnetProfile, cluster: int, observation: Observation, constrained: bool) -> AppDemand:
-        target = goal.max_latency_ms * (1.0 - self.headroom) if constrained and goal.max_latency_ms else 0.0
+    def _demand(self, goal: PerformanceGoal, subnet: SubnetProfile, cluster: int, observation: Observation,
+                constrained: bool, headroom: float) -> AppDemand:
+        """A given-up app (not `constrained`) keeps its latency target as best effort."""
+        target = goal.max_latency_ms * (1.0 - headroom if constrained else 1.0)
         return AppDemand(
             goal.app, typical_latency_ms(subnet), tail_ratio(subnet), float(observation.input_fps.get(goal.app, 0.0)),
-            cluster, self._slowdown[goal.app].estimate if self.use_feedback else 1.0, target,
+            cluster, self._slowdown[goal.app].estimate if self.use_feedback else 1.0, target, best_effort=not constrained,
         )
 
     def _update_feedback(self, goals, profiles, observation: Observation, clusters: dict[str, int]) -> None:
@@ -124,7 +129,7 @@ class SystemLevelPolicy(Policy):
                 self._slowdown[goal.app].update(observation.latency_ms.get(goal.app, 0.0), predicted, observation.frames[goal.app])
         if observation.power_w > 0:
             # with the slowdowns applied, the rates (and so the power) are what the board saw
-            slowed = [AppDemand(d.app, d.reference_latency_ms, d.tail_ratio, d.fps, d.cluster, self._slowdown[d.app].estimate) for _, d in ran]
+            slowed = [d.with_slowdown(self._slowdown[d.app].estimate) for _, d in ran]
             self._power.update(observation.power_w, predict(self.model, slowed, point)[1])
 
     # -- the decision -----------------------------------------------------------------------------
@@ -171,9 +176,16 @@ class SystemLevelPolicy(Policy):
                 trial = {g.app: forced.get(g.app) or candidates[g.app] for g in served.values()}
                 if options and trial == options[0][0]:
                     continue
-                demands = [self._demand(g, trial[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
-                found = search_clocks(self.model, demands, power_cap, power_scale=power_scale,
-                                      keep=self._last_point, min_saving=self.min_saving, keep_slack=self.keep_slack)
+                # the headroom guards against prediction error; a goal it alone makes look
+                # infeasible is held without it rather than relaxed or given up
+                for headroom in (self.headroom, 0.0):
+                    demands = [self._demand(g, trial[g.app], clusters[g.app], observation, g.app not in dropped, headroom)
+                               for g in served.values()]
+                    found = search_clocks(self.model, demands, power_cap, power_scale=power_scale,
+                                          keep=self._last_point, min_saving=self.min_saving, keep_slack=self.keep_slack,
+                                          per_cluster=True, cpu_levels=self.cpu_levels)
+                    if found is not None or not self.headroom:
+                        break
                 options.append((trial, demands, found))
             feasible = [o for o in options if o[2] is not None]
             if feasible:
@@ -196,14 +208,17 @@ class SystemLevelPolicy(Policy):
                                  f"{f', power {goal.max_power_w:g} W' if goal.max_power_w else ''}); runs {forced[app].id}"
                                  " so higher-priority goals can be met")
         if choice is None:  # even the highest priority cannot be met: least worst lateness
-            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True)
+            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True,
+                                   per_cluster=True, cpu_levels=self.cpu_levels)
             for i, goal in enumerate(served.values()):
                 if goal.app not in dropped:
                     given_up[goal.app] = (f"priority {goal.priority}: latency {goal.max_latency_ms:g} ms cannot be met"
                                           f"{f' within {power_cap:g} W' if power_cap else ''}; best effort, predicted p99 {choice.tail_ms[i]:.1f} ms")
         if self._hold_relaxations(served, chosen, forced, dropped, given_up):
-            demands = [self._demand(g, chosen[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
-            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True)
+            demands = [self._demand(g, chosen[g.app], clusters[g.app], observation, g.app not in dropped, self.headroom)
+                       for g in served.values()]
+            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True,
+                                   per_cluster=True, cpu_levels=self.cpu_levels)
         self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons = {}, {}, {}
         for i, goal in enumerate(served.values()):
