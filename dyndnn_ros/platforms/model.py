@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.special import ndtr  # the standard normal CDF, vectorised
 
 from dyndnn_ros.platforms.description import PlatformDescription, PlatformError, load_platform
 from dyndnn_ros.profiles import SubnetProfile
@@ -31,15 +32,6 @@ from dyndnn_ros.profiles import SubnetProfile
 def typical_latency_ms(subnet: SubnetProfile) -> float:
     """A profiled sub-network's mean latency, or its median where a profile left the mean at 0."""
     return subnet.latency_mean_ms if subnet.latency_mean_ms > 0 else subnet.latency_p50_ms
-
-
-def _normal_cdf(x: Any) -> Any:
-    """Standard normal CDF, vectorised without scipy (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7)."""
-    z = np.abs(np.asarray(x, dtype=float)) / math.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.3275911 * z)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    erf = 1.0 - poly * np.exp(-z * z)
-    return 0.5 * (1.0 + np.sign(x) * erf)
 
 
 def frame_period_ms(latency_ms: Any, fps: Any, latency_cv: float) -> Any:
@@ -54,7 +46,7 @@ def frame_period_ms(latency_ms: Any, fps: Any, latency_cv: float) -> Any:
     # E[(L - T)+] = m Phi(d1) - T Phi(d2) (the lognormal's partial expectation)
     with np.errstate(divide="ignore"):
         d1 = (np.log(latency / np.maximum(period, 1e-12)) + sigma * sigma / 2) / sigma
-    excess = latency * _normal_cdf(d1) - period * _normal_cdf(d1 - sigma)
+    excess = latency * ndtr(d1) - period * ndtr(d1 - sigma)
     return np.where(fps > 0, period + excess, latency)
 
 
@@ -230,7 +222,10 @@ class PlatformModel:
             # the GPU work each app brings per second (waiting for the others is not work)
             gpu_work = rate_of(latency) * (t_gpu + t_mem) / 1000.0
             others = background_gpu + gpu_work.sum(axis=0) - gpu_work
-            new_stretch = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))
+            target = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))
+            # half steps: a full step overshoots where the GPU is overloaded (longer frames, lower
+            # rates, less contention, shorter frames...) and oscillates instead of converging
+            new_stretch = 0.5 * (gpu_stretch + target)
             latency = t_cpu + t_gpu * new_stretch + t_mem
             if np.allclose(new_stretch, gpu_stretch, rtol=1e-6):
                 break

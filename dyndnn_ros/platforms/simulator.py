@@ -208,7 +208,7 @@ class BoardSimulator:
         if fps <= 0:
             return done_s
         next_arrival = (math.floor(started_s * fps + 1e-9) + 1) / fps
-        return done_s if next_arrival <= done_s else next_arrival
+        return max(done_s, next_arrival)
 
     def _activity(self, state: LoadState, busy: np.ndarray) -> TickActivity:
         """Utilisations and power from the fraction of the tick each app had a frame running

@@ -1,10 +1,13 @@
 """Application-level policies: they choose sub-networks only and leave clocks to the board's governors.
 
 `subnet_only` adapts each model's sub-network to its goal using the profile table corrected by the
-measured slowdown; `static` runs a fixed sub-network (the baseline the thesis pairs with governors).
+measured slowdown; `static` runs a fixed sub-network (the thesis pairs the largest with governors);
+`static_targets` fixes sub-networks from the targets in force, as a designer would when targets
+change (no look-ahead, no feedback), and leaves the clocks to the governors.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -18,7 +21,8 @@ from dyndnn_ros.policies.base import (
     validate_goals,
 )
 from dyndnn_ros.policies.feedback import SlowdownFilter, SwitchHysteresis
-from dyndnn_ros.policies.search import typical_latency_ms
+from dyndnn_ros.platforms.model import AppLoad
+from dyndnn_ros.policies.search import as_platform_model, tail_ratio, typical_latency_ms
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 
@@ -146,3 +150,55 @@ class StaticPolicy(Policy):
                 subnets[goal.model] = max(profile.subnets, key=lambda s: s.accuracy).id
                 reasons[goal.model] = "fixed: most accurate sub-network"
         return Decision(subnets, None, reasons)
+
+
+MAX_TARGET_COMBINATIONS = 10_000
+"""Bound on the sub-network combinations static_targets tries (7 x 7 for two published models)."""
+
+
+@register_policy("static_targets")
+class StaticForTargetsPolicy(Policy):
+    """A fixed sub-network per model, chosen again whenever the targets change: measured together at
+    max clocks (jetson_clocks), the combination that serves the apps in priority order (for each app,
+    highest priority first: its p99 latency and its accuracy goal met), then the highest summed
+    accuracy. No clock commands: the board's governors run. Nothing about later targets is used."""
+
+    name = "static_targets"
+
+    def __init__(self, platform: Any = None) -> None:
+        self.model = as_platform_model(platform)
+        self._chosen: dict[tuple, dict[str, str]] = {}
+
+    def reset(self) -> None:
+        self._chosen.clear()
+
+    def decide(
+        self, goals: Mapping[str, PerformanceGoal], profiles: Mapping[str, ModelProfile], observation: Observation
+    ) -> Decision:
+        validate_goals(goals)
+        served = sorted((g for g in goals.values() if g.model in profiles), key=lambda g: (-g.priority, g.app))
+        fps = tuple(float(observation.input_fps.get(g.app, 0.0)) for g in served)
+        key = (tuple(served), fps)
+        if key not in self._chosen:
+            self._chosen[key] = self._choose(served, profiles, fps, observation)
+        subnets = self._chosen[key]
+        return Decision(dict(subnets), None, {m: "fixed for the targets in force" for m in subnets})
+
+    def _choose(self, served, profiles, fps, observation) -> dict[str, str]:
+        names = [c.name for c in self.model.description.clocks.cpu_clusters]
+        top = self.model.max_point()
+        clusters = [names.index(observation.app_cluster[g.app]) if observation.app_cluster.get(g.app) in names
+                    else i % len(names) for i, g in enumerate(served)]
+        best, best_key = None, None
+        combos = itertools.product(*[profiles[g.model].subnets for g in served])
+        for combo in itertools.islice(combos, MAX_TARGET_COMBINATIONS):
+            loads = [AppLoad(typical_latency_ms(s), f, c) for s, f, c in zip(combo, fps, clusters)]
+            latency = self.model.steady_state(loads, top.cpu_khz, top.gpu_hz, top.emc_hz).latency_ms
+            served_in_order = tuple(
+                (not g.max_latency_ms or float(latency[i]) * tail_ratio(s) <= g.max_latency_ms) and s.accuracy >= g.min_accuracy
+                for i, (g, s) in enumerate(zip(served, combo))
+            )
+            rank = (served_in_order, sum(s.accuracy for s in combo))
+            if best_key is None or rank > best_key:
+                best, best_key = combo, rank
+        return {g.model: s.id for g, s in zip(served, best or ())}

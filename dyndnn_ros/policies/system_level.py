@@ -181,8 +181,10 @@ class SystemLevelPolicy(Policy):
                 for headroom in (self.headroom, 0.0):
                     demands = [self._demand(g, trial[g.app], clusters[g.app], observation, g.app not in dropped, headroom)
                                for g in served.values()]
+                    # the dead band of clocks in force lies inside the headroom, never past the target
                     found = search_clocks(self.model, demands, power_cap, power_scale=power_scale,
-                                          keep=self._last_point, min_saving=self.min_saving, keep_slack=self.keep_slack,
+                                          keep=self._last_point, min_saving=self.min_saving,
+                                          keep_slack=self.keep_slack if headroom else 0.0,
                                           per_cluster=True, cpu_levels=self.cpu_levels)
                     if found is not None or not self.headroom:
                         break
