@@ -121,6 +121,7 @@ class ResourceManagerNode(common.DyndnnNode):
         self.target_messages[goal.app] = msg
         self.parked.pop(goal.app, None)
         self.get_logger().info(f"target of app {goal.app!r}: {self._describe_goal(goal)}")
+        self.control_step()  # act on a new target now, not at the next tick
 
     @staticmethod
     def _describe_goal(goal: PerformanceGoal) -> str:

@@ -83,6 +83,7 @@ class SystemLevelPolicy(Policy):
         self._last_point: OperatingPoint | None = None
         self._relaxed_last: dict[str, SubnetProfile] = {}
         self._recovering: dict[str, int] = {}
+        self._goals: dict[str, PerformanceGoal] = {}
 
     def dropped_subnet(self, profile: ModelProfile) -> SubnetProfile:
         """A given-up app runs its fastest sub-network: the least GPU time taken from the others."""
@@ -143,6 +144,11 @@ class SystemLevelPolicy(Policy):
             else:
                 given_up[app] = f"no profile for model {goal.model!r}"
         clusters = self._clusters(served, observation)
+        for app, goal in served.items():  # a relaxation held for an old target must not delay the new one
+            if self._goals.get(app) not in (None, goal):
+                self._relaxed_last.pop(app, None)
+                self._recovering.pop(app, None)
+        self._goals = dict(served)
         self._update_feedback(served, profiles, observation, clusters)
         power_scale = self._power.estimate if self.use_feedback else 1.0
 

@@ -148,3 +148,14 @@ def test_a_given_up_app_keeps_a_best_effort_latency():
     ignored = search_clocks(MODEL, [AppDemand("nav", nav.latency_mean_ms, 1.07, 10.0, 0, 1.0, 60 * 0.97),
                                     AppDemand("arm", arm.latency_mean_ms, 1.07, 10.0, 1)], per_cluster=True)
     assert d.predicted_latency_ms["arm"] < 0.6 * ignored.tail_ms[1]  # 45.1 ms against 84 ms here
+
+
+def test_a_new_target_is_not_delayed_by_a_relaxation_held_for_the_old_one():
+    """Relaxed under a tight target; a looser one arrives: the accurate sub-network runs at once."""
+    policy = create_policy("hierarchical", MODEL, hold_periods=3)
+    tight = PerformanceGoal("cam", "m1", max_latency_ms=45, min_accuracy=0.78, priority=1)
+    first = policy.decide({"cam": tight}, PROFILES, Observation(input_fps={"cam": 10}))
+    assert first.subnets["m1"] != "l" and "cam" in first.given_up
+    loose = PerformanceGoal("cam", "m1", max_latency_ms=200, min_accuracy=0.78, priority=1)
+    second = policy.decide({"cam": loose}, PROFILES, observe(first))
+    assert second.subnets["m1"] == "l" and not second.given_up
