@@ -59,6 +59,12 @@ class OperatingPoint:
     emc_hz: int
 
 
+def _clip(x: Any, lo: float, hi: float) -> Any:
+    """np.clip for arrays; plain min/max for the scalars a simulator tick passes (numpy's per-call
+    overhead on scalars was most of a simulated run's time)."""
+    return np.clip(x, lo, hi) if isinstance(x, np.ndarray) else min(hi, max(lo, x))
+
+
 @dataclass(frozen=True)
 class VoltageCurve:
     min_v: float
@@ -68,7 +74,7 @@ class VoltageCurve:
 
     def ratio(self, f: Any, f_max: float) -> Any:
         """V(f) / V(f_max)."""
-        x = np.clip((np.asarray(f, dtype=float) / f_max - self.knee) / (1.0 - self.knee), 0.0, 1.0)
+        x = _clip((f / f_max - self.knee) / (1.0 - self.knee), 0.0, 1.0)
         return (self.min_v + (self.max_v - self.min_v) * x) / self.max_v
 
 
@@ -83,9 +89,8 @@ class DomainPower:
     units: int = 1
 
     def power_w(self, f: Any, busy_units: Any) -> Any:
-        f = np.asarray(f, dtype=float)
         v = self.voltage.ratio(f, self.f_max)
-        activity = self.idle_activity * self.units + (1.0 - self.idle_activity) * np.clip(busy_units, 0.0, self.units)
+        activity = self.idle_activity * self.units + (1.0 - self.idle_activity) * _clip(busy_units, 0.0, self.units)
         return self.leakage_w * v + self.dynamic_w * (f / self.f_max) * v * v * activity
 
 
