@@ -172,7 +172,7 @@ class BoardSimulator:
                 sim.subnet, sim.pending_subnet, sim.switched = sim.pending_subnet, None, True
         state = self._state()
         sigma = math.sqrt(math.log(1.0 + self.model.latency_cv ** 2))
-        running = np.zeros(len(state.latency_ms))
+        running = np.zeros(len(self.apps))
         for i, sim in enumerate(self.apps.values()):
             mean_ms = float(state.latency_ms[i])
             subnet = sim.profile.subnet(sim.subnet)
