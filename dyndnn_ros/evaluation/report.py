@@ -58,9 +58,9 @@ class FrameFigures:
 
 
 def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
-    """Latency, late frames (all, and outside settle_s after each change) and accuracy, each frame
+    """Latency, late frames (all, and outside settle_s after the start and each change) and accuracy, each frame
     judged against its app's goal in force when it started."""
-    changes = np.array(change_times(scenario))
+    changes = np.array([0.0, *change_times(scenario)])  # the first goals arrive at 0 s: a change too
     latency = np.array([f.latency_ms for f in frames]) if frames else np.zeros(0)
     late, short, settled_total, settled_late, counted, on_goal = 0, 0, 0, 0, 0, 0
     for f in frames:
@@ -247,7 +247,7 @@ def write_report(results: Sequence[RunResult], out: Path, command: str, elapsed_
         f"Command: `{command}` ({len(results)} runs in {elapsed_s:.0f} s). Platform model, constants and",
         "assumptions: docs/evaluation.md and config/platforms/xavier_nx.yaml. Energy is the board's",
         "(VDD_IN) over the whole scenario; 'late %' counts frames over their app's max_latency_ms;",
-        "'settled' leaves out frames that start within settle_s after a change.",
+        "'settled' leaves out frames that start within settle_s after the start or a change.",
         "",
         "'mJ/frame on goal' is the energy for a fixed amount of useful work: run energy / frames that met",
         "their app's latency and accuracy goals. 'schedutil' is the baseline: the default governors with",
