@@ -58,9 +58,12 @@ class FrameFigures:
 
 
 def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
-    """Latency, late frames (all, and outside settle_s after the start and each change) and accuracy, each frame
+    """Latency, late frames (all, and outside settle_s after the start and each change) and
+    accuracy, each frame
     judged against its app's goal in force when it started."""
-    changes = np.array([0.0, *change_times(scenario)])  # the first goals arrive at 0 s: a change too
+    changes = np.array(
+        [0.0, *change_times(scenario)]
+    )  # the first goals arrive at 0 s: a change too
     latency = np.array([f.latency_ms for f in frames]) if frames else np.zeros(0)
     late, short, settled_total, settled_late, counted, on_goal = 0, 0, 0, 0, 0, 0
     for f in frames:
@@ -107,10 +110,17 @@ def metrics(result: RunResult) -> Metrics:
         mean_accuracy=figures.mean_accuracy,
         accuracy_short_pct=figures.accuracy_short_pct,
         frames_on_goal=figures.frames_on_goal,
-        energy_per_frame_on_goal_mj=1000.0 * result.energy_j / figures.frames_on_goal if figures.frames_on_goal else float("inf"),
+        energy_per_frame_on_goal_mj=1000.0 * result.energy_j / figures.frames_on_goal
+        if figures.frames_on_goal
+        else float("inf"),
         decide_ms=float(np.mean(result.decide_ms)) if result.decide_ms else 0.0,
-        subnet_switches=sum(a.subnet != b.subnet for app in {f.app for f in frames}
-                            for a, b in zip([f for f in frames if f.app == app], [f for f in frames if f.app == app][1:])),
+        subnet_switches=sum(
+            a.subnet != b.subnet
+            for app in {f.app for f in frames}
+            for a, b in zip(
+                [f for f in frames if f.app == app], [f for f in frames if f.app == app][1:]
+            )
+        ),
         clock_changes=sum(a != b for a, b in zip(_clock_trace(result), _clock_trace(result)[1:])),
     )
 
@@ -129,20 +139,30 @@ def scenario_table(results: Sequence[RunResult]) -> str:
     base = by_label.get(BASELINE_LABEL)
     oracle = by_label.get("oracle")
     lines = [
-        "| policy | energy J | mJ/frame | vs schedutil | mJ/frame on goal | vs schedutil | vs oracle | frames |"
-        " on goal | mean ms | vs schedutil | p95 ms | late % | late % settled | accuracy | below acc. goal % |"
-        " switches | clock changes | decide ms |",
+        "| policy | energy J | mJ/frame | vs schedutil | mJ/frame on goal | vs schedutil"
+        " | vs oracle | frames | on goal | mean ms | vs schedutil | p95 ms | late %"
+        " | late % settled | accuracy | below acc. goal % | switches | clock changes"
+        " | decide ms |",
         "|---|" + "---:|" * 18,
     ]
+
+    def vs(value: float, ref: Metrics | None, field: str) -> str:
+        return _pct(value, getattr(ref, field)) if ref else ""
+
     for label, m in by_label.items():
-        lines.append(
-            f"| {label} | {m.energy_j:.1f} | {m.energy_per_frame_mj:.0f} | {_pct(m.energy_per_frame_mj, base.energy_per_frame_mj) if base else ''} | "
-            f"{m.energy_per_frame_on_goal_mj:.0f} | {_pct(m.energy_per_frame_on_goal_mj, base.energy_per_frame_on_goal_mj) if base else ''} | "
-            f"{_pct(m.energy_per_frame_on_goal_mj, oracle.energy_per_frame_on_goal_mj) if oracle else ''} | {m.frames} | {m.frames_on_goal} | "
-            f"{m.mean_latency_ms:.1f} | {_pct(m.mean_latency_ms, base.mean_latency_ms) if base else ''} | {m.p95_latency_ms:.1f} | "
-            f"{m.violation_pct:.1f} | {m.violation_settled_pct:.1f} | {100 * m.mean_accuracy:.2f} | {m.accuracy_short_pct:.1f} | "
-            f"{m.subnet_switches} | {m.clock_changes} | {m.decide_ms:.1f} |"
-        )
+        on_goal = m.energy_per_frame_on_goal_mj
+        cells = [
+            label, f"{m.energy_j:.1f}", f"{m.energy_per_frame_mj:.0f}",
+            vs(m.energy_per_frame_mj, base, "energy_per_frame_mj"), f"{on_goal:.0f}",
+            vs(on_goal, base, "energy_per_frame_on_goal_mj"),
+            vs(on_goal, oracle, "energy_per_frame_on_goal_mj"), str(m.frames),
+            str(m.frames_on_goal),
+            f"{m.mean_latency_ms:.1f}", vs(m.mean_latency_ms, base, "mean_latency_ms"),
+            f"{m.p95_latency_ms:.1f}", f"{m.violation_pct:.1f}", f"{m.violation_settled_pct:.1f}",
+            f"{100 * m.mean_accuracy:.2f}", f"{m.accuracy_short_pct:.1f}", str(m.subnet_switches),
+            str(m.clock_changes), f"{m.decide_ms:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -163,9 +183,16 @@ def oracle_beaten(results: Sequence[RunResult]) -> list[str]:
         if oracle is None:
             continue
         for label, x in m.items():
-            if label != "oracle" and x.energy_per_frame_on_goal_mj < oracle.energy_per_frame_on_goal_mj * (1 - ORACLE_MARGIN):
-                flagged.append(f"{name}: {label} {x.energy_per_frame_on_goal_mj:.0f} mJ/frame on goal < oracle "
-                               f"{oracle.energy_per_frame_on_goal_mj:.0f}")
+            if (
+                label != "oracle"
+                and x.energy_per_frame_on_goal_mj
+                < oracle.energy_per_frame_on_goal_mj * (1 - ORACLE_MARGIN)
+            ):
+                flagged.append(
+                    f"{name}: {label} {x.energy_per_frame_on_goal_mj:.0f} mJ/frame on goal"
+                    " < oracle "
+                    f"{oracle.energy_per_frame_on_goal_mj:.0f}"
+                )
     return flagged
 
 
@@ -175,7 +202,10 @@ def given_up_summary(result: RunResult) -> list[str]:
     for p in result.periods:
         for app, why in p.given_up.items():
             spans.setdefault((app, why.split(";")[0].split("(")[0].strip()), []).append(p.time_s)
-    return [f"{app} {min(t):.2f}-{max(t):.2f} s ({len(t)} periods): {why}" for (app, why), t in spans.items()]
+    return [
+        f"{app} {min(t):.2f}-{max(t):.2f} s ({len(t)} periods): {why}"
+        for (app, why), t in spans.items()
+    ]
 
 
 PLOTTED = (BASELINE_LABEL, "hierarchical", "oracle")
@@ -195,9 +225,18 @@ def plot_scenario(results: Sequence[RunResult], path: Path, bin_s: float = 0.5) 
     styles = ["-", "--", ":"]
     for app_index, app in enumerate(a.app for a in scenario.apps):
         times = [p.at_s for p in scenario.phases] + [scenario.duration_s]
-        targets = [p.goals[app].max_latency_ms if app in p.goals else np.nan for p in scenario.phases]
-        axes[0].step(times, targets + targets[-1:], where="post", color="black", lw=1.2,
-                     ls=styles[app_index % 3], label=f"target {app}")
+        targets = [
+            p.goals[app].max_latency_ms if app in p.goals else np.nan for p in scenario.phases
+        ]
+        axes[0].step(
+            times,
+            targets + targets[-1:],
+            where="post",
+            color="black",
+            lw=1.2,
+            ls=styles[app_index % 3],
+            label=f"target {app}",
+        )
     for r in shown:
         colour = COLOURS.get(r.spec.label, "tab:gray")
         for app_index, app in enumerate(a.app for a in scenario.apps):
@@ -207,16 +246,50 @@ def plot_scenario(results: Sequence[RunResult], path: Path, bin_s: float = 0.5) 
             acc = np.array([f.accuracy for f in frames])
             idx = np.digitize(t, edges) - 1
             centres = edges[:-1] + bin_s / 2
-            mean_lat = np.array([lat[idx == i].max() if np.any(idx == i) else np.nan for i in range(len(centres))])
-            axes[0].plot(centres, mean_lat, color=colour, ls=styles[app_index % 3], lw=1.2, label=f"{r.spec.label}: {app}")
-            axes[2].step(t, 100 * acc, where="post", color=colour, ls=styles[app_index % 3], lw=1.2, label=f"{r.spec.label}: {app}")
+            mean_lat = np.array(
+                [lat[idx == i].max() if np.any(idx == i) else np.nan for i in range(len(centres))]
+            )
+            axes[0].plot(
+                centres,
+                mean_lat,
+                color=colour,
+                ls=styles[app_index % 3],
+                lw=1.2,
+                label=f"{r.spec.label}: {app}",
+            )
+            axes[2].step(
+                t,
+                100 * acc,
+                where="post",
+                color=colour,
+                ls=styles[app_index % 3],
+                lw=1.2,
+                label=f"{r.spec.label}: {app}",
+            )
         log_t = np.array(r.log.time_s)
-        axes[1].plot(log_t, np.array(r.log.gpu_hz) / 1e6, color=colour, lw=1.0, label=f"{r.spec.label}: GPU")
-        axes[1].plot(log_t, np.array(r.log.cpu_khz)[:, 0] / 1e3, color=colour, lw=0.8, ls=":", label=f"{r.spec.label}: CPU cluster0")
+        axes[1].plot(
+            log_t, np.array(r.log.gpu_hz) / 1e6, color=colour, lw=1.0, label=f"{r.spec.label}: GPU"
+        )
+        axes[1].plot(
+            log_t,
+            np.array(r.log.cpu_khz)[:, 0] / 1e3,
+            color=colour,
+            lw=0.8,
+            ls=":",
+            label=f"{r.spec.label}: CPU cluster0",
+        )
         power = np.array(r.log.power_w)
         bins = np.digitize(log_t, edges) - 1
-        axes[3].plot(edges[:-1] + bin_s / 2, [power[bins == i].mean() if np.any(bins == i) else np.nan for i in range(len(edges) - 1)],
-                     color=colour, lw=1.2, label=r.spec.label)
+        axes[3].plot(
+            edges[:-1] + bin_s / 2,
+            [
+                power[bins == i].mean() if np.any(bins == i) else np.nan
+                for i in range(len(edges) - 1)
+            ],
+            color=colour,
+            lw=1.2,
+            label=r.spec.label,
+        )
     axes[0].set_ylabel(f"latency ms\n(max per {bin_s:g} s)")
     axes[1].set_ylabel("clock MHz")
     axes[2].set_ylabel("top-1 %\n(sub-network)")
@@ -235,50 +308,81 @@ def plot_scenario(results: Sequence[RunResult], path: Path, bin_s: float = 0.5) 
     return path
 
 
-def write_report(results: Sequence[RunResult], out: Path, command: str, elapsed_s: float,
-                 sensitivity_lines: Sequence[str] = ()) -> Path:
+def write_report(
+    results: Sequence[RunResult],
+    out: Path,
+    command: str,
+    elapsed_s: float,
+    sensitivity_lines: Sequence[str] = (),
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     scenarios: dict[str, list[RunResult]] = {}
     for r in results:
         scenarios.setdefault(r.scenario.name, []).append(r)
     lines = [
-        f"# Evaluation: runtime-management policies on the simulated {results[0].board if results else 'board'}",
+        "# Evaluation: runtime-management policies on the simulated "
+        + (results[0].board if results else "board"),
         "",
         f"Command: `{command}` ({len(results)} runs in {elapsed_s:.0f} s). Platform model, constants and",
         "assumptions: docs/evaluation.md and config/platforms/xavier_nx.yaml. Energy is the board's",
         "(VDD_IN) over the whole scenario; 'late %' counts frames over their app's max_latency_ms;",
         "'settled' leaves out frames that start within settle_s after the start or a change.",
         "",
-        "'mJ/frame on goal' is the energy for a fixed amount of useful work: run energy / frames that met",
-        "their app's latency and accuracy goals. 'schedutil' is the baseline: the default governors with",
-        "sub-networks fixed for the targets in force (no look-ahead); 'largest' is the thesis' baseline.",
+        "'mJ/frame on goal' is the energy for a fixed amount of useful work: run energy /",
+        "frames that met their app's latency and accuracy goals. 'schedutil' is the baseline:",
+        "the default governors with sub-networks fixed for the targets in force (no look-ahead);",
+        "'largest' is the thesis' baseline.",
         "",
         "## Summary: hierarchical vs schedutil+podgov, the thesis' baseline and the oracle",
         "",
-        "| scenario | mJ/frame vs schedutil | mJ/frame on goal vs schedutil | energy J vs schedutil |"
+        "| scenario | mJ/frame vs schedutil | mJ/frame on goal vs schedutil"
+        " | energy J vs schedutil |"
         " mean latency vs schedutil | mJ/frame on goal vs largest | mJ/frame on goal vs oracle |"
         " late % settled (hier. / sched.) | below acc. goal % (hier. / sched.) |",
         "|---|" + "---:|" * 8,
     ]
     for name, runs in scenarios.items():
         m = {r.spec.label: metrics(r) for r in runs}
-        h, b, t, o = m.get("hierarchical"), m.get(BASELINE_LABEL), m.get(THESIS_BASELINE_LABEL), m.get("oracle")
+        h, b, t, o = (
+            m.get("hierarchical"),
+            m.get(BASELINE_LABEL),
+            m.get(THESIS_BASELINE_LABEL),
+            m.get("oracle"),
+        )
         if h and b and t and o:
-            lines.append(
-                f"| {name} | {_pct(h.energy_per_frame_mj, b.energy_per_frame_mj)} | "
-                f"{_pct(h.energy_per_frame_on_goal_mj, b.energy_per_frame_on_goal_mj)} | {_pct(h.energy_j, b.energy_j)} | "
-                f"{_pct(h.mean_latency_ms, b.mean_latency_ms)} | {_pct(h.energy_per_frame_on_goal_mj, t.energy_per_frame_on_goal_mj)} | "
-                f"{_pct(h.energy_per_frame_on_goal_mj, o.energy_per_frame_on_goal_mj)} | "
-                f"{h.violation_settled_pct:.1f} / {b.violation_settled_pct:.1f} | {h.accuracy_short_pct:.1f} / {b.accuracy_short_pct:.1f} |")
+            on_goal = h.energy_per_frame_on_goal_mj
+            cells = [
+                name, _pct(h.energy_per_frame_mj, b.energy_per_frame_mj),
+                _pct(on_goal, b.energy_per_frame_on_goal_mj), _pct(h.energy_j, b.energy_j),
+                _pct(h.mean_latency_ms, b.mean_latency_ms),
+                _pct(on_goal, t.energy_per_frame_on_goal_mj),
+                _pct(on_goal, o.energy_per_frame_on_goal_mj),
+                f"{h.violation_settled_pct:.1f} / {b.violation_settled_pct:.1f}",
+                f"{h.accuracy_short_pct:.1f} / {b.accuracy_short_pct:.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     flagged = oracle_beaten(results)
-    lines += ["", "Runs where a policy beats the oracle (energy per frame on goal lower by more than "
-              f"{100 * ORACLE_MARGIN:g} %): " + ("none." if not flagged else "")]
+    lines += [
+        "",
+        "Runs where a policy beats the oracle (energy per frame on goal lower by more than "
+        f"{100 * ORACLE_MARGIN:g} %): " + ("none." if not flagged else ""),
+    ]
     lines += [f"- **{line}**" for line in flagged]
     lines += sensitivity_lines
     for name, runs in scenarios.items():
         scenario = runs[0].scenario
         png = plot_scenario(runs, out / f"{name}.png")
-        lines += ["", f"## {name}", "", scenario.description, "", scenario_table(runs), "", f"![{name}]({png.name})", ""]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            scenario.description,
+            "",
+            scenario_table(runs),
+            "",
+            f"![{name}]({png.name})",
+            "",
+        ]
         hier = [r for r in runs if r.spec.label == "hierarchical"]
         if hier and given_up_summary(hier[0]):
             lines += ["Goals the hierarchical manager relaxed or gave up:", ""]
@@ -289,4 +393,7 @@ def write_report(results: Sequence[RunResult], out: Path, command: str, elapsed_
 
 
 def metrics_table(results: Sequence[RunResult]) -> list[dict]:
-    return [{"scenario": r.scenario.name, "policy": r.spec.label, **asdict(metrics(r))} for r in results]
+    return [
+        {"scenario": r.scenario.name, "policy": r.spec.label, **asdict(metrics(r))}
+        for r in results
+    ]

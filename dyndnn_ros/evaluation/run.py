@@ -4,6 +4,7 @@ and PNG plots, with a sensitivity table over the platform model's uncertain cons
     python -m dyndnn_ros.evaluation.run --out build/eval [--scenarios NAME_OR_FILE ...]
         [--board NAME_OR_FILE] [--policies LABEL ...] [--no-sensitivity] [--jobs 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dyndnn_ros.evaluation.report import metrics, metrics_table, write_report
-from dyndnn_ros.evaluation.runner import BASELINE_LABEL, DEFAULT_SPECS, THESIS_BASELINE_LABEL, PolicySpec, RunResult, run_policy
+from dyndnn_ros.evaluation.runner import (
+    BASELINE_LABEL,
+    DEFAULT_SPECS,
+    THESIS_BASELINE_LABEL,
+    PolicySpec,
+    RunResult,
+    run_policy,
+)
 from dyndnn_ros.evaluation.scenario import all_scenarios, load_scenario
 from dyndnn_ros.evaluation.sensitivity import Variant, sensitivity_table, variants
 from dyndnn_ros.platforms.description import load_platform
@@ -38,31 +46,57 @@ def _pct(new: float, ref: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="build/eval", type=Path)
-    parser.add_argument("--scenarios", nargs="*", help="scenario names or YAML files (default: every config/scenarios/*.yaml)")
+    parser.add_argument(
+        "--scenarios",
+        nargs="*",
+        help="scenario names or YAML files (default: every config/scenarios/*.yaml)",
+    )
     parser.add_argument("--policies", nargs="*", help="policy labels to run (default: all)")
-    parser.add_argument("--board", default="xavier_nx", help="board name (config/platforms) or description file")
+    parser.add_argument(
+        "--board", default="xavier_nx", help="board name (config/platforms) or description file"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes (runs are independent)")
-    parser.add_argument("--no-sensitivity", action="store_true", help="skip the runs under varied model constants")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="worker processes (runs are independent)"
+    )
+    parser.add_argument(
+        "--no-sensitivity", action="store_true", help="skip the runs under varied model constants"
+    )
     args = parser.parse_args(argv)
 
     refs = args.scenarios or [str(s.name) for s in all_scenarios()]
-    names = [load_scenario(ref).name for ref in refs]  # fails early, with the known names, on a bad one
+    names = [
+        load_scenario(ref).name for ref in refs
+    ]  # fails early, with the known names, on a bad one
     load_platform(args.board)
     specs = [s for s in DEFAULT_SPECS if not args.policies or s.label in args.policies]
     jobs = [(ref, spec, args.board, args.seed, None) for ref in refs for spec in specs]
-    sensitivity = [] if args.no_sensitivity else [
-        (ref, spec, args.board, args.seed, v) for v in variants() for ref in refs for spec in DEFAULT_SPECS
-        if spec.label in SENSITIVITY_LABELS
-    ]
+    sensitivity = (
+        []
+        if args.no_sensitivity
+        else [
+            (ref, spec, args.board, args.seed, v)
+            for v in variants()
+            for ref in refs
+            for spec in DEFAULT_SPECS
+            if spec.label in SENSITIVITY_LABELS
+        ]
+    )
     started = time.monotonic()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        everything = list(tqdm(pool.map(_run, jobs + sensitivity), total=len(jobs) + len(sensitivity), desc="runs", unit="run"))
+        everything = list(
+            tqdm(
+                pool.map(_run, jobs + sensitivity),
+                total=len(jobs) + len(sensitivity),
+                desc="runs",
+                unit="run",
+            )
+        )
     elapsed = time.monotonic() - started
-    results, varied = everything[: len(jobs)], everything[len(jobs):]
+    results, varied = everything[: len(jobs)], everything[len(jobs) :]
     rows, varied_metrics = [], []
     for k in range(0, len(varied), len(SENSITIVITY_LABELS)):
-        group = {r.spec.label: metrics(r) for r in varied[k: k + len(SENSITIVITY_LABELS)]}
+        group = {r.spec.label: metrics(r) for r in varied[k : k + len(SENSITIVITY_LABELS)]}
         variant = sensitivity[k][4]
         h = group["hierarchical"].energy_per_frame_on_goal_mj
         changes = {
@@ -73,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         scenario = varied[k].scenario.name
         rows.append((variant.label, scenario, changes))
         varied_metrics.append({"variant": variant.label, "scenario": scenario, **changes})
-    command = "python -m dyndnn_ros.evaluation.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m dyndnn_ros.evaluation.run " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     lines = sensitivity_table(rows, names) if rows else []
     report = write_report(results, args.out, command.strip(), elapsed, lines)
     document = {"runs": metrics_table(results), "sensitivity": varied_metrics}

@@ -4,6 +4,7 @@ Every control period the runner does what the ROS manager node does: build an Ob
 what the board shows (measured latencies, clocks, utilisation, power), call Policy.decide, apply
 the sub-networks and clocks. Baselines pair fixed sub-networks with a governor mode.
 """
+
 from __future__ import annotations
 
 import time
@@ -66,7 +67,9 @@ class RunResult:
     """the simulated board's display name"""
 
 
-def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames_from: int, power_from: int) -> Observation:
+def _observation(
+    sim: BoardSimulator, scenario: Scenario, since_s: float, frames_from: int, power_from: int
+) -> Observation:
     names = [c.name for c in sim.model.description.clocks.cpu_clusters]
     recent: dict[str, list[float]] = {}
     for f in sim.frames[frames_from:]:
@@ -80,7 +83,9 @@ def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames
         frames={app: len(v) for app, v in recent.items()},
         active_subnets={a.profile.model: a.subnet for a in sim.apps.values()},
         clocks=ClockSetting(dict(zip(names, sim.cpu_khz)), sim.gpu_hz, sim.emc_hz),
-        cpu_util={n: float(min(1.0, state.cluster_busy_cores[i])) for i, n in enumerate(names)} if state else {},
+        cpu_util={n: float(min(1.0, state.cluster_busy_cores[i])) for i, n in enumerate(names)}
+        if state
+        else {},
         gpu_util=float(state.gpu_busy) if state else 0.0,
         emc_util=float(state.emc_busy) if state else 0.0,
         power_w=float(np.mean(powers)) if powers else 0.0,
@@ -89,7 +94,9 @@ def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames
     )
 
 
-def run_policy(scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed: int = 0) -> RunResult:
+def run_policy(
+    scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed: int = 0
+) -> RunResult:
     names = [c.name for c in model.description.clocks.cpu_clusters]
     sim = BoardSimulator(model, seed=seed)
     for a in scenario.apps:  # the first decision, at 0 s, switches before any frame runs
@@ -118,8 +125,22 @@ def run_policy(scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed:
             if decision.clocks.use_default_governors:
                 sim.use_governors("default")
             else:
-                sim.pin({names.index(n): f for n, f in decision.clocks.cpu_khz.items()}, decision.clocks.gpu_hz, decision.clocks.emc_hz)
-        periods.append(Period(t, dict(decision.subnets), dict(decision.given_up), decision.predicted_power_w))
+                sim.pin(
+                    {names.index(n): f for n, f in decision.clocks.cpu_khz.items()},
+                    decision.clocks.gpu_hz,
+                    decision.clocks.emc_hz,
+                )
+        periods.append(
+            Period(t, dict(decision.subnets), dict(decision.given_up), decision.predicted_power_w)
+        )
         sim.run_until(t + scenario.control_period_s)
-    return RunResult(scenario, spec, sim.energy_j, sim.frames, sim.log, periods, decide_ms,
-                     model.description.display_name)
+    return RunResult(
+        scenario,
+        spec,
+        sim.energy_j,
+        sim.frames,
+        sim.log,
+        periods,
+        decide_ms,
+        model.description.display_name,
+    )

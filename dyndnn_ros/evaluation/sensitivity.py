@@ -6,6 +6,7 @@ cudaDeviceScheduleAuto may pick either) at 0, 0.5 and 1, and each power group (b
 EMC: leakage and dynamic together) at -30 % and +30 %. Scaling every constant together would
 change no ratio, so each group moves alone.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,31 +47,53 @@ class Variant:
 def variants() -> list[Variant]:
     found = [Variant(f"host_wait_busy {v:g}", host_wait_busy=v) for v in (0.0, 0.5, 1.0)]
     for group in POWER_GROUPS:
-        found += [Variant(f"{group} power {100 * (s - 1):+.0f} %", power_group=group, power_scale=s) for s in (0.7, 1.3)]
+        found += [
+            Variant(f"{group} power {100 * (s - 1):+.0f} %", power_group=group, power_scale=s)
+            for s in (0.7, 1.3)
+        ]
     return found
 
 
-def sensitivity_table(rows: Sequence[tuple[str, str, dict[str, float]]], scenarios: Sequence[str]) -> list[str]:
+def sensitivity_table(
+    rows: Sequence[tuple[str, str, dict[str, float]]], scenarios: Sequence[str]
+) -> list[str]:
     """Markdown: per variant and scenario, hierarchical's energy per frame on goal against the
-    schedutil baseline, the thesis' baseline and the oracle; then which signs hold under every variant.
+    schedutil baseline, the thesis' baseline and the oracle; then which signs hold under every
+    variant.
 
     rows: (variant label, scenario, {"vs schedutil": %, "vs largest": %, "vs oracle": %})."""
     keys = ("vs schedutil", "vs largest", "vs oracle")
     lines = [
-        "", "## Sensitivity: hierarchical's energy per frame on goal under other assumptions", "",
-        "Each cell: vs schedutil / vs largest / vs oracle (%). A conclusion 'holds' when its sign is the",
-        "same under every variant.", "",
+        "",
+        "## Sensitivity: hierarchical's energy per frame on goal under other assumptions",
+        "",
+        "Each cell: vs schedutil / vs largest / vs oracle (%). A conclusion 'holds' when its sign",
+        "is the same under every variant.",
+        "",
         "| variant | " + " | ".join(scenarios) + " |",
         "|---|" + "---:|" * len(scenarios),
     ]
     cells: dict[tuple[str, str], dict[str, float]] = {(v, s): d for v, s, d in rows}
     for label in dict.fromkeys(v for v, _, _ in rows):
-        lines.append(f"| {label} | " + " | ".join(
-            " / ".join(f"{cells[label, s][k]:+.1f}" for k in keys) if (label, s) in cells else "" for s in scenarios) + " |")
-    lines += ["", "| scenario | less energy per frame on goal than schedutil | than largest |", "|---|---|---|"]
+        lines.append(
+            f"| {label} | "
+            + " | ".join(
+                " / ".join(f"{cells[label, s][k]:+.1f}" for k in keys)
+                if (label, s) in cells
+                else ""
+                for s in scenarios
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "| scenario | less energy per frame on goal than schedutil | than largest |",
+        "|---|---|---|",
+    ]
     for s in scenarios:
         values = [d for (_, sc), d in cells.items() if sc == s]
-        lines.append(f"| {s} | {_verdict([d['vs schedutil'] for d in values])} | {_verdict([d['vs largest'] for d in values])} |")
+        schedutil = _verdict([d["vs schedutil"] for d in values])
+        lines.append(f"| {s} | {schedutil} | {_verdict([d['vs largest'] for d in values])} |")
     return lines
 
 

@@ -16,6 +16,7 @@ when a frame finishes the next starts at once if one arrived meanwhile, else at 
 With frames every T = 1000 / fps ms and lognormal latency L, a frame occupies max(L, T) on average
 and the rate is 1000 / E[max(L, T)] (closed form below), the rate the simulator's frames show.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,7 @@ def frame_period_ms(latency_ms: Any, fps: Any, latency_cv: float) -> Any:
     latency = np.asarray(latency_ms, dtype=float)
     fps = np.asarray(fps, dtype=float)
     period = np.where(fps > 0, 1000.0 / np.maximum(fps, 1e-9), 0.0)
-    sigma = math.sqrt(math.log(1.0 + latency_cv ** 2))
+    sigma = math.sqrt(math.log(1.0 + latency_cv**2))
     if sigma < 1e-9:
         return np.maximum(latency, period)
     # E[(L - T)+] = m Phi(d1) - T Phi(d2) (the lognormal's partial expectation)
@@ -90,7 +91,9 @@ class DomainPower:
 
     def power_w(self, f: Any, busy_units: Any) -> Any:
         v = self.voltage.ratio(f, self.f_max)
-        activity = self.idle_activity * self.units + (1.0 - self.idle_activity) * _clip(busy_units, 0.0, self.units)
+        activity = self.idle_activity * self.units + (1.0 - self.idle_activity) * _clip(
+            busy_units, 0.0, self.units
+        )
         return self.leakage_w * v + self.dynamic_w * (f / self.f_max) * v * v * activity
 
 
@@ -146,9 +149,13 @@ class PlatformModel:
             ref = perf["reference_clocks"]
             shares = perf["devices"][device]["time_shares"]
             self.reference = OperatingPoint(
-                (int(ref["cpu_khz"]),) * len(description.clocks.cpu_clusters), int(ref["gpu_hz"]), int(ref["emc_hz"])
+                (int(ref["cpu_khz"]),) * len(description.clocks.cpu_clusters),
+                int(ref["gpu_hz"]),
+                int(ref["emc_hz"]),
             )
-            self.shares = TimeShares(float(shares["cpu"]), float(shares["gpu"]), float(shares["emc"]))
+            self.shares = TimeShares(
+                float(shares["cpu"]), float(shares["gpu"]), float(shares["emc"])
+            )
             self.host_wait_busy = float(perf["host_wait_busy"])
             self.latency_cv = float(perf["latency_cv"])
             self.max_gpu_contention = float(perf["max_gpu_contention"])
@@ -156,23 +163,38 @@ class PlatformModel:
             self.base_w = float(power["base_w"])
             clocks = description.clocks
             self.cores_per_cluster = len(clocks.cpu_clusters[0].cpus)
-            self.cpu_power = self._domain(power["cpu"], clocks.cpu_available_khz[-1], self.cores_per_cluster, "dynamic_w_per_core")
+            self.cpu_power = self._domain(
+                power["cpu"],
+                clocks.cpu_available_khz[-1],
+                self.cores_per_cluster,
+                "dynamic_w_per_core",
+            )
             self.gpu_power = self._domain(power["gpu"], clocks.gpu_available_hz[-1])
             self.emc_power = self._domain(power["emc"], clocks.emc_available_hz[-1])
             self.power_modes = tuple(raw.get("power_modes", ()))
             self.governors = dict(raw.get("governors", {}))
         except (KeyError, TypeError) as exc:
-            raise PlatformError(f"{description.name}: performance/power model section incomplete: {exc}") from exc
+            raise PlatformError(
+                f"{description.name}: performance/power model section incomplete: {exc}"
+            ) from exc
         total = self.shares.cpu + self.shares.gpu + self.shares.emc
         if abs(total - 1.0) > 1e-6 or min(self.shares.cpu, self.shares.gpu, self.shares.emc) < 0:
-            raise PlatformError(f"{description.name}: time_shares must be >= 0 and sum to 1, got {self.shares}")
+            raise PlatformError(
+                f"{description.name}: time_shares must be >= 0 and sum to 1, got {self.shares}"
+            )
 
     @staticmethod
-    def _domain(doc: dict, f_max: float, units: int = 1, dynamic_key: str = "dynamic_w") -> DomainPower:
+    def _domain(
+        doc: dict, f_max: float, units: int = 1, dynamic_key: str = "dynamic_w"
+    ) -> DomainPower:
         v = doc["voltage"]
         return DomainPower(
-            float(doc["leakage_w"]), float(doc[dynamic_key]), float(doc["idle_activity"]),
-            VoltageCurve(float(v["min_v"]), float(v["max_v"]), float(v["knee"])), float(f_max), units,
+            float(doc["leakage_w"]),
+            float(doc[dynamic_key]),
+            float(doc["idle_activity"]),
+            VoltageCurve(float(v["min_v"]), float(v["max_v"]), float(v["knee"])),
+            float(f_max),
+            units,
         )
 
     @classmethod
@@ -185,11 +207,17 @@ class PlatformModel:
 
     def max_point(self) -> OperatingPoint:
         c = self.description.clocks
-        return OperatingPoint((c.cpu_available_khz[-1],) * self.clusters, c.gpu_available_hz[-1], c.emc_available_hz[-1])
+        return OperatingPoint(
+            (c.cpu_available_khz[-1],) * self.clusters,
+            c.gpu_available_hz[-1],
+            c.emc_available_hz[-1],
+        )
 
     def min_point(self) -> OperatingPoint:
         c = self.description.clocks
-        return OperatingPoint((c.cpu_available_khz[0],) * self.clusters, c.gpu_available_hz[0], c.emc_available_hz[0])
+        return OperatingPoint(
+            (c.cpu_available_khz[0],) * self.clusters, c.gpu_available_hz[0], c.emc_available_hz[0]
+        )
 
     def steady_state(
         self,
@@ -212,14 +240,54 @@ class PlatformModel:
         cpu = [np.asarray(f, dtype=float) for f in cpu_khz]
         n = len(apps)
         shape = np.broadcast(gpu_hz, emc_hz, *cpu).shape
-        t_cpu = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.cpu * ref.cpu_khz[0] / cpu[a.cluster], shape) for a in apps]) if n else np.zeros((0,) + shape)
-        t_gpu = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.gpu * ref.gpu_hz / gpu_hz, shape) for a in apps]) if n else np.zeros((0,) + shape)
-        t_mem = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.emc * ref.emc_hz / emc_hz, shape) for a in apps]) if n else np.zeros((0,) + shape)
+        t_cpu = (
+            np.array(
+                [
+                    np.broadcast_to(
+                        a.slowdown
+                        * a.reference_latency_ms
+                        * s.cpu
+                        * ref.cpu_khz[0]
+                        / cpu[a.cluster],
+                        shape,
+                    )
+                    for a in apps
+                ]
+            )
+            if n
+            else np.zeros((0,) + shape)
+        )
+        t_gpu = (
+            np.array(
+                [
+                    np.broadcast_to(
+                        a.slowdown * a.reference_latency_ms * s.gpu * ref.gpu_hz / gpu_hz, shape
+                    )
+                    for a in apps
+                ]
+            )
+            if n
+            else np.zeros((0,) + shape)
+        )
+        t_mem = (
+            np.array(
+                [
+                    np.broadcast_to(
+                        a.slowdown * a.reference_latency_ms * s.emc * ref.emc_hz / emc_hz, shape
+                    )
+                    for a in apps
+                ]
+            )
+            if n
+            else np.zeros((0,) + shape)
+        )
         fps = np.array([a.fps for a in apps], dtype=float).reshape((n,) + (1,) * len(shape))
         measured = np.array([a.measured_rate_hz for a in apps], dtype=float).reshape(fps.shape)
 
         def rate_of(latency: np.ndarray) -> np.ndarray:
-            return np.where(measured > 0, measured, 1000.0 / frame_period_ms(latency, fps, self.latency_cv))
+            return np.where(
+                measured > 0, measured, 1000.0 / frame_period_ms(latency, fps, self.latency_cv)
+            )
 
         latency = t_cpu + t_gpu + t_mem
         gpu_stretch = np.ones_like(latency)
@@ -239,15 +307,37 @@ class PlatformModel:
         host_share = (t_cpu + self.host_wait_busy * (latency - t_cpu)) / latency
         gpu_share = (t_gpu + t_mem) / latency
         emc_share = t_mem / latency
-        busy = np.minimum(1.0, rate * latency / 1000.0)  # fraction of time each app has a frame running
-        gpu_busy, emc_busy, cluster_busy = self.utilisation(apps, busy, host_share, gpu_share, emc_share, background_gpu)
+        busy = np.minimum(
+            1.0, rate * latency / 1000.0
+        )  # fraction of time each app has a frame running
+        gpu_busy, emc_busy, cluster_busy = self.utilisation(
+            apps, busy, host_share, gpu_share, emc_share, background_gpu
+        )
         power = self.power_w(cpu, gpu_hz, emc_hz, cluster_busy, gpu_busy, emc_busy)
-        return LoadState(latency, rate, host_share, gpu_share, emc_share, cluster_busy, gpu_busy, emc_busy, power)
+        return LoadState(
+            latency,
+            rate,
+            host_share,
+            gpu_share,
+            emc_share,
+            cluster_busy,
+            gpu_busy,
+            emc_busy,
+            power,
+        )
 
-    def utilisation(self, apps: Sequence[AppLoad], busy: Any, host_share: Any, gpu_share: Any, emc_share: Any,
-                    background_gpu: float = 0.0) -> tuple[Any, Any, np.ndarray]:
+    def utilisation(
+        self,
+        apps: Sequence[AppLoad],
+        busy: Any,
+        host_share: Any,
+        gpu_share: Any,
+        emc_share: Any,
+        background_gpu: float = 0.0,
+    ) -> tuple[Any, Any, np.ndarray]:
         """GPU and EMC busy fractions and busy cores per cluster when app i has a frame running a
-        fraction busy[i] of the time (the steady state's expectation, or a simulator tick's timeline)."""
+        fraction busy[i] of the time (the steady state's expectation, or a simulator tick's
+        timeline)."""
         busy = np.asarray(busy, dtype=float)
         gpu_busy = np.minimum(1.0, background_gpu + (busy * gpu_share).sum(axis=0))
         emc_busy = np.minimum(1.0, self.emc_base_activity + (busy * emc_share).sum(axis=0))
@@ -257,16 +347,40 @@ class PlatformModel:
             cluster_busy[a.cluster] += host[i]
         return gpu_busy, emc_busy, cluster_busy
 
-    def power_w(self, cpu_khz: Sequence[Any], gpu_hz: Any, emc_hz: Any, cluster_busy: Any, gpu_busy: Any, emc_busy: Any) -> Any:
+    def power_w(
+        self,
+        cpu_khz: Sequence[Any],
+        gpu_hz: Any,
+        emc_hz: Any,
+        cluster_busy: Any,
+        gpu_busy: Any,
+        emc_busy: Any,
+    ) -> Any:
         """Board input power for these clocks and utilisations (busy cores per cluster, GPU and EMC fractions)."""
-        total = self.base_w + self.gpu_power.power_w(gpu_hz, gpu_busy) + self.emc_power.power_w(emc_hz, emc_busy)
+        total = (
+            self.base_w
+            + self.gpu_power.power_w(gpu_hz, gpu_busy)
+            + self.emc_power.power_w(emc_hz, emc_busy)
+        )
         for c, f in enumerate(cpu_khz):
             total = total + self.cpu_power.power_w(f, cluster_busy[c])
         return total
 
-    def rail_split_w(self, cpu_khz: Sequence[float], gpu_hz: float, emc_hz: float, cluster_busy: Sequence[float], gpu_busy: float, emc_busy: float) -> dict[str, float]:
+    def rail_split_w(
+        self,
+        cpu_khz: Sequence[float],
+        gpu_hz: float,
+        emc_hz: float,
+        cluster_busy: Sequence[float],
+        gpu_busy: float,
+        emc_busy: float,
+    ) -> dict[str, float]:
         """Power per INA3221 rail of the Xavier NX (VDD_IN total, VDD_CPU_GPU_CV, VDD_SOC)."""
         gpu = float(self.gpu_power.power_w(gpu_hz, gpu_busy))
         cpu = float(sum(self.cpu_power.power_w(f, cluster_busy[c]) for c, f in enumerate(cpu_khz)))
         soc = float(self.emc_power.power_w(emc_hz, emc_busy))
-        return {"VDD_IN": self.base_w + gpu + cpu + soc, "VDD_CPU_GPU_CV": gpu + cpu, "VDD_SOC": soc}
+        return {
+            "VDD_IN": self.base_w + gpu + cpu + soc,
+            "VDD_CPU_GPU_CV": gpu + cpu,
+            "VDD_SOC": soc,
+        }

@@ -5,11 +5,12 @@ for the clocks in force; frames that start in the tick get that latency times a 
 Frames follow the inference node's timeline: it keeps only the newest camera frame, so a frame
 starts when the previous one ends if a camera frame arrived meanwhile, else at the next arrival.
 Utilisation and board power of a tick come from the time each app's frames actually ran in it;
-the governors (schedutil per CPU cluster, nvhost_podgov on the GPU, the EMC activity rule) then pick
-the next clocks from that, within each domain's [min, max] range, as the kernel does; pinning a
-clock is min = max. The same core runs faster than real time in the evaluation and
+the governors (schedutil per CPU cluster, nvhost_podgov on the GPU, the EMC activity rule)
+then pick the next clocks from that, within each domain's [min, max] range, as the kernel does;
+pinning a clock is min = max. The same core runs faster than real time in the evaluation and
 in real time behind a Jetson-like sysfs tree (sysfs_board.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,6 @@ from dyndnn_ros.profiles import ModelProfile
 SWITCH_COST_MS = 0.13
 """Added to the first frame after a sub-network switch: OFA set_active_subnet measured ~0.13 ms
 (reference/dynamic-dnn.md); weights stay shared, so no reload."""
-
 
 
 @dataclass
@@ -91,8 +91,15 @@ class BoardSimulator:
         self.tick_s = tick_s
         self.rng = np.random.default_rng(seed)
         clocks = model.description.clocks
-        self.cpu_table, self.gpu_table, self.emc_table = clocks.cpu_available_khz, clocks.gpu_available_hz, clocks.emc_available_hz
-        self.cpu = [DomainControl(self.cpu_table[0], self.cpu_table[-1], "schedutil") for _ in range(model.clusters)]
+        self.cpu_table, self.gpu_table, self.emc_table = (
+            clocks.cpu_available_khz,
+            clocks.gpu_available_hz,
+            clocks.emc_available_hz,
+        )
+        self.cpu = [
+            DomainControl(self.cpu_table[0], self.cpu_table[-1], "schedutil")
+            for _ in range(model.clusters)
+        ]
         self.gpu = DomainControl(self.gpu_table[0], self.gpu_table[-1], "nvhost_podgov")
         self.emc_locked_hz = 0
         self.emc_governor = "default"
@@ -100,9 +107,14 @@ class BoardSimulator:
         self.gpu_hz = self.gpu_table[-1]
         self.emc_hz = self.emc_table[-1]
         config = GovernorConfig.from_yaml(model.governors)
-        self._schedutil = [Schedutil(self.cpu_table, config.schedutil_rate_limit_s, config.pelt_half_life_s) for _ in range(model.clusters)]
+        self._schedutil = [
+            Schedutil(self.cpu_table, config.schedutil_rate_limit_s, config.pelt_half_life_s)
+            for _ in range(model.clusters)
+        ]
         self._podgov = PodGov(self.gpu_table, **config.podgov)
-        self._emc_gov = ActivityGovernor(self.emc_table, config.emc_up_threshold, config.pelt_half_life_s)
+        self._emc_gov = ActivityGovernor(
+            self.emc_table, config.emc_up_threshold, config.pelt_half_life_s
+        )
         self.apps: dict[str, SimulatedApp] = {}
         self.background_gpu = 0.0
         self.external_loads: tuple[AppLoad, ...] = ()
@@ -117,7 +129,9 @@ class BoardSimulator:
         self._states: dict[tuple, LoadState] = {}
 
     # -- workload ---------------------------------------------------------------------------------
-    def add_app(self, app: str, profile: ModelProfile, fps: float, cluster: int, subnet: str | None = None) -> None:
+    def add_app(
+        self, app: str, profile: ModelProfile, fps: float, cluster: int, subnet: str | None = None
+    ) -> None:
         start = subnet or max(profile.subnets, key=lambda s: s.accuracy).id
         profile.subnet(start)  # raises on an unknown id
         self.apps[app] = SimulatedApp(app, profile, fps, cluster, start, next_start_s=self.time_s)
@@ -146,21 +160,34 @@ class BoardSimulator:
         if mode not in ("default", "performance", "powersave"):
             raise ValueError(f"unknown governor mode {mode!r}")
         for c in self.cpu:
-            c.lo, c.hi, c.governor = self.cpu_table[0], self.cpu_table[-1], "schedutil" if mode == "default" else mode
-        self.gpu.lo, self.gpu.hi, self.gpu.governor = self.gpu_table[0], self.gpu_table[-1], "nvhost_podgov" if mode == "default" else mode
+            c.lo, c.hi, c.governor = (
+                self.cpu_table[0],
+                self.cpu_table[-1],
+                "schedutil" if mode == "default" else mode,
+            )
+        self.gpu.lo, self.gpu.hi, self.gpu.governor = (
+            self.gpu_table[0],
+            self.gpu_table[-1],
+            "nvhost_podgov" if mode == "default" else mode,
+        )
         self.emc_locked_hz = 0
         self.emc_governor = mode
 
     # -- time ---------------------------------------------------------------------------------------
     def _state(self) -> LoadState:
-        apps = tuple(AppLoad(typical_latency_ms(a.profile.subnet(a.subnet)), a.fps, a.cluster) for a in self.apps.values())
+        apps = tuple(
+            AppLoad(typical_latency_ms(a.profile.subnet(a.subnet)), a.fps, a.cluster)
+            for a in self.apps.values()
+        )
         apps += self.external_loads
         key = (apps, tuple(self.cpu_khz), self.gpu_hz, self.emc_hz, self.background_gpu)
         state = self._states.get(key)
         if state is None:
             if len(self._states) >= self.STATE_CACHE_SIZE:
                 self._states.clear()
-            state = self._states[key] = self.model.steady_state(apps, self.cpu_khz, self.gpu_hz, self.emc_hz, self.background_gpu)
+            state = self._states[key] = self.model.steady_state(
+                apps, self.cpu_khz, self.gpu_hz, self.emc_hz, self.background_gpu
+            )
         return state
 
     def step(self) -> LoadState:
@@ -171,22 +198,28 @@ class BoardSimulator:
             if sim.pending_subnet is not None and sim.next_start_s < end:
                 sim.subnet, sim.pending_subnet, sim.switched = sim.pending_subnet, None, True
         state = self._state()
-        sigma = math.sqrt(math.log(1.0 + self.model.latency_cv ** 2))
+        sigma = math.sqrt(math.log(1.0 + self.model.latency_cv**2))
         running = np.zeros(len(self.apps))
         for i, sim in enumerate(self.apps.values()):
             mean_ms = float(state.latency_ms[i])
             subnet = sim.profile.subnet(sim.subnet)
             # the frame started in an earlier tick that still runs
             running[i] = max(0.0, min(sim.running_until_s, end) - start)
-            bound = int(dt * 1000.0 / max(mean_ms * 0.5, 1e-3)) + 2  # at most this many frames start in a tick
+            bound = (
+                int(dt * 1000.0 / max(mean_ms * 0.5, 1e-3)) + 2
+            )  # at most this many frames start in a tick
             for _ in range(bound):
                 if sim.next_start_s >= end:
                     break
-                latency = mean_ms * math.exp(sigma * self.rng.standard_normal() - sigma * sigma / 2)
+                latency = mean_ms * math.exp(
+                    sigma * self.rng.standard_normal() - sigma * sigma / 2
+                )
                 if sim.switched:
                     latency += SWITCH_COST_MS
                     sim.switched = False
-                self.frames.append(Frame(sim.app, sim.next_start_s, latency, sim.subnet, subnet.accuracy))
+                self.frames.append(
+                    Frame(sim.app, sim.next_start_s, latency, sim.subnet, subnet.accuracy)
+                )
                 done = sim.next_start_s + latency / 1000.0
                 running[i] += min(done, end) - sim.next_start_s
                 sim.running_until_s = done
@@ -215,7 +248,9 @@ class BoardSimulator:
         (work run elsewhere, external_loads, counts at its steady-state rate)."""
         n = len(self.apps)
         shares = (state.host_share, state.gpu_share, state.emc_share)
-        loads = [AppLoad(0.0, a.fps, a.cluster) for a in self.apps.values()] + list(self.external_loads)
+        loads = [AppLoad(0.0, a.fps, a.cluster) for a in self.apps.values()] + list(
+            self.external_loads
+        )
         external = np.minimum(1.0, state.rate_hz[n:] * state.latency_ms[n:] / 1000.0)
         busy_all = np.concatenate([np.minimum(1.0, busy), external])
         gpu, emc, clusters = self.model.utilisation(loads, busy_all, *shares, self.background_gpu)
@@ -236,10 +271,13 @@ class BoardSimulator:
         log.gpu_busy.append(gpu_busy)
 
     def _govern(self, state: TickActivity) -> None:
-        """Pick the clocks for the next tick within each domain's range, from what ran in this one."""
+        """Pick the clocks for the next tick within each domain's range, from what ran in this
+        one."""
         now, dt = self.time_s, self.tick_s
         for c, control in enumerate(self.cpu):
-            busy = float(state.cluster_busy_cores[c])  # the busiest CPU of the policy drives schedutil
+            busy = float(
+                state.cluster_busy_cores[c]
+            )  # the busiest CPU of the policy drives schedutil
             if control.lo == control.hi:
                 self.cpu_khz[c] = control.lo
             elif control.governor == "performance":
@@ -247,7 +285,9 @@ class BoardSimulator:
             elif control.governor == "powersave":
                 self.cpu_khz[c] = control.lo
             else:
-                self.cpu_khz[c] = self._schedutil[c].step(now, dt, min(1.0, busy), self.cpu_khz[c], control.lo, control.hi)
+                self.cpu_khz[c] = self._schedutil[c].step(
+                    now, dt, min(1.0, busy), self.cpu_khz[c], control.lo, control.hi
+                )
         if self.gpu.lo == self.gpu.hi:
             self.gpu_hz = self.gpu.lo
         elif self.gpu.governor == "performance":
@@ -255,7 +295,9 @@ class BoardSimulator:
         elif self.gpu.governor == "powersave":
             self.gpu_hz = self.gpu.lo
         else:
-            self.gpu_hz = self._podgov.step(now, float(state.gpu_busy), self.gpu_hz, self.gpu.lo, self.gpu.hi)
+            self.gpu_hz = self._podgov.step(
+                now, float(state.gpu_busy), self.gpu_hz, self.gpu.lo, self.gpu.hi
+            )
         if self.emc_locked_hz:
             self.emc_hz = self.emc_locked_hz
         elif self.emc_governor == "performance":
@@ -264,5 +306,16 @@ class BoardSimulator:
             self.emc_hz = self.emc_table[0]
         else:
             # while the GPU works its driver asks for EMC bandwidth in proportion to its clock
-            floor = self.emc_table[-1] * self.gpu_hz / self.gpu_table[-1] if float(state.gpu_busy) > self.GPU_IDLE else 0.0
-            self.emc_hz = self._emc_gov.step(dt, float(state.emc_busy), self.emc_hz, self.emc_table[0], self.emc_table[-1], floor)
+            floor = (
+                self.emc_table[-1] * self.gpu_hz / self.gpu_table[-1]
+                if float(state.gpu_busy) > self.GPU_IDLE
+                else 0.0
+            )
+            self.emc_hz = self._emc_gov.step(
+                dt,
+                float(state.emc_busy),
+                self.emc_hz,
+                self.emc_table[0],
+                self.emc_table[-1],
+                floor,
+            )

@@ -56,7 +56,8 @@ def read_app_activity(root: Path, now: float | None = None) -> dict[str, AppLoad
         except (OSError, ValueError):
             continue
         if now - float(stamp) <= STALE_S:
-            loads[entry.name] = AppLoad(float(latency), 0.0, int(cluster), measured_rate_hz=float(fps))
+            rate = float(fps)
+            loads[entry.name] = AppLoad(float(latency), 0.0, int(cluster), measured_rate_hz=rate)
     return loads
 
 

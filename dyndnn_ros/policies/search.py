@@ -6,6 +6,7 @@ decision costs a few milliseconds. Clusters that run no application are left at 
 The clusters that run apps share one CPU clock index in the manager's search; the oracle searches
 each cluster's clock on its own axis (`per_cluster=True`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,11 +26,18 @@ NEAR_BEST = 1.01
 class ClockGrid:
     """Every clock combination as numpy axes: GPU, EMC, then one CPU axis per searched cluster
     (one shared axis for all used clusters, or one per used cluster). `cpu_levels` > 0 thins each
-    per-cluster axis, where there are several, to that many frequencies spread over the table (lowest and highest kept, and
-    the clocks of `keep`), so a per-cluster search stays cheap enough for every control period."""
+    per-cluster axis, where there are several, to that many frequencies spread over the table
+    (lowest and highest kept, and the clocks of `keep`), so a per-cluster search stays cheap
+    enough for every control period."""
 
-    def __init__(self, model: PlatformModel, used: set[int], per_cluster: bool, cpu_levels: int = 0,
-                 keep: OperatingPoint | None = None) -> None:
+    def __init__(
+        self,
+        model: PlatformModel,
+        used: set[int],
+        per_cluster: bool,
+        cpu_levels: int = 0,
+        keep: OperatingPoint | None = None,
+    ) -> None:
         clocks = model.description.clocks
         table = list(clocks.cpu_available_khz)
         self.model = model
@@ -55,7 +63,10 @@ class ClockGrid:
         self.gpu = axis(clocks.gpu_available_hz, 0)
         self.emc = axis(clocks.emc_available_hz, 1)
         cpu_axes = [axis(values, 2 + k) for k, values in enumerate(self.cpu_values)]
-        self.cpu = [cpu_axes[self._axis(c)] if c in used else float(table[0]) for c in range(model.clusters)]
+        self.cpu = [
+            cpu_axes[self._axis(c)] if c in used else float(table[0])
+            for c in range(model.clusters)
+        ]
         self.shape = np.broadcast(self.gpu, self.emc, *cpu_axes).shape
 
     def _axis(self, cluster: int) -> int:
@@ -63,21 +74,33 @@ class ClockGrid:
 
     def point(self, index: tuple[int, ...]) -> OperatingPoint:
         clocks = self.model.description.clocks
-        cpu = tuple(int(self.cpu_values[self._axis(c)][index[2 + self._axis(c)]]) if c in self.used
-                    else int(clocks.cpu_available_khz[0]) for c in range(self.model.clusters))
-        return OperatingPoint(cpu, int(clocks.gpu_available_hz[index[0]]), int(clocks.emc_available_hz[index[1]]))
+        cpu = tuple(
+            int(self.cpu_values[self._axis(c)][index[2 + self._axis(c)]])
+            if c in self.used
+            else int(clocks.cpu_available_khz[0])
+            for c in range(self.model.clusters)
+        )
+        return OperatingPoint(
+            cpu, int(clocks.gpu_available_hz[index[0]]), int(clocks.emc_available_hz[index[1]])
+        )
 
     def index(self, point: OperatingPoint) -> tuple[int, ...] | None:
         """The grid index of clocks in force (the shared axis takes the fastest used cluster)."""
         clocks = self.model.description.clocks
-        if point.gpu_hz not in clocks.gpu_available_hz or point.emc_hz not in clocks.emc_available_hz:
+        if (
+            point.gpu_hz not in clocks.gpu_available_hz
+            or point.emc_hz not in clocks.emc_available_hz
+        ):
             return None
         used_cpu = [point.cpu_khz[c] for c in self.used] or [clocks.cpu_available_khz[0]]
         cpu = (used_cpu if self.per_cluster else [max(used_cpu)])[: self.cpu_axes]
         if any(f not in values for f, values in zip(cpu, self.cpu_values)):
             return None
         cpu_index = tuple(values.index(f) for f, values in zip(cpu, self.cpu_values))
-        return (clocks.gpu_available_hz.index(point.gpu_hz), clocks.emc_available_hz.index(point.emc_hz)) + cpu_index
+        return (
+            clocks.gpu_available_hz.index(point.gpu_hz),
+            clocks.emc_available_hz.index(point.emc_hz),
+        ) + cpu_index
 
 
 def _lateness(demands, tail: np.ndarray, shape: tuple[int, ...], which) -> np.ndarray:
@@ -90,7 +113,7 @@ def _lateness(demands, tail: np.ndarray, shape: tuple[int, ...], which) -> np.nd
 
 
 def _least_late(mask: np.ndarray, lateness: np.ndarray) -> np.ndarray:
-    """The points of `mask` whose lateness is within NEAR_BEST of the least (late beyond 1 only)."""
+    """The points of `mask` whose lateness is within NEAR_BEST of the least (beyond 1 only)."""
     late = np.where(mask, np.maximum(lateness, 1.0), np.inf)
     return mask & (late <= late.min() * NEAR_BEST)
 
@@ -108,7 +131,10 @@ def as_platform_model(platform: Any) -> PlatformModel:
         return PlatformModel(platform)
     if platform is None or isinstance(platform, str):
         return PlatformModel.load(platform or "xavier_nx")
-    raise PolicyError(f"platform must be a PlatformModel, PlatformDescription or board name, got {type(platform).__name__}")
+    raise PolicyError(
+        "platform must be a PlatformModel, PlatformDescription or board name,"
+        f" got {type(platform).__name__}"
+    )
 
 
 @dataclass(frozen=True)
@@ -133,8 +159,16 @@ class AppDemand:
         return AppLoad(self.reference_latency_ms, self.fps, self.cluster, self.slowdown)
 
     def with_slowdown(self, slowdown: float) -> "AppDemand":
-        return AppDemand(self.app, self.reference_latency_ms, self.tail_ratio, self.fps, self.cluster, slowdown,
-                         self.max_tail_ms, self.best_effort)
+        return AppDemand(
+            self.app,
+            self.reference_latency_ms,
+            self.tail_ratio,
+            self.fps,
+            self.cluster,
+            slowdown,
+            self.max_tail_ms,
+            self.best_effort,
+        )
 
 
 @dataclass(frozen=True)
@@ -150,7 +184,9 @@ class ClockChoice:
 
 def point_to_setting(model: PlatformModel, point: OperatingPoint) -> ClockSetting:
     names = [c.name for c in model.description.clocks.cpu_clusters]
-    return ClockSetting({n: int(f) for n, f in zip(names, point.cpu_khz)}, int(point.gpu_hz), int(point.emc_hz))
+    return ClockSetting(
+        {n: int(f) for n, f in zip(names, point.cpu_khz)}, int(point.gpu_hz), int(point.emc_hz)
+    )
 
 
 def setting_to_point(model: PlatformModel, setting: ClockSetting | None) -> OperatingPoint:
@@ -160,12 +196,21 @@ def setting_to_point(model: PlatformModel, setting: ClockSetting | None) -> Oper
         return ref
     names = [c.name for c in model.description.clocks.cpu_clusters]
     cpu = tuple(int(setting.cpu_khz.get(n, 0) or r) for n, r in zip(names, ref.cpu_khz))
-    return OperatingPoint(cpu, int(setting.gpu_hz or ref.gpu_hz), int(setting.emc_hz or ref.emc_hz))
+    return OperatingPoint(
+        cpu, int(setting.gpu_hz or ref.gpu_hz), int(setting.emc_hz or ref.emc_hz)
+    )
 
 
-def predict(model: PlatformModel, demands: Sequence[AppDemand], point: OperatingPoint, background_gpu: float = 0.0):
+def predict(
+    model: PlatformModel,
+    demands: Sequence[AppDemand],
+    point: OperatingPoint,
+    background_gpu: float = 0.0,
+):
     """Predicted mean latency per app and board power at one operating point."""
-    state = model.steady_state([d.load() for d in demands], point.cpu_khz, point.gpu_hz, point.emc_hz, background_gpu)
+    state = model.steady_state(
+        [d.load() for d in demands], point.cpu_khz, point.gpu_hz, point.emc_hz, background_gpu
+    )
     return [float(v) for v in np.ravel(state.latency_ms)] if demands else [], float(state.power_w)
 
 
@@ -188,19 +233,23 @@ def search_clocks(
 
     `keep`: the clocks now in force; they are kept unless the best point saves more than
     `min_saving` (a fraction) of energy per frame, so small prediction changes do not make clocks
-    oscillate; they stay while every predicted p99 is within (1 + `keep_slack`) of its limit (a dead
-    band: new clocks must meet the limit, clocks in force may use the slack).
+    oscillate; they stay while every predicted p99 is within (1 + `keep_slack`) of its limit (a
+    dead band: new clocks must meet the limit, clocks in force may use the slack).
     `best_effort`: when nothing meets every hard target, return the point with the least worst
     lateness (p99 / target over every demand with a target) within the power cap where the cap can
     be held, the cheapest among points within 1 % of that lateness; marked met=False.
     `per_cluster`, `cpu_levels`: see ClockGrid."""
     grid = ClockGrid(model, {d.cluster for d in demands}, per_cluster, cpu_levels, keep)
     shape = grid.shape
-    state = model.steady_state([d.load() for d in demands], grid.cpu, grid.gpu, grid.emc, background_gpu)
+    state = model.steady_state(
+        [d.load() for d in demands], grid.cpu, grid.gpu, grid.emc, background_gpu
+    )
     power = np.broadcast_to(state.power_w, shape) * power_scale
     rate = np.broadcast_to(np.sum(state.rate_hz, axis=0), shape) if demands else np.zeros(shape)
     cost = np.where(rate > 0, power / np.maximum(rate, 1e-12), power)
-    tail = np.array([np.broadcast_to(state.latency_ms[i] * d.tail_ratio, shape) for i, d in enumerate(demands)])
+    tail = np.array(
+        [np.broadcast_to(state.latency_ms[i] * d.tail_ratio, shape) for i, d in enumerate(demands)]
+    )
     hard = _lateness(demands, tail, shape, lambda d: not d.best_effort)
     soft = _lateness(demands, tail, shape, lambda d: d.best_effort)
     capped = power <= power_cap_w if power_cap_w > 0 else np.ones(shape, dtype=bool)
@@ -218,13 +267,28 @@ def search_clocks(
     if soft.any():
         ok = _least_late(ok, soft) if ok.any() else ok
     best = np.unravel_index(int(np.argmin(np.where(ok, cost, np.inf))), shape)
-    if keep_index is not None and (not ok.any() or cost[keep_index] <= cost[best] * (1.0 + min_saving)):
+    if keep_index is not None and (
+        not ok.any() or cost[keep_index] <= cost[best] * (1.0 + min_saving)
+    ):
         best = keep_index
     return _choice(grid, best, power, cost, tail)
 
 
-def _choice(grid: ClockGrid, index: Any, power: np.ndarray, cost: np.ndarray, tail: np.ndarray, met: bool = True) -> ClockChoice:
+def _choice(
+    grid: ClockGrid,
+    index: Any,
+    power: np.ndarray,
+    cost: np.ndarray,
+    tail: np.ndarray,
+    met: bool = True,
+) -> ClockChoice:
     if not isinstance(index, tuple):
         index = np.unravel_index(int(index), grid.shape)
     index = tuple(int(i) for i in index)
-    return ClockChoice(grid.point(index), float(power[index]), tuple(float(t[index]) for t in tail), met, float(cost[index]))
+    return ClockChoice(
+        grid.point(index),
+        float(power[index]),
+        tuple(float(t[index]) for t in tail),
+        met,
+        float(cost[index]),
+    )

@@ -12,6 +12,7 @@ before the start counted as a change, +0.4 after, mean latency -1.2 %, 94 % of t
 heavier load the nodes fall behind real time (78 % of the frames or fewer) and the figures part.
 The bounds are the issue's goals; the frame count checks the ROS run kept real time:
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,11 +26,11 @@ from dyndnn_ros.evaluation.runner import DEFAULT_SPECS, run_policy
 from dyndnn_ros.evaluation.scenario import load_scenario
 from dyndnn_ros.platforms.model import PlatformModel
 
-ENERGY_TOLERANCE = 0.05          # relative
-MEAN_LATENCY_TOLERANCE = 0.15    # relative
-ACCURACY_TOLERANCE = 0.01        # absolute, top-1 fraction
-LATE_TOLERANCE_PP = 1.0          # percentage points of frames over their latency target (settled)
-MIN_FRAME_SHARE = 0.9            # ROS frames / fast-run frames: both follow the same frame timeline
+ENERGY_TOLERANCE = 0.05  # relative
+MEAN_LATENCY_TOLERANCE = 0.15  # relative
+ACCURACY_TOLERANCE = 0.01  # absolute, top-1 fraction
+LATE_TOLERANCE_PP = 1.0  # percentage points of frames over their latency target (settled)
+MIN_FRAME_SHARE = 0.9  # ROS frames / fast-run frames: both follow the same frame timeline
 
 SCENARIO = Path(__file__).parent / "scenarios" / "short_two_models.yaml"
 

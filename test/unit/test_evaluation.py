@@ -36,9 +36,13 @@ def test_baseline_subnets_follow_the_targets_in_force_and_priorities():
         goal = phase.goals["camera"]
         assert a.profiles["ofa_gpu_a"].subnet(sid).accuracy >= goal.min_accuracy
     b = load_scenario("b_two_models")
-    obs = Observation(input_fps={"navigation": 30, "inspection": 15},
-                      app_cluster={"navigation": "cluster0", "inspection": "cluster1"})
-    first = create_policy("static_targets", MODEL).decide(b.phases[0].goals, b.profiles, obs).subnets
+    obs = Observation(
+        input_fps={"navigation": 30, "inspection": 15},
+        app_cluster={"navigation": "cluster0", "inspection": "cluster1"},
+    )
+    first = (
+        create_policy("static_targets", MODEL).decide(b.phases[0].goals, b.profiles, obs).subnets
+    )
     nav = b.profiles["ofa_gpu_a"].subnet(first["ofa_gpu_a"])
     assert nav.accuracy >= b.phases[0].goals["navigation"].min_accuracy  # priority 2 is served
 
@@ -50,16 +54,24 @@ def test_runner_closes_the_loop_for_every_policy(tmp_path):
         m = metrics(r)
         assert r.energy_j > 0 and m.frames > 0, r.spec.label
     by_label = {r.spec.label: metrics(r) for r in results}
-    assert by_label["performance, fixed for targets"].energy_j > by_label["powersave, fixed for targets"].energy_j
+    assert (
+        by_label["performance, fixed for targets"].energy_j
+        > by_label["powersave, fixed for targets"].energy_j
+    )
     report = write_report(results, tmp_path, "test", 0.0)
-    assert "| hierarchical |" in report.read_text() and (tmp_path / "b_two_models.png").stat().st_size > 10_000
+    assert (
+        "| hierarchical |" in report.read_text()
+        and (tmp_path / "b_two_models.png").stat().st_size > 10_000
+    )
     assert not oracle_beaten(results), oracle_beaten(results)
 
 
 def test_a_policy_beating_the_oracle_is_flagged():
     scenario = short("a_changing_target", 2.0)
     oracle = run_policy(scenario, next(s for s in DEFAULT_SPECS if s.label == "oracle"), MODEL)
-    cheaper = run_policy(scenario, next(s for s in DEFAULT_SPECS if s.label == BASELINE_LABEL), MODEL)
+    cheaper = run_policy(
+        scenario, next(s for s in DEFAULT_SPECS if s.label == BASELINE_LABEL), MODEL
+    )
     cheaper.energy_j = oracle.energy_j / 2 * len(cheaper.frames) / len(oracle.frames)
     assert any(BASELINE_LABEL in line for line in oracle_beaten([oracle, cheaper]))
 

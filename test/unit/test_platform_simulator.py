@@ -69,7 +69,9 @@ def test_frames_follow_the_newest_frame_timeline_and_the_model_predicts_their_ra
         sim.run_until(21.0)
         load = AppLoad(typical_latency_ms(PROFILE.subnet("a3")), fps, 0)
         state = MODEL.steady_state([load], (cpu, 115200, 115200), gpu, MODEL.reference.emc_hz)
-        assert (len(sim.frames) - frames) / 20.0 == pytest.approx(float(state.rate_hz[0]), rel=0.02)
+        assert (len(sim.frames) - frames) / 20.0 == pytest.approx(
+            float(state.rate_hz[0]), rel=0.02
+        )
         assert (sim.energy_j - energy) / 20.0 == pytest.approx(float(state.power_w), rel=0.01)
 
 
@@ -77,9 +79,14 @@ def test_work_announced_from_elsewhere_counts_at_its_measured_rate():
     """The real-time board has no frames of its own: the back ends' measured rates drive it."""
     from dyndnn_ros.platforms.model import AppLoad
 
-    loads = (AppLoad(50.0, 0.0, 0, measured_rate_hz=10.0), AppLoad(60.0, 0.0, 1, measured_rate_hz=3.0))
+    loads = (
+        AppLoad(50.0, 0.0, 0, measured_rate_hz=10.0),
+        AppLoad(60.0, 0.0, 1, measured_rate_hz=3.0),
+    )
     sim = BoardSimulator(MODEL, seed=1)
-    sim.use_governors("performance")  # reference clocks: each frame's GPU work is its profile's share
+    sim.use_governors(
+        "performance"
+    )  # reference clocks: each frame's GPU work is its profile's share
     sim.external_loads = loads
     sim.run_until(0.5)
     shares = MODEL.shares.gpu + MODEL.shares.emc
