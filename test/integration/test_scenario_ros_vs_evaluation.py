@@ -7,8 +7,8 @@ Both follow one frame timeline (the inference node's newest-frame slot: the next
 the previous ends if one arrived meanwhile) and one power model (from the frames actually run; the
 real-time board takes each back end's measured frame rate). Settled late frames leave out the
 first second after the start and after each change, when DDS hops make the ROS run lag.
-Measured on a 2-core machine shared with other jobs, when it kept up (94-95 % of the frames):
-energy -2.6 % and -3.6 %, mean latency -1.2 % and -2.4 %, settled late frames +1.3 to +2.5 points
+Measured on a 2-core machine shared with other jobs, when it kept up (94-98 % of the frames):
+energy +1.2, -2.6 and -3.6 %, mean latency -1.2 to -6 %, settled late frames +0.9 to +2.5 points
 (the issue's goal is 1: the ROS run has a transient about 2 s in, a few navigation frames at
 115-125 ms against 100, and a few frames just over the target right after the change at 10 s,
 that the fast run does not show; not explained yet). Under heavier load the nodes fall behind real
