@@ -25,9 +25,9 @@ from dyndnn_ros.evaluation.runner import (
     RunResult,
     run_policy,
 )
-from dyndnn_ros.evaluation.scenario import all_scenarios, load_scenario
+from dyndnn_ros.evaluation.scenario import ScenarioError, all_scenarios, load_scenario
 from dyndnn_ros.evaluation.sensitivity import Variant, sensitivity_table, variants
-from dyndnn_ros.platforms.description import load_platform
+from dyndnn_ros.platforms.description import PlatformError, load_platform
 from dyndnn_ros.platforms.model import PlatformModel
 
 SENSITIVITY_LABELS = (BASELINE_LABEL, THESIS_BASELINE_LABEL, "hierarchical", "oracle")
@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     refs = args.scenarios or [str(s.name) for s in all_scenarios()]
-    names = [
-        load_scenario(ref).name for ref in refs
-    ]  # fails early, with the known names, on a bad one
-    load_platform(args.board)
+    try:  # fail early, with the known names, on a bad scenario or board
+        names = [load_scenario(ref).name for ref in refs]
+        load_platform(args.board)
+    except (ScenarioError, PlatformError) as exc:
+        parser.error(str(exc))
     specs = [s for s in DEFAULT_SPECS if not args.policies or s.label in args.policies]
     jobs = [(ref, spec, args.board, args.seed, None) for ref in refs for spec in specs]
     sensitivity = (
