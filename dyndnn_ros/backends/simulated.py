@@ -109,7 +109,8 @@ class SimulatedBackend(InferenceBackend):
     def modelled_frame(self) -> tuple[float, float]:
         """(latency ms, energy mJ) of one frame of the active sub-network on the board as it is now."""
         reference = typical_latency_ms(self.profile.subnet(self._active))
-        me = AppLoad(reference, self._fps, self._cluster)
+        # the rate this back end processes frames at, measured (0 before the second frame)
+        me = AppLoad(reference, 0.0, self._cluster, measured_rate_hz=self._fps)
         others: list[AppLoad] = []
         background = 0.0
         if self._clock_reader() is not None:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dyndnn_ros.evaluation.runner import BASELINE_LABEL, RunResult
+from dyndnn_ros.evaluation.runner import BASELINE_LABEL, THESIS_BASELINE_LABEL, RunResult
 from dyndnn_ros.evaluation.scenario import Scenario
 from dyndnn_ros.platforms.simulator import Frame
 
@@ -26,6 +26,10 @@ class Metrics:
     mean_accuracy: float
     accuracy_short_pct: float
     """frames run with a sub-network below the app's min_accuracy at the time"""
+    frames_on_goal: int
+    """frames that met their app's latency and accuracy goals"""
+    energy_per_frame_on_goal_mj: float
+    """energy for a fixed amount of useful work: run energy / frames that met their goals"""
     decide_ms: float
     """mean time of one Policy.decide call"""
     subnet_switches: int
@@ -49,24 +53,30 @@ class FrameFigures:
     violation_settled_pct: float
     mean_accuracy: float
     accuracy_short_pct: float
+    frames_on_goal: int = 0
+    """frames within their app's latency and accuracy goals"""
 
 
 def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
-    """Latency, late frames (all, and outside settle_s after each change) and accuracy, each frame
+    """Latency, late frames (all, and outside settle_s after the start and each change) and
+    accuracy, each frame
     judged against its app's goal in force when it started."""
-    changes = np.array(change_times(scenario))
+    changes = np.array(
+        [0.0, *change_times(scenario)]
+    )  # the first goals arrive at 0 s: a change too
     latency = np.array([f.latency_ms for f in frames]) if frames else np.zeros(0)
-    late, short, settled_total, settled_late, counted = 0, 0, 0, 0, 0
+    late, short, settled_total, settled_late, counted, on_goal = 0, 0, 0, 0, 0, 0
     for f in frames:
         goal = scenario.phase_at(f.start_s).goals.get(f.app)
         if goal is None:
             continue
-        if goal.min_accuracy and f.accuracy < goal.min_accuracy:
-            short += 1
+        below = bool(goal.min_accuracy and f.accuracy < goal.min_accuracy)
+        short += below
+        over = bool(goal.max_latency_ms and f.latency_ms > goal.max_latency_ms)
+        on_goal += not below and not over
         if not goal.max_latency_ms:
             continue
         counted += 1
-        over = f.latency_ms > goal.max_latency_ms
         late += over
         since = f.start_s - changes[changes <= f.start_s] if changes.size else np.zeros(0)
         if not (since.size and since.min() < scenario.settle_s):
@@ -81,6 +91,7 @@ def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
         violation_settled_pct=100.0 * settled_late / settled_total if settled_total else 0.0,
         mean_accuracy=float(np.mean([f.accuracy for f in frames])) if n else float("nan"),
         accuracy_short_pct=100.0 * short / n if n else 0.0,
+        frames_on_goal=on_goal,
     )
 
 
@@ -98,9 +109,18 @@ def metrics(result: RunResult) -> Metrics:
         violation_settled_pct=figures.violation_settled_pct,
         mean_accuracy=figures.mean_accuracy,
         accuracy_short_pct=figures.accuracy_short_pct,
+        frames_on_goal=figures.frames_on_goal,
+        energy_per_frame_on_goal_mj=1000.0 * result.energy_j / figures.frames_on_goal
+        if figures.frames_on_goal
+        else float("inf"),
         decide_ms=float(np.mean(result.decide_ms)) if result.decide_ms else 0.0,
-        subnet_switches=sum(a.subnet != b.subnet for app in {f.app for f in frames}
-                            for a, b in zip([f for f in frames if f.app == app], [f for f in frames if f.app == app][1:])),
+        subnet_switches=sum(
+            a.subnet != b.subnet
+            for app in {f.app for f in frames}
+            for a, b in zip(
+                [f for f in frames if f.app == app], [f for f in frames if f.app == app][1:]
+            )
+        ),
         clock_changes=sum(a != b for a, b in zip(_clock_trace(result), _clock_trace(result)[1:])),
     )
 
@@ -119,17 +139,61 @@ def scenario_table(results: Sequence[RunResult]) -> str:
     base = by_label.get(BASELINE_LABEL)
     oracle = by_label.get("oracle")
     lines = [
-        "| policy | energy J | vs schedutil | mJ/frame | vs schedutil | vs oracle (J) | frames | mean ms | p95 ms | late % | late % settled | accuracy | below acc. goal % | switches | clock changes | decide ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | energy J | mJ/frame | vs schedutil | mJ/frame on goal | vs schedutil"
+        " | vs oracle | frames | on goal | mean ms | vs schedutil | p95 ms | late %"
+        " | late % settled | accuracy | below acc. goal % | switches | clock changes"
+        " | decide ms |",
+        "|---|" + "---:|" * 18,
     ]
+
+    def vs(value: float, ref: Metrics | None, field: str) -> str:
+        return _pct(value, getattr(ref, field)) if ref else ""
+
     for label, m in by_label.items():
-        lines.append(
-            f"| {label} | {m.energy_j:.1f} | {_pct(m.energy_j, base.energy_j) if base else ''} | {m.energy_per_frame_mj:.0f} | "
-            f"{_pct(m.energy_per_frame_mj, base.energy_per_frame_mj) if base else ''} | {_pct(m.energy_j, oracle.energy_j) if oracle else ''} | "
-            f"{m.frames} | {m.mean_latency_ms:.1f} | {m.p95_latency_ms:.1f} | {m.violation_pct:.1f} | {m.violation_settled_pct:.1f} | "
-            f"{100 * m.mean_accuracy:.2f} | {m.accuracy_short_pct:.1f} | {m.subnet_switches} | {m.clock_changes} | {m.decide_ms:.1f} |"
-        )
+        on_goal = m.energy_per_frame_on_goal_mj
+        cells = [
+            label, f"{m.energy_j:.1f}", f"{m.energy_per_frame_mj:.0f}",
+            vs(m.energy_per_frame_mj, base, "energy_per_frame_mj"), f"{on_goal:.0f}",
+            vs(on_goal, base, "energy_per_frame_on_goal_mj"),
+            vs(on_goal, oracle, "energy_per_frame_on_goal_mj"), str(m.frames),
+            str(m.frames_on_goal),
+            f"{m.mean_latency_ms:.1f}", vs(m.mean_latency_ms, base, "mean_latency_ms"),
+            f"{m.p95_latency_ms:.1f}", f"{m.violation_pct:.1f}", f"{m.violation_settled_pct:.1f}",
+            f"{100 * m.mean_accuracy:.2f}", f"{m.accuracy_short_pct:.1f}", str(m.subnet_switches),
+            str(m.clock_changes), f"{m.decide_ms:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+ORACLE_MARGIN = 0.01
+"""a policy 'beats' the oracle when its energy per frame on goal is lower by more than this: the
+oracle optimises the platform model's expectation, the simulator adds jitter and per-tick timing"""
+
+
+def oracle_beaten(results: Sequence[RunResult]) -> list[str]:
+    """Runs where a policy spends less energy per frame that met its goals than the oracle: a bug
+    in one of them (or in the model the oracle trusts)."""
+    by_scenario: dict[str, dict[str, Metrics]] = {}
+    for r in results:
+        by_scenario.setdefault(r.scenario.name, {})[r.spec.label] = metrics(r)
+    flagged = []
+    for name, m in by_scenario.items():
+        oracle = m.get("oracle")
+        if oracle is None:
+            continue
+        for label, x in m.items():
+            if (
+                label != "oracle"
+                and x.energy_per_frame_on_goal_mj
+                < oracle.energy_per_frame_on_goal_mj * (1 - ORACLE_MARGIN)
+            ):
+                flagged.append(
+                    f"{name}: {label} {x.energy_per_frame_on_goal_mj:.0f} mJ/frame on goal"
+                    " < oracle "
+                    f"{oracle.energy_per_frame_on_goal_mj:.0f}"
+                )
+    return flagged
 
 
 def given_up_summary(result: RunResult) -> list[str]:
@@ -138,7 +202,10 @@ def given_up_summary(result: RunResult) -> list[str]:
     for p in result.periods:
         for app, why in p.given_up.items():
             spans.setdefault((app, why.split(";")[0].split("(")[0].strip()), []).append(p.time_s)
-    return [f"{app} {min(t):.2f}-{max(t):.2f} s ({len(t)} periods): {why}" for (app, why), t in spans.items()]
+    return [
+        f"{app} {min(t):.2f}-{max(t):.2f} s ({len(t)} periods): {why}"
+        for (app, why), t in spans.items()
+    ]
 
 
 PLOTTED = (BASELINE_LABEL, "hierarchical", "oracle")
@@ -158,9 +225,18 @@ def plot_scenario(results: Sequence[RunResult], path: Path, bin_s: float = 0.5) 
     styles = ["-", "--", ":"]
     for app_index, app in enumerate(a.app for a in scenario.apps):
         times = [p.at_s for p in scenario.phases] + [scenario.duration_s]
-        targets = [p.goals[app].max_latency_ms if app in p.goals else np.nan for p in scenario.phases]
-        axes[0].step(times, targets + targets[-1:], where="post", color="black", lw=1.2,
-                     ls=styles[app_index % 3], label=f"target {app}")
+        targets = [
+            p.goals[app].max_latency_ms if app in p.goals else np.nan for p in scenario.phases
+        ]
+        axes[0].step(
+            times,
+            targets + targets[-1:],
+            where="post",
+            color="black",
+            lw=1.2,
+            ls=styles[app_index % 3],
+            label=f"target {app}",
+        )
     for r in shown:
         colour = COLOURS.get(r.spec.label, "tab:gray")
         for app_index, app in enumerate(a.app for a in scenario.apps):
@@ -170,16 +246,50 @@ def plot_scenario(results: Sequence[RunResult], path: Path, bin_s: float = 0.5) 
             acc = np.array([f.accuracy for f in frames])
             idx = np.digitize(t, edges) - 1
             centres = edges[:-1] + bin_s / 2
-            mean_lat = np.array([lat[idx == i].max() if np.any(idx == i) else np.nan for i in range(len(centres))])
-            axes[0].plot(centres, mean_lat, color=colour, ls=styles[app_index % 3], lw=1.2, label=f"{r.spec.label}: {app}")
-            axes[2].step(t, 100 * acc, where="post", color=colour, ls=styles[app_index % 3], lw=1.2, label=f"{r.spec.label}: {app}")
+            mean_lat = np.array(
+                [lat[idx == i].max() if np.any(idx == i) else np.nan for i in range(len(centres))]
+            )
+            axes[0].plot(
+                centres,
+                mean_lat,
+                color=colour,
+                ls=styles[app_index % 3],
+                lw=1.2,
+                label=f"{r.spec.label}: {app}",
+            )
+            axes[2].step(
+                t,
+                100 * acc,
+                where="post",
+                color=colour,
+                ls=styles[app_index % 3],
+                lw=1.2,
+                label=f"{r.spec.label}: {app}",
+            )
         log_t = np.array(r.log.time_s)
-        axes[1].plot(log_t, np.array(r.log.gpu_hz) / 1e6, color=colour, lw=1.0, label=f"{r.spec.label}: GPU")
-        axes[1].plot(log_t, np.array(r.log.cpu_khz)[:, 0] / 1e3, color=colour, lw=0.8, ls=":", label=f"{r.spec.label}: CPU cluster0")
+        axes[1].plot(
+            log_t, np.array(r.log.gpu_hz) / 1e6, color=colour, lw=1.0, label=f"{r.spec.label}: GPU"
+        )
+        axes[1].plot(
+            log_t,
+            np.array(r.log.cpu_khz)[:, 0] / 1e3,
+            color=colour,
+            lw=0.8,
+            ls=":",
+            label=f"{r.spec.label}: CPU cluster0",
+        )
         power = np.array(r.log.power_w)
         bins = np.digitize(log_t, edges) - 1
-        axes[3].plot(edges[:-1] + bin_s / 2, [power[bins == i].mean() if np.any(bins == i) else np.nan for i in range(len(edges) - 1)],
-                     color=colour, lw=1.2, label=r.spec.label)
+        axes[3].plot(
+            edges[:-1] + bin_s / 2,
+            [
+                power[bins == i].mean() if np.any(bins == i) else np.nan
+                for i in range(len(edges) - 1)
+            ],
+            color=colour,
+            lw=1.2,
+            label=r.spec.label,
+        )
     axes[0].set_ylabel(f"latency ms\n(max per {bin_s:g} s)")
     axes[1].set_ylabel("clock MHz")
     axes[2].set_ylabel("top-1 %\n(sub-network)")
@@ -198,35 +308,81 @@ def plot_scenario(results: Sequence[RunResult], path: Path, bin_s: float = 0.5) 
     return path
 
 
-def write_report(results: Sequence[RunResult], out: Path, command: str, elapsed_s: float) -> Path:
+def write_report(
+    results: Sequence[RunResult],
+    out: Path,
+    command: str,
+    elapsed_s: float,
+    sensitivity_lines: Sequence[str] = (),
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     scenarios: dict[str, list[RunResult]] = {}
     for r in results:
         scenarios.setdefault(r.scenario.name, []).append(r)
     lines = [
-        "# Evaluation: runtime-management policies on the simulated Jetson Xavier NX",
+        "# Evaluation: runtime-management policies on the simulated "
+        + (results[0].board if results else "board"),
         "",
         f"Command: `{command}` ({len(results)} runs in {elapsed_s:.0f} s). Platform model, constants and",
         "assumptions: docs/evaluation.md and config/platforms/xavier_nx.yaml. Energy is the board's",
         "(VDD_IN) over the whole scenario; 'late %' counts frames over their app's max_latency_ms;",
-        "'settled' leaves out frames that start within settle_s after a change.",
+        "'settled' leaves out frames that start within settle_s after the start or a change.",
         "",
-        "## Summary: hierarchical vs the schedutil+podgov baseline and the oracle",
+        "'mJ/frame on goal' is the energy for a fixed amount of useful work: run energy /",
+        "frames that met their app's latency and accuracy goals. 'schedutil' is the baseline:",
+        "the default governors with sub-networks fixed for the targets in force (no look-ahead);",
+        "'largest' is the thesis' baseline.",
         "",
-        "| scenario | energy vs schedutil | mJ/frame vs schedutil | energy vs oracle | late % (settled) hierarchical | late % (settled) schedutil |",
-        "|---|---:|---:|---:|---:|---:|",
+        "## Summary: hierarchical vs schedutil+podgov, the thesis' baseline and the oracle",
+        "",
+        "| scenario | mJ/frame vs schedutil | mJ/frame on goal vs schedutil"
+        " | energy J vs schedutil |"
+        " mean latency vs schedutil | mJ/frame on goal vs largest | mJ/frame on goal vs oracle |"
+        " late % settled (hier. / sched.) | below acc. goal % (hier. / sched.) |",
+        "|---|" + "---:|" * 8,
     ]
     for name, runs in scenarios.items():
         m = {r.spec.label: metrics(r) for r in runs}
-        h, b, o = m.get("hierarchical"), m.get(BASELINE_LABEL), m.get("oracle")
-        if h and b and o:
-            lines.append(f"| {name} | {_pct(h.energy_j, b.energy_j)} | {_pct(h.energy_per_frame_mj, b.energy_per_frame_mj)} | "
-                         f"{_pct(h.energy_j, o.energy_j)} | {h.violation_pct:.1f} ({h.violation_settled_pct:.1f}) | "
-                         f"{b.violation_pct:.1f} ({b.violation_settled_pct:.1f}) |")
+        h, b, t, o = (
+            m.get("hierarchical"),
+            m.get(BASELINE_LABEL),
+            m.get(THESIS_BASELINE_LABEL),
+            m.get("oracle"),
+        )
+        if h and b and t and o:
+            on_goal = h.energy_per_frame_on_goal_mj
+            cells = [
+                name, _pct(h.energy_per_frame_mj, b.energy_per_frame_mj),
+                _pct(on_goal, b.energy_per_frame_on_goal_mj), _pct(h.energy_j, b.energy_j),
+                _pct(h.mean_latency_ms, b.mean_latency_ms),
+                _pct(on_goal, t.energy_per_frame_on_goal_mj),
+                _pct(on_goal, o.energy_per_frame_on_goal_mj),
+                f"{h.violation_settled_pct:.1f} / {b.violation_settled_pct:.1f}",
+                f"{h.accuracy_short_pct:.1f} / {b.accuracy_short_pct:.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    flagged = oracle_beaten(results)
+    lines += [
+        "",
+        "Runs where a policy beats the oracle (energy per frame on goal lower by more than "
+        f"{100 * ORACLE_MARGIN:g} %): " + ("none." if not flagged else ""),
+    ]
+    lines += [f"- **{line}**" for line in flagged]
+    lines += sensitivity_lines
     for name, runs in scenarios.items():
         scenario = runs[0].scenario
         png = plot_scenario(runs, out / f"{name}.png")
-        lines += ["", f"## {name}", "", scenario.description, "", scenario_table(runs), "", f"![{name}]({png.name})", ""]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            scenario.description,
+            "",
+            scenario_table(runs),
+            "",
+            f"![{name}]({png.name})",
+            "",
+        ]
         hier = [r for r in runs if r.spec.label == "hierarchical"]
         if hier and given_up_summary(hier[0]):
             lines += ["Goals the hierarchical manager relaxed or gave up:", ""]
@@ -237,4 +393,7 @@ def write_report(results: Sequence[RunResult], out: Path, command: str, elapsed_
 
 
 def metrics_table(results: Sequence[RunResult]) -> list[dict]:
-    return [{"scenario": r.scenario.name, "policy": r.spec.label, **asdict(metrics(r))} for r in results]
+    return [
+        {"scenario": r.scenario.name, "policy": r.spec.label, **asdict(metrics(r))}
+        for r in results
+    ]

@@ -2,76 +2,48 @@
 
 Every control period the runner does what the ROS manager node does: build an Observation from
 what the board shows (measured latencies, clocks, utilisation, power), call Policy.decide, apply
-the sub-networks and clocks. Baselines pair a fixed sub-network with a governor mode.
+the sub-networks and clocks. Baselines pair fixed sub-networks with a governor mode.
 """
+
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dyndnn_ros.platforms.model import AppLoad, PlatformModel, typical_latency_ms
+from dyndnn_ros.platforms.model import PlatformModel
 from dyndnn_ros.platforms.simulator import BoardSimulator, Frame, TickLog
 from dyndnn_ros.policies.base import ClockSetting, Observation, create_policy
-from dyndnn_ros.policies.search import tail_ratio
 from dyndnn_ros.evaluation.scenario import Scenario
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """One line of the comparison: a policy, the governors under it, and fixed sub-networks if any."""
+    """One line of the comparison: a policy, and the governors under it."""
 
     label: str
     policy: str
     governors: str = "default"
     """governor mode the board runs when the policy sends no clock command"""
-    fixed_subnet: bool = False
-    """give the policy the baseline's fixed sub-network per model (static, dvfs_only)"""
     params: dict[str, Any] = field(default_factory=dict)
 
 
 DEFAULT_SPECS = (
-    PolicySpec("schedutil+podgov, fixed", "static", "default", fixed_subnet=True),
-    PolicySpec("performance, fixed", "static", "performance", fixed_subnet=True),
-    PolicySpec("powersave, fixed", "static", "powersave", fixed_subnet=True),
+    PolicySpec("schedutil+podgov, fixed for targets", "static_targets", "default"),
+    PolicySpec("schedutil+podgov, largest", "static", "default"),
+    PolicySpec("performance, fixed for targets", "static_targets", "performance"),
+    PolicySpec("powersave, fixed for targets", "static_targets", "powersave"),
     PolicySpec("subnet_only + governors", "subnet_only", "default"),
-    PolicySpec("dvfs_only, fixed", "dvfs_only", fixed_subnet=True),
+    PolicySpec("dvfs_only, largest", "dvfs_only"),
     PolicySpec("hierarchical", "hierarchical"),
     PolicySpec("oracle", "oracle"),
 )
 BASELINE_LABEL = DEFAULT_SPECS[0].label
-
-
-MAX_BASELINE_COMBINATIONS = 10_000
-"""Bound on the sub-network combinations tried for the baseline (7 x 6 for the two published models)."""
-
-
-def baseline_subnets(scenario: Scenario, model: PlatformModel) -> dict[str, str]:
-    """The sub-networks a designer would fix for the whole run: measured together at max clocks
-    (jetson_clocks), the combination with the highest summed accuracy whose p99 latencies all meet
-    the tightest target each app has in the scenario; if no combination does, the fastest ones."""
-    names = [c.name for c in model.description.clocks.cpu_clusters]
-    top = model.max_point()
-    tightest = []
-    for a in scenario.apps:
-        targets = [p.goals[a.app].max_latency_ms for p in scenario.phases if a.app in p.goals and p.goals[a.app].max_latency_ms]
-        tightest.append(min(targets, default=math.inf))
-    best, best_accuracy = None, -1.0
-    combos = itertools.product(*[a.profile.subnets for a in scenario.apps])
-    for combo in itertools.islice(combos, MAX_BASELINE_COMBINATIONS):
-        loads = [AppLoad(typical_latency_ms(s), a.fps, names.index(a.cluster)) for s, a in zip(combo, scenario.apps)]
-        latency = model.steady_state(loads, top.cpu_khz, top.gpu_hz, top.emc_hz).latency_ms
-        fits = all(float(latency[i]) * tail_ratio(s) <= tightest[i] for i, s in enumerate(combo))
-        accuracy = sum(s.accuracy for s in combo)
-        if fits and accuracy > best_accuracy:
-            best, best_accuracy = combo, accuracy
-    if best is None:
-        best = tuple(min(a.profile.subnets, key=typical_latency_ms) for a in scenario.apps)
-    return {a.profile.model: s.id for a, s in zip(scenario.apps, best)}
+"""the headline baseline: governors with sub-networks a designer fixes for the targets in force"""
+THESIS_BASELINE_LABEL = DEFAULT_SPECS[1].label
+"""the thesis' baseline: the largest sub-network under the default governors"""
 
 
 @dataclass
@@ -91,15 +63,19 @@ class RunResult:
     log: TickLog
     periods: list[Period]
     decide_ms: list[float]
+    board: str = ""
+    """the simulated board's display name"""
 
 
-def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames_from: int, power_from: int) -> Observation:
+def _observation(
+    sim: BoardSimulator, scenario: Scenario, since_s: float, frames_from: int, power_from: int
+) -> Observation:
     names = [c.name for c in sim.model.description.clocks.cpu_clusters]
     recent: dict[str, list[float]] = {}
     for f in sim.frames[frames_from:]:
         if f.start_s >= since_s:
             recent.setdefault(f.app, []).append(f.latency_ms)
-    state = sim.last_state
+    state = sim.last_activity
     powers = sim.log.power_w[power_from:]
     return Observation(
         time_s=sim.time_s,
@@ -107,7 +83,9 @@ def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames
         frames={app: len(v) for app, v in recent.items()},
         active_subnets={a.profile.model: a.subnet for a in sim.apps.values()},
         clocks=ClockSetting(dict(zip(names, sim.cpu_khz)), sim.gpu_hz, sim.emc_hz),
-        cpu_util={n: float(min(1.0, state.cluster_busy_cores[i])) for i, n in enumerate(names)} if state else {},
+        cpu_util={n: float(min(1.0, state.cluster_busy_cores[i])) for i, n in enumerate(names)}
+        if state
+        else {},
         gpu_util=float(state.gpu_busy) if state else 0.0,
         emc_util=float(state.emc_busy) if state else 0.0,
         power_w=float(np.mean(powers)) if powers else 0.0,
@@ -116,16 +94,14 @@ def _observation(sim: BoardSimulator, scenario: Scenario, since_s: float, frames
     )
 
 
-def run_policy(scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed: int = 0) -> RunResult:
+def run_policy(
+    scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed: int = 0
+) -> RunResult:
     names = [c.name for c in model.description.clocks.cpu_clusters]
     sim = BoardSimulator(model, seed=seed)
-    fixed = baseline_subnets(scenario, model)
-    for a in scenario.apps:
-        sim.add_app(a.app, a.profile, a.fps, names.index(a.cluster), fixed[a.profile.model])
-    params = dict(spec.params)
-    if spec.fixed_subnet:
-        params["subnets"] = fixed
-    policy = create_policy(spec.policy, model, **params)
+    for a in scenario.apps:  # the first decision, at 0 s, switches before any frame runs
+        sim.add_app(a.app, a.profile, a.fps, names.index(a.cluster))
+    policy = create_policy(spec.policy, model, **spec.params)
     sim.use_governors(spec.governors)
     app_of_model = {a.profile.model: a.app for a in scenario.apps}
     periods: list[Period] = []
@@ -149,7 +125,22 @@ def run_policy(scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed:
             if decision.clocks.use_default_governors:
                 sim.use_governors("default")
             else:
-                sim.pin({names.index(n): f for n, f in decision.clocks.cpu_khz.items()}, decision.clocks.gpu_hz, decision.clocks.emc_hz)
-        periods.append(Period(t, dict(decision.subnets), dict(decision.given_up), decision.predicted_power_w))
+                sim.pin(
+                    {names.index(n): f for n, f in decision.clocks.cpu_khz.items()},
+                    decision.clocks.gpu_hz,
+                    decision.clocks.emc_hz,
+                )
+        periods.append(
+            Period(t, dict(decision.subnets), dict(decision.given_up), decision.predicted_power_w)
+        )
         sim.run_until(t + scenario.control_period_s)
-    return RunResult(scenario, spec, sim.energy_j, sim.frames, sim.log, periods, decide_ms)
+    return RunResult(
+        scenario,
+        spec,
+        sim.energy_j,
+        sim.frames,
+        sim.log,
+        periods,
+        decide_ms,
+        model.description.display_name,
+    )

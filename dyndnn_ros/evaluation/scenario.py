@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from dyndnn_ros.paths import config_dir
@@ -58,28 +59,47 @@ def parse_scenario(doc: dict[str, Any]) -> Scenario:
         apps = []
         for a in doc["apps"]:
             path = Path(a["profile"])
-            profile = load_profile(path if path.is_absolute() else config_dir() / "profiles" / path)
-            apps.append(ScenarioApp(str(a["app"]), profile, float(a.get("fps", 0)), str(a["cluster"])))
+            profile = load_profile(
+                path if path.is_absolute() else config_dir() / "profiles" / path
+            )
+            apps.append(
+                ScenarioApp(str(a["app"]), profile, float(a.get("fps", 0)), str(a["cluster"]))
+            )
         models = {a.app: a.profile.model for a in apps}
         phases: list[Phase] = []
         goals: dict[str, PerformanceGoal] = {}
         background = 0.0
         for p in sorted(doc["phases"], key=lambda p: float(p["at_s"])):
             if "goals" in p:  # a phase that names goals replaces them all; otherwise they carry on
-                goals = {app: PerformanceGoal(app, models[app], **g) for app, g in p["goals"].items()}
+                goals = {
+                    app: PerformanceGoal(app, models[app], **g) for app, g in p["goals"].items()
+                }
                 validate_goals(goals)
             background = float(p.get("background_gpu", background))
             if not 0 <= background < 1:
                 raise ScenarioError(f"background_gpu must be in [0, 1), got {background}")
             phases.append(Phase(float(p["at_s"]), dict(goals), background))
         scenario = Scenario(
-            str(doc["name"]), str(doc.get("description", "")), float(doc["duration_s"]),
-            float(doc.get("control_period_s", 0.25)), float(doc.get("settle_s", 1.0)), tuple(apps), tuple(phases),
+            str(doc["name"]),
+            str(doc.get("description", "")),
+            float(doc["duration_s"]),
+            float(doc.get("control_period_s", 0.25)),
+            float(doc.get("settle_s", 1.0)),
+            tuple(apps),
+            tuple(phases),
         )
     except (KeyError, TypeError) as exc:
         raise ScenarioError(f"malformed scenario: {exc}") from exc
-    if not scenario.phases or scenario.phases[0].at_s > 0 or scenario.duration_s <= 0 or scenario.control_period_s <= 0:
-        raise ScenarioError(f"scenario {scenario.name!r}: needs a phase at 0 s and positive duration / control period")
+    if (
+        not scenario.phases
+        or scenario.phases[0].at_s > 0
+        or scenario.duration_s <= 0
+        or scenario.control_period_s <= 0
+    ):
+        raise ScenarioError(
+            f"scenario {scenario.name!r}: needs a phase at 0 s"
+            " and positive duration / control period"
+        )
     return scenario
 
 
@@ -95,3 +115,71 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 
 def all_scenarios() -> list[Scenario]:
     return [load_scenario(p) for p in sorted((config_dir() / "scenarios").glob("*.yaml"))]
+
+
+GENERATED_PROFILES = ("dynamic_ofa_xavier_nx_gpu.yaml", "dynamic_ofa_xavier_nx_gpu_b.yaml")
+GENERATED_RATES = (8.0, 10.0, 15.0, 20.0, 30.0)
+
+
+def generate_scenario(
+    seed: int,
+    duration_s: float = 20.0,
+    phase_s: tuple[float, float] = (4.0, 8.0),
+    clusters: tuple[str, ...] = ("cluster0", "cluster1", "cluster2"),
+) -> Scenario:
+    """A random scenario, the same for the same seed: one or two apps (their own profile, camera
+    rate and cluster, distinct priorities), targets that random-walk from phase to phase (latency
+    x0.7-1.4 within 40-250 ms, accuracy within the lower 60 % of the profile's range) and a
+    background GPU job that comes and goes. For checking the manager on scenarios nobody tuned
+    it on."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3))
+    apps = [
+        {
+            "app": f"app{i}",
+            "profile": GENERATED_PROFILES[i % len(GENERATED_PROFILES)],
+            "fps": float(rng.choice(GENERATED_RATES)),
+            "cluster": clusters[i % len(clusters)],
+        }
+        for i in range(n)
+    ]
+    accuracy = {}
+    for a in apps:
+        levels = [
+            s.accuracy for s in load_profile(config_dir() / "profiles" / a["profile"]).subnets
+        ]
+        accuracy[a["app"]] = (min(levels), max(levels))
+    latency = {a["app"]: float(rng.uniform(80.0, 200.0)) for a in apps}
+    priorities = rng.permutation(n) + 1
+    phases, t = [], 0.0
+    while t < duration_s:
+        goals = {}
+        for i, a in enumerate(apps):
+            name = a["app"]
+            latency[name] = float(np.clip(latency[name] * rng.uniform(0.7, 1.4), 40.0, 250.0))
+            low, high = accuracy[name]
+            wanted = float(rng.uniform(low, low + 0.6 * (high - low)))
+            goals[name] = {
+                "max_latency_ms": round(latency[name], 1),
+                "min_accuracy": round(wanted, 4),
+                "priority": int(priorities[i]),
+            }
+        phases.append(
+            {
+                "at_s": round(t, 2),
+                "goals": goals,
+                "background_gpu": float(rng.choice([0.0, 0.0, 0.2, 0.4])),
+            }
+        )
+        t += float(rng.uniform(*phase_s))
+    return parse_scenario(
+        {
+            "name": f"generated_{seed}",
+            "description": f"seeded random scenario {seed}",
+            "duration_s": duration_s,
+            "control_period_s": 0.25,
+            "settle_s": 1.0,
+            "apps": apps,
+            "phases": phases,
+        }
+    )

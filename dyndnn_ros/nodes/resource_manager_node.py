@@ -142,7 +142,7 @@ class ResourceManagerNode(common.DyndnnNode):
         self.period = period
         self.control_due = time.monotonic() + period
         self.control_lateness_s = 0.0
-        self.create_timer(period, self.control_step)
+        self.create_timer(period, self.on_control_timer)
         self.get_logger().info(f"policy {policy_name!r} on {platform}, control period {period:g} s")
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -170,6 +170,8 @@ class ResourceManagerNode(common.DyndnnNode):
         if verdict.state in (TargetState.ACCEPTED, TargetState.PARKED):
             self.target_messages[msg.app_id] = msg
         self.answer(verdict, msg.header.stamp)
+        if verdict.changed and verdict.state in (TargetState.ACCEPTED, TargetState.WITHDRAWN):
+            self.control_step()  # act on a changed target now, not at the next tick
 
     def answer(self, verdict: Verdict, target_stamp=None) -> None:
         """Publish the verdict for its sender and log it: one line per rejection (rate-limited),
@@ -258,8 +260,11 @@ class ResourceManagerNode(common.DyndnnNode):
         self.control_lateness_s = max(0.0, now - self.control_due)
         self.control_due += self.period * (1 + int(self.control_lateness_s // self.period))
 
-    def control_step(self) -> None:
+    def on_control_timer(self) -> None:
         self.measure_lateness()
+        self.control_step()
+
+    def control_step(self) -> None:
         for verdict in self.book.expire(time.monotonic()):
             self.answer(verdict)
         if not self.goals:

@@ -10,13 +10,21 @@ Latency of one frame at clocks (f_cpu, f_gpu, f_emc), with L the profile latency
 clocks and (c, g, m) the device's time shares:
     t = L * (c * f_cpu_ref / f_cpu + g * f_gpu_ref / f_gpu / (1 - others' GPU share) + m * f_emc_ref / f_emc)
 Functions accept numpy arrays for the clocks so a search can evaluate a whole clock grid at once.
+
+Frame rate follows the inference node's frame timeline: it keeps only the newest camera frame, so
+when a frame finishes the next starts at once if one arrived meanwhile, else at the next arrival.
+With frames every T = 1000 / fps ms and lognormal latency L, a frame occupies max(L, T) on average
+and the rate is 1000 / E[max(L, T)] (closed form below), the rate the simulator's frames show.
 """
+
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.special import ndtr  # the standard normal CDF, vectorised
 
 from dyndnn_ros.platforms.description import PlatformDescription, PlatformError, load_platform
 from dyndnn_ros.profiles import SubnetProfile
@@ -25,6 +33,22 @@ from dyndnn_ros.profiles import SubnetProfile
 def typical_latency_ms(subnet: SubnetProfile) -> float:
     """A profiled sub-network's mean latency, or its median where a profile left the mean at 0."""
     return subnet.latency_mean_ms if subnet.latency_mean_ms > 0 else subnet.latency_p50_ms
+
+
+def frame_period_ms(latency_ms: Any, fps: Any, latency_cv: float) -> Any:
+    """Mean time one frame occupies the model: E[max(L, T)] for a lognormal L of this mean and
+    coefficient of variation, T the camera period (fps 0: back-to-back, the latency itself)."""
+    latency = np.asarray(latency_ms, dtype=float)
+    fps = np.asarray(fps, dtype=float)
+    period = np.where(fps > 0, 1000.0 / np.maximum(fps, 1e-9), 0.0)
+    sigma = math.sqrt(math.log(1.0 + latency_cv**2))
+    if sigma < 1e-9:
+        return np.maximum(latency, period)
+    # E[(L - T)+] = m Phi(d1) - T Phi(d2) (the lognormal's partial expectation)
+    with np.errstate(divide="ignore"):
+        d1 = (np.log(latency / np.maximum(period, 1e-12)) + sigma * sigma / 2) / sigma
+    excess = latency * ndtr(d1) - period * ndtr(d1 - sigma)
+    return np.where(fps > 0, period + excess, latency)
 
 
 @dataclass(frozen=True)
@@ -36,6 +60,12 @@ class OperatingPoint:
     emc_hz: int
 
 
+def _clip(x: Any, lo: float, hi: float) -> Any:
+    """np.clip for arrays; plain min/max for the scalars a simulator tick passes (numpy's per-call
+    overhead on scalars was most of a simulated run's time)."""
+    return np.clip(x, lo, hi) if isinstance(x, np.ndarray) else min(hi, max(lo, x))
+
+
 @dataclass(frozen=True)
 class VoltageCurve:
     min_v: float
@@ -45,7 +75,7 @@ class VoltageCurve:
 
     def ratio(self, f: Any, f_max: float) -> Any:
         """V(f) / V(f_max)."""
-        x = np.clip((np.asarray(f, dtype=float) / f_max - self.knee) / (1.0 - self.knee), 0.0, 1.0)
+        x = _clip((f / f_max - self.knee) / (1.0 - self.knee), 0.0, 1.0)
         return (self.min_v + (self.max_v - self.min_v) * x) / self.max_v
 
 
@@ -60,9 +90,10 @@ class DomainPower:
     units: int = 1
 
     def power_w(self, f: Any, busy_units: Any) -> Any:
-        f = np.asarray(f, dtype=float)
         v = self.voltage.ratio(f, self.f_max)
-        activity = self.idle_activity * self.units + (1.0 - self.idle_activity) * np.clip(busy_units, 0.0, self.units)
+        activity = self.idle_activity * self.units + (1.0 - self.idle_activity) * _clip(
+            busy_units, 0.0, self.units
+        )
         return self.leakage_w * v + self.dynamic_w * (f / self.f_max) * v * v * activity
 
 
@@ -84,6 +115,9 @@ class AppLoad:
     """index of the CPU cluster its host thread runs on"""
     slowdown: float = 1.0
     """extra factor on the whole latency (the policies' measured slowdown); 1 for the truth"""
+    measured_rate_hz: float = 0.0
+    """frames per second the app was seen to process (a real-time board's view of work run
+    elsewhere); > 0 replaces the rate derived from fps and latency"""
 
 
 @dataclass(frozen=True)
@@ -91,6 +125,12 @@ class LoadState:
     latency_ms: np.ndarray
     """per app (first axis), broadcast over the clock grid"""
     rate_hz: np.ndarray
+    host_share: np.ndarray
+    """per app: fraction of its frame time that keeps its host CPU core busy"""
+    gpu_share: np.ndarray
+    """per app: fraction of its frame time that is GPU work (its own, not waiting for others)"""
+    emc_share: np.ndarray
+    """per app: fraction of its frame time that is memory-bound work"""
     cluster_busy_cores: np.ndarray
     """per cluster (first axis)"""
     gpu_busy: Any
@@ -109,9 +149,13 @@ class PlatformModel:
             ref = perf["reference_clocks"]
             shares = perf["devices"][device]["time_shares"]
             self.reference = OperatingPoint(
-                (int(ref["cpu_khz"]),) * len(description.clocks.cpu_clusters), int(ref["gpu_hz"]), int(ref["emc_hz"])
+                (int(ref["cpu_khz"]),) * len(description.clocks.cpu_clusters),
+                int(ref["gpu_hz"]),
+                int(ref["emc_hz"]),
             )
-            self.shares = TimeShares(float(shares["cpu"]), float(shares["gpu"]), float(shares["emc"]))
+            self.shares = TimeShares(
+                float(shares["cpu"]), float(shares["gpu"]), float(shares["emc"])
+            )
             self.host_wait_busy = float(perf["host_wait_busy"])
             self.latency_cv = float(perf["latency_cv"])
             self.max_gpu_contention = float(perf["max_gpu_contention"])
@@ -119,23 +163,38 @@ class PlatformModel:
             self.base_w = float(power["base_w"])
             clocks = description.clocks
             self.cores_per_cluster = len(clocks.cpu_clusters[0].cpus)
-            self.cpu_power = self._domain(power["cpu"], clocks.cpu_available_khz[-1], self.cores_per_cluster, "dynamic_w_per_core")
+            self.cpu_power = self._domain(
+                power["cpu"],
+                clocks.cpu_available_khz[-1],
+                self.cores_per_cluster,
+                "dynamic_w_per_core",
+            )
             self.gpu_power = self._domain(power["gpu"], clocks.gpu_available_hz[-1])
             self.emc_power = self._domain(power["emc"], clocks.emc_available_hz[-1])
             self.power_modes = tuple(raw.get("power_modes", ()))
             self.governors = dict(raw.get("governors", {}))
         except (KeyError, TypeError) as exc:
-            raise PlatformError(f"{description.name}: performance/power model section incomplete: {exc}") from exc
+            raise PlatformError(
+                f"{description.name}: performance/power model section incomplete: {exc}"
+            ) from exc
         total = self.shares.cpu + self.shares.gpu + self.shares.emc
         if abs(total - 1.0) > 1e-6 or min(self.shares.cpu, self.shares.gpu, self.shares.emc) < 0:
-            raise PlatformError(f"{description.name}: time_shares must be >= 0 and sum to 1, got {self.shares}")
+            raise PlatformError(
+                f"{description.name}: time_shares must be >= 0 and sum to 1, got {self.shares}"
+            )
 
     @staticmethod
-    def _domain(doc: dict, f_max: float, units: int = 1, dynamic_key: str = "dynamic_w") -> DomainPower:
+    def _domain(
+        doc: dict, f_max: float, units: int = 1, dynamic_key: str = "dynamic_w"
+    ) -> DomainPower:
         v = doc["voltage"]
         return DomainPower(
-            float(doc["leakage_w"]), float(doc[dynamic_key]), float(doc["idle_activity"]),
-            VoltageCurve(float(v["min_v"]), float(v["max_v"]), float(v["knee"])), float(f_max), units,
+            float(doc["leakage_w"]),
+            float(doc[dynamic_key]),
+            float(doc["idle_activity"]),
+            VoltageCurve(float(v["min_v"]), float(v["max_v"]), float(v["knee"])),
+            float(f_max),
+            units,
         )
 
     @classmethod
@@ -148,11 +207,17 @@ class PlatformModel:
 
     def max_point(self) -> OperatingPoint:
         c = self.description.clocks
-        return OperatingPoint((c.cpu_available_khz[-1],) * self.clusters, c.gpu_available_hz[-1], c.emc_available_hz[-1])
+        return OperatingPoint(
+            (c.cpu_available_khz[-1],) * self.clusters,
+            c.gpu_available_hz[-1],
+            c.emc_available_hz[-1],
+        )
 
     def min_point(self) -> OperatingPoint:
         c = self.description.clocks
-        return OperatingPoint((c.cpu_available_khz[0],) * self.clusters, c.gpu_available_hz[0], c.emc_available_hz[0])
+        return OperatingPoint(
+            (c.cpu_available_khz[0],) * self.clusters, c.gpu_available_hz[0], c.emc_available_hz[0]
+        )
 
     def steady_state(
         self,
@@ -175,42 +240,147 @@ class PlatformModel:
         cpu = [np.asarray(f, dtype=float) for f in cpu_khz]
         n = len(apps)
         shape = np.broadcast(gpu_hz, emc_hz, *cpu).shape
-        t_cpu = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.cpu * ref.cpu_khz[0] / cpu[a.cluster], shape) for a in apps]) if n else np.zeros((0,) + shape)
-        t_gpu = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.gpu * ref.gpu_hz / gpu_hz, shape) for a in apps]) if n else np.zeros((0,) + shape)
-        t_mem = np.array([np.broadcast_to(a.slowdown * a.reference_latency_ms * s.emc * ref.emc_hz / emc_hz, shape) for a in apps]) if n else np.zeros((0,) + shape)
+        t_cpu = (
+            np.array(
+                [
+                    np.broadcast_to(
+                        a.slowdown
+                        * a.reference_latency_ms
+                        * s.cpu
+                        * ref.cpu_khz[0]
+                        / cpu[a.cluster],
+                        shape,
+                    )
+                    for a in apps
+                ]
+            )
+            if n
+            else np.zeros((0,) + shape)
+        )
+        t_gpu = (
+            np.array(
+                [
+                    np.broadcast_to(
+                        a.slowdown * a.reference_latency_ms * s.gpu * ref.gpu_hz / gpu_hz, shape
+                    )
+                    for a in apps
+                ]
+            )
+            if n
+            else np.zeros((0,) + shape)
+        )
+        t_mem = (
+            np.array(
+                [
+                    np.broadcast_to(
+                        a.slowdown * a.reference_latency_ms * s.emc * ref.emc_hz / emc_hz, shape
+                    )
+                    for a in apps
+                ]
+            )
+            if n
+            else np.zeros((0,) + shape)
+        )
         fps = np.array([a.fps for a in apps], dtype=float).reshape((n,) + (1,) * len(shape))
+        measured = np.array([a.measured_rate_hz for a in apps], dtype=float).reshape(fps.shape)
+
+        def rate_of(latency: np.ndarray) -> np.ndarray:
+            return np.where(
+                measured > 0, measured, 1000.0 / frame_period_ms(latency, fps, self.latency_cv)
+            )
+
         latency = t_cpu + t_gpu + t_mem
         gpu_stretch = np.ones_like(latency)
         for _ in range(iterations):
-            rate = np.where(fps > 0, np.minimum(fps, 1000.0 / latency), 1000.0 / latency)
             # the GPU work each app brings per second (waiting for the others is not work)
-            gpu_work = rate * (t_gpu + t_mem) / 1000.0
+            gpu_work = rate_of(latency) * (t_gpu + t_mem) / 1000.0
             others = background_gpu + gpu_work.sum(axis=0) - gpu_work
-            new_stretch = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))
+            target = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))
+            # half steps: a full step overshoots where the GPU is overloaded (longer frames, lower
+            # rates, less contention, shorter frames...) and oscillates instead of converging
+            new_stretch = 0.5 * (gpu_stretch + target)
             latency = t_cpu + t_gpu * new_stretch + t_mem
             if np.allclose(new_stretch, gpu_stretch, rtol=1e-6):
                 break
             gpu_stretch = new_stretch
-        rate = np.where(fps > 0, np.minimum(fps, 1000.0 / latency), 1000.0 / latency)
-        gpu_busy = np.minimum(1.0, background_gpu + (rate * (t_gpu + t_mem)).sum(axis=0) / 1000.0)
-        emc_busy = np.minimum(1.0, self.emc_base_activity + (rate * t_mem).sum(axis=0) / 1000.0)
-        host_busy = np.minimum(1.0, rate * (t_cpu + self.host_wait_busy * (latency - t_cpu)) / 1000.0)
-        cluster_busy = np.zeros((self.clusters,) + shape)
-        for i, a in enumerate(apps):
-            cluster_busy[a.cluster] += host_busy[i]
+        rate = rate_of(latency)
+        host_share = (t_cpu + self.host_wait_busy * (latency - t_cpu)) / latency
+        gpu_share = (t_gpu + t_mem) / latency
+        emc_share = t_mem / latency
+        busy = np.minimum(
+            1.0, rate * latency / 1000.0
+        )  # fraction of time each app has a frame running
+        gpu_busy, emc_busy, cluster_busy = self.utilisation(
+            apps, busy, host_share, gpu_share, emc_share, background_gpu
+        )
         power = self.power_w(cpu, gpu_hz, emc_hz, cluster_busy, gpu_busy, emc_busy)
-        return LoadState(latency, rate, cluster_busy, gpu_busy, emc_busy, power)
+        return LoadState(
+            latency,
+            rate,
+            host_share,
+            gpu_share,
+            emc_share,
+            cluster_busy,
+            gpu_busy,
+            emc_busy,
+            power,
+        )
 
-    def power_w(self, cpu_khz: Sequence[Any], gpu_hz: Any, emc_hz: Any, cluster_busy: Any, gpu_busy: Any, emc_busy: Any) -> Any:
+    def utilisation(
+        self,
+        apps: Sequence[AppLoad],
+        busy: Any,
+        host_share: Any,
+        gpu_share: Any,
+        emc_share: Any,
+        background_gpu: float = 0.0,
+    ) -> tuple[Any, Any, np.ndarray]:
+        """GPU and EMC busy fractions and busy cores per cluster when app i has a frame running a
+        fraction busy[i] of the time (the steady state's expectation, or a simulator tick's
+        timeline)."""
+        busy = np.asarray(busy, dtype=float)
+        gpu_busy = np.minimum(1.0, background_gpu + (busy * gpu_share).sum(axis=0))
+        emc_busy = np.minimum(1.0, self.emc_base_activity + (busy * emc_share).sum(axis=0))
+        host = busy * host_share
+        cluster_busy = np.zeros((self.clusters,) + np.shape(host)[1:])
+        for i, a in enumerate(apps):
+            cluster_busy[a.cluster] += host[i]
+        return gpu_busy, emc_busy, cluster_busy
+
+    def power_w(
+        self,
+        cpu_khz: Sequence[Any],
+        gpu_hz: Any,
+        emc_hz: Any,
+        cluster_busy: Any,
+        gpu_busy: Any,
+        emc_busy: Any,
+    ) -> Any:
         """Board input power for these clocks and utilisations (busy cores per cluster, GPU and EMC fractions)."""
-        total = self.base_w + self.gpu_power.power_w(gpu_hz, gpu_busy) + self.emc_power.power_w(emc_hz, emc_busy)
+        total = (
+            self.base_w
+            + self.gpu_power.power_w(gpu_hz, gpu_busy)
+            + self.emc_power.power_w(emc_hz, emc_busy)
+        )
         for c, f in enumerate(cpu_khz):
             total = total + self.cpu_power.power_w(f, cluster_busy[c])
         return total
 
-    def rail_split_w(self, cpu_khz: Sequence[float], gpu_hz: float, emc_hz: float, cluster_busy: Sequence[float], gpu_busy: float, emc_busy: float) -> dict[str, float]:
+    def rail_split_w(
+        self,
+        cpu_khz: Sequence[float],
+        gpu_hz: float,
+        emc_hz: float,
+        cluster_busy: Sequence[float],
+        gpu_busy: float,
+        emc_busy: float,
+    ) -> dict[str, float]:
         """Power per INA3221 rail of the Xavier NX (VDD_IN total, VDD_CPU_GPU_CV, VDD_SOC)."""
         gpu = float(self.gpu_power.power_w(gpu_hz, gpu_busy))
         cpu = float(sum(self.cpu_power.power_w(f, cluster_busy[c]) for c, f in enumerate(cpu_khz)))
         soc = float(self.emc_power.power_w(emc_hz, emc_busy))
-        return {"VDD_IN": self.base_w + gpu + cpu + soc, "VDD_CPU_GPU_CV": gpu + cpu, "VDD_SOC": soc}
+        return {
+            "VDD_IN": self.base_w + gpu + cpu + soc,
+            "VDD_CPU_GPU_CV": gpu + cpu,
+            "VDD_SOC": soc,
+        }

@@ -1,12 +1,16 @@
 """A simulated board: clocks driven by governors or pinned, sub-networks running frame by frame.
 
-Time advances in ticks (10 ms by default). Each tick the platform model gives every app's latency,
-the utilisations and board power for the clocks in force; frames that start in the tick get that
-latency times a lognormal jitter; the governors (schedutil per CPU cluster, nvhost_podgov on the GPU,
-the EMC activity rule) then pick the next clocks within each domain's [min, max] range, as the kernel
-does; pinning a clock is min = max. The same core runs faster than real time in the evaluation and
+Time advances in ticks (10 ms by default). Each tick the platform model gives every app's latency
+for the clocks in force; frames that start in the tick get that latency times a lognormal jitter.
+Frames follow the inference node's timeline: it keeps only the newest camera frame, so a frame
+starts when the previous one ends if a camera frame arrived meanwhile, else at the next arrival.
+Utilisation and board power of a tick come from the time each app's frames actually ran in it;
+the governors (schedutil per CPU cluster, nvhost_podgov on the GPU, the EMC activity rule)
+then pick the next clocks from that, within each domain's [min, max] range, as the kernel does;
+pinning a clock is min = max. The same core runs faster than real time in the evaluation and
 in real time behind a Jetson-like sysfs tree (sysfs_board.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +27,6 @@ SWITCH_COST_MS = 0.13
 (reference/dynamic-dnn.md); weights stay shared, so no reload."""
 
 
-
 @dataclass
 class SimulatedApp:
     app: str
@@ -35,6 +38,8 @@ class SimulatedApp:
     pending_subnet: str | None = None
     next_start_s: float = 0.0
     switched: bool = False
+    running_until_s: float = 0.0
+    """end of the frame started last (it may run into later ticks)"""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,16 @@ class TickLog:
     gpu_busy: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TickActivity:
+    """What the board did in one tick: utilisations and power from the frames that ran in it."""
+
+    cluster_busy_cores: np.ndarray
+    gpu_busy: float
+    emc_busy: float
+    power_w: float
+
+
 class BoardSimulator:
     GPU_IDLE = 0.01
     """GPU busy fraction under which the GPU driver requests no EMC floor"""
@@ -76,8 +91,15 @@ class BoardSimulator:
         self.tick_s = tick_s
         self.rng = np.random.default_rng(seed)
         clocks = model.description.clocks
-        self.cpu_table, self.gpu_table, self.emc_table = clocks.cpu_available_khz, clocks.gpu_available_hz, clocks.emc_available_hz
-        self.cpu = [DomainControl(self.cpu_table[0], self.cpu_table[-1], "schedutil") for _ in range(model.clusters)]
+        self.cpu_table, self.gpu_table, self.emc_table = (
+            clocks.cpu_available_khz,
+            clocks.gpu_available_hz,
+            clocks.emc_available_hz,
+        )
+        self.cpu = [
+            DomainControl(self.cpu_table[0], self.cpu_table[-1], "schedutil")
+            for _ in range(model.clusters)
+        ]
         self.gpu = DomainControl(self.gpu_table[0], self.gpu_table[-1], "nvhost_podgov")
         self.emc_locked_hz = 0
         self.emc_governor = "default"
@@ -85,9 +107,14 @@ class BoardSimulator:
         self.gpu_hz = self.gpu_table[-1]
         self.emc_hz = self.emc_table[-1]
         config = GovernorConfig.from_yaml(model.governors)
-        self._schedutil = [Schedutil(self.cpu_table, config.schedutil_rate_limit_s, config.pelt_half_life_s) for _ in range(model.clusters)]
+        self._schedutil = [
+            Schedutil(self.cpu_table, config.schedutil_rate_limit_s, config.pelt_half_life_s)
+            for _ in range(model.clusters)
+        ]
         self._podgov = PodGov(self.gpu_table, **config.podgov)
-        self._emc_gov = ActivityGovernor(self.emc_table, config.emc_up_threshold, config.pelt_half_life_s)
+        self._emc_gov = ActivityGovernor(
+            self.emc_table, config.emc_up_threshold, config.pelt_half_life_s
+        )
         self.apps: dict[str, SimulatedApp] = {}
         self.background_gpu = 0.0
         self.external_loads: tuple[AppLoad, ...] = ()
@@ -98,10 +125,13 @@ class BoardSimulator:
         self.frames: list[Frame] = []
         self.log = TickLog()
         self.last_state: LoadState | None = None
+        self.last_activity: TickActivity | None = None
         self._states: dict[tuple, LoadState] = {}
 
     # -- workload ---------------------------------------------------------------------------------
-    def add_app(self, app: str, profile: ModelProfile, fps: float, cluster: int, subnet: str | None = None) -> None:
+    def add_app(
+        self, app: str, profile: ModelProfile, fps: float, cluster: int, subnet: str | None = None
+    ) -> None:
         start = subnet or max(profile.subnets, key=lambda s: s.accuracy).id
         profile.subnet(start)  # raises on an unknown id
         self.apps[app] = SimulatedApp(app, profile, fps, cluster, start, next_start_s=self.time_s)
@@ -130,54 +160,102 @@ class BoardSimulator:
         if mode not in ("default", "performance", "powersave"):
             raise ValueError(f"unknown governor mode {mode!r}")
         for c in self.cpu:
-            c.lo, c.hi, c.governor = self.cpu_table[0], self.cpu_table[-1], "schedutil" if mode == "default" else mode
-        self.gpu.lo, self.gpu.hi, self.gpu.governor = self.gpu_table[0], self.gpu_table[-1], "nvhost_podgov" if mode == "default" else mode
+            c.lo, c.hi, c.governor = (
+                self.cpu_table[0],
+                self.cpu_table[-1],
+                "schedutil" if mode == "default" else mode,
+            )
+        self.gpu.lo, self.gpu.hi, self.gpu.governor = (
+            self.gpu_table[0],
+            self.gpu_table[-1],
+            "nvhost_podgov" if mode == "default" else mode,
+        )
         self.emc_locked_hz = 0
         self.emc_governor = mode
 
     # -- time ---------------------------------------------------------------------------------------
     def _state(self) -> LoadState:
-        apps = tuple(AppLoad(typical_latency_ms(a.profile.subnet(a.subnet)), a.fps, a.cluster) for a in self.apps.values())
+        apps = tuple(
+            AppLoad(typical_latency_ms(a.profile.subnet(a.subnet)), a.fps, a.cluster)
+            for a in self.apps.values()
+        )
         apps += self.external_loads
         key = (apps, tuple(self.cpu_khz), self.gpu_hz, self.emc_hz, self.background_gpu)
         state = self._states.get(key)
         if state is None:
             if len(self._states) >= self.STATE_CACHE_SIZE:
                 self._states.clear()
-            state = self._states[key] = self.model.steady_state(apps, self.cpu_khz, self.gpu_hz, self.emc_hz, self.background_gpu)
+            state = self._states[key] = self.model.steady_state(
+                apps, self.cpu_khz, self.gpu_hz, self.emc_hz, self.background_gpu
+            )
         return state
 
     def step(self) -> LoadState:
         dt = self.tick_s
+        start = self._ticks * dt
         end = (self._ticks + 1) * dt  # from a tick count: no drift from adding up floats
         for sim in self.apps.values():
             if sim.pending_subnet is not None and sim.next_start_s < end:
                 sim.subnet, sim.pending_subnet, sim.switched = sim.pending_subnet, None, True
         state = self._state()
-        sigma = math.sqrt(math.log(1.0 + self.model.latency_cv ** 2))
+        sigma = math.sqrt(math.log(1.0 + self.model.latency_cv**2))
+        running = np.zeros(len(self.apps))
         for i, sim in enumerate(self.apps.values()):
             mean_ms = float(state.latency_ms[i])
             subnet = sim.profile.subnet(sim.subnet)
-            bound = int(dt * 1000.0 / max(mean_ms * 0.5, 1e-3)) + 2  # at most this many frames start in a tick
+            # the frame started in an earlier tick that still runs
+            running[i] = max(0.0, min(sim.running_until_s, end) - start)
+            bound = (
+                int(dt * 1000.0 / max(mean_ms * 0.5, 1e-3)) + 2
+            )  # at most this many frames start in a tick
             for _ in range(bound):
                 if sim.next_start_s >= end:
                     break
-                latency = mean_ms * math.exp(sigma * self.rng.standard_normal() - sigma * sigma / 2)
+                latency = mean_ms * math.exp(
+                    sigma * self.rng.standard_normal() - sigma * sigma / 2
+                )
                 if sim.switched:
                     latency += SWITCH_COST_MS
                     sim.switched = False
-                self.frames.append(Frame(sim.app, sim.next_start_s, latency, sim.subnet, subnet.accuracy))
+                self.frames.append(
+                    Frame(sim.app, sim.next_start_s, latency, sim.subnet, subnet.accuracy)
+                )
                 done = sim.next_start_s + latency / 1000.0
-                # a camera frame that arrives while the model is busy is dropped: start at the next arrival
-                sim.next_start_s = math.ceil(done * sim.fps - 1e-9) / sim.fps if sim.fps > 0 else done
-        power = float(state.power_w)
-        self.energy_j += power * dt
+                running[i] += min(done, end) - sim.next_start_s
+                sim.running_until_s = done
+                sim.next_start_s = self._next_start(sim.next_start_s, done, sim.fps)
+        activity = self._activity(state, running / dt)
+        self.energy_j += activity.power_w * dt
         self._ticks += 1
         self.time_s = end
-        self._log(power, float(state.gpu_busy))
-        self._govern(state)
+        self._log(activity.power_w, activity.gpu_busy)
+        self._govern(activity)
         self.last_state = state
+        self.last_activity = activity
         return state
+
+    @staticmethod
+    def _next_start(started_s: float, done_s: float, fps: float) -> float:
+        """The inference node keeps the newest camera frame: if one arrived while this frame ran,
+        the next starts when it ends; otherwise at the next arrival (frames at k / fps)."""
+        if fps <= 0:
+            return done_s
+        next_arrival = (math.floor(started_s * fps + 1e-9) + 1) / fps
+        return max(done_s, next_arrival)
+
+    def _activity(self, state: LoadState, busy: np.ndarray) -> TickActivity:
+        """Utilisations and power from the fraction of the tick each app had a frame running
+        (work run elsewhere, external_loads, counts at its steady-state rate)."""
+        n = len(self.apps)
+        shares = (state.host_share, state.gpu_share, state.emc_share)
+        loads = [AppLoad(0.0, a.fps, a.cluster) for a in self.apps.values()] + list(
+            self.external_loads
+        )
+        external = np.minimum(1.0, state.rate_hz[n:] * state.latency_ms[n:] / 1000.0)
+        busy_all = np.concatenate([np.minimum(1.0, busy), external])
+        gpu, emc, clusters = self.model.utilisation(loads, busy_all, *shares, self.background_gpu)
+        power = self.model.power_w(self.cpu_khz, self.gpu_hz, self.emc_hz, clusters, gpu, emc)
+        return TickActivity(clusters, float(gpu), float(emc), float(power))
 
     def run_until(self, t_end_s: float) -> None:
         for _ in range(int(math.ceil((t_end_s - self.time_s) / self.tick_s - 1e-9))):
@@ -192,11 +270,14 @@ class BoardSimulator:
         log.power_w.append(power)
         log.gpu_busy.append(gpu_busy)
 
-    def _govern(self, state: LoadState) -> None:
-        """Pick the clocks for the next tick within each domain's range."""
+    def _govern(self, state: TickActivity) -> None:
+        """Pick the clocks for the next tick within each domain's range, from what ran in this
+        one."""
         now, dt = self.time_s, self.tick_s
         for c, control in enumerate(self.cpu):
-            busy = float(state.cluster_busy_cores[c])  # the busiest CPU of the policy drives schedutil
+            busy = float(
+                state.cluster_busy_cores[c]
+            )  # the busiest CPU of the policy drives schedutil
             if control.lo == control.hi:
                 self.cpu_khz[c] = control.lo
             elif control.governor == "performance":
@@ -204,7 +285,9 @@ class BoardSimulator:
             elif control.governor == "powersave":
                 self.cpu_khz[c] = control.lo
             else:
-                self.cpu_khz[c] = self._schedutil[c].step(now, dt, min(1.0, busy), self.cpu_khz[c], control.lo, control.hi)
+                self.cpu_khz[c] = self._schedutil[c].step(
+                    now, dt, min(1.0, busy), self.cpu_khz[c], control.lo, control.hi
+                )
         if self.gpu.lo == self.gpu.hi:
             self.gpu_hz = self.gpu.lo
         elif self.gpu.governor == "performance":
@@ -212,7 +295,9 @@ class BoardSimulator:
         elif self.gpu.governor == "powersave":
             self.gpu_hz = self.gpu.lo
         else:
-            self.gpu_hz = self._podgov.step(now, float(state.gpu_busy), self.gpu_hz, self.gpu.lo, self.gpu.hi)
+            self.gpu_hz = self._podgov.step(
+                now, float(state.gpu_busy), self.gpu_hz, self.gpu.lo, self.gpu.hi
+            )
         if self.emc_locked_hz:
             self.emc_hz = self.emc_locked_hz
         elif self.emc_governor == "performance":
@@ -221,5 +306,16 @@ class BoardSimulator:
             self.emc_hz = self.emc_table[0]
         else:
             # while the GPU works its driver asks for EMC bandwidth in proportion to its clock
-            floor = self.emc_table[-1] * self.gpu_hz / self.gpu_table[-1] if float(state.gpu_busy) > self.GPU_IDLE else 0.0
-            self.emc_hz = self._emc_gov.step(dt, float(state.emc_busy), self.emc_hz, self.emc_table[0], self.emc_table[-1], floor)
+            floor = (
+                self.emc_table[-1] * self.gpu_hz / self.gpu_table[-1]
+                if float(state.gpu_busy) > self.GPU_IDLE
+                else 0.0
+            )
+            self.emc_hz = self._emc_gov.step(
+                dt,
+                float(state.emc_busy),
+                self.emc_hz,
+                self.emc_table[0],
+                self.emc_table[-1],
+                floor,
+            )

@@ -8,7 +8,8 @@ simulated back ends (backends/simulated.py), which announce it in a small side d
 tree, `run/dyndnn_sim/` (not a Jetson path; nothing on a real board reads or writes it):
 
 - `run/dyndnn_sim/apps/<model_id>`: "<reference latency ms> <frames per second> <cluster index> <wall time>"
-  written by each back end; entries older than STALE_S are ignored (node stopped);
+  written by each back end, the frames per second it processes (its frame timeline, measured);
+  entries older than STALE_S are ignored (node stopped);
 - `run/dyndnn_sim/background_gpu`: the GPU share a background job takes (0..1), for experiments.
 """
 from __future__ import annotations
@@ -55,7 +56,8 @@ def read_app_activity(root: Path, now: float | None = None) -> dict[str, AppLoad
         except (OSError, ValueError):
             continue
         if now - float(stamp) <= STALE_S:
-            loads[entry.name] = AppLoad(float(latency), float(fps), int(cluster))
+            rate = float(fps)
+            loads[entry.name] = AppLoad(float(latency), 0.0, int(cluster), measured_rate_hz=rate)
     return loads
 
 
@@ -108,7 +110,7 @@ class SysfsBoard:
 
     # -- what a hardware monitor reads --------------------------------------------------------------
     def write_status(self) -> None:
-        sim, state = self.sim, self.sim.last_state
+        sim, state = self.sim, self.sim.last_activity
         for policy in self.policies:
             khz = sim.cpu_khz[self._cpu_index[policy.name]]
             for name in ("scaling_cur_freq", "cpuinfo_cur_freq"):

@@ -1,10 +1,14 @@
 """Application-level policies: they choose sub-networks only and leave clocks to the board's governors.
 
 `subnet_only` adapts each model's sub-network to its goal using the profile table corrected by the
-measured slowdown; `static` runs a fixed sub-network (the baseline the thesis pairs with governors).
+measured slowdown; `static` runs a fixed sub-network (the thesis pairs the largest with governors);
+`static_targets` fixes sub-networks from the targets in force, as a designer would when targets
+change (no look-ahead, no feedback), and leaves the clocks to the governors.
 """
+
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -18,7 +22,8 @@ from dyndnn_ros.policies.base import (
     validate_goals,
 )
 from dyndnn_ros.policies.feedback import SlowdownFilter, SwitchHysteresis
-from dyndnn_ros.policies.search import typical_latency_ms
+from dyndnn_ros.platforms.model import AppLoad
+from dyndnn_ros.policies.search import as_platform_model, tail_ratio, typical_latency_ms
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 
@@ -52,13 +57,18 @@ def judge_subnet(goal: PerformanceGoal, subnet: SubnetProfile, slowdown: float) 
 
 
 def update_slowdown(
-    slowdown: SlowdownFilter, goal: PerformanceGoal, profile: ModelProfile, observation: Observation
+    slowdown: SlowdownFilter,
+    goal: PerformanceGoal,
+    profile: ModelProfile,
+    observation: Observation,
 ) -> float:
     """Fold this period's measured latency of the app into its filter (profile clocks assumed)."""
     active = observation.active_subnets.get(goal.model)
     measured = observation.latency_ms.get(goal.app, 0.0)
     if observation.frames.get(goal.app, 0) > 0 and active in profile.ids and measured > 0:
-        slowdown.update(measured, typical_latency_ms(profile.subnet(active)), observation.frames[goal.app])
+        slowdown.update(
+            measured, typical_latency_ms(profile.subnet(active)), observation.frames[goal.app]
+        )
     return slowdown.estimate
 
 
@@ -70,7 +80,9 @@ class SubnetOnlyPolicy(Policy):
 
     name = "subnet_only"
 
-    def __init__(self, platform: Any = None, hold_periods: int = 3, use_feedback: bool = True) -> None:
+    def __init__(
+        self, platform: Any = None, hold_periods: int = 3, use_feedback: bool = True
+    ) -> None:
         if hold_periods < 1:
             raise PolicyError(f"hold_periods must be >= 1, got {hold_periods}")
         self.hold_periods = hold_periods
@@ -83,7 +95,10 @@ class SubnetOnlyPolicy(Policy):
         self._hysteresis.clear()
 
     def decide(
-        self, goals: Mapping[str, PerformanceGoal], profiles: Mapping[str, ModelProfile], observation: Observation
+        self,
+        goals: Mapping[str, PerformanceGoal],
+        profiles: Mapping[str, ModelProfile],
+        observation: Observation,
     ) -> Decision:
         validate_goals(goals)
         subnets: dict[str, str] = {}
@@ -96,7 +111,11 @@ class SubnetOnlyPolicy(Policy):
                 given_up[goal.app] = f"no profile for model {goal.model!r}"
                 continue
             slowdown_filter = self._slowdown.setdefault(goal.app, SlowdownFilter())
-            slowdown = update_slowdown(slowdown_filter, goal, profile, observation) if self.use_feedback else 1.0
+            slowdown = (
+                update_slowdown(slowdown_filter, goal, profile, observation)
+                if self.use_feedback
+                else 1.0
+            )
             verdicts = {s.id: judge_subnet(goal, s, slowdown) for s in profile.subnets}
             feasible = [v for v in verdicts.values() if v.ok]
             if feasible:
@@ -106,12 +125,16 @@ class SubnetOnlyPolicy(Policy):
                 best = min(verdicts.values(), key=lambda v: v.predicted_tail_ms)
                 reason = f"no sub-network meets the goal; fastest runs: {'; '.join(best.problems)}"
                 given_up[goal.app] = reason
-            hysteresis = self._hysteresis.setdefault(goal.model, SwitchHysteresis(self.hold_periods))
+            hysteresis = self._hysteresis.setdefault(
+                goal.model, SwitchHysteresis(self.hold_periods)
+            )
             current = hysteresis.current
             current_ok = current in verdicts and verdicts[current].ok
             chosen = hysteresis.apply(best.subnet.id, current_still_ok=current_ok)
             if chosen != best.subnet.id:
-                reason = f"holding {chosen} (still meets the goal) while {best.subnet.id} is confirmed"
+                reason = (
+                    f"holding {chosen} (still meets the goal) while {best.subnet.id} is confirmed"
+                )
             subnets[goal.model] = chosen
             reasons[goal.model] = reason
             predicted[goal.app] = verdicts[chosen].predicted_tail_ms
@@ -130,7 +153,10 @@ class StaticPolicy(Policy):
         self.fixed = dict(subnets or {})
 
     def decide(
-        self, goals: Mapping[str, PerformanceGoal], profiles: Mapping[str, ModelProfile], observation: Observation
+        self,
+        goals: Mapping[str, PerformanceGoal],
+        profiles: Mapping[str, ModelProfile],
+        observation: Observation,
     ) -> Decision:
         validate_goals(goals)
         subnets: dict[str, str] = {}
@@ -146,3 +172,70 @@ class StaticPolicy(Policy):
                 subnets[goal.model] = max(profile.subnets, key=lambda s: s.accuracy).id
                 reasons[goal.model] = "fixed: most accurate sub-network"
         return Decision(subnets, None, reasons)
+
+
+MAX_TARGET_COMBINATIONS = 10_000
+"""Bound on the sub-network combinations static_targets tries (7 x 7 for two published models)."""
+
+
+@register_policy("static_targets")
+class StaticForTargetsPolicy(Policy):
+    """A fixed sub-network per model, chosen again whenever the targets change: measured together
+    at max clocks (jetson_clocks), the combination that serves the apps in priority order (for each
+    app, highest priority first: its p99 latency and its accuracy goal met), then the highest
+    summed accuracy. No clock commands: the board's governors run. Nothing about later targets is
+    used."""
+
+    name = "static_targets"
+
+    def __init__(self, platform: Any = None) -> None:
+        self.model = as_platform_model(platform)
+        self._chosen: dict[tuple, dict[str, str]] = {}
+
+    def reset(self) -> None:
+        self._chosen.clear()
+
+    def decide(
+        self,
+        goals: Mapping[str, PerformanceGoal],
+        profiles: Mapping[str, ModelProfile],
+        observation: Observation,
+    ) -> Decision:
+        validate_goals(goals)
+        served = sorted(
+            (g for g in goals.values() if g.model in profiles), key=lambda g: (-g.priority, g.app)
+        )
+        fps = tuple(float(observation.input_fps.get(g.app, 0.0)) for g in served)
+        key = (tuple(served), fps)
+        if key not in self._chosen:
+            self._chosen[key] = self._choose(served, profiles, fps, observation)
+        subnets = self._chosen[key]
+        return Decision(
+            dict(subnets), None, {m: "fixed for the targets in force" for m in subnets}
+        )
+
+    def _choose(self, served, profiles, fps, observation) -> dict[str, str]:
+        names = [c.name for c in self.model.description.clocks.cpu_clusters]
+        top = self.model.max_point()
+        clusters = [
+            names.index(observation.app_cluster[g.app])
+            if observation.app_cluster.get(g.app) in names
+            else i % len(names)
+            for i, g in enumerate(served)
+        ]
+        best, best_key = None, None
+        combos = itertools.product(*[profiles[g.model].subnets for g in served])
+        for combo in itertools.islice(combos, MAX_TARGET_COMBINATIONS):
+            loads = [AppLoad(typical_latency_ms(s), f, c) for s, f, c in zip(combo, fps, clusters)]
+            latency = self.model.steady_state(
+                loads, top.cpu_khz, top.gpu_hz, top.emc_hz
+            ).latency_ms
+            served_in_order = tuple(
+                (not g.max_latency_ms or float(latency[i]) * tail_ratio(s) <= g.max_latency_ms)
+                and s.accuracy >= g.min_accuracy
+                for i, (g, s) in enumerate(zip(served, combo))
+            )
+            rank = (served_in_order, sum(s.accuracy for s in combo))
+            if best_key is None or rank > best_key:
+                best, best_key = combo, rank
+        return {g.model: s.id for g, s in zip(served, best or ())}

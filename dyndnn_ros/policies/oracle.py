@@ -1,18 +1,35 @@
 """The oracle: exhaustive search over sub-networks x clocks with perfect knowledge of the platform.
 
 It knows what the policies must estimate (the background GPU load, given by the evaluation through
-`set_truth`) and searches every combination of sub-networks with the whole clock grid, so its
-energy is the lower bound for the goals. It follows the same priority rule as the hierarchical
-manager when the goals cannot all be met, so both are judged on the same goals. Evaluation only:
-a robot cannot know the truth.
+`set_truth`; no slowdown to learn) and searches every combination of the apps' sub-networks with
+every clock combination, each CPU cluster's clock on its own, so its energy per frame is the lower
+bound for the goals. Only when no point meets every goal does it relax goals, lowest priority
+first, as the hierarchical manager does (a given-up app keeps its latency as best effort), so both
+are judged on the same goals. Evaluation only: a robot cannot know the truth.
 """
+
 from __future__ import annotations
 
 import itertools
 from typing import Any, Mapping
 
-from dyndnn_ros.policies.base import Decision, Observation, PerformanceGoal, Policy, register_policy, validate_goals
-from dyndnn_ros.policies.search import AppDemand, ClockChoice, as_platform_model, point_to_setting, search_clocks, tail_ratio, typical_latency_ms
+from dyndnn_ros.policies.base import (
+    Decision,
+    Observation,
+    PerformanceGoal,
+    Policy,
+    register_policy,
+    validate_goals,
+)
+from dyndnn_ros.policies.search import (
+    AppDemand,
+    ClockChoice,
+    as_platform_model,
+    point_to_setting,
+    search_clocks,
+    tail_ratio,
+    typical_latency_ms,
+)
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 MAX_COMBINATIONS = 10_000
@@ -20,36 +37,65 @@ MAX_COMBINATIONS = 10_000
 
 
 def exhaustive_best(
-    model, apps: list[tuple[PerformanceGoal, list[SubnetProfile], int, float, bool]],
-    power_cap_w: float, background_gpu: float, best_effort: bool = False,
+    model,
+    apps: list[tuple[PerformanceGoal, list[SubnetProfile], int, float, bool]],
+    power_cap_w: float,
+    background_gpu: float,
+    best_effort: bool = False,
 ) -> tuple[ClockChoice, tuple[SubnetProfile, ...]] | None:
-    """Least-power (sub-networks, clocks) meeting every constrained app's p99 latency and the power cap.
+    """Least energy-per-frame (sub-networks, clocks) meeting every constrained app's p99 latency
+    and the power cap.
 
     apps: (goal, allowed sub-networks, cluster, fps, latency constrained?) per application."""
     best: tuple[ClockChoice, tuple[SubnetProfile, ...]] | None = None
+    best_key: tuple = ()
     combos = itertools.product(*[allowed for _, allowed, _, _, _ in apps])
     for combo in itertools.islice(combos, MAX_COMBINATIONS):
         demands = [
-            AppDemand(goal.app, typical_latency_ms(s), tail_ratio(s), fps, cluster, 1.0,
-                      goal.max_latency_ms if constrained else 0.0)
+            AppDemand(
+                goal.app,
+                typical_latency_ms(s),
+                tail_ratio(s),
+                fps,
+                cluster,
+                1.0,
+                goal.max_latency_ms,
+                best_effort=not constrained,
+            )
             for (goal, _, cluster, fps, constrained), s in zip(apps, combo)
         ]
-        choice = search_clocks(model, demands, power_cap_w, background_gpu, best_effort=best_effort)
-        if choice is not None and (best is None or _better(choice, best[0], demands)):
-            best = (choice, combo)
+        choice = search_clocks(
+            model, demands, power_cap_w, background_gpu, best_effort=best_effort, per_cluster=True
+        )
+        if choice is None:
+            continue
+        key = _rank(choice, demands)
+        if best is None or key < best_key:
+            best, best_key = (choice, combo), key
     return best
 
 
-def _worst_lateness(choice: ClockChoice, demands: list[AppDemand]) -> float:
-    return max((t / d.max_tail_ms for t, d in zip(choice.tail_ms, demands) if d.max_tail_ms > 0), default=0.0)
+def _lateness(choice: ClockChoice, demands: list[AppDemand], soft: bool) -> float:
+    """Worst p99 / target (1 when every target of that kind is met)."""
+    return max(
+        [
+            t / d.max_tail_ms
+            for t, d in zip(choice.tail_ms, demands)
+            if d.max_tail_ms > 0 and d.best_effort == soft
+        ]
+        + [1.0]
+    )
 
 
-def _better(new: ClockChoice, old: ClockChoice, demands: list[AppDemand]) -> bool:
-    if new.met and old.met:
-        return new.power_w < old.power_w
-    if not new.met and not old.met:
-        return (_worst_lateness(new, demands), new.power_w) < (_worst_lateness(old, demands), old.power_w)
-    return new.met
+def _rank(choice: ClockChoice, demands: list[AppDemand]) -> tuple:
+    """Every hard target met first, then the least lateness of the best-effort apps, then energy
+    per frame."""
+    return (
+        not choice.met,
+        _lateness(choice, demands, False) if not choice.met else 1.0,
+        _lateness(choice, demands, True),
+        choice.energy_per_frame_j,
+    )
 
 
 @register_policy("oracle")
@@ -68,17 +114,37 @@ class OraclePolicy(Policy):
     def reset(self) -> None:
         self._cache.clear()
 
-    def decide(self, goals: Mapping[str, PerformanceGoal], profiles: Mapping[str, ModelProfile], observation: Observation) -> Decision:
+    def decide(
+        self,
+        goals: Mapping[str, PerformanceGoal],
+        profiles: Mapping[str, ModelProfile],
+        observation: Observation,
+    ) -> Decision:
         validate_goals(goals)
         served = [g for g in sorted(goals.values(), key=lambda g: g.app) if g.model in profiles]
         names = [c.name for c in self.model.description.clocks.cpu_clusters]
-        clusters = {g.app: (names.index(observation.app_cluster[g.app]) if observation.app_cluster.get(g.app) in names else i % len(names))
-                    for i, g in enumerate(served)}
+        clusters = {
+            g.app: (
+                names.index(observation.app_cluster[g.app])
+                if observation.app_cluster.get(g.app) in names
+                else i % len(names)
+            )
+            for i, g in enumerate(served)
+        }
         fps = {g.app: float(observation.input_fps.get(g.app, 0.0)) for g in served}
-        key = (tuple(served), tuple(sorted(fps.items())), tuple(sorted(clusters.items())), self.background_gpu)
+        key = (
+            tuple(served),
+            tuple(sorted(fps.items())),
+            tuple(sorted(clusters.items())),
+            self.background_gpu,
+        )
         if key in self._cache:
             return self._cache[key]
-        given_up = {g.app: f"no profile for model {g.model!r}" for g in goals.values() if g.model not in profiles}
+        given_up = {
+            g.app: f"no profile for model {g.model!r}"
+            for g in goals.values()
+            if g.model not in profiles
+        }
         # the same priority rule as the hierarchical manager: lowest priority first, each sub-network
         # below its accuracy goal (most accurate first), then give it up; the top app is never given up
         lowest_first = sorted(served, key=lambda g: (g.priority, g.app))
@@ -100,9 +166,14 @@ class OraclePolicy(Policy):
                 elif g.app in forced:
                     allowed = [forced[g.app]]
                 else:
-                    allowed = [s for s in subnets if s.accuracy >= g.min_accuracy] or [max(subnets, key=lambda s: s.accuracy)]
+                    allowed = [s for s in subnets if s.accuracy >= g.min_accuracy] or [
+                        max(subnets, key=lambda s: s.accuracy)
+                    ]
                 apps.append((g, allowed, clusters[g.app], fps[g.app], g.app not in dropped))
-            cap = min((g.max_power_w for g in served if g.max_power_w and g.app not in dropped), default=0.0)
+            cap = min(
+                (g.max_power_w for g in served if g.max_power_w and g.app not in dropped),
+                default=0.0,
+            )
             found = exhaustive_best(self.model, apps, cap, self.background_gpu)
             if found is not None or step == len(ladder):
                 break
@@ -115,7 +186,13 @@ class OraclePolicy(Policy):
                 given_up[app] = f"accuracy goal relaxed to {subnet.id}"
         if found is None:  # even the highest priority cannot be met: least worst lateness
             found = exhaustive_best(self.model, apps, cap, self.background_gpu, best_effort=True)
-            given_up.update({g.app: "best effort: target cannot be met" for g in served if g.app not in dropped})
+            given_up.update(
+                {
+                    g.app: "best effort: target cannot be met"
+                    for g in served
+                    if g.app not in dropped
+                }
+            )
         choice, combo = found
         decision = Decision(
             subnets={g.model: s.id for g, s in zip(served, combo)},

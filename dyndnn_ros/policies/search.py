@@ -1,8 +1,12 @@
-"""System-level search: the clocks that meet every application's latency at the least predicted power.
+"""System-level search: the clocks that meet every application's latency at the least predicted
+energy per processed frame (board power / frames per second of all apps together).
 
 The whole clock grid (GPU x EMC x CPU tables) is evaluated at once with the platform model, so a
 decision costs a few milliseconds. Clusters that run no application are left at their lowest clock.
+The clusters that run apps share one CPU clock index in the manager's search; the oracle searches
+each cluster's clock on its own axis (`per_cluster=True`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,24 +19,103 @@ from dyndnn_ros.platforms.model import AppLoad, OperatingPoint, PlatformModel, t
 from dyndnn_ros.policies.base import ClockSetting, PolicyError
 from dyndnn_ros.profiles import SubnetProfile
 
-
-def _cpu_point(model: PlatformModel, c: int, used: set[int]) -> tuple[int, ...]:
-    table = model.description.clocks.cpu_available_khz
-    return tuple(int(table[c]) if i in used else int(table[0]) for i in range(model.clusters))
+NEAR_BEST = 1.01
+"""points within 1 % of the least lateness count as equally late (then the cheapest is taken)"""
 
 
-def _best_effort(model: PlatformModel, demands, power: np.ndarray, tail: np.ndarray, power_cap_w: float, used: set[int]) -> ClockChoice:
-    lateness = np.zeros(power.shape)
+class ClockGrid:
+    """Every clock combination as numpy axes: GPU, EMC, then one CPU axis per searched cluster
+    (one shared axis for all used clusters, or one per used cluster). `cpu_levels` > 0 thins each
+    per-cluster axis, where there are several, to that many frequencies spread over the table
+    (lowest and highest kept, and the clocks of `keep`), so a per-cluster search stays cheap
+    enough for every control period."""
+
+    def __init__(
+        self,
+        model: PlatformModel,
+        used: set[int],
+        per_cluster: bool,
+        cpu_levels: int = 0,
+        keep: OperatingPoint | None = None,
+    ) -> None:
+        clocks = model.description.clocks
+        table = list(clocks.cpu_available_khz)
+        self.model = model
+        self.used = sorted(used)
+        self.per_cluster = per_cluster
+        self.cpu_axes = len(self.used) if per_cluster else 1
+        self.cpu_values: list[list[int]] = []
+        for k in range(self.cpu_axes):
+            values = table
+            if per_cluster and len(self.used) > 1 and 0 < cpu_levels < len(table):
+                picked = {table[int(round(i))] for i in np.linspace(0, len(table) - 1, cpu_levels)}
+                if keep is not None and keep.cpu_khz[self.used[k]] in table:
+                    picked.add(keep.cpu_khz[self.used[k]])
+                values = sorted(picked)
+            self.cpu_values.append(values)
+        dims = 2 + self.cpu_axes
+
+        def axis(values: Sequence[int], k: int) -> np.ndarray:
+            shape = [1] * dims
+            shape[k] = -1
+            return np.array(values, dtype=float).reshape(shape)
+
+        self.gpu = axis(clocks.gpu_available_hz, 0)
+        self.emc = axis(clocks.emc_available_hz, 1)
+        cpu_axes = [axis(values, 2 + k) for k, values in enumerate(self.cpu_values)]
+        self.cpu = [
+            cpu_axes[self._axis(c)] if c in used else float(table[0])
+            for c in range(model.clusters)
+        ]
+        self.shape = np.broadcast(self.gpu, self.emc, *cpu_axes).shape
+
+    def _axis(self, cluster: int) -> int:
+        return self.used.index(cluster) if self.per_cluster else 0
+
+    def point(self, index: tuple[int, ...]) -> OperatingPoint:
+        clocks = self.model.description.clocks
+        cpu = tuple(
+            int(self.cpu_values[self._axis(c)][index[2 + self._axis(c)]])
+            if c in self.used
+            else int(clocks.cpu_available_khz[0])
+            for c in range(self.model.clusters)
+        )
+        return OperatingPoint(
+            cpu, int(clocks.gpu_available_hz[index[0]]), int(clocks.emc_available_hz[index[1]])
+        )
+
+    def index(self, point: OperatingPoint) -> tuple[int, ...] | None:
+        """The grid index of clocks in force (the shared axis takes the fastest used cluster)."""
+        clocks = self.model.description.clocks
+        if (
+            point.gpu_hz not in clocks.gpu_available_hz
+            or point.emc_hz not in clocks.emc_available_hz
+        ):
+            return None
+        used_cpu = [point.cpu_khz[c] for c in self.used] or [clocks.cpu_available_khz[0]]
+        cpu = (used_cpu if self.per_cluster else [max(used_cpu)])[: self.cpu_axes]
+        if any(f not in values for f, values in zip(cpu, self.cpu_values)):
+            return None
+        cpu_index = tuple(values.index(f) for f, values in zip(cpu, self.cpu_values))
+        return (
+            clocks.gpu_available_hz.index(point.gpu_hz),
+            clocks.emc_available_hz.index(point.emc_hz),
+        ) + cpu_index
+
+
+def _lateness(demands, tail: np.ndarray, shape: tuple[int, ...], which) -> np.ndarray:
+    """Worst p99 / target over the demands `which` selects (those with a latency target)."""
+    lateness = np.zeros(shape)
     for i, d in enumerate(demands):
-        if d.max_tail_ms > 0:
+        if d.max_tail_ms > 0 and which(d):
             lateness = np.maximum(lateness, tail[i] / d.max_tail_ms)
-    allowed = power <= power_cap_w if power_cap_w > 0 and (power <= power_cap_w).any() else np.ones(power.shape, dtype=bool)
-    worst = np.where(allowed, lateness, np.inf)
-    near = allowed & (worst <= worst.min() * 1.01)
-    g, e, c = np.unravel_index(int(np.argmin(np.where(near, power, np.inf))), power.shape)
-    clocks = model.description.clocks
-    point = OperatingPoint(_cpu_point(model, c, used), int(clocks.gpu_available_hz[g]), int(clocks.emc_available_hz[e]))
-    return ClockChoice(point, float(power[g, e, c]), tuple(float(tail[i][g, e, c]) for i in range(len(demands))), met=False)
+    return lateness
+
+
+def _least_late(mask: np.ndarray, lateness: np.ndarray) -> np.ndarray:
+    """The points of `mask` whose lateness is within NEAR_BEST of the least (beyond 1 only)."""
+    late = np.where(mask, np.maximum(lateness, 1.0), np.inf)
+    return mask & (late <= late.min() * NEAR_BEST)
 
 
 def tail_ratio(subnet: SubnetProfile) -> float:
@@ -48,7 +131,10 @@ def as_platform_model(platform: Any) -> PlatformModel:
         return PlatformModel(platform)
     if platform is None or isinstance(platform, str):
         return PlatformModel.load(platform or "xavier_nx")
-    raise PolicyError(f"platform must be a PlatformModel, PlatformDescription or board name, got {type(platform).__name__}")
+    raise PolicyError(
+        "platform must be a PlatformModel, PlatformDescription or board name,"
+        f" got {type(platform).__name__}"
+    )
 
 
 @dataclass(frozen=True)
@@ -65,9 +151,24 @@ class AppDemand:
     slowdown: float = 1.0
     max_tail_ms: float = 0.0
     """0 = no latency constraint"""
+    best_effort: bool = False
+    """the target is held only as far as the other (hard) targets and the power cap allow: an app
+    given up for higher priorities still gets the least lateness they leave it"""
 
     def load(self) -> AppLoad:
         return AppLoad(self.reference_latency_ms, self.fps, self.cluster, self.slowdown)
+
+    def with_slowdown(self, slowdown: float) -> "AppDemand":
+        return AppDemand(
+            self.app,
+            self.reference_latency_ms,
+            self.tail_ratio,
+            self.fps,
+            self.cluster,
+            slowdown,
+            self.max_tail_ms,
+            self.best_effort,
+        )
 
 
 @dataclass(frozen=True)
@@ -76,12 +177,16 @@ class ClockChoice:
     power_w: float
     tail_ms: tuple[float, ...]
     met: bool = True
+    energy_per_frame_j: float = 0.0
+    """predicted board power / frames per second of all the apps (power when no app runs)"""
     """False for a best-effort point: the least worst lateness, not every target met"""
 
 
 def point_to_setting(model: PlatformModel, point: OperatingPoint) -> ClockSetting:
     names = [c.name for c in model.description.clocks.cpu_clusters]
-    return ClockSetting({n: int(f) for n, f in zip(names, point.cpu_khz)}, int(point.gpu_hz), int(point.emc_hz))
+    return ClockSetting(
+        {n: int(f) for n, f in zip(names, point.cpu_khz)}, int(point.gpu_hz), int(point.emc_hz)
+    )
 
 
 def setting_to_point(model: PlatformModel, setting: ClockSetting | None) -> OperatingPoint:
@@ -91,12 +196,21 @@ def setting_to_point(model: PlatformModel, setting: ClockSetting | None) -> Oper
         return ref
     names = [c.name for c in model.description.clocks.cpu_clusters]
     cpu = tuple(int(setting.cpu_khz.get(n, 0) or r) for n, r in zip(names, ref.cpu_khz))
-    return OperatingPoint(cpu, int(setting.gpu_hz or ref.gpu_hz), int(setting.emc_hz or ref.emc_hz))
+    return OperatingPoint(
+        cpu, int(setting.gpu_hz or ref.gpu_hz), int(setting.emc_hz or ref.emc_hz)
+    )
 
 
-def predict(model: PlatformModel, demands: Sequence[AppDemand], point: OperatingPoint, background_gpu: float = 0.0):
+def predict(
+    model: PlatformModel,
+    demands: Sequence[AppDemand],
+    point: OperatingPoint,
+    background_gpu: float = 0.0,
+):
     """Predicted mean latency per app and board power at one operating point."""
-    state = model.steady_state([d.load() for d in demands], point.cpu_khz, point.gpu_hz, point.emc_hz, background_gpu)
+    state = model.steady_state(
+        [d.load() for d in demands], point.cpu_khz, point.gpu_hz, point.emc_hz, background_gpu
+    )
     return [float(v) for v in np.ravel(state.latency_ms)] if demands else [], float(state.power_w)
 
 
@@ -110,45 +224,71 @@ def search_clocks(
     min_saving: float = 0.0,
     best_effort: bool = False,
     keep_slack: float = 0.0,
+    per_cluster: bool = False,
+    cpu_levels: int = 0,
 ) -> ClockChoice | None:
-    """Least-power clocks meeting every demand's p99 latency and the power cap; None if none does.
+    """Least energy-per-frame clocks meeting every hard demand's p99 latency and the power cap;
+    None if none does. Best-effort demands (`AppDemand.best_effort`) then get the least lateness
+    among those points, the cheapest within 1 % of it.
 
     `keep`: the clocks now in force; they are kept unless the best point saves more than
-    `min_saving` (a fraction) of power, so small prediction changes do not make clocks oscillate;
-    they stay while every predicted p99 is within (1 + `keep_slack`) of its limit (a dead band:
-    new clocks must meet the limit, clocks in force may use the slack).
-    `best_effort`: when nothing meets every target, return the point with the least worst lateness
-    (p99 / target over the constrained demands) within the power cap where the cap can be held,
-    the least power among points within 1 % of that lateness; marked met=False."""
-    clocks = model.description.clocks
-    gpu = np.array(clocks.gpu_available_hz, dtype=float).reshape(-1, 1, 1)
-    emc = np.array(clocks.emc_available_hz, dtype=float).reshape(1, -1, 1)
-    cpu_table = np.array(clocks.cpu_available_khz, dtype=float).reshape(1, 1, -1)
-    used = {d.cluster for d in demands}
-    cpu = [cpu_table if c in used else float(clocks.cpu_available_khz[0]) for c in range(model.clusters)]
-    state = model.steady_state([d.load() for d in demands], cpu, gpu, emc, background_gpu)
-    shape = np.broadcast(gpu, emc, cpu_table).shape
+    `min_saving` (a fraction) of energy per frame, so small prediction changes do not make clocks
+    oscillate; they stay while every predicted p99 is within (1 + `keep_slack`) of its limit (a
+    dead band: new clocks must meet the limit, clocks in force may use the slack).
+    `best_effort`: when nothing meets every hard target, return the point with the least worst
+    lateness (p99 / target over every demand with a target) within the power cap where the cap can
+    be held, the cheapest among points within 1 % of that lateness; marked met=False.
+    `per_cluster`, `cpu_levels`: see ClockGrid."""
+    grid = ClockGrid(model, {d.cluster for d in demands}, per_cluster, cpu_levels, keep)
+    shape = grid.shape
+    state = model.steady_state(
+        [d.load() for d in demands], grid.cpu, grid.gpu, grid.emc, background_gpu
+    )
     power = np.broadcast_to(state.power_w, shape) * power_scale
-    tail = np.array([state.latency_ms[i] * d.tail_ratio for i, d in enumerate(demands)]).reshape((len(demands),) + shape)
-    ok = np.ones(shape, dtype=bool)
-    for i, d in enumerate(demands):
-        if d.max_tail_ms > 0:
-            ok &= tail[i] <= d.max_tail_ms
-    if power_cap_w > 0:
-        ok &= power <= power_cap_w
-    keep_index = None
-    if keep is not None and keep.gpu_hz in clocks.gpu_available_hz and keep.emc_hz in clocks.emc_available_hz:
-        used_cpu = [keep.cpu_khz[i] for i in sorted(used)] or [clocks.cpu_available_khz[0]]
-        if max(used_cpu) in clocks.cpu_available_khz:
-            k = (clocks.gpu_available_hz.index(keep.gpu_hz), clocks.emc_available_hz.index(keep.emc_hz), clocks.cpu_available_khz.index(max(used_cpu)))
-            within = all(tail[i][k] <= d.max_tail_ms * (1.0 + keep_slack) for i, d in enumerate(demands) if d.max_tail_ms > 0)
-            if within and (power_cap_w <= 0 or power[k] <= power_cap_w):
-                keep_index = k
+    rate = np.broadcast_to(np.sum(state.rate_hz, axis=0), shape) if demands else np.zeros(shape)
+    cost = np.where(rate > 0, power / np.maximum(rate, 1e-12), power)
+    tail = np.array(
+        [np.broadcast_to(state.latency_ms[i] * d.tail_ratio, shape) for i, d in enumerate(demands)]
+    )
+    hard = _lateness(demands, tail, shape, lambda d: not d.best_effort)
+    soft = _lateness(demands, tail, shape, lambda d: d.best_effort)
+    capped = power <= power_cap_w if power_cap_w > 0 else np.ones(shape, dtype=bool)
+    ok = capped & (hard <= 1.0)
+    keep_index = grid.index(keep) if keep is not None else None
+    if keep_index is not None:
+        within = hard[keep_index] <= 1.0 + keep_slack and capped[keep_index]
+        keep_index = keep_index if within else None
     if not ok.any() and keep_index is None:
-        return _best_effort(model, demands, power, tail, power_cap_w, used) if best_effort else None
-    masked = np.where(ok, power, np.inf)
-    g, e, c = np.unravel_index(int(np.argmin(masked)), shape)
-    if keep_index is not None and power[keep_index] <= masked[g, e, c] * (1.0 + min_saving):
-        g, e, c = keep_index
-    point = OperatingPoint(_cpu_point(model, c, used), int(clocks.gpu_available_hz[g]), int(clocks.emc_available_hz[e]))
-    return ClockChoice(point, float(power[g, e, c]), tuple(float(tail[i][g, e, c]) for i in range(len(demands))))
+        if not best_effort:
+            return None
+        allowed = capped if capped.any() else np.ones(shape, dtype=bool)
+        near = _least_late(allowed, np.maximum(hard, soft))
+        return _choice(grid, np.argmin(np.where(near, cost, np.inf)), power, cost, tail, met=False)
+    if soft.any():
+        ok = _least_late(ok, soft) if ok.any() else ok
+    best = np.unravel_index(int(np.argmin(np.where(ok, cost, np.inf))), shape)
+    if keep_index is not None and (
+        not ok.any() or cost[keep_index] <= cost[best] * (1.0 + min_saving)
+    ):
+        best = keep_index
+    return _choice(grid, best, power, cost, tail)
+
+
+def _choice(
+    grid: ClockGrid,
+    index: Any,
+    power: np.ndarray,
+    cost: np.ndarray,
+    tail: np.ndarray,
+    met: bool = True,
+) -> ClockChoice:
+    if not isinstance(index, tuple):
+        index = np.unravel_index(int(index), grid.shape)
+    index = tuple(int(i) for i in index)
+    return ClockChoice(
+        grid.point(index),
+        float(power[index]),
+        tuple(float(t[index]) for t in tail),
+        met,
+        float(cost[index]),
+    )

@@ -61,14 +61,19 @@ class SystemLevelPolicy(Policy):
         min_saving: float = 0.03,
         use_feedback: bool = True,
         keep_slack: float | None = None,
+        cpu_levels: int = 6,
     ) -> None:
         if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
-            raise PolicyError(f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1")
+            raise PolicyError(
+                f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1"
+            )
         self.model = as_platform_model(platform)
         self.headroom = headroom
         self.hold_periods = hold_periods
         self.min_saving = min_saving
         self.use_feedback = use_feedback
+        # each used cluster gets its own CPU clock, from this many levels (search.ClockGrid)
+        self.cpu_levels = cpu_levels
         # new clocks must leave the headroom; clocks in force may use it: kept while they meet the target itself
         self.keep_slack = headroom / (1.0 - headroom) if keep_slack is None else keep_slack
         self.reset()
@@ -80,17 +85,22 @@ class SystemLevelPolicy(Policy):
         self._last_point: OperatingPoint | None = None
         self._relaxed_last: dict[str, SubnetProfile] = {}
         self._recovering: dict[str, int] = {}
+        self._goals: dict[str, PerformanceGoal] = {}
 
     def dropped_subnet(self, profile: ModelProfile) -> SubnetProfile:
         """A given-up app runs its fastest sub-network: the least GPU time taken from the others."""
         return min(profile.subnets, key=typical_latency_ms)
 
     @abstractmethod
-    def app_level(self, goal: PerformanceGoal, profile: ModelProfile, slowdown: float) -> tuple[SubnetProfile, str]:
+    def app_level(
+        self, goal: PerformanceGoal, profile: ModelProfile, slowdown: float
+    ) -> tuple[SubnetProfile, str]:
         """The sub-network for one app while its goals are held, and why."""
 
     # -- helpers ------------------------------------------------------------------------------
-    def _clusters(self, goals: Mapping[str, PerformanceGoal], observation: Observation) -> dict[str, int]:
+    def _clusters(
+        self, goals: Mapping[str, PerformanceGoal], observation: Observation
+    ) -> dict[str, int]:
         names = [c.name for c in self.model.description.clocks.cpu_clusters]
         mapping = {}
         for index, app in enumerate(sorted(goals)):
@@ -104,14 +114,31 @@ class SystemLevelPolicy(Policy):
         names = [c.name for c in self.model.description.clocks.cpu_clusters]
         return {names[i] for i in self._clusters(goals, observation).values()}
 
-    def _demand(self, goal: PerformanceGoal, subnet: SubnetProfile, cluster: int, observation: Observation, constrained: bool) -> AppDemand:
-        target = goal.max_latency_ms * (1.0 - self.headroom) if constrained and goal.max_latency_ms else 0.0
+    def _demand(
+        self,
+        goal: PerformanceGoal,
+        subnet: SubnetProfile,
+        cluster: int,
+        observation: Observation,
+        constrained: bool,
+        headroom: float,
+    ) -> AppDemand:
+        """A given-up app (not `constrained`) keeps its latency target as best effort."""
+        target = goal.max_latency_ms * (1.0 - headroom if constrained else 1.0)
         return AppDemand(
-            goal.app, typical_latency_ms(subnet), tail_ratio(subnet), float(observation.input_fps.get(goal.app, 0.0)),
-            cluster, self._slowdown[goal.app].estimate if self.use_feedback else 1.0, target,
+            goal.app,
+            typical_latency_ms(subnet),
+            tail_ratio(subnet),
+            float(observation.input_fps.get(goal.app, 0.0)),
+            cluster,
+            self._slowdown[goal.app].estimate if self.use_feedback else 1.0,
+            target,
+            best_effort=not constrained,
         )
 
-    def _update_feedback(self, goals, profiles, observation: Observation, clusters: dict[str, int]) -> None:
+    def _update_feedback(
+        self, goals, profiles, observation: Observation, clusters: dict[str, int]
+    ) -> None:
         ran: list[tuple[PerformanceGoal, AppDemand]] = []
         for goal in goals.values():
             self._slowdown.setdefault(goal.app, SlowdownFilter())
@@ -120,21 +147,41 @@ class SystemLevelPolicy(Policy):
             if profile is None or active not in profile.ids:
                 continue
             s = profile.subnet(active)
-            ran.append((goal, AppDemand(goal.app, typical_latency_ms(s), tail_ratio(s), float(observation.input_fps.get(goal.app, 0.0)), clusters[goal.app])))
+            ran.append(
+                (
+                    goal,
+                    AppDemand(
+                        goal.app,
+                        typical_latency_ms(s),
+                        tail_ratio(s),
+                        float(observation.input_fps.get(goal.app, 0.0)),
+                        clusters[goal.app],
+                    ),
+                )
+            )
         if not self.use_feedback or not ran:
             return
         point = setting_to_point(self.model, observation.clocks)
         latencies, _ = predict(self.model, [d for _, d in ran], point)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:
-                self._slowdown[goal.app].update(observation.latency_ms.get(goal.app, 0.0), predicted, observation.frames[goal.app])
+                self._slowdown[goal.app].update(
+                    observation.latency_ms.get(goal.app, 0.0),
+                    predicted,
+                    observation.frames[goal.app],
+                )
         if observation.power_w > 0:
             # with the slowdowns applied, the rates (and so the power) are what the board saw
-            slowed = [AppDemand(d.app, d.reference_latency_ms, d.tail_ratio, d.fps, d.cluster, self._slowdown[d.app].estimate) for _, d in ran]
+            slowed = [d.with_slowdown(self._slowdown[d.app].estimate) for _, d in ran]
             self._power.update(observation.power_w, predict(self.model, slowed, point)[1])
 
     # -- the decision -----------------------------------------------------------------------------
-    def decide(self, goals: Mapping[str, PerformanceGoal], profiles: Mapping[str, ModelProfile], observation: Observation) -> Decision:
+    def decide(
+        self,
+        goals: Mapping[str, PerformanceGoal],
+        profiles: Mapping[str, ModelProfile],
+        observation: Observation,
+    ) -> Decision:
         validate_goals(goals)
         given_up: dict[str, str] = {}
         served = {}
@@ -144,6 +191,14 @@ class SystemLevelPolicy(Policy):
             else:
                 given_up[app] = f"no profile for model {goal.model!r}"
         clusters = self._clusters(served, observation)
+        for (
+            app,
+            goal,
+        ) in served.items():  # a relaxation held for an old target must not delay the new one
+            if self._goals.get(app) not in (None, goal):
+                self._relaxed_last.pop(app, None)
+                self._recovering.pop(app, None)
+        self._goals = dict(served)
         self._update_feedback(served, profiles, observation, clusters)
         power_scale = self._power.estimate if self.use_feedback else 1.0
 
@@ -160,7 +215,9 @@ class SystemLevelPolicy(Policy):
             if h.current in profile.ids:
                 current = profile.subnet(h.current)
                 # moving to a faster sub-network (an improvement) waits; one the goal needs does not
-                current_ok = current.accuracy >= goal.min_accuracy and typical_latency_ms(current) >= typical_latency_ms(proposal)
+                current_ok = current.accuracy >= goal.min_accuracy and typical_latency_ms(
+                    current
+                ) >= typical_latency_ms(proposal)
                 held[goal.app] = profile.subnet(h.apply(proposal.id, current_ok))
             else:
                 held[goal.app] = proposal
@@ -169,7 +226,10 @@ class SystemLevelPolicy(Policy):
         choice: ClockChoice | None = None
         chosen: dict[str, SubnetProfile] = {}
         for step in range(len(ladder) + 1):
-            power_cap = min((g.max_power_w for g in served.values() if g.max_power_w and g.app not in dropped), default=0.0)
+            power_cap = min(
+                (g.max_power_w for g in served.values() if g.max_power_w and g.app not in dropped),
+                default=0.0,
+            )
             # the held (hysteresis) sub-networks, unless the proposals meet the goals and save more
             # than min_saving: hysteresis is for marginal changes, not for paying to keep a choice
             options = []
@@ -177,13 +237,41 @@ class SystemLevelPolicy(Policy):
                 trial = {g.app: forced.get(g.app) or candidates[g.app] for g in served.values()}
                 if options and trial == options[0][0]:
                     continue
-                demands = [self._demand(g, trial[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
-                found = search_clocks(self.model, demands, power_cap, power_scale=power_scale,
-                                      keep=self._last_point, min_saving=self.min_saving, keep_slack=self.keep_slack)
+                # the headroom guards against prediction error; a goal it alone makes look
+                # infeasible is held without it rather than relaxed or given up
+                for headroom in (self.headroom, 0.0):
+                    demands = [
+                        self._demand(
+                            g,
+                            trial[g.app],
+                            clusters[g.app],
+                            observation,
+                            g.app not in dropped,
+                            headroom,
+                        )
+                        for g in served.values()
+                    ]
+                    # the dead band of clocks in force lies inside the headroom, never past
+                    # the target
+                    found = search_clocks(
+                        self.model,
+                        demands,
+                        power_cap,
+                        power_scale=power_scale,
+                        keep=self._last_point,
+                        min_saving=self.min_saving,
+                        keep_slack=self.keep_slack if headroom else 0.0,
+                        per_cluster=True,
+                        cpu_levels=self.cpu_levels,
+                    )
+                    if found is not None or not self.headroom:
+                        break
                 options.append((trial, demands, found))
             feasible = [o for o in options if o[2] is not None]
             if feasible:
-                keep_held = options[0][2] is not None and options[0][2].power_w <= feasible[-1][2].power_w * (1.0 + self.min_saving)
+                keep_held = options[0][2] is not None and options[0][2].power_w <= feasible[-1][
+                    2
+                ].power_w * (1.0 + self.min_saving)
                 chosen, demands, choice = options[0] if keep_held else feasible[-1]
             else:
                 chosen, demands = options[-1][0], options[-1][1]
@@ -193,23 +281,59 @@ class SystemLevelPolicy(Policy):
             goal = served[app]
             if subnet is not None:
                 forced[app] = subnet
-                given_up[app] = (f"priority {goal.priority}: accuracy >= {goal.min_accuracy:g} relaxed to {subnet.accuracy:.4f}"
-                                 f" ({subnet.id}): no clocks meet every latency goal with more accurate sub-networks")
+                given_up[app] = (
+                    f"priority {goal.priority}: accuracy >= {goal.min_accuracy:g}"
+                    f" relaxed to {subnet.accuracy:.4f} ({subnet.id}): no clocks meet every"
+                    " latency goal with more accurate sub-networks"
+                )
             else:
                 dropped.add(app)
                 forced[app] = self.dropped_subnet(profiles[goal.model])
-                given_up[app] = (f"priority {goal.priority}: given up (latency {goal.max_latency_ms:g} ms"
-                                 f"{f', power {goal.max_power_w:g} W' if goal.max_power_w else ''}); runs {forced[app].id}"
-                                 " so higher-priority goals can be met")
+                given_up[app] = (
+                    f"priority {goal.priority}: given up (latency {goal.max_latency_ms:g} ms"
+                    f"{f', power {goal.max_power_w:g} W' if goal.max_power_w else ''});"
+                    f" runs {forced[app].id} so higher-priority goals can be met, its latency"
+                    " as best effort"
+                )
         if choice is None:  # even the highest priority cannot be met: least worst lateness
-            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True)
+            choice = search_clocks(
+                self.model,
+                demands,
+                power_cap,
+                power_scale=power_scale,
+                best_effort=True,
+                per_cluster=True,
+                cpu_levels=self.cpu_levels,
+            )
             for i, goal in enumerate(served.values()):
                 if goal.app not in dropped:
-                    given_up[goal.app] = (f"priority {goal.priority}: latency {goal.max_latency_ms:g} ms cannot be met"
-                                          f"{f' within {power_cap:g} W' if power_cap else ''}; best effort, predicted p99 {choice.tail_ms[i]:.1f} ms")
+                    given_up[goal.app] = (
+                        f"priority {goal.priority}: latency {goal.max_latency_ms:g} ms"
+                        " cannot be met"
+                        f"{f' within {power_cap:g} W' if power_cap else ''}; best effort,"
+                        f" predicted p99 {choice.tail_ms[i]:.1f} ms"
+                    )
         if self._hold_relaxations(served, chosen, forced, dropped, given_up):
-            demands = [self._demand(g, chosen[g.app], clusters[g.app], observation, g.app not in dropped) for g in served.values()]
-            choice = search_clocks(self.model, demands, power_cap, power_scale=power_scale, best_effort=True)
+            demands = [
+                self._demand(
+                    g,
+                    chosen[g.app],
+                    clusters[g.app],
+                    observation,
+                    g.app not in dropped,
+                    self.headroom,
+                )
+                for g in served.values()
+            ]
+            choice = search_clocks(
+                self.model,
+                demands,
+                power_cap,
+                power_scale=power_scale,
+                best_effort=True,
+                per_cluster=True,
+                cpu_levels=self.cpu_levels,
+            )
         self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons = {}, {}, {}
         for i, goal in enumerate(served.values()):
@@ -220,7 +344,14 @@ class SystemLevelPolicy(Policy):
             why = proposals[goal.app][1] if goal.app not in forced else given_up.get(goal.app, "")
             reasons[goal.model] = f"{why}; predicted p99 {choice.tail_ms[i]:.1f} ms"
         self._last_point = choice.point
-        return Decision(subnets, point_to_setting(self.model, choice.point), reasons, given_up, predicted, choice.power_w)
+        return Decision(
+            subnets,
+            point_to_setting(self.model, choice.point),
+            reasons,
+            given_up,
+            predicted,
+            choice.power_w,
+        )
 
     def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> bool:
         """An app whose accuracy was relaxed goes back up only after `hold_periods` periods in a row
@@ -239,8 +370,11 @@ class SystemLevelPolicy(Policy):
                 continue
             self._recovering[goal.app] = count
             chosen[goal.app] = forced[goal.app] = previous
-            given_up[goal.app] = (f"priority {goal.priority}: accuracy >= {goal.min_accuracy:g} still relaxed to {previous.accuracy:.4f}"
-                                  f" ({previous.id}) until {now.id} fits for {self.hold_periods} periods")
+            given_up[goal.app] = (
+                f"priority {goal.priority}: accuracy >= {goal.min_accuracy:g}"
+                f" still relaxed to {previous.accuracy:.4f}"
+                f" ({previous.id}) until {now.id} fits for {self.hold_periods} periods"
+            )
             held = True
         return held
 
@@ -253,7 +387,11 @@ class SystemLevelPolicy(Policy):
         for goal in lowest_first:
             if self.relax_accuracy_first:
                 proposal = proposals[goal.app][0]
-                faster = [s for s in profiles[goal.model].subnets if typical_latency_ms(s) < typical_latency_ms(proposal)]
+                faster = [
+                    s
+                    for s in profiles[goal.model].subnets
+                    if typical_latency_ms(s) < typical_latency_ms(proposal)
+                ]
                 ladder += [(goal.app, s) for s in sorted(faster, key=lambda s: -s.accuracy)]
             if goal is not lowest_first[-1]:
                 ladder.append((goal.app, None))
@@ -267,8 +405,12 @@ class HierarchicalPolicy(SystemLevelPolicy):
     def app_level(self, goal, profile, slowdown):
         meets = [s for s in profile.subnets if s.accuracy >= goal.min_accuracy]
         if meets:
-            return min(meets, key=lambda s: (typical_latency_ms(s), -s.accuracy)), f"fastest with accuracy >= {goal.min_accuracy:g}"
-        return max(profile.subnets, key=lambda s: s.accuracy), f"no sub-network reaches accuracy {goal.min_accuracy:g}: most accurate"
+            return min(
+                meets, key=lambda s: (typical_latency_ms(s), -s.accuracy)
+            ), f"fastest with accuracy >= {goal.min_accuracy:g}"
+        return max(
+            profile.subnets, key=lambda s: s.accuracy
+        ), f"no sub-network reaches accuracy {goal.min_accuracy:g}: most accurate"
 
 
 @register_policy("dvfs_only")
@@ -278,7 +420,9 @@ class DvfsOnlyPolicy(SystemLevelPolicy):
     name = "dvfs_only"
     relax_accuracy_first = False
 
-    def __init__(self, platform: Any = None, subnets: Mapping[str, str] | None = None, **params: Any) -> None:
+    def __init__(
+        self, platform: Any = None, subnets: Mapping[str, str] | None = None, **params: Any
+    ) -> None:
         self.fixed = dict(subnets or {})
         super().__init__(platform, **params)
 

@@ -2,13 +2,20 @@
 
 Two simulated models share the simulated Xavier NX; targets change once. The ROS run (real
 processes, DDS, the DVFS node writing the board's clock files, the hardware monitor reading its
-rails) and the evaluation runner (same policy code called directly) must give the same figures
-within these tolerances. Seen so far (5 runs of this test and of scenario (b) in the demo): the ROS run's
-energy is 6-15 % below the fast evaluation's (the monitor samples power every 0.25 s, and the real-time board
-sees each app's load through the frame rate its back end announces, not frame by frame), its settled late
-frames up to 4.4 points above (decisions reach the board through DDS a period later), while mean latency
-and accuracy agree within 3 % and 0.3 points. The bounds leave room for a loaded CI machine:
+rails) and the evaluation runner (same policy code called directly) must give the same figures.
+Both follow one frame timeline (the inference node's newest-frame slot: the next frame starts when
+the previous ends if one arrived meanwhile) and one power model (from the frames actually run; the
+real-time board takes each back end's measured frame rate). Settled late frames leave out the
+first second after the start and after each change, when DDS hops make the ROS run lag.
+Measured on a 2-core machine shared with other jobs, when it kept up (94-98 % of the frames):
+energy +1.2, -2.6 and -3.6 %, mean latency -1.2 to -6 %, settled late frames +0.9 to +2.5 points
+(the issue's goal is 1: the ROS run has a transient about 2 s in, a few navigation frames at
+115-125 ms against 100, and a few frames just over the target right after the change at 10 s,
+that the fast run does not show; not explained yet). Under heavier load the nodes fall behind real
+time (78 % of the frames or fewer) and the figures part. Energy is held to the issue's 5 %, late
+frames to what the runs achieve (3 points, was 8), and the frame count checks real time was kept:
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,10 +29,11 @@ from dyndnn_ros.evaluation.runner import DEFAULT_SPECS, run_policy
 from dyndnn_ros.evaluation.scenario import load_scenario
 from dyndnn_ros.platforms.model import PlatformModel
 
-ENERGY_TOLERANCE = 0.25          # relative
-MEAN_LATENCY_TOLERANCE = 0.15    # relative
-ACCURACY_TOLERANCE = 0.01        # absolute, top-1 fraction
-LATE_TOLERANCE_PP = 8.0          # percentage points of frames over their latency target (settled)
+ENERGY_TOLERANCE = 0.05  # relative
+MEAN_LATENCY_TOLERANCE = 0.15  # relative
+ACCURACY_TOLERANCE = 0.01  # absolute, top-1 fraction
+LATE_TOLERANCE_PP = 1.0  # percentage points of frames over their latency target (settled)
+MIN_FRAME_SHARE = 0.9  # ROS frames / fast-run frames: both follow the same frame timeline
 
 SCENARIO = Path(__file__).parent / "scenarios" / "short_two_models.yaml"
 
@@ -45,7 +53,8 @@ def test_ros_run_matches_the_fast_evaluation(tmp_path):
     spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
     fast = metrics(run_policy(scenario, spec, PlatformModel.load("xavier_nx")))
     report = f"ROS {ros}\nfast {fast}"
-    assert ros.frames > 0.5 * fast.frames, report
+    print(report)  # the figures behind the tolerances below (pytest -s shows them)
+    assert ros.frames >= MIN_FRAME_SHARE * fast.frames, report
     assert abs(ros.energy_j / fast.energy_j - 1) <= ENERGY_TOLERANCE, report
     assert abs(ros.mean_latency_ms / fast.mean_latency_ms - 1) <= MEAN_LATENCY_TOLERANCE, report
     assert abs(ros.mean_accuracy - fast.mean_accuracy) <= ACCURACY_TOLERANCE, report

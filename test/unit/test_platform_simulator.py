@@ -52,3 +52,43 @@ def test_switch_applies_from_the_next_frame():
     after = [f for f in sim.frames if f.start_s >= 0.5]
     assert after and all(f.subnet == "a5" for f in after)
     assert after[0].latency_ms > 61.7 * 0.85
+
+
+def test_frames_follow_the_newest_frame_timeline_and_the_model_predicts_their_rate():
+    """A frame that arrived while the model ran starts as soon as it ends; the model's rate
+    (1000 / E[max(L, T)]) and power match what the simulator's frames did."""
+    from dyndnn_ros.platforms.model import AppLoad, typical_latency_ms
+
+    clocks = MODEL.description.clocks
+    for fps, gpu in ((30.0, clocks.gpu_available_hz[-1]), (8.0, clocks.gpu_available_hz[5])):
+        sim = board(fps=fps, subnet="a3")
+        cpu = MODEL.reference.cpu_khz[0]
+        sim.pin({0: cpu}, gpu_hz=gpu, emc_hz=MODEL.reference.emc_hz)
+        sim.run_until(1.0)
+        energy, frames = sim.energy_j, len(sim.frames)
+        sim.run_until(21.0)
+        load = AppLoad(typical_latency_ms(PROFILE.subnet("a3")), fps, 0)
+        state = MODEL.steady_state([load], (cpu, 115200, 115200), gpu, MODEL.reference.emc_hz)
+        assert (len(sim.frames) - frames) / 20.0 == pytest.approx(
+            float(state.rate_hz[0]), rel=0.02
+        )
+        assert (sim.energy_j - energy) / 20.0 == pytest.approx(float(state.power_w), rel=0.01)
+
+
+def test_work_announced_from_elsewhere_counts_at_its_measured_rate():
+    """The real-time board has no frames of its own: the back ends' measured rates drive it."""
+    from dyndnn_ros.platforms.model import AppLoad
+
+    loads = (
+        AppLoad(50.0, 0.0, 0, measured_rate_hz=10.0),
+        AppLoad(60.0, 0.0, 1, measured_rate_hz=3.0),
+    )
+    sim = BoardSimulator(MODEL, seed=1)
+    sim.use_governors(
+        "performance"
+    )  # reference clocks: each frame's GPU work is its profile's share
+    sim.external_loads = loads
+    sim.run_until(0.5)
+    shares = MODEL.shares.gpu + MODEL.shares.emc
+    alone = 10.0 * 0.050 * shares + 3.0 * 0.060 * shares  # GPU work per second, no waiting counted
+    assert sim.last_activity.gpu_busy == pytest.approx(alone, rel=1e-6)

@@ -120,3 +120,55 @@ def test_profiles_without_a_mean_latency_use_the_median():
     for name, expected in (("hierarchical", "s"), ("oracle", "s"), ("subnet_only", "l")):
         d = create_policy(name, MODEL).decide(goal, {"m": profile}, Observation(input_fps={"a": 10}))
         assert d.subnets == {"m": expected} and not d.given_up, name
+
+
+def test_a_goal_only_the_headroom_makes_infeasible_is_held_not_relaxed():
+    """p99 at max clocks sits between target * (1 - headroom) and the target: feasible, so no
+    relaxing."""
+    top = MODEL.max_point()
+    demand = AppDemand("cam", 55.0, 1.07, 0.0, 0)
+    p99 = predict(MODEL, [demand], top)[0][0] * 1.07
+    goal = PerformanceGoal("cam", "m1", max_latency_ms=p99 / 0.99, min_accuracy=0.78)
+    d = create_policy("hierarchical", MODEL, headroom=0.03).decide(
+        {"cam": goal}, PROFILES, Observation(input_fps={"cam": 0})
+    )
+    assert not d.given_up and d.subnets == {"m1": "l"}
+    assert d.predicted_latency_ms["cam"] <= goal.max_latency_ms
+
+
+def test_a_given_up_app_keeps_a_best_effort_latency():
+    """The given-up app gets the least lateness the kept goals leave it, not clocks that ignore
+    it."""
+    from dyndnn_ros.policies.search import search_clocks
+
+    goals = {
+        "nav": PerformanceGoal("nav", "m1", max_latency_ms=60, min_accuracy=0.75, priority=2),
+        "arm": PerformanceGoal("arm", "m2", max_latency_ms=45, min_accuracy=0.78, priority=1),
+    }
+    d = create_policy("hierarchical", MODEL).decide(
+        goals, PROFILES, Observation(input_fps={"nav": 10, "arm": 10})
+    )
+    assert "arm" in d.given_up
+    arm = PROFILES["m2"].subnet(d.subnets["m2"])
+    nav = PROFILES["m1"].subnet(d.subnets["m1"])
+    ignored = search_clocks(
+        MODEL,
+        [
+            AppDemand("nav", nav.latency_mean_ms, 1.07, 10.0, 0, 1.0, 60 * 0.97),
+            AppDemand("arm", arm.latency_mean_ms, 1.07, 10.0, 1),
+        ],
+        per_cluster=True,
+    )
+    assert d.predicted_latency_ms["arm"] < 0.6 * ignored.tail_ms[1]  # 45.1 ms against 84 ms here
+
+
+def test_a_new_target_is_not_delayed_by_a_relaxation_held_for_the_old_one():
+    """Relaxed under a tight target; a looser one arrives: the accurate sub-network runs at
+    once."""
+    policy = create_policy("hierarchical", MODEL, hold_periods=3)
+    tight = PerformanceGoal("cam", "m1", max_latency_ms=45, min_accuracy=0.78, priority=1)
+    first = policy.decide({"cam": tight}, PROFILES, Observation(input_fps={"cam": 10}))
+    assert first.subnets["m1"] != "l" and "cam" in first.given_up
+    loose = PerformanceGoal("cam", "m1", max_latency_ms=200, min_accuracy=0.78, priority=1)
+    second = policy.decide({"cam": loose}, PROFILES, observe(first))
+    assert second.subnets["m1"] == "l" and not second.given_up
