@@ -36,12 +36,12 @@ build: $(VENV_STAMP)
 	  || { cat build/colcon.log; exit 1; }
 
 # Both dynamic-network families trained on Fashion-MNIST (the demo's model). The results are
-# committed under models/, so a fresh clone's demo and tests train nothing. `make models` reproduces
-# them (about an hour on a busy 2-core machine; every finished stage is kept in build/stages/, so a
-# rerun resumes), then profiles them on this CPU into config/profiles/ (real accuracies, PNG fronts).
+# committed under models/, so a fresh clone's demo and tests train nothing. `make models`
+# reproduces them (about an hour on a busy 2-core machine; every finished stage is kept in
+# build/stages/, so a rerun resumes), then profiles them on this CPU into config/profiles/.
 FASHION_GROUPCONV := models/groupconv_fashion/checkpoint.pt
 TRAIN_GROUPCONV := python -m dyndnn_ros.models.train_groupconv --dataset fashion-mnist --no-dense \
-	--out $(dir $(FASHION_GROUPCONV))
+	--out $(dir $(FASHION_GROUPCONV)) --stages build/stages/groupconv_fashion
 PROFILE := python -m dyndnn_ros.profiling.profile --threads 1 --out config/profiles
 
 $(FASHION_GROUPCONV): | build
@@ -50,7 +50,8 @@ $(FASHION_GROUPCONV): | build
 
 models: build
 	$(WITH_ROS) nice -n 10 $(TRAIN_GROUPCONV)
-	$(WITH_ROS) nice -n 10 python -m dyndnn_ros.models.train_ofa --out models/ofa_fashion
+	$(WITH_ROS) nice -n 10 python -m dyndnn_ros.models.train_ofa --out models/ofa_fashion \
+	  --stages build/stages/ofa_fashion
 	$(WITH_ROS) $(PROFILE) --model groupconv_fashion --iterations 300
 	$(WITH_ROS) $(PROFILE) --model ofa_fashion --iterations 200
 

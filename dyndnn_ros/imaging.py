@@ -113,15 +113,16 @@ class FrameSource:
 
     @staticmethod
     def _scaled(image: np.ndarray, width: int, height: int) -> np.ndarray:
-        """A grey image repeated to whole-pixel blocks (so the model input resizes back exactly), RGB."""
+        """A grey image as RGB in whole-pixel blocks (so the model input resizes back exactly)."""
         h, w = image.shape
         big = np.kron(image, np.ones((max(1, height // h), max(1, width // w)), dtype=np.uint8))
         return np.ascontiguousarray(np.repeat(big[..., None], 3, axis=2))
 
     def describe(self) -> str:
         h, w = self.frames[0].shape[:2]
-        origin = f"images from {self.folder}" if self.folder else {
-            "digits": "scikit-learn handwritten digits", "fashion-mnist": "Fashion-MNIST test images"}[self.dataset]
+        names = {"digits": "scikit-learn handwritten digits",
+                 "fashion-mnist": "Fashion-MNIST test images"}
+        origin = f"images from {self.folder}" if self.folder else names[self.dataset]
         return f"{len(self.frames)} {w}x{h} {origin}"
 
     def next(self) -> np.ndarray:

@@ -21,7 +21,8 @@ def generate_launch_description() -> LaunchDescription:
     default_params = str(Path(get_package_share_directory(PACKAGE)) / "config" / "dyndnn.yaml")
     arguments = [
         DeclareLaunchArgument("params_file", default_value=default_params, description="Parameter file of every node"),
-        DeclareLaunchArgument("model_config", default_value="groupconv_fashion", description="config/models/<name>.yaml or a path"),
+        DeclareLaunchArgument("model_config", default_value="groupconv_fashion",
+                              description="config/models/<name>.yaml or a path"),
         DeclareLaunchArgument("backend", default_value="torch", description="torch, tensorrt or simulation"),
         DeclareLaunchArgument("sysfs_root", default_value="/", description="Where /sys lives: '/' on a Jetson, a simulated tree elsewhere"),
         DeclareLaunchArgument("policy", default_value="hierarchical", description="hierarchical, subnet_only, dvfs_only or static"),

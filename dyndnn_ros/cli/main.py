@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--sysfs-root", default="auto", help="'/' on a Jetson; 'auto' = '/' if it has clock files, else a new simulated tree")
         p.add_argument("--platform", default="xavier_nx", help="board description (config/platforms/<name>.yaml)")
         p.add_argument("--policy", default="hierarchical", help="hierarchical, subnet_only, dvfs_only or static")
-        p.add_argument("--model-config", default="groupconv_fashion", help="config/models/<name>.yaml")
+        p.add_argument("--model-config", default="groupconv_fashion",
+                       help="config/models/<name>.yaml")
         p.add_argument("--backend", default="torch", help="torch, tensorrt or simulation")
         p.add_argument("--hardware-source", default="auto", help="auto, jtop, sysfs or simulation")
         p.add_argument("--camera-rate-hz", type=float, default=10.0)

@@ -7,11 +7,13 @@ SHA-256 before it is parsed.
 
 The pinned SHA-256 values are of the package's files (0.0~git20200523.55506a9-1). Debian
 re-compressed them (gzip header time June 2020), so they differ from upstream's .gz MD5s
-(https://github.com/zalandoresearch/fashion-mnist README: train images 8d4fb7e6c68d591d4c3dfef9ec88bf0d,
-train labels 25c81989df183df01b3e8a0aad5dffbe, test images bef4ecab320f06d8554ea6380940ec79,
-test labels bb300cfdad3c16e7a12a480ee83cd310). `IDX_SHA256` also pins the decompressed idx
-payloads (computed from the package), so a differently compressed copy of the same data passes.
+(https://github.com/zalandoresearch/fashion-mnist README: train images
+8d4fb7e6c68d591d4c3dfef9ec88bf0d, train labels 25c81989df183df01b3e8a0aad5dffbe, test images
+bef4ecab320f06d8554ea6380940ec79, test labels bb300cfdad3c16e7a12a480ee83cd310). `IDX_SHA256`
+also pins the decompressed idx payloads (computed from the package), so a differently compressed
+copy of the same data passes.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -27,8 +29,18 @@ import numpy as np
 
 PACKAGE = "dataset-fashion-mnist"
 INSTALLED_DIR = Path("/usr/share/datasets/fashion-mnist")
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
     "train_labels": "train-labels-idx1-ubyte.gz",
@@ -36,16 +48,16 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 GZ_SHA256 = {  # the Debian package's .gz files
-    "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
-    "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
-    "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
-    "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    "train_images": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "train_labels": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    "test_images": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "test_labels": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
 }
 IDX_SHA256 = {  # the decompressed idx payloads, whoever compressed them
-    "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    "train_images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train_labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "test_images": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "test_labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
 
 
@@ -87,16 +99,17 @@ def parse_idx(raw: bytes) -> np.ndarray:
     header = 4 + 4 * ndim
     shape = tuple(int(v) for v in np.frombuffer(raw[4:header], dtype=">u4"))
     if len(raw) != header + int(np.prod(shape)):
-        raise ValueError(f"idx file of shape {shape} needs {header + int(np.prod(shape))} bytes, "
-                         f"has {len(raw)}")
+        raise ValueError(
+            f"idx file of shape {shape} needs {header + int(np.prod(shape))} bytes, has {len(raw)}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _checked(path: Path) -> bytes:
-    """The decompressed idx bytes of `path`, if the .gz or its payload has a pinned checksum."""
+def _checked(folder: Path, key: str) -> bytes:
+    """The decompressed idx bytes of file `key`, if the .gz or its payload has its SHA-256."""
+    path = folder / FILES[key]
     raw = gzip.decompress(path.read_bytes())
-    if sha256_of(path) != GZ_SHA256[path.name] and \
-            hashlib.sha256(raw).hexdigest() != IDX_SHA256[path.name]:
+    if sha256_of(path) != GZ_SHA256[key] and hashlib.sha256(raw).hexdigest() != IDX_SHA256[key]:
         raise ValueError(f"{path}: SHA-256 matches neither the package's file nor the idx payload")
     return raw
 
@@ -109,16 +122,21 @@ def fetch_into_cache(target: Path | None = None) -> Path:
     """`apt-get download` the package and `dpkg-deb -x` it into the cache (no root needed)."""
     target = target or cache_dir()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            ["apt-get", "download", PACKAGE],
+            cwd=tmp,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         debs = list(Path(tmp).glob(f"{PACKAGE}_*.deb"))
         if not debs:
             raise DatasetUnavailable(f"apt-get download {PACKAGE} left no .deb in {tmp}")
         subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "x")], check=True)
         unpacked = Path(tmp) / "x" / INSTALLED_DIR.relative_to("/")
         target.mkdir(parents=True, exist_ok=True)
-        for name in FILES.values():
-            _checked(unpacked / name)
+        for key, name in FILES.items():
+            _checked(unpacked, key)
             shutil.copyfile(unpacked / name, target / name)
     return target
 
@@ -133,19 +151,32 @@ def locate(fetch: bool = True) -> Path:
         try:
             return fetch_into_cache()
         except (OSError, subprocess.CalledProcessError, ValueError, DatasetUnavailable) as exc:
-            problem = f"fetching failed ({exc})"
+            said = getattr(exc, "stderr", None)  # apt-get's own reason, on its last line
+            reason = said.decode(errors="replace").strip().splitlines()[-1] if said else str(exc)
+            problem = f"fetching failed ({reason})"
     raise DatasetUnavailable(
-        f"Fashion-MNIST {problem}: install it (sudo apt install {PACKAGE}, files in {INSTALLED_DIR})"
+        f"Fashion-MNIST {problem}: install it (sudo apt install {PACKAGE}, "
+        f"files in {INSTALLED_DIR})"
         f" or unpack it into {cache_dir()} (apt-get download {PACKAGE} && dpkg-deb -x <deb> <tmp>,"
-        f" then copy {INSTALLED_DIR.relative_to('/')}/*.gz there)")
+        f" then copy {INSTALLED_DIR.relative_to('/')}/*.gz there)"
+    )
 
 
-def load(folder: Path | None = None, fetch: bool = True, which: tuple[str, ...] = tuple(FILES)
-         ) -> ImageDataset:
+def load(
+    folder: Path | None = None, fetch: bool = True, which: tuple[str, ...] = tuple(FILES)
+) -> ImageDataset:
     """The dataset; `which` limits the files read (the others are empty arrays)."""
     folder = folder or locate(fetch)
-    arrays = {key: parse_idx(_checked(folder / name)) if key in which else np.zeros((0,), np.uint8)
-              for key, name in FILES.items()}
-    return ImageDataset("fashion-mnist", arrays["train_images"], arrays["train_labels"].astype(np.int64),
-                        arrays["test_images"], arrays["test_labels"].astype(np.int64), CLASSES,
-                        str(folder))
+    arrays = {
+        key: parse_idx(_checked(folder, key)) if key in which else np.zeros((0,), np.uint8)
+        for key in FILES
+    }
+    return ImageDataset(
+        "fashion-mnist",
+        arrays["train_images"],
+        arrays["train_labels"].astype(np.int64),
+        arrays["test_images"],
+        arrays["test_labels"].astype(np.int64),
+        CLASSES,
+        str(folder),
+    )

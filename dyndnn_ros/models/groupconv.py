@@ -38,7 +38,8 @@ class GroupConvSpec:
     bn_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        if self.groups < 1 or not self.group_channels or min(self.group_channels) < 1 or self.head_pool < 1:
+        if (self.groups < 1 or not self.group_channels or min(self.group_channels) < 1
+                or self.head_pool < 1):
             raise ValueError(f"invalid group-conv spec: {self}")
         if any(not 0 <= i < len(self.group_channels) for i in self.pool_after):
             raise ValueError(f"pool_after {self.pool_after} names a layer outside 0..{len(self.group_channels) - 1}")
@@ -56,11 +57,12 @@ def head_features(x: torch.Tensor, head_pool: int) -> torch.Tensor:
 
 
 def uniform_window(size: int, out: int) -> tuple[int, int] | None:
-    """(kernel, stride) if adaptive pooling of `size` to `out` uses equal, evenly spaced windows."""
+    """(kernel, stride) if adaptive pooling of `size` to `out` uses equal, evenly spaced windows"""
     kernel = -(-size // out)
     stride = (size - kernel) // (out - 1) if out > 1 else size
     starts_ends = [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
-    if all(start == i * stride and end == start + kernel for i, (start, end) in enumerate(starts_ends)):
+    if all(start == i * stride and end == start + kernel
+           for i, (start, end) in enumerate(starts_ends)):
         return kernel, stride
     return None
 

@@ -283,27 +283,31 @@ class OFAMobileNetV3(nn.Module):
                  expand_ratio_list: Sequence[int] = (3, 4, 6), depth_list: Sequence[int] = (2, 3, 4),
                  dropout_rate: float = 0.1, bn_momentum: float = 0.1, bn_eps: float = 1e-5,
                  in_channels: int = 3, stage_widths: Sequence[int] = BASE_STAGE_WIDTH,
-                 stage_strides: Sequence[int] = STAGE_STRIDES, stage_acts: Sequence[str] = STAGE_ACTS,
+                 stage_strides: Sequence[int] = STAGE_STRIDES,
+                 stage_acts: Sequence[str] = STAGE_ACTS,
                  stage_se: Sequence[bool] = STAGE_SE, first_stride: int = 2,
                  min_resolution: int = 32) -> None:
         super().__init__()
         n_stages = len(stage_strides)
-        if not len(stage_widths) == n_stages + 3 or not len(stage_acts) == len(stage_se) == n_stages:
+        if len(stage_widths) != n_stages + 3 or not len(stage_acts) == len(stage_se) == n_stages:
             raise ValueError(f"{n_stages} stage strides need {n_stages + 3} stage widths and "
                              f"{n_stages} activations and SE flags")
-        self.width_mult, self.in_channels, self.min_resolution = width_mult, in_channels, min_resolution
+        self.width_mult, self.in_channels = width_mult, in_channels
+        self.min_resolution = min_resolution
         self.ks_list, self.expand_ratio_list, self.depth_list = sorted(ks_list), sorted(expand_ratio_list), sorted(depth_list)
         widths = [make_divisible(w * width_mult) for w in stage_widths[:-2]]
         final_expand = make_divisible(stage_widths[-2] * width_mult)
         last_channel = make_divisible(stage_widths[-1] * width_mult)
 
         self.first_conv = ConvLayer(in_channels, widths[0], 3, first_stride, "h_swish")
-        first = MBConvLayer(widths[0], widths[1], 3, stage_strides[0], widths[0], stage_acts[0], stage_se[0])
+        first = MBConvLayer(widths[0], widths[1], 3, stage_strides[0], widths[0], stage_acts[0],
+                            stage_se[0])
         blocks: list[nn.Module] = [ResidualBlock(first, widths[0] == widths[1])]
         self.block_group_info: list[list[int]] = []
         feature = widths[1]
         max_depth = max(self.depth_list)
-        for width, stride, act, se in zip(widths[2:], stage_strides[1:], stage_acts[1:], stage_se[1:]):
+        stages = zip(widths[2:], stage_strides[1:], stage_acts[1:], stage_se[1:])
+        for width, stride, act, se in stages:
             self.block_group_info.append(list(range(len(blocks), len(blocks) + max_depth)))
             for i in range(max_depth):
                 s = stride if i == 0 else 1

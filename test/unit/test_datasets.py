@@ -1,4 +1,5 @@
 """Fashion-MNIST files: idx parsing, checksums, and the error that names both ways to get them."""
+
 from __future__ import annotations
 
 import gzip
@@ -11,7 +12,11 @@ from dyndnn_ros.datasets import fashion_mnist
 
 
 def _idx(array: np.ndarray) -> bytes:
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    return (
+        bytes([0, 0, 0x08, array.ndim])
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.tobytes()
+    )
 
 
 def test_parse_idx_reads_shape_and_data():
@@ -21,10 +26,13 @@ def test_parse_idx_reads_shape_and_data():
     assert np.array_equal(fashion_mnist.parse_idx(_idx(labels)), labels)
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00", "bad magic"),   # float idx, not unsigned byte
-    (_idx(np.zeros((2, 2), np.uint8))[:-1], "needs 16 bytes"),  # truncated
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00", "bad magic"),  # float idx, not unsigned byte
+        (_idx(np.zeros((2, 2), np.uint8))[:-1], "needs 16 bytes"),  # truncated
+    ],
+)
 def test_parse_idx_rejects_bad_files(raw, message):
     with pytest.raises(ValueError, match=message):
         fashion_mnist.parse_idx(raw)
@@ -54,5 +62,7 @@ def test_the_real_files_verify_and_parse():
     except fashion_mnist.DatasetUnavailable as exc:
         pytest.skip(f"Fashion-MNIST not installed or cached here: {exc}")
     assert data.train_images.shape == (60000, 28, 28) and data.test_images.shape == (10000, 28, 28)
-    assert data.train_labels.dtype == np.int64 and set(np.unique(data.test_labels)) == set(range(10))
+    assert data.train_labels.dtype == np.int64 and set(np.unique(data.test_labels)) == set(
+        range(10)
+    )
     assert np.bincount(data.test_labels).tolist() == [1000] * 10  # the published balanced test set
