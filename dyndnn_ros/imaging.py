@@ -10,6 +10,8 @@ import numpy as np
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+DATASETS = ("fashion-mnist", "digits")
+FRAMES_PER_DATASET = 200
 
 
 class ImageFormatError(ValueError):
@@ -77,11 +79,16 @@ def to_model_input(frame: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarra
 
 
 class FrameSource:
-    """Loops over images from a folder, or over the bundled 8x8 handwritten digits scaled up."""
+    """Loops over images from a folder, or over test images of a dataset scaled up: Fashion-MNIST's
+    (28x28, dyndnn_ros.datasets.fashion_mnist) or scikit-learn's bundled 8x8 digits."""
 
-    def __init__(self, folder: str | Path | None, width: int = 64, height: int = 64):
+    def __init__(self, folder: str | Path | None, width: int = 64, height: int = 64,
+                 dataset: str = "digits"):
         if width <= 0 or height <= 0:
             raise ImageFormatError(f"frame size must be positive, got {width}x{height}")
+        if dataset not in DATASETS:
+            raise ImageFormatError(f"unknown dataset {dataset!r}; known: {list(DATASETS)}")
+        self.dataset = dataset
         self.index = 0
         if folder:
             self.folder = Path(folder)
@@ -92,7 +99,8 @@ class FrameSource:
             self.labels: list[int] | None = None
         else:
             self.folder = None
-            self.frames, self.labels = self._digits(width, height)
+            images, self.labels = self._fashion() if dataset == "fashion-mnist" else self._digits()
+            self.frames = [self._scaled(image, width, height) for image in images]
 
     @staticmethod
     def _load(path: Path) -> np.ndarray:
@@ -109,20 +117,33 @@ class FrameSource:
         return np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3])
 
     @staticmethod
-    def _digits(width: int, height: int) -> tuple[list[np.ndarray], list[int]]:
+    def _digits() -> tuple[list[np.ndarray], list[int]]:
         from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
         digits = load_digits()
-        fy, fx = max(1, height // 8), max(1, width // 8)
-        frames = []
-        for image in digits.images[:200]:
-            big = np.kron((image * (255.0 / 16.0)).astype(np.uint8), np.ones((fy, fx), dtype=np.uint8))
-            frames.append(np.ascontiguousarray(np.repeat(big[..., None], 3, axis=2)))
-        return frames, [int(t) for t in digits.target[:200]]
+        images = (digits.images[:FRAMES_PER_DATASET] * (255.0 / 16.0)).astype(np.uint8)
+        return list(images), [int(t) for t in digits.target[:FRAMES_PER_DATASET]]
+
+    @staticmethod
+    def _fashion() -> tuple[list[np.ndarray], list[int]]:
+        from dyndnn_ros.datasets import fashion_mnist
+
+        data = fashion_mnist.load(which=("test_images", "test_labels"))
+        return (list(data.test_images[:FRAMES_PER_DATASET]),
+                [int(t) for t in data.test_labels[:FRAMES_PER_DATASET]])
+
+    @staticmethod
+    def _scaled(image: np.ndarray, width: int, height: int) -> np.ndarray:
+        """A grey image as RGB in whole-pixel blocks (so the model input resizes back exactly)."""
+        h, w = image.shape
+        big = np.kron(image, np.ones((max(1, height // h), max(1, width // w)), dtype=np.uint8))
+        return np.ascontiguousarray(np.repeat(big[..., None], 3, axis=2))
 
     def describe(self) -> str:
         h, w = self.frames[0].shape[:2]
-        origin = f"images from {self.folder}" if self.folder else "scikit-learn handwritten digits"
+        names = {"digits": "scikit-learn handwritten digits",
+                 "fashion-mnist": "Fashion-MNIST test images"}
+        origin = f"images from {self.folder}" if self.folder else names[self.dataset]
         return f"{len(self.frames)} {w}x{h} {origin}"
 
     def next(self) -> np.ndarray:

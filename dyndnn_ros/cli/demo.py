@@ -1,6 +1,6 @@
 """`dyndnn demo`: the whole system on a simulated Jetson Xavier NX, in two parts.
 
-The tour (real PyTorch inference of the group-convolution digits model), checking each hop:
+The tour (real PyTorch inference of the group-convolution Fashion-MNIST model), checking each hop:
 1. the inference node announces its sub-networks (profiled at start-up);
 2. a target that asks for accuracy makes the manager switch up, and the node's stats show it;
 3. a tight latency target makes the manager switch down;

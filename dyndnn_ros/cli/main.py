@@ -1,7 +1,7 @@
 """`dyndnn`: run and talk to the dyndnn system from a shell.
 
     dyndnn up                         start every node (simulated Xavier NX when this is no Jetson)
-    dyndnn target --app tracker --model digits --max-latency-ms 2 --min-accuracy 0.9
+    dyndnn target --app tracker --model classifier --max-latency-ms 2 --min-accuracy 0.9
     dyndnn status                     live view of targets, sub-networks, clocks, latency, power
     dyndnn demo                       the walking-skeleton tour: target -> switch -> stats, DVFS -> clock files
     dyndnn doctor                     on a robot: what will work, before anything is launched
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole system on a simulated Jetson and show what it does")
     system_options(demo)
     demo.add_argument("--scenario", default="b_two_models", help="evaluation scenario to run live after the tour ('' = none)")
-    demo.add_argument("--skip-tour", action="store_true", help="skip the digits-model tour")
+    demo.add_argument("--skip-tour", action="store_true", help="skip the group-conv model tour")
     demo.set_defaults(func=cmd_demo)
 
     from dyndnn_ros.cli.doctor import add_parser as add_doctor

@@ -1,8 +1,8 @@
 """A small Python API over the dyndnn topics, for scripts, tests and the `dyndnn` command.
 
     with DyndnnClient() as client:
-        client.set_target("tracker", "digits", max_latency_ms=5.0, min_accuracy=0.9)
-        stats = client.wait_for_stats("digits", lambda s: s.active_subnet == "g4", timeout=10)
+        client.set_target("tracker", "classifier", max_latency_ms=5.0, min_accuracy=0.9)
+        stats = client.wait_for_stats("classifier", lambda s: s.active_subnet == "g4", timeout=10)
 """
 from __future__ import annotations
 

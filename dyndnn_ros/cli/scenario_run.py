@@ -80,7 +80,9 @@ class RosScenarioRun:
         for app in self.scenario.apps:
             topic = f"{app.app}/image_raw"
             profile_file = save_profile(app.profile, self.work_dir / "profiles" / f"{app.profile.model}.yaml")
-            nodes.append(NodeProcess("camera_node", f"camera_{app.app}", {"rate_hz": app.fps, "width": 32, "height": 32},
+            # the simulated back end only times frames: the bundled digits need no dataset
+            camera = {"rate_hz": app.fps, "width": 32, "height": 32, "dataset": "digits"}
+            nodes.append(NodeProcess("camera_node", f"camera_{app.app}", camera,
                                      remaps={"image_raw": topic}))
             nodes.append(NodeProcess("inference_node", f"inference_{app.app}", {
                 "backend": "simulation", "model_id": app.profile.model, "model_config": str(profile_file),

@@ -31,14 +31,40 @@ class GroupConvSpec:
     """Indices of conv layers followed by a 2x2 max-pool."""
     groups: int = 4
     num_classes: int = 10
+    head_pool: int = 1
+    """The last feature map is average-pooled to head_pool x head_pool and flattened into the head
+    (1: global average pooling; larger keeps where things are, which clothes need)."""
     bn_momentum: float = 0.1
     bn_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        if self.groups < 1 or not self.group_channels or min(self.group_channels) < 1:
+        if (self.groups < 1 or not self.group_channels or min(self.group_channels) < 1
+                or self.head_pool < 1):
             raise ValueError(f"invalid group-conv spec: {self}")
         if any(not 0 <= i < len(self.group_channels) for i in self.pool_after):
             raise ValueError(f"pool_after {self.pool_after} names a layer outside 0..{len(self.group_channels) - 1}")
+
+
+def head_features(x: torch.Tensor, head_pool: int) -> torch.Tensor:
+    """Pool the last feature map for the head, keeping each group's features together."""
+    if head_pool == 1:
+        return x.mean((2, 3))
+    window = uniform_window(int(x.shape[-1]), head_pool)
+    if window is not None and x.shape[-1] == x.shape[-2]:
+        # the same windows as adaptive pooling, as a plain average pool: ONNX can export it
+        return torch.flatten(F.avg_pool2d(x, window[0], window[1]), 1)
+    return torch.flatten(F.adaptive_avg_pool2d(x, head_pool), 1)
+
+
+def uniform_window(size: int, out: int) -> tuple[int, int] | None:
+    """(kernel, stride) if adaptive pooling of `size` to `out` uses equal, evenly spaced windows"""
+    kernel = -(-size // out)
+    stride = (size - kernel) // (out - 1) if out > 1 else size
+    starts_ends = [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+    if all(start == i * stride and end == start + kernel
+           for i, (start, end) in enumerate(starts_ends)):
+        return kernel, stride
+    return None
 
 
 def subnet_ids(groups: int) -> list[str]:
@@ -74,7 +100,7 @@ class GroupConvNet(nn.Module):
             self.register_buffer(f"bn_mean_{i}", torch.zeros(G * c))
             self.register_buffer(f"bn_var_{i}", torch.ones(G * c))
             in_per_group = c
-        feat = spec.group_channels[-1]
+        feat = spec.group_channels[-1] * spec.head_pool ** 2
         self.heads = nn.ModuleList(nn.Linear(k * feat, spec.num_classes) for k in range(1, G + 1))
 
     @property
@@ -95,8 +121,7 @@ class GroupConvNet(nn.Module):
             x = F.relu(x)
             if i in s.pool_after:
                 x = F.max_pool2d(x, 2)
-        x = x.mean((2, 3))
-        return self.heads[k - 1](x)
+        return self.heads[k - 1](head_features(x, s.head_pool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_groups(x, self.spec.groups)
@@ -148,10 +173,11 @@ class GroupConvSubnet(nn.Module):
             layers.append(_ConvBNReLU(c_in, k * c, groups, i in spec.pool_after, spec))
             c_in = k * c
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(k * spec.group_channels[-1], spec.num_classes)
+        self.head = nn.Linear(k * spec.group_channels[-1] * spec.head_pool ** 2, spec.num_classes)
+        self.head_pool = spec.head_pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean((2, 3)))
+        return self.head(head_features(self.features(x), self.head_pool))
 
 
 class GroupStage(nn.Module):
@@ -198,7 +224,7 @@ class GroupStage(nn.Module):
             x = F.relu(x_new)
             if i in s.pool_after:
                 x = F.max_pool2d(x, 2)
-        return self.head(x.mean((2, 3)))
+        return self.head(head_features(x, s.head_pool))
 
     @torch.no_grad()
     def commit(self) -> None:

@@ -84,8 +84,10 @@ class OFAFamily(DynamicFamily):
     family = "ofa_mbv3"
 
     def __init__(self, name: str, net: OFAMobileNetV3, subnets: dict[str, SubnetConfig],
-                 bn_stats: dict[str, BNStats], metadata: dict[str, Any]) -> None:
+                 bn_stats: dict[str, BNStats], metadata: dict[str, Any],
+                 accuracy: dict[str, float] | None = None) -> None:
         self.name, self.net, self.subnets, self.bn_stats, self.metadata = name, net.eval(), subnets, bn_stats, metadata
+        self._accuracy = dict(accuracy or {})
 
     def subnet_ids(self) -> list[str]:
         return list(self.subnets)
@@ -95,9 +97,13 @@ class OFAFamily(DynamicFamily):
             raise UnknownSubnetError(subnet_id, list(self.subnets))
         return self.subnets[subnet_id]
 
+    def accuracy(self, subnet_id: str) -> float | None:
+        """Top-1 written with the sub-network set (measured with these weights), if any."""
+        return self._accuracy.get(subnet_id)
+
     def input_shape(self, subnet_id: str) -> tuple[int, int, int]:
         r = self.config_of(subnet_id).resolution
-        return (3, r, r)
+        return (self.net.in_channels, r, r)
 
     def activate_shared(self, subnet_id: str) -> Callable[[torch.Tensor], torch.Tensor]:
         self.net.set_active_subnet(self.config_of(subnet_id))
@@ -180,4 +186,7 @@ def build_ofa(config: dict[str, Any], checkpoint: Path | None) -> OFAFamily:
     else:
         metadata["bn_stats"] = "super-network statistics (no per-sub-network file)"
     metadata.update(subnet_set=set_name, device_kind=subnet_set.get("device_kind", ""))
-    return OFAFamily(str(config["name"]), net, subnets, bn_stats, metadata)
+    # a set's accuracies were measured with its own trained weights: not valid for random ones
+    accuracy = {str(e["id"]): float(e["accuracy"]) for e in subnet_set["subnets"]
+                if "accuracy" in e and checkpoint is not None}
+    return OFAFamily(str(config["name"]), net, subnets, bn_stats, metadata, accuracy)

@@ -27,7 +27,6 @@ BASE_STAGE_WIDTH = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
 STAGE_STRIDES = (1, 2, 2, 2, 1, 2)
 STAGE_ACTS = ("relu", "relu", "relu", "h_swish", "h_swish", "h_swish")
 STAGE_SE = (False, False, True, False, True, True)
-ELASTIC_STAGES = 5  # stages after the fixed first block
 
 
 def make_divisible(v: float, divisor: int = CHANNEL_DIVISIBLE) -> int:
@@ -276,23 +275,39 @@ class SubnetConfig:
 
 
 class OFAMobileNetV3(nn.Module):
+    """The elastic super-network. The defaults are OFA's ImageNet layout (checkpoint-compatible);
+    `stage_widths`, `stage_strides`, `in_channels` and `first_stride` shrink it for small images
+    (stage_widths: first conv, first block, one per elastic stage, final expand, last channel)."""
+
     def __init__(self, n_classes: int = 1000, width_mult: float = 1.0, ks_list: Sequence[int] = (3, 5, 7),
                  expand_ratio_list: Sequence[int] = (3, 4, 6), depth_list: Sequence[int] = (2, 3, 4),
-                 dropout_rate: float = 0.1, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> None:
+                 dropout_rate: float = 0.1, bn_momentum: float = 0.1, bn_eps: float = 1e-5,
+                 in_channels: int = 3, stage_widths: Sequence[int] = BASE_STAGE_WIDTH,
+                 stage_strides: Sequence[int] = STAGE_STRIDES,
+                 stage_acts: Sequence[str] = STAGE_ACTS,
+                 stage_se: Sequence[bool] = STAGE_SE, first_stride: int = 2,
+                 min_resolution: int = 32) -> None:
         super().__init__()
-        self.width_mult = width_mult
+        n_stages = len(stage_strides)
+        if len(stage_widths) != n_stages + 3 or not len(stage_acts) == len(stage_se) == n_stages:
+            raise ValueError(f"{n_stages} stage strides need {n_stages + 3} stage widths and "
+                             f"{n_stages} activations and SE flags")
+        self.width_mult, self.in_channels = width_mult, in_channels
+        self.min_resolution = min_resolution
         self.ks_list, self.expand_ratio_list, self.depth_list = sorted(ks_list), sorted(expand_ratio_list), sorted(depth_list)
-        widths = [make_divisible(w * width_mult) for w in BASE_STAGE_WIDTH[:-2]]
-        final_expand = make_divisible(BASE_STAGE_WIDTH[-2] * width_mult)
-        last_channel = make_divisible(BASE_STAGE_WIDTH[-1] * width_mult)
+        widths = [make_divisible(w * width_mult) for w in stage_widths[:-2]]
+        final_expand = make_divisible(stage_widths[-2] * width_mult)
+        last_channel = make_divisible(stage_widths[-1] * width_mult)
 
-        self.first_conv = ConvLayer(3, widths[0], 3, 2, "h_swish")
-        first = MBConvLayer(widths[0], widths[1], 3, STAGE_STRIDES[0], widths[0], STAGE_ACTS[0], STAGE_SE[0])
+        self.first_conv = ConvLayer(in_channels, widths[0], 3, first_stride, "h_swish")
+        first = MBConvLayer(widths[0], widths[1], 3, stage_strides[0], widths[0], stage_acts[0],
+                            stage_se[0])
         blocks: list[nn.Module] = [ResidualBlock(first, widths[0] == widths[1])]
         self.block_group_info: list[list[int]] = []
         feature = widths[1]
         max_depth = max(self.depth_list)
-        for width, stride, act, se in zip(widths[2:], STAGE_STRIDES[1:], STAGE_ACTS[1:], STAGE_SE[1:]):
+        stages = zip(widths[2:], stage_strides[1:], stage_acts[1:], stage_se[1:])
+        for width, stride, act, se in stages:
             self.block_group_info.append(list(range(len(blocks), len(blocks) + max_depth)))
             for i in range(max_depth):
                 s = stride if i == 0 else 1
@@ -331,8 +346,9 @@ class OFAMobileNetV3(nn.Module):
         depths = [d] * n_stages if isinstance(d, int) else list(d)
         if len(depths) != n_stages or any(v not in self.depth_list for v in depths):
             raise ValueError(f"depth {d!r}: need one value or {n_stages} per-stage values from {self.depth_list}")
-        if not isinstance(resolution, int) or resolution < 32 or resolution % 4:
-            raise ValueError(f"input resolution {resolution!r} must be an integer >= 32 and a multiple of 4")
+        if not isinstance(resolution, int) or resolution < self.min_resolution or resolution % 4:
+            raise ValueError(f"input resolution {resolution!r} must be an integer >= "
+                             f"{self.min_resolution} and a multiple of 4")
         return SubnetConfig(per_block(ks, "kernel", self.ks_list), per_block(e, "expand", self.expand_ratio_list),
                             tuple(int(v) for v in depths), resolution)
 

@@ -1,18 +1,24 @@
-"""Incremental training of the group-convolution dynamic network on scikit-learn's digits (offline).
+"""Incremental training of the group-convolution dynamic network, on scikit-learn's digits
+(bundled, instant) or Fashion-MNIST (dyndnn_ros.datasets.fashion_mnist).
 
     python -m dyndnn_ros.models.train_groupconv --out build/models/groupconv_digits
+    python -m dyndnn_ros.models.train_groupconv --dataset fashion-mnist \
+        --out models/groupconv_fashion
 
 Stage k trains group k (and head k) with groups 1..k-1 frozen. With the same per-sub-network
-budget (epochs, batch size, optimiser), two static networks per sub-network are trained from
-scratch as baselines: the same grouped architecture, and a dense one of the same layer widths;
-the table reports the test accuracies and the gaps to the dynamic sub-network.
-Writes <out>/checkpoint.pt and <out>/accuracy.yaml.
+budget (epochs, batch size, optimiser), static networks per sub-network are trained from scratch
+as baselines: the same grouped architecture, and (unless --no-dense) a dense one of the same layer
+widths; the table reports the test accuracies and the gaps to the dynamic sub-network.
+Writes <out>/checkpoint.pt, <out>/accuracy.yaml and <out>/train.log. Every finished stage and
+baseline is saved under <out>/stages (or --stages), so an interrupted run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import argparse
+import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,28 +29,60 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from dyndnn_ros.models.groupconv import GroupConvNet, GroupConvSpec, GroupConvSubnet, GroupStage, subnet_ids
+from dyndnn_ros.models.groupconv import (
+    GroupConvNet,
+    GroupConvSpec,
+    GroupConvSubnet,
+    GroupStage,
+    subnet_ids,
+)
+
+log = logging.getLogger("train_groupconv")
 
 
 @dataclass(frozen=True)
-class DigitsData:
+class Split:
+    """Float images N x C x H x W in [0, 1] and int64 labels."""
+
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
 
 
-def load_digits_data(seed: int = 0, test_fraction: float = 0.2) -> DigitsData:
+def load_digits_data(seed: int = 0, test_fraction: float = 0.2) -> Split:
     """The 1797 bundled 8x8 digit images, scaled to [0, 1], stratified train/test split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None]  # N x 1 x 8 x 8
-    x_tr, x_te, y_tr, y_te = train_test_split(x, digits.target, test_size=test_fraction, random_state=seed,
-                                              stratify=digits.target)
-    return DigitsData(torch.from_numpy(x_tr), torch.from_numpy(y_tr).long(),
-                      torch.from_numpy(x_te), torch.from_numpy(y_te).long())
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, digits.target, test_size=test_fraction, random_state=seed, stratify=digits.target
+    )
+    return Split(
+        torch.from_numpy(x_tr),
+        torch.from_numpy(y_tr).long(),
+        torch.from_numpy(x_te),
+        torch.from_numpy(y_te).long(),
+    )
+
+
+def load_fashion_data(seed: int = 0) -> Split:
+    """Fashion-MNIST's own 60,000 / 10,000 split, 1 x 28 x 28 in [0, 1]."""
+    from dyndnn_ros.datasets import fashion_mnist
+
+    data = fashion_mnist.load()
+
+    def images(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]
+
+    return Split(
+        images(data.train_images),
+        torch.from_numpy(data.train_labels),
+        images(data.test_images),
+        torch.from_numpy(data.test_labels),
+    )
 
 
 @dataclass(frozen=True)
@@ -55,17 +93,53 @@ class TrainBudget:
     weight_decay: float = 1e-4
 
 
-def _fit(module: nn.Module, data: DigitsData, budget: TrainBudget, generator: torch.Generator,
-         progress: tqdm | None) -> None:
+@dataclass(frozen=True)
+class DatasetRecipe:
+    load: Callable[[int], Split]
+    spec: GroupConvSpec
+    budget: TrainBudget
+    description: str
+
+
+DATASETS = {
+    "digits": DatasetRecipe(
+        load_digits_data, GroupConvSpec(), TrainBudget(), "sklearn load_digits"
+    ),
+    # 28x28: pool after the first two layers (28 -> 14 -> 7), a 3x3 grid of features per channel
+    # into the head; widths chosen so that g4 costs >3x g1 on a CPU (measured before training)
+    "fashion-mnist": DatasetRecipe(
+        load_fashion_data,
+        GroupConvSpec(
+            in_channels=1,
+            image_size=28,
+            group_channels=(8, 16, 32),
+            pool_after=(0, 1),
+            head_pool=3,
+        ),
+        TrainBudget(epochs=4, batch_size=128),
+        "Fashion-MNIST (Zalando, MIT licence)",
+    ),
+}
+
+
+def _fit(
+    module: nn.Module,
+    data: Split,
+    budget: TrainBudget,
+    generator: torch.Generator,
+    progress: tqdm | None,
+) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
     steps_per_epoch = -(-len(data.x_train) // budget.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, budget.lr, total_steps=budget.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, budget.lr, total_steps=budget.epochs * steps_per_epoch
+    )
     module.train()
     for _ in range(budget.epochs):
         order = torch.randperm(len(data.x_train), generator=generator)
         for start in range(0, len(order), budget.batch_size):
-            idx = order[start:start + budget.batch_size]
+            idx = order[start : start + budget.batch_size]
             loss = F.cross_entropy(module(data.x_train[idx]), data.y_train[idx])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -77,90 +151,228 @@ def _fit(module: nn.Module, data: DigitsData, budget: TrainBudget, generator: to
 
 
 @torch.no_grad()
-def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((forward(x).argmax(1) == y).float().mean())
+def accuracy(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1000,
+) -> float:
+    correct = sum(
+        int((forward(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+        for i in range(0, len(x), batch_size)
+    )
+    return correct / len(x)
 
 
-def train_incremental(net: GroupConvNet, data: DigitsData, budget: TrainBudget, seed: int = 0,
-                      progress: tqdm | None = None,
-                      after_stage: Callable[[int], None] | None = None) -> None:
-    """Train groups 1..G in order; after stage k, groups 1..k are final and never change again."""
+def train_incremental(
+    net: GroupConvNet,
+    data: Split,
+    budget: TrainBudget,
+    seed: int = 0,
+    progress: tqdm | None = None,
+    after_stage: Callable[[int], None] | None = None,
+    stage_dir: Path | None = None,
+) -> None:
+    """Train groups 1..G in order; after stage k, groups 1..k are final and never change again.
+
+    With `stage_dir`, the network and the generator are saved after every stage, and stages
+    already saved there are loaded instead of trained again (same result as an unbroken run)."""
     generator = torch.Generator().manual_seed(seed)
     for k in range(1, net.spec.groups + 1):
-        stage = GroupStage(net, k)
-        _fit(stage, data, budget, generator, progress)
-        stage.commit()
+        saved = stage_dir / f"stage_g{k}.pt" if stage_dir is not None else None
+        if saved is not None and saved.is_file():
+            state = torch.load(saved, map_location="cpu", weights_only=True)
+            net.load_state_dict(state["net"])
+            generator.set_state(state["generator"])
+            log.info("stage g%d: loaded from %s", k, saved)
+            if progress is not None:
+                progress.update(budget.epochs)
+        else:
+            stage = GroupStage(net, k)
+            _fit(stage, data, budget, generator, progress)
+            stage.commit()
+            if saved is not None:
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"net": net.state_dict(), "generator": generator.get_state()}, saved)
         if after_stage is not None:
             after_stage(k)
     net.eval()
 
 
-def train_static_baseline(spec: GroupConvSpec, k: int, data: DigitsData, budget: TrainBudget, seed: int = 0,
-                          progress: tqdm | None = None, dense: bool = False) -> GroupConvSubnet:
+def train_static_baseline(
+    spec: GroupConvSpec,
+    k: int,
+    data: Split,
+    budget: TrainBudget,
+    seed: int = 0,
+    progress: tqdm | None = None,
+    dense: bool = False,
+    stage_dir: Path | None = None,
+) -> GroupConvSubnet:
+    model = GroupConvSubnet(spec, k, dense)
+    saved = (
+        stage_dir / f"{'dense' if dense else 'static'}_g{k}.pt" if stage_dir is not None else None
+    )
+    if saved is not None and saved.is_file():
+        model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+        if progress is not None:
+            progress.update(budget.epochs)
+        return model.eval()
     torch.manual_seed(seed + 1000 * k)
     model = GroupConvSubnet(spec, k, dense)
     _fit(model, data, budget, torch.Generator().manual_seed(seed), progress)
+    if saved is not None:  # written whole, then renamed: a parallel run never reads half a file
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), saved.with_suffix(".tmp"))
+        saved.with_suffix(".tmp").replace(saved)
     return model
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     parser.add_argument("--out", type=Path, default=Path("build/models/groupconv_digits"))
+    parser.add_argument(
+        "--stages", type=Path, help="where finished stages are kept (default <out>/stages)"
+    )
     parser.add_argument("--groups", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=TrainBudget.epochs, help="epochs per sub-network")
+    parser.add_argument(
+        "--epochs", type=int, help="epochs per sub-network (default: the dataset's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; the network is tiny, and on a busy machine a 2-thread region "
-                             "waits for the other core to come free")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the static from-scratch baselines")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; the network is tiny, and on a busy machine a 2-thread region "
+        "waits for the other core to come free",
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the static from-scratch baselines"
+    )
+    parser.add_argument(
+        "--no-dense", action="store_true", help="skip the dense (ungrouped) baseline"
+    )
+    parser.add_argument(
+        "--static-only",
+        type=int,
+        metavar="K",
+        help="only train the static baseline of g<K> into the stages (to run baselines "
+        "in parallel processes; a run without it then finds them saved)",
+    )
     args = parser.parse_args(argv)
-    if args.groups < 1 or args.epochs < 1:
+    recipe = DATASETS[args.dataset]
+    budget = replace(recipe.budget, epochs=args.epochs or recipe.budget.epochs)
+    if args.groups < 1 or budget.epochs < 1:
         parser.error("--groups and --epochs must be positive")
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    stage_dir = args.stages or args.out / "stages"
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(message)s",
+        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
+    )
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    spec = GroupConvSpec(groups=args.groups)
-    budget = TrainBudget(epochs=args.epochs)
-    data = load_digits_data(args.seed)
+    spec = replace(recipe.spec, groups=args.groups)
+    data = recipe.load(args.seed)
+    log.info(
+        "dataset %s: %d train / %d test images; spec %s; budget per sub-network %s",
+        args.dataset,
+        len(data.x_train),
+        len(data.x_test),
+        spec,
+        budget,
+    )
+    if args.static_only:
+        train_static_baseline(spec, args.static_only, data, budget, args.seed, stage_dir=stage_dir)
+        return 0
     net = GroupConvNet(spec)
     started = time.perf_counter()
-    total_epochs = budget.epochs * spec.groups * (1 if args.no_baseline else 3)
-    with tqdm(total=total_epochs, desc="train groupconv (epochs)", unit="ep") as progress:
-        train_incremental(net, data, budget, args.seed, progress)
+    runs = 1 if args.no_baseline else (2 if args.no_dense else 3)
+    with tqdm(
+        total=budget.epochs * spec.groups * runs, desc="train groupconv (epochs)", unit="ep"
+    ) as progress:
+        train_incremental(net, data, budget, args.seed, progress, stage_dir=stage_dir)
         table = []
         for k, sid in enumerate(subnet_ids(spec.groups), start=1):
-            row = {"subnet": sid, "groups": k,
-                   "params": sum(p.numel() for p in net.standalone(k).parameters()),
-                   "dynamic_accuracy": accuracy(lambda x, k=k: net.forward_groups(x, k), data.x_test, data.y_test)}
+            row = {
+                "subnet": sid,
+                "groups": k,
+                "params": sum(p.numel() for p in net.standalone(k).parameters()),
+                "dynamic_accuracy": accuracy(
+                    lambda x, k=k: net.forward_groups(x, k), data.x_test, data.y_test
+                ),
+            }
             if not args.no_baseline:
-                static = train_static_baseline(spec, k, data, budget, args.seed, progress)
+                static = train_static_baseline(
+                    spec, k, data, budget, args.seed, progress, stage_dir=stage_dir
+                )
                 row["static_accuracy"] = accuracy(static, data.x_test, data.y_test)
                 row["gap"] = row["static_accuracy"] - row["dynamic_accuracy"]
-                dense = train_static_baseline(spec, k, data, budget, args.seed, progress, dense=True)
+            if not (args.no_baseline or args.no_dense):
+                dense = train_static_baseline(
+                    spec, k, data, budget, args.seed, progress, dense=True, stage_dir=stage_dir
+                )
                 row["dense_params"] = sum(p.numel() for p in dense.parameters())
                 row["dense_accuracy"] = accuracy(dense, data.x_test, data.y_test)
                 row["dense_gap"] = row["dense_accuracy"] - row["dynamic_accuracy"]
+            log.info("%s", row)
             table.append(row)
     elapsed = time.perf_counter() - started
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.save({"family": "groupconv", "spec": asdict(spec), "state_dict": net.state_dict(),
-                "accuracy": {r["subnet"]: r["dynamic_accuracy"] for r in table}}, args.out / "checkpoint.pt")
-    report = {"dataset": "sklearn load_digits", "train_samples": len(data.x_train), "test_samples": len(data.x_test),
-              "budget_per_subnet": asdict(budget), "seed": args.seed, "train_seconds": round(elapsed, 1),
-              "subnets": table}
+    torch.save(
+        {
+            "family": "groupconv",
+            "spec": asdict(spec),
+            "state_dict": net.state_dict(),
+            "accuracy": {r["subnet"]: r["dynamic_accuracy"] for r in table},
+        },
+        args.out / "checkpoint.pt",
+    )
+    report = {
+        "dataset": recipe.description,
+        "train_samples": len(data.x_train),
+        "test_samples": len(data.x_test),
+        "budget_per_subnet": asdict(budget),
+        "seed": args.seed,
+        "train_seconds": round(elapsed, 1),
+        "subnets": table,
+    }
     (args.out / "accuracy.yaml").write_text(yaml.safe_dump(report, sort_keys=False))
 
-    print(f"\ntest accuracy on {len(data.x_test)} held-out digits ({elapsed:.0f} s, {args.threads} threads):")
-    print("static = same grouped architecture trained from scratch; dense = same widths, ungrouped convs")
-    print(f"{'subnet':>6} {'params':>7} {'dynamic':>8} {'static':>8} {'gap (pp)':>9} {'dense':>8} {'params':>7} {'gap (pp)':>9}")
+    lines = [
+        (
+            f"test accuracy on {len(data.x_test)} held-out {args.dataset} images "
+            f"({elapsed:.0f} s, {args.threads} threads; stages loaded from {stage_dir} "
+            "are not timed):"
+        ),
+        (
+            "static = same grouped architecture trained from scratch; "
+            "dense = same widths, ungrouped convs"
+        ),
+        (
+            f"{'subnet':>6} {'params':>7} {'dynamic':>8} {'static':>8} {'gap (pp)':>9} "
+            f"{'dense':>8} {'params':>7} {'gap (pp)':>9}"
+        ),
+    ]
     for r in table:
         cells = [f"{r['subnet']:>6} {r['params']:>7} {r['dynamic_accuracy']:8.4f}"]
         if "static_accuracy" in r:
-            cells.append(f"{r['static_accuracy']:8.4f} {100 * r['gap']:9.2f} {r['dense_accuracy']:8.4f} "
-                         f"{r['dense_params']:>7} {100 * r['dense_gap']:9.2f}")
-        print(" ".join(cells))
-    print(f"wrote {args.out / 'checkpoint.pt'} and {args.out / 'accuracy.yaml'}")
+            cells.append(f"{r['static_accuracy']:8.4f} {100 * r['gap']:9.2f}")
+        if "dense_accuracy" in r:
+            cells.append(
+                f"{r['dense_accuracy']:8.4f} {r['dense_params']:>7} {100 * r['dense_gap']:9.2f}"
+            )
+        lines.append(" ".join(cells))
+    lines.append(f"wrote {args.out / 'checkpoint.pt'} and {args.out / 'accuracy.yaml'}")
+    for line in lines:
+        print(line)
+    with open(args.out / "train.log", "a") as f:
+        f.write("\n".join(lines) + "\n")
     return 0
 
 

@@ -1,9 +1,9 @@
-"""Camera source for demos and tests: synthetic frames, or images from a folder, at a set rate."""
+"""Camera source for demos and tests: dataset test images or a folder's images, at a set rate."""
 from __future__ import annotations
 
 from sensor_msgs.msg import Image
 
-from dyndnn_ros.imaging import FrameSource
+from dyndnn_ros.imaging import DATASETS, FrameSource
 from dyndnn_ros.nodes import common
 
 
@@ -11,13 +11,16 @@ class CameraNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("camera_node")
         rate = float(common.declare(self, "rate_hz", 10.0, "Frames per second"))
-        folder = common.declare(self, "image_folder", "", "Folder of .png/.jpg/.npy images to loop over; empty = synthetic frames")
-        width = int(common.declare(self, "width", 64, "Synthetic frame width [px]"))
-        height = int(common.declare(self, "height", 64, "Synthetic frame height [px]"))
+        folder = common.declare(self, "image_folder", "", "Folder of .png/.jpg/.npy images to "
+                                "loop over; empty = the dataset's test images")
+        dataset = common.declare(self, "dataset", DATASETS[0], "Test images served when "
+                                 f"image_folder is empty: {' or '.join(DATASETS)}")
+        width = int(common.declare(self, "width", 64, "Dataset frame width [px] (scaled up)"))
+        height = int(common.declare(self, "height", 64, "Dataset frame height [px] (scaled up)"))
         self.frame_id = common.declare(self, "frame_id", "camera", "frame_id written in each image header")
         if not rate > 0:
             raise ValueError(f"rate_hz must be > 0, got {rate}")
-        self.frames = FrameSource(folder or None, width, height)
+        self.frames = FrameSource(folder or None, width, height, dataset)
         self.pub = self.create_publisher(Image, common.IMAGE_TOPIC, common.IMAGE_QOS)
         self.create_timer(1.0 / rate, self.publish_frame)
         self.get_logger().info(f"publishing {self.frames.describe()} at {rate:g} Hz on {self.pub.topic_name}")

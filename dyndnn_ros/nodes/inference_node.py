@@ -45,7 +45,7 @@ def softmax_top_k(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:
 class InferenceNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("inference_node")
-        self.model_id = common.declare(self, "model_id", "digits", "Name of this model instance; targets and switch commands address it")
+        self.model_id = common.declare(self, "model_id", "classifier", "Name of this model instance; targets and switch commands address it")
         backend_name = common.declare(self, "backend", "torch", "Inference back end: torch, tensorrt or simulation")
         model_config = common.declare(self, "model_config", "groupconv_digits", "Model config: config/models/<name>.yaml or a path")
         checkpoint = common.declare(self, "checkpoint", "", "Checkpoint to load; empty = untrained random weights (logged as such)")

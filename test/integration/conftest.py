@@ -83,7 +83,7 @@ def digits_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture()
 def digits_system(start_nodes, sim_root, digits_checkpoint):
     group = start_nodes(
-        NodeProcess("camera_node", "camera_node", {"rate_hz": 20.0}),
+        NodeProcess("camera_node", "camera_node", {"rate_hz": 20.0, "dataset": "digits"}),
         NodeProcess("inference_node", "inference_node", {"model_id": MODEL, "model_config": "groupconv_digits",
                                                          "checkpoint": str(digits_checkpoint), "threads": 1,
                                                          "profile_frames": 30}),

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
     reason="the ros2 command is not installed (it comes with a ROS 2 install; `make test` builds "
            "it from ../shared/ros2-tooling)")
 
-TARGET = ("{app_id: tracker, model_id: digits, max_latency_ms: 5.0, min_accuracy: 0.0, "
+TARGET = ("{app_id: tracker, model_id: classifier, max_latency_ms: 5.0, min_accuracy: 0.0, "
           "priority: 1}")
 
 
@@ -131,10 +131,10 @@ def test_targets_from_ros2_topic_pub(launched_system: Launched):
     assert launched_system.wait_for("target of app 'tracker'", 10), launched_system.output()
     latched = ros2("topic", "pub", "--once", "--qos-durability", "transient_local",
                    "--qos-reliability", "reliable", "/dyndnn/targets",
-                   "dyndnn_ros/msg/PerformanceTarget", TARGET.replace("tracker", "classifier")
-                   .replace("digits", "digits_b"))
+                   "dyndnn_ros/msg/PerformanceTarget", TARGET.replace("tracker", "inspector")
+                   .replace("model_id: classifier", "model_id: rear_classifier"))
     assert latched.returncode == 0, latched.stderr
-    assert launched_system.wait_for("app 'classifier'", 10), launched_system.output()
+    assert launched_system.wait_for("app 'inspector'", 10), launched_system.output()
     # The volatile publisher is read by the volatile subscription: no false alarm about QoS.
     assert "incompatible QoS" not in launched_system.output()
 
@@ -156,4 +156,4 @@ def test_dvfs_applied_param_describe_and_status(launched_system: Launched):
 
     status = ros2("run", "dyndnn_ros", "dyndnn", "status", "--once", "--duration", "10")
     assert status.returncode == 0, status.stderr
-    assert "digits" in status.stdout and "tracker" in status.stdout, status.stdout
+    assert "classifier" in status.stdout and "tracker" in status.stdout, status.stdout

@@ -86,3 +86,23 @@ def test_frames_are_judged_from_their_header_before_any_copy(header, message):
         check_image_header(*header)
     check_image_header(480, 640, "rgb8", 1920, 921_600)
     check_image_header(2, 2, "mono8", 0, 4)
+
+
+def test_fashion_frames_round_trip_to_the_28x28_model_input():
+    from dyndnn_ros.datasets import fashion_mnist
+
+    try:
+        data = fashion_mnist.load(fetch=False, which=("test_images", "test_labels"))
+    except fashion_mnist.DatasetUnavailable as exc:
+        pytest.skip(f"Fashion-MNIST not installed or cached here: {exc}")
+    source = FrameSource(None, 64, 64, dataset="fashion-mnist")
+    assert source.labels[:5] == [int(t) for t in data.test_labels[:5]]
+    frame = source.next()
+    assert frame.shape == (56, 56, 3)  # 28x28 in whole 2x2 blocks
+    model_input = to_model_input(frame, (1, 28, 28))
+    assert np.abs(model_input[0, 0] - data.test_images[0] / 255.0).max() < 1 / 255 + 1e-6
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(ImageFormatError, match="unknown dataset 'cifar'"):
+        FrameSource(None, dataset="cifar")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 
 from dyndnn_ros.models.groupconv import GroupConvNet, GroupConvSpec, GroupConvSubnet
-from dyndnn_ros.models.train_groupconv import DigitsData, TrainBudget, load_digits_data, train_incremental
+from dyndnn_ros.models.train_groupconv import (Split, TrainBudget, load_digits_data,
+                                               train_incremental)
 
 SPEC = GroupConvSpec(group_channels=(2, 4, 4), groups=3)
 
 
-def _small_data() -> DigitsData:
+def _small_data() -> Split:
     d = load_digits_data(seed=0)
-    return DigitsData(d.x_train[:256], d.y_train[:256], d.x_test[:64], d.y_test[:64])
+    return Split(d.x_train[:256], d.y_train[:256], d.x_test[:64], d.y_test[:64])
 
 
 def _group_snapshot(net: GroupConvNet, k: int) -> dict[str, torch.Tensor]:
@@ -88,7 +89,16 @@ def test_training_command_writes_checkpoint_and_table(tmp_path, capsys) -> None:
     from dyndnn_ros.models import build_dynamic_model
     from dyndnn_ros.models.train_groupconv import main
 
-    assert main(["--out", str(tmp_path), "--epochs", "1", "--groups", "2", "--no-baseline"]) == 0
+    args = ["--out", str(tmp_path), "--epochs", "1", "--groups", "2", "--no-baseline",
+            "--stages", str(tmp_path / "s")]
+    assert main(args) == 0
+    assert (tmp_path / "train.log").is_file()
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["stage_g1.pt", "stage_g2.pt"]
+    again = tmp_path / "again"  # a rerun finds the finished stages and gives the same network
+    assert main(args[:1] + [str(again)] + args[2:]) == 0
+    first, second = (torch.load(p / "checkpoint.pt", weights_only=True)["state_dict"]
+                     for p in (tmp_path, again))
+    assert all(torch.equal(first[k], second[k]) for k in first)
     table = yaml.safe_load((tmp_path / "accuracy.yaml").read_text())
     assert [r["subnet"] for r in table["subnets"]] == ["g1", "g2"]
     assert all(0.0 <= r["dynamic_accuracy"] <= 1.0 for r in table["subnets"])
@@ -97,3 +107,27 @@ def test_training_command_writes_checkpoint_and_table(tmp_path, capsys) -> None:
     model = build_dynamic_model(config, checkpoint=tmp_path / "checkpoint.pt")
     assert model.family.metadata["weights"] == "trained"
     assert model.family.accuracy("g2") == table["subnets"][1]["dynamic_accuracy"]
+
+
+def test_pooled_head_subnets_match_static_networks_and_export_to_onnx(tmp_path) -> None:
+    import torch.nn.functional as F
+
+    from dyndnn_ros.export.onnx_export import check_with_onnxruntime, export_module
+    from dyndnn_ros.models.groupconv import head_features
+
+    spec = GroupConvSpec(in_channels=1, image_size=28, group_channels=(2, 4, 4), pool_after=(0, 1),
+                         groups=3, head_pool=3)
+    torch.manual_seed(3)
+    net = GroupConvNet(spec).eval()
+    x = torch.rand(4, 1, 28, 28)
+    for k in range(1, spec.groups + 1):
+        static = GroupConvSubnet(spec, k).eval()
+        static.load_state_dict(net.standalone(k).state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(net.forward_groups(x, k), static(x), rtol=1e-5, atol=1e-6)
+    features = torch.randn(2, 8, 7, 7)  # 7 -> 3: an average pool with the adaptive pool's windows
+    adaptive = torch.flatten(F.adaptive_avg_pool2d(features, 3), 1)
+    torch.testing.assert_close(head_features(features, 3), adaptive)
+    path = export_module(net.standalone(3), (1, 28, 28), tmp_path / "g3.onnx")
+    diff, scale = check_with_onnxruntime(net.standalone(3), path, x[:1])
+    assert diff <= 1e-4 * scale + 1e-6

@@ -1,0 +1,604 @@
+"""Train a small elastic MobileNetV3 super-network on Fashion-MNIST as Once-for-All does, search
+its CPU Pareto set with latency measured on this machine, and compare with training from scratch.
+
+    python -m dyndnn_ros.models.train_ofa --model ofa_fashion --out models/ofa_fashion
+
+1. Progressive shrinking (Cai et al., "Once for All", ICLR 2020, sec. 3.2): train the largest
+   network; then sample elastic kernel sizes; then elastic depth (first the deeper choices, then
+   all); then elastic expand ratio (likewise). One sampled sub-network per step.
+2. Search: every candidate is materialised, its BatchNorm statistics recalibrated on training
+   images (OFA's practice), scored on a validation split held out of the training images, and its
+   batch-1 latency measured here. Random candidates, then generations of mutations and crossovers
+   of the current accuracy/latency Pareto front; the final front is thinned to --set-size members
+   spread over latency and scored on the test split.
+3. Same-budget baseline: a few front members (fastest, middle, most accurate) are trained from
+   scratch, as static networks, for as many epochs as the whole progressive-shrinking schedule.
+
+Writes <out>/supernet.pt (loadable by the ofa_mbv3 family), <out>/bn_stats.pt (per-sub-network
+BN statistics), <out>/accuracy.yaml, <out>/search.yaml and .png (every candidate scored),
+<out>/train.log and config/subnets/<set>.yaml (the Pareto set with its test accuracies). Every
+finished phase, the search and every from-scratch network are saved under <out>/stages (or
+--stages): a rerun resumes.
+Everything uses the first --train-images training images (the budget), a validation split of
+--val-images after them, and the 10,000 test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Tuple
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from dyndnn_ros.models.ofa_family import load_subnet_set, recalibrate_bn, save_bn_stats
+from dyndnn_ros.models.ofa_mbv3 import OFAMobileNetV3
+from dyndnn_ros.models.registry import load_model_config
+from dyndnn_ros.models.train_groupconv import Split, accuracy, load_fashion_data
+from dyndnn_ros.paths import config_dir
+from dyndnn_ros.profiling.measure import LatencyStats, time_calls
+
+log = logging.getLogger("train_ofa")
+
+Arch = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
+"""Per-stage kernel sizes, expand ratios and depths."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    kernels: tuple[int, ...] | None = None  # None: the largest only
+    expands: tuple[int, ...] | None = None
+    depths: tuple[int, ...] | None = None
+
+
+def shrinking_schedule(net: OFAMobileNetV3, scale: int = 1) -> list[Phase]:
+    """OFA's order: largest, elastic kernel, elastic depth (2 steps), elastic expand (2 steps)."""
+    ks, es, ds = net.ks_list, net.expand_ratio_list, net.depth_list
+    return [
+        Phase("largest", 2 * scale, 3e-3),
+        Phase("kernel", scale, 1e-3, kernels=tuple(ks)),
+        Phase("depth_1", scale, 1e-3, kernels=tuple(ks), depths=tuple(ds[-2:])),
+        Phase("depth_2", scale, 1e-3, kernels=tuple(ks), depths=tuple(ds)),
+        Phase(
+            "expand_1", scale, 1e-3, kernels=tuple(ks), depths=tuple(ds), expands=tuple(es[-2:])
+        ),
+        Phase("expand_2", scale, 1e-3, kernels=tuple(ks), depths=tuple(ds), expands=tuple(es)),
+    ]
+
+
+def sample_arch(phase: Phase, net: OFAMobileNetV3, rng: random.Random) -> Arch:
+    n = len(net.block_group_info)
+
+    def pick(choices: tuple[int, ...] | None, largest: int) -> tuple[int, ...]:
+        return tuple(rng.choice(choices) if choices else largest for _ in range(n))
+
+    return (
+        pick(phase.kernels, max(net.ks_list)),
+        pick(phase.expands, max(net.expand_ratio_list)),
+        pick(phase.depths, max(net.depth_list)),
+    )
+
+
+def set_arch(net: OFAMobileNetV3, arch: Arch, resolution: int) -> None:
+    net.set_active_subnet(
+        net.subnet_config(list(arch[0]), list(arch[1]), list(arch[2]), resolution)
+    )
+
+
+def arch_id(arch: Arch) -> str:
+    return "k{}_e{}_d{}".format(*("".join(map(str, part)) for part in arch))
+
+
+def batches(
+    x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    order = torch.randperm(len(x), generator=generator)
+    for start in range(0, len(order), size):
+        idx = order[start : start + size]
+        yield x[idx], y[idx]
+
+
+def fit(
+    module: nn.Module,
+    data: Split,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    before_step: Callable[[], None] | None = None,
+    progress: tqdm | None = None,
+) -> None:
+    """AdamW with a one-cycle schedule; `before_step` picks the sub-network for each step."""
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * -(-len(data.x_train) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps)
+    module.train()
+    for _ in range(epochs):
+        for x, y in batches(data.x_train, data.y_train, batch_size, generator):
+            if before_step is not None:
+                before_step()
+            loss = F.cross_entropy(module(x), y)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+        if progress is not None:
+            progress.update(1)
+    module.eval()
+
+
+def materialise(
+    net: OFAMobileNetV3, arch: Arch, resolution: int, calibration: torch.Tensor
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The sub-network as a static module with BN statistics recalibrated on `calibration`."""
+    set_arch(net, arch, resolution)
+    sub = net.get_active_subnet()
+    stats = recalibrate_bn(sub, calibration.split(200))
+    return sub.eval(), stats
+
+
+def measure_latency(module: nn.Module, shape: tuple[int, ...], iterations: int) -> float:
+    x = torch.randn(1, *shape)
+    with torch.no_grad():
+        return LatencyStats.of(
+            time_calls(lambda: module(x), iterations, 5, torch.device("cpu"))
+        ).p50_ms
+
+
+def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Members no other point beats on both accuracy (higher) and latency (lower), by latency."""
+    front = [
+        p
+        for p in points
+        if not any(
+            q["accuracy"] >= p["accuracy"]
+            and q["latency_ms"] <= p["latency_ms"]
+            and (q["accuracy"], q["latency_ms"]) != (p["accuracy"], p["latency_ms"])
+            for q in points
+        )
+    ]
+    return sorted(front, key=lambda p: p["latency_ms"])
+
+
+def spread_over_latency(front: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """`size` members of a latency-sorted front, evenly spaced in latency (ends included)."""
+    if len(front) <= size:
+        return front
+    lo, hi = front[0]["latency_ms"], front[-1]["latency_ms"]
+    chosen: list[dict[str, Any]] = []
+    for i in range(size):
+        target = lo + (hi - lo) * i / (size - 1)
+        best = min(
+            (p for p in front if p not in chosen), key=lambda p: abs(p["latency_ms"] - target)
+        )
+        chosen.append(best)
+    return sorted(chosen, key=lambda p: p["latency_ms"])
+
+
+def mutate(arch: Arch, net: OFAMobileNetV3, rng: random.Random, rate: float = 0.3) -> Arch:
+    choices = (net.ks_list, net.expand_ratio_list, net.depth_list)
+    return tuple(
+        tuple(rng.choice(c) if rng.random() < rate else v for v in part)  # type: ignore
+        for part, c in zip(arch, choices)
+    )
+
+
+def crossover(a: Arch, b: Arch, rng: random.Random) -> Arch:
+    pairs = (zip(pa, pb) for pa, pb in zip(a, b))
+    return tuple(tuple(rng.choice(pair) for pair in part) for part in pairs)  # type: ignore
+
+
+class Searcher:
+    def __init__(
+        self,
+        net: OFAMobileNetV3,
+        resolution: int,
+        calibration: torch.Tensor,
+        val: Split,
+        latency_iterations: int,
+    ) -> None:
+        self.net, self.resolution, self.calibration, self.val = net, resolution, calibration, val
+        self.latency_iterations = latency_iterations
+        self.scored: dict[str, dict[str, Any]] = {}
+
+    def score(self, arch: Arch) -> dict[str, Any]:
+        key = arch_id(arch)
+        if key not in self.scored:
+            sub, _ = materialise(self.net, arch, self.resolution, self.calibration)
+            shape = (self.net.in_channels, self.resolution, self.resolution)
+            self.scored[key] = {
+                "id": key,
+                "kernel": list(arch[0]),
+                "expand": list(arch[1]),
+                "depth": list(arch[2]),
+                "accuracy": accuracy(sub, self.val.x_test, self.val.y_test),
+                "latency_ms": measure_latency(sub, shape, self.latency_iterations),
+            }
+        return self.scored[key]
+
+    def evolve(self, population: int, generations: int, seed: int, progress: tqdm) -> None:
+        rng = random.Random(seed)
+        anyone = Phase(
+            "all",
+            0,
+            0,
+            tuple(self.net.ks_list),
+            tuple(self.net.expand_ratio_list),
+            tuple(self.net.depth_list),
+        )
+        n = len(self.net.block_group_info)
+        ends = [
+            (tuple([c[0]] * n), tuple([e[0]] * n), tuple([d[0]] * n))
+            for c, e, d in (
+                (self.net.ks_list, self.net.expand_ratio_list, self.net.depth_list),
+                (
+                    self.net.ks_list[::-1],
+                    self.net.expand_ratio_list[::-1],
+                    self.net.depth_list[::-1],
+                ),
+            )
+        ]
+        for arch in ends + [sample_arch(anyone, self.net, rng) for _ in range(population - 2)]:
+            self.score(arch)
+            progress.update(1)
+        for _ in range(generations):
+            parents = [
+                (tuple(p["kernel"]), tuple(p["expand"]), tuple(p["depth"]))
+                for p in pareto(list(self.scored.values()))
+            ]
+            for _ in range(population):
+                child = (
+                    crossover(rng.choice(parents), rng.choice(parents), rng)
+                    if len(parents) > 1 and rng.random() < 0.5
+                    else rng.choice(parents)
+                )
+                self.score(mutate(child, self.net, rng))
+                progress.update(1)
+
+
+def plot_search(scored: list[dict[str, Any]], chosen: list[dict[str, Any]], path: Path) -> Path:
+    """Every candidate of the search, its Pareto front and the members kept, on one plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = pareto(scored)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(
+        [p["latency_ms"] for p in scored],
+        [100 * p["accuracy"] for p in scored],
+        s=12,
+        color="lightgray",
+        label=f"searched ({len(scored)})",
+    )
+    ax.plot(
+        [p["latency_ms"] for p in front],
+        [100 * p["accuracy"] for p in front],
+        "-o",
+        ms=4,
+        color="tab:red",
+        label=f"Pareto front ({len(front)})",
+    )
+    ax.scatter(
+        [p["latency_ms"] for p in chosen],
+        [100 * p["accuracy"] for p in chosen],
+        s=60,
+        facecolors="none",
+        edgecolors="tab:blue",
+        label=f"kept as the CPU set ({len(chosen)})",
+    )
+    ax.set_xscale("log")  # a busy machine stretches some measurements by 10-100x
+    ax.set_xlabel("latency p50 on this CPU, batch 1, during the search [ms]")
+    ax.set_ylabel("validation top-1 [%]")
+    ax.set_title("elastic super-network on Fashion-MNIST: sub-networks searched")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def build_supernet(config: dict[str, Any]) -> OFAMobileNetV3:
+    return OFAMobileNetV3(**dict(config.get("supernet") or {}))
+
+
+def parse_arch_id(text: str) -> Arch:
+    """'k357_e346_d123' -> ((3, 5, 7), (3, 4, 6), (1, 2, 3)), the inverse of arch_id."""
+    try:
+        k, e, d = text.split("_")
+        return tuple(tuple(int(c) for c in part[1:]) for part in (k, e, d))  # type: ignore
+    except ValueError as exc:
+        raise ValueError(f"not a sub-network id like k357_e346_d123: {text!r}") from exc
+
+
+def from_scratch(
+    config: dict[str, Any],
+    arch: Arch,
+    train: Split,
+    epochs: int,
+    args: argparse.Namespace,
+    saved: Path,
+    progress: tqdm | None = None,
+) -> nn.Module:
+    """The sub-network's architecture as a fresh static network, trained alone (or loaded)."""
+    torch.manual_seed(args.seed + 7)
+    fresh = build_supernet(config)
+    set_arch(fresh, arch, args.resolution)
+    static = fresh.get_active_subnet()
+    if saved.is_file():
+        static.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+        if progress is not None:
+            progress.update(epochs)
+    else:
+        fit(static, train, epochs, 3e-3, args.batch_size, args.seed + 100, progress=progress)
+        torch.save(static.state_dict(), saved.with_suffix(".tmp"))  # whole, then renamed
+        saved.with_suffix(".tmp").replace(saved)
+    return static.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default="ofa_fashion", help="an ofa_mbv3 model config (its supernet:)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("models/ofa_fashion"))
+    parser.add_argument(
+        "--stages", type=Path, help="where finished stages are kept (default <out>/stages)"
+    )
+    parser.add_argument(
+        "--subnet-set",
+        type=Path,
+        help="where the Pareto set goes (default config/subnets/<the config's set>.yaml)",
+    )
+    parser.add_argument("--resolution", type=int, default=28)
+    parser.add_argument("--train-images", type=int, default=20000)
+    parser.add_argument("--val-images", type=int, default=5000)
+    parser.add_argument("--epoch-scale", type=int, default=1, help="multiply every phase's epochs")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--population", type=int, default=24)
+    parser.add_argument("--generations", type=int, default=3)
+    parser.add_argument("--set-size", type=int, default=6)
+    parser.add_argument(
+        "--scratch", type=int, default=3, help="front members trained from scratch"
+    )
+    parser.add_argument(
+        "--scratch-only",
+        metavar="ID",
+        type=parse_arch_id,
+        help="only train sub-network ID (e.g. k777_e666_d333) from scratch, to run the "
+        "baselines in parallel processes; a full run then finds them saved",
+    )
+    parser.add_argument("--latency-iterations", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stages = args.stages or args.out / "stages"
+    stages.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(message)s",
+        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
+    )
+    torch.set_num_threads(args.threads)
+    config = load_model_config(args.model)
+    set_name = str(config.get("subnets") or config["name"])
+    set_path = args.subnet_set or config_dir() / "subnets" / f"{set_name}.yaml"
+    full = load_fashion_data()
+    n_train, n_val = args.train_images, args.val_images
+    if n_train + n_val > len(full.x_train):
+        parser.error(
+            f"--train-images + --val-images exceed the {len(full.x_train)} training images"
+        )
+    train = Split(full.x_train[:n_train], full.y_train[:n_train], full.x_test, full.y_test)
+    val = Split(
+        train.x_train,
+        train.y_train,
+        full.x_train[n_train : n_train + n_val],
+        full.y_train[n_train : n_train + n_val],
+    )
+    calibration = train.x_train[:2000]
+    started = time.perf_counter()
+
+    torch.manual_seed(args.seed)
+    net = build_supernet(config)
+    schedule = shrinking_schedule(net, args.epoch_scale)
+    log.info(
+        "super-network %s: %d parameters, %d train / %d validation / %d test images; schedule %s",
+        config["name"],
+        sum(p.numel() for p in net.parameters()),
+        n_train,
+        n_val,
+        len(train.x_test),
+        schedule,
+    )
+    scratch_epochs = sum(p.epochs for p in schedule)
+    if args.scratch_only:
+        from_scratch(
+            config,
+            args.scratch_only,
+            train,
+            scratch_epochs,
+            args,
+            stages / f"scratch_{arch_id(args.scratch_only)}.pt",
+        )
+        return 0
+    rng = random.Random(args.seed)
+    with tqdm(
+        total=sum(p.epochs for p in schedule), desc="progressive shrinking", unit="ep"
+    ) as bar:
+        for i, phase in enumerate(schedule):
+            saved = stages / f"phase_{i}_{phase.name}.pt"
+            if saved.is_file():
+                net.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+                bar.update(phase.epochs)
+                continue
+            phase_started = time.perf_counter()
+            fit(
+                net,
+                train,
+                phase.epochs,
+                phase.lr,
+                args.batch_size,
+                args.seed + i,
+                lambda phase=phase: set_arch(net, sample_arch(phase, net, rng), args.resolution),
+                bar,
+            )
+            torch.save(net.state_dict(), saved)
+            log.info("phase %s done in %.0f s", phase.name, time.perf_counter() - phase_started)
+    torch.save(net.state_dict(), args.out / "supernet.pt")
+
+    search_file = stages / "search.yaml"
+    if search_file.is_file():
+        scored = yaml.safe_load(search_file.read_text())
+    else:
+        searcher = Searcher(net, args.resolution, calibration, val, args.latency_iterations)
+        total = args.population * (args.generations + 1)
+        with tqdm(total=total, desc="evolutionary search", unit="subnet") as bar:
+            searcher.evolve(args.population, args.generations, args.seed, bar)
+        scored = sorted(searcher.scored.values(), key=lambda p: p["latency_ms"])
+        search_file.write_text(yaml.safe_dump(scored, sort_keys=False))
+    front = pareto(scored)
+    chosen = spread_over_latency(front, args.set_size)
+    log.info(
+        "searched %d sub-networks; validation Pareto front %d; keeping %s",
+        len(scored),
+        len(front),
+        [p["id"] for p in chosen],
+    )
+    plot_search(scored, chosen, args.out / "search.png")
+    (args.out / "search.yaml").write_text(yaml.safe_dump(scored, sort_keys=False))
+
+    bn_stats, rows = {}, []
+    for p in chosen:
+        arch = (tuple(p["kernel"]), tuple(p["expand"]), tuple(p["depth"]))
+        sub, bn_stats[p["id"]] = materialise(net, arch, args.resolution, calibration)
+        rows.append(
+            {
+                "id": p["id"],
+                "kernel": p["kernel"],
+                "expand": p["expand"],
+                "depth": p["depth"],
+                "resolution": args.resolution,
+                "accuracy": round(accuracy(sub, train.x_test, train.y_test), 4),
+                "validation_accuracy": round(p["accuracy"], 4),
+                "search_latency_p50_ms": round(p["latency_ms"], 3),
+                "params": sum(t.numel() for t in sub.parameters()),
+            }
+        )
+    save_bn_stats(
+        args.out / "bn_stats.pt",
+        set_name,
+        bn_stats,
+        f"recalibrated on {len(calibration)} Fashion-MNIST training images",
+    )
+
+    picks = {0, len(rows) // 2, len(rows) - 1} if args.scratch >= 3 else {len(rows) - 1}
+    picks = sorted(picks)[: max(args.scratch, 0)]
+    with tqdm(
+        total=scratch_epochs * len(picks), desc="from scratch (same budget)", unit="ep"
+    ) as bar:
+        for j in picks:
+            row = rows[j]
+            arch = (tuple(row["kernel"]), tuple(row["expand"]), tuple(row["depth"]))
+            static = from_scratch(
+                config, arch, train, scratch_epochs, args, stages / f"scratch_{row['id']}.pt", bar
+            )
+            row["scratch_accuracy"] = round(accuracy(static, train.x_test, train.y_test), 4)
+            row["gap_to_scratch"] = round(row["scratch_accuracy"] - row["accuracy"], 4)
+    elapsed = time.perf_counter() - started
+
+    report = {
+        "dataset": "Fashion-MNIST (Zalando, MIT licence)",
+        "train_images": n_train,
+        "validation_images": n_val,
+        "test_images": len(train.x_test),
+        "resolution": args.resolution,
+        "schedule": [vars(p) for p in schedule],
+        "scratch_epochs": scratch_epochs,
+        "searched": len(scored),
+        "validation_front": len(front),
+        "threads": args.threads,
+        "seconds_this_run": round(elapsed, 1),
+        "subnets": rows,
+    }
+    (args.out / "accuracy.yaml").write_text(yaml.safe_dump(report, sort_keys=False))
+    previous = load_subnet_set(set_path) if set_path.is_file() else {}
+    header = (
+        "# Written by python -m dyndnn_ros.models.train_ofa (make models): the CPU Pareto set\n"
+        "# of the Fashion-MNIST super-network, latency measured on the training machine's CPU\n"
+        "# (batch 1, search_latency_p50_ms); accuracy = top-1 on the 10,000 test images after\n"
+        "# per-sub-network BN recalibration.\n"
+    )
+    set_doc = {
+        "name": set_name,
+        "device_kind": "cpu",
+        "supernet": config["name"],
+        "subnets": [
+            {
+                k: r[k]
+                for k in (
+                    "id",
+                    "kernel",
+                    "expand",
+                    "depth",
+                    "resolution",
+                    "accuracy",
+                    "search_latency_p50_ms",
+                )
+            }
+            for r in rows
+        ],
+    }
+    if previous.get("subnets") != set_doc["subnets"]:
+        set_path.write_text(
+            header + yaml.safe_dump(set_doc, sort_keys=False, default_flow_style=None)
+        )
+
+    lines = [
+        (
+            f"OFA super-network {config['name']} on Fashion-MNIST ({elapsed:.0f} s this run, "
+            f"{args.threads} thread(s)); searched {len(scored)} sub-networks, front {len(front)}"
+        ),
+        (
+            f"{'subnet':>22} {'params':>7} {'lat ms':>7} {'val':>7} {'test':>7} "
+            f"{'scratch':>8} {'gap pp':>7}"
+        ),
+    ]
+    for r in rows:
+        scratch = (
+            f"{r['scratch_accuracy']:8.4f} {100 * r['gap_to_scratch']:7.2f}"
+            if "scratch_accuracy" in r
+            else ""
+        )
+        lines.append(
+            f"{r['id']:>22} {r['params']:>7} {r['search_latency_p50_ms']:7.3f} "
+            f"{r['validation_accuracy']:7.4f} {r['accuracy']:7.4f} {scratch}"
+        )
+    lines.append(f"wrote {args.out}/supernet.pt, bn_stats.pt, accuracy.yaml and {set_path}")
+    for line in lines:
+        print(line)
+    with open(args.out / "train.log", "a") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The small Fashion-MNIST super-network (same elastic code as the ImageNet one, other widths) and
+the progressive-shrinking / Pareto-search helpers of train_ofa."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from dyndnn_ros.models import build_dynamic_model
+from dyndnn_ros.models.ofa_family import save_bn_stats
+from dyndnn_ros.models.registry import load_model_config
+from dyndnn_ros.models.train_ofa import (
+    Phase,
+    arch_id,
+    build_supernet,
+    crossover,
+    materialise,
+    mutate,
+    pareto,
+    sample_arch,
+    set_arch,
+    shrinking_schedule,
+    spread_over_latency,
+)
+
+CONFIG = load_model_config("ofa_fashion")
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return build_supernet(CONFIG).eval()
+
+
+def test_small_supernet_takes_28x28_grey_images_at_every_extreme(net) -> None:
+    x = torch.rand(2, 1, 28, 28)
+    for ks, e, d in ((3, 3, 1), (7, 6, 3), ([3, 5, 7], [6, 4, 3], [1, 3, 2])):
+        net.set_active_subnet(net.subnet_config(ks, e, d, 28))
+        with torch.no_grad():
+            shared = net(x)
+            torch.testing.assert_close(
+                net.get_active_subnet().eval()(x), shared, rtol=1e-4, atol=1e-5
+            )
+        assert shared.shape == (2, 10)
+
+
+def test_schedule_follows_once_for_all_order(net) -> None:
+    names = [p.name for p in shrinking_schedule(net)]
+    assert names == ["largest", "kernel", "depth_1", "depth_2", "expand_1", "expand_2"]
+    rng = random.Random(0)
+    largest = sample_arch(shrinking_schedule(net)[0], net, rng)
+    assert largest == ((7, 7, 7), (6, 6, 6), (3, 3, 3))
+    depth_1 = shrinking_schedule(net)[2]
+    for _ in range(20):
+        _, e, d = sample_arch(depth_1, net, rng)
+        assert set(d) <= {2, 3} and set(e) == {6}
+
+
+def test_pareto_keeps_only_undominated_points_and_spreads_them() -> None:
+    points = [
+        {"id": "a", "accuracy": 0.80, "latency_ms": 1.0},
+        {"id": "b", "accuracy": 0.79, "latency_ms": 1.5},
+        {"id": "c", "accuracy": 0.85, "latency_ms": 2.0},
+        {"id": "d", "accuracy": 0.86, "latency_ms": 3.0},
+        {"id": "e", "accuracy": 0.87, "latency_ms": 4.0},
+    ]
+    front = pareto(points)
+    assert [p["id"] for p in front] == ["a", "c", "d", "e"]
+    assert [p["id"] for p in spread_over_latency(front, 3)] == ["a", "c", "e"]
+
+
+def test_mutation_and_crossover_stay_in_the_search_space(net) -> None:
+    rng = random.Random(1)
+    everything = Phase(
+        "all", 0, 0, tuple(net.ks_list), tuple(net.expand_ratio_list), tuple(net.depth_list)
+    )
+    for _ in range(30):
+        child = crossover(
+            mutate(sample_arch(everything, net, rng), net, rng),
+            sample_arch(everything, net, rng),
+            rng,
+        )
+        set_arch(net, child, 28)  # validates every value against the elastic sets
+        assert arch_id(child).startswith("k")
+
+
+def test_trained_set_loads_with_its_accuracies_and_bn_statistics(net, tmp_path) -> None:
+    arch = ((3, 5, 7), (3, 4, 6), (1, 2, 3))
+    sub, stats = materialise(net, arch, 28, torch.rand(64, 1, 28, 28))
+    checkpoint = tmp_path / "supernet.pt"
+    torch.save(net.state_dict(), checkpoint)
+    subnet_set = tmp_path / "set.yaml"
+    subnet_set.write_text(
+        f"name: tiny\nsubnets:\n  - {{id: {arch_id(arch)}, kernel: [3, 5, 7], expand: [3, 4, 6], "
+        f"depth: [1, 2, 3], resolution: 28, accuracy: 0.5}}\n"
+    )
+    save_bn_stats(tmp_path / "bn.pt", "tiny", {arch_id(arch): stats}, "test")
+    config = dict(CONFIG, subnets=str(subnet_set), bn_stats=str(tmp_path / "bn.pt"))
+    model = build_dynamic_model(config, checkpoint=checkpoint)
+    assert model.family.accuracy(arch_id(arch)) == 0.5
+    assert model.input_shape(arch_id(arch)) == (1, 28, 28)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward(x), sub(x), rtol=1e-4, atol=1e-5)
+    random_weights = build_dynamic_model(dict(config, checkpoint=None))
+    assert random_weights.family.accuracy(arch_id(arch)) is None  # not measured with these weights
