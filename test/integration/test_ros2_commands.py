@@ -67,8 +67,9 @@ class Launched:
 
 
 def ros2(*arguments: str, timeout_s: float = 30) -> subprocess.CompletedProcess:
+    # a wide terminal, so `dyndnn status` tables do not shorten the names the test looks for
     return subprocess.run(["ros2", *arguments], capture_output=True, text=True, timeout=timeout_s,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
 
 
 def ros2_until(accept, *arguments: str, timeout_s: float = 30) -> subprocess.CompletedProcess:

@@ -124,11 +124,11 @@ def pin_the_clocks(up: Launcher, client, tmp_path: Path) -> Path:
     """Wait for the system, set a target, wait for the DVFS node to pin the clocks; the sysfs
     root."""
     assert client.wait_until(
-        lambda: "digits" in client.profiles and client.hardware is not None, STARTUP_S
+        lambda: "classifier" in client.profiles and client.hardware is not None, STARTUP_S
     ), up.output()
     root = up.run_dir() / "sim_xavier_nx"  # `dyndnn up`'s default platform
     assert root.is_dir(), up.output()
-    verdict = client.set_target("supervised", "digits", max_latency_ms=60.0)
+    verdict = client.set_target("supervised", "classifier", max_latency_ms=60.0)
     # parked when the manager has not heard the inference node yet (discovery is pairwise): it
     # applies once the manager does
     assert verdict is not None and verdict.state in (
