@@ -38,12 +38,12 @@ def board_files(root: Path) -> dict[str, str]:
 class Launched:
     """`ros2 launch ...` in its own process group, its output in a file."""
 
-    def __init__(self, log: Path, *arguments: str):
+    def __init__(self, log: Path, *arguments: str, env: dict | None = None):
         self.log = log
         self.process = subprocess.Popen(
             ["ros2", "launch", "dyndnn_ros", "dyndnn.launch.py", *arguments],
             stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, env={**os.environ, **(env or {})})
 
     def output(self) -> str:
         return self.log.read_text()
@@ -158,3 +158,22 @@ def test_dvfs_applied_param_describe_and_status(launched_system: Launched):
     status = ros2("run", "dyndnn_ros", "dyndnn", "status", "--once", "--duration", "10")
     assert status.returncode == 0, status.stderr
     assert "classifier" in status.stdout and "tracker" in status.stdout, status.stdout
+
+
+def test_tensorrt_launch_reaches_the_engines(board: Path, tmp_path: Path, stop_daemon):
+    """`backend:=tensorrt` as a robot user types it, with only the `tensorrt` bindings faked
+    (test/fakes/tensorrt; no GPU here): the node finds its profile by model_config, opens every
+    engine of engine_dir, and stops with one clear line where CUDA memory would be allocated."""
+    from test_inference_tensorrt_start import FAKES, PROFILE, fake_engines
+
+    engines = fake_engines(tmp_path / "engines", ["a0", "a1", "a2", "a3", "a4", "a5"])
+    system = Launched(tmp_path / "launch.log", f"sysfs_root:={board}", "backend:=tensorrt",
+                      f"model_config:={PROFILE}", f"engine_dir:={engines}", "camera:=false",
+                      "hardware_source:=simulation",
+                      env={"PYTHONPATH": f"{FAKES}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    try:
+        assert system.wait_for("6 engines opened, but no CUDA device", 90), system.output()
+        assert system.wait_for("[inference_node-4]: process has died", 30), system.output()
+    finally:
+        system.ctrl_c()
+    assert "Traceback" not in system.output()
