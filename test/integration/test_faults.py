@@ -48,6 +48,10 @@ def announced(client, group) -> None:
     assert client.wait_until(lambda: MODEL in client.profiles, STARTUP_S), group.output(
         "inference_node"
     )
+    # Discovery is pairwise: this client hearing the model does not mean the manager has.
+    if "resource_manager_node" in (n.name for n in group.nodes):
+        assert group.wait_for_line("resource_manager_node", f"model {MODEL!r} announced",
+                                   STARTUP_S), group.output("resource_manager_node")
 
 
 def dyndnn(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
