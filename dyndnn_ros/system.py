@@ -1,4 +1,4 @@
-"""The running system, defined once: its nodes, the arguments a user sets, and how they reach the nodes.
+"""The running system, defined once: its nodes, the arguments a user sets, how they reach them.
 
 Both `launch/dyndnn.launch.py` (`ros2 launch`) and `dyndnn up` read this module, so the node list,
 the user-facing arguments and their precedence cannot drift apart. Each node gets ONE parameter
@@ -16,7 +16,8 @@ import yaml
 
 # In start order; they are stopped in reverse, so the DVFS node, which restores the clocks, stops
 # after every node that could still ask for a change.
-NODES = ("dvfs_node", "hardware_monitor_node", "resource_manager_node", "inference_node", "camera_node")
+NODES = ("dvfs_node", "hardware_monitor_node", "resource_manager_node", "inference_node",
+         "camera_node")
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ def node_parameters(
 
 
 def typed_like(current: Any, value: Any, name: str) -> Any:
-    """A launch argument arrives as text: give it the type the parameter file uses, so a node that
-    declared a double gets 1.0 for "1", and a bad number is caught here with the argument's name."""
+    """A launch argument arrives as text: give it the type the parameter file uses, so a node
+    that declared a double gets 1.0 for "1", and a bad number is caught here, argument named."""
     if not isinstance(value, str) or isinstance(current, str) or current is None:
         return value
     try:

@@ -2,9 +2,11 @@
 camera source (dyndnn_ros/system.py defines them, for this file and for `dyndnn up` alike).
 
     ros2 launch dyndnn_ros dyndnn.launch.py
-    ros2 launch dyndnn_ros dyndnn.launch.py model_config:=ofa_mbv3_gpu backend:=tensorrt device:=cuda:0
+    ros2 launch dyndnn_ros dyndnn.launch.py model_config:=ofa_mbv3_gpu backend:=tensorrt \
+        device:=cuda:0
     ros2 launch dyndnn_ros dyndnn.launch.py sysfs_root:=/tmp/sim_jetson policy:=subnet_only
-    ros2 launch dyndnn_ros dyndnn.launch.py params_file:=my_robot.yaml namespace:=robot1 camera:=false
+    ros2 launch dyndnn_ros dyndnn.launch.py params_file:=my_robot.yaml namespace:=robot1 \
+        camera:=false
 
 Every argument left empty keeps the value of `params_file`; an argument given wins over it.
 """

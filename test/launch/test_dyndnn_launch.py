@@ -23,7 +23,12 @@ import launch_support  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 
-from dyndnn_ros.msg import DvfsCommand, InferenceStats, ManagerStatus, PerformanceTarget  # noqa: E402
+from dyndnn_ros.msg import (  # noqa: E402
+    DvfsCommand,
+    InferenceStats,
+    ManagerStatus,
+    PerformanceTarget,
+)
 from dyndnn_ros.nodes import common  # noqa: E402
 
 BOARD = launch_support.simulated_board()

@@ -1,4 +1,4 @@
-"""launch_testing test of the launch arguments a robot user sets, over a parameter file of their own.
+"""launch_testing test of the launch arguments a robot user sets, over their own parameter file.
 
     ros2 launch dyndnn_ros dyndnn.launch.py params_file:=<theirs> namespace:=robot1 camera:=false \
         policy:=subnet_only sysfs_root:=<board> hardware_source:=simulation
@@ -87,7 +87,8 @@ class TestArgumentsReachTheirNodes(unittest.TestCase):
         def topic(relative: str) -> str:
             return f"/{NS}/{relative}"
 
-        stats = probe.collect(InferenceStats, topic(common.INFERENCE_STATS_TOPIC), common.STATS_QOS)
+        stats = probe.collect(InferenceStats, topic(common.INFERENCE_STATS_TOPIC),
+                              common.STATS_QOS)
         results = probe.collect(InferenceResult, f"/{NS}/inference_node/result", common.STATS_QOS)
         status = probe.collect(ManagerStatus, topic(common.MANAGER_STATUS_TOPIC),
                                common.LATCHED_READER_QOS)

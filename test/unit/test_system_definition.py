@@ -22,7 +22,8 @@ def test_node_section_beats_wildcard_and_arguments_beat_both():
 
 
 def test_empty_or_missing_argument_keeps_the_file_value():
-    params = system.node_parameters(FILE, "resource_manager_node", {"policy": "", "platform": None})
+    params = system.node_parameters(FILE, "resource_manager_node",
+                                    {"policy": "", "platform": None})
     assert params["policy"] == "hierarchical" and params["platform"] == "xavier_nx"
 
 
