@@ -103,7 +103,7 @@ class ResourceManagerNode(common.DyndnnNode):
         if not period > 0:
             raise ValueError(f"control_period_s must be > 0, got {period}")
         self.policy_name = policy_name
-        self.policy = create_policy(policy_name, platform=platform)
+        self.policy = create_policy(policy_name, platform=platform, runtime_only=True)
         self.book = TargetBook(parked_timeout)
         self.target_messages: dict[str, PerformanceTarget] = {}
         self.rejection_log = RateLimiter(burst=5, interval_s=5.0)

@@ -172,27 +172,35 @@ class Policy(ABC):
 
 PolicyFactory = Callable[..., Policy]
 _REGISTRY: dict[str, PolicyFactory] = {}
+# Policies that need what only a simulator knows (the oracle's perfect knowledge): the evaluation
+# builds them, the resource manager node refuses them.
+_EVALUATION_ONLY: set[str] = set()
 
 
-def register_policy(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
+def register_policy(name: str, evaluation_only: bool = False
+                    ) -> Callable[[PolicyFactory], PolicyFactory]:
     def add(factory: PolicyFactory) -> PolicyFactory:
         _REGISTRY[name] = factory
+        if evaluation_only:
+            _EVALUATION_ONLY.add(name)
         return factory
 
     return add
 
 
-def policy_names() -> list[str]:
+def policy_names(runtime_only: bool = False) -> list[str]:
     _load_builtin_policies()
-    return sorted(_REGISTRY)
+    return sorted(n for n in _REGISTRY if not (runtime_only and n in _EVALUATION_ONLY))
 
 
-def create_policy(name: str, platform: Any = None, **params: Any) -> Policy:
+def create_policy(name: str, platform: Any = None, runtime_only: bool = False,
+                  **params: Any) -> Policy:
     """Build a policy by name. `platform` is a PlatformDescription or a board name ('xavier_nx');
-    policies that do not use clocks ignore it. Unknown names raise PolicyError listing the known ones."""
-    _load_builtin_policies()
-    if name not in _REGISTRY:
-        raise PolicyError(f"unknown policy {name!r}; known policies: {sorted(_REGISTRY)}")
+    policies that do not use clocks ignore it. Unknown names raise PolicyError listing the known
+    ones; with `runtime_only`, so do evaluation-only ones (a robot has no oracle)."""
+    known = policy_names(runtime_only)
+    if name not in known:
+        raise PolicyError(f"unknown policy {name!r}; known policies: {known}")
     try:
         return _REGISTRY[name](platform=platform, **params)
     except TypeError as exc:

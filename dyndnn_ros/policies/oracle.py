@@ -98,7 +98,7 @@ def _rank(choice: ClockChoice, demands: list[AppDemand]) -> tuple:
     )
 
 
-@register_policy("oracle")
+@register_policy("oracle", evaluation_only=True)
 class OraclePolicy(Policy):
     name = "oracle"
 

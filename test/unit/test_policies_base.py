@@ -104,3 +104,13 @@ def test_hysteresis_forced_switch_is_immediate():
     h = SwitchHysteresis(hold_periods=5)
     assert h.apply("a", True) == "a"
     assert h.apply("b", current_still_ok=False) == "b"
+
+
+def test_the_oracle_is_for_the_evaluation_only():
+    from dyndnn_ros.policies import PolicyError, create_policy, policy_names
+
+    assert "oracle" in policy_names() and "oracle" not in policy_names(runtime_only=True)
+    assert "hierarchical" in policy_names(runtime_only=True)
+    with pytest.raises(PolicyError, match="unknown policy 'oracle'; known policies: \\["):
+        create_policy("oracle", "xavier_nx", runtime_only=True)
+    create_policy("oracle", "xavier_nx")
