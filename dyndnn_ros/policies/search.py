@@ -27,8 +27,9 @@ class ClockGrid:
     """Every clock combination as numpy axes: GPU, EMC, then one CPU axis per searched cluster
     (one shared axis for all used clusters, or one per used cluster). `cpu_levels` > 0 thins each
     per-cluster axis, where there are several, to that many frequencies spread over the table
-    (lowest and highest kept, and the clocks of `keep`), so a per-cluster search stays cheap
-    enough for every control period."""
+    (lowest and highest kept, and the clocks of `keep`), and to fewer where more than two clusters
+    are in use (at most about cpu_levels ** 2 CPU combinations), so a per-cluster search stays
+    cheap enough for every control period."""
 
     def __init__(
         self,
@@ -45,6 +46,10 @@ class ClockGrid:
         self.per_cluster = per_cluster
         self.cpu_axes = len(self.used) if per_cluster else 1
         self.cpu_values: list[list[int]] = []
+        if per_cluster and len(self.used) > 2 and cpu_levels > 0:
+            # The grid grows as levels ** clusters: with three clusters in use, six levels each made
+            # a decision for eight apps take 5 s. Hold the CPU combinations to cpu_levels ** 2.
+            cpu_levels = max(2, int(cpu_levels ** (2 / len(self.used)) + 1e-9))
         for k in range(self.cpu_axes):
             values = table
             if per_cluster and len(self.used) > 1 and 0 < cpu_levels < len(table):
