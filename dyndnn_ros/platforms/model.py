@@ -240,47 +240,18 @@ class PlatformModel:
         cpu = [np.asarray(f, dtype=float) for f in cpu_khz]
         n = len(apps)
         shape = np.broadcast(gpu_hz, emc_hz, *cpu).shape
-        t_cpu = (
-            np.array(
-                [
-                    np.broadcast_to(
-                        a.slowdown
-                        * a.reference_latency_ms
-                        * s.cpu
-                        * ref.cpu_khz[0]
-                        / cpu[a.cluster],
-                        shape,
-                    )
-                    for a in apps
-                ]
-            )
-            if n
-            else np.zeros((0,) + shape)
-        )
-        t_gpu = (
-            np.array(
-                [
-                    np.broadcast_to(
-                        a.slowdown * a.reference_latency_ms * s.gpu * ref.gpu_hz / gpu_hz, shape
-                    )
-                    for a in apps
-                ]
-            )
-            if n
-            else np.zeros((0,) + shape)
-        )
-        t_mem = (
-            np.array(
-                [
-                    np.broadcast_to(
-                        a.slowdown * a.reference_latency_ms * s.emc * ref.emc_hz / emc_hz, shape
-                    )
-                    for a in apps
-                ]
-            )
-            if n
-            else np.zeros((0,) + shape)
-        )
+        def per_app(part) -> np.ndarray:
+            """apps x grid: one app's time in one part of the board at every grid point."""
+            if not n:
+                return np.zeros((0,) + shape)
+            return np.array([np.broadcast_to(part(a), shape) for a in apps])
+
+        def base(a: AppLoad) -> float:
+            return a.slowdown * a.reference_latency_ms
+
+        t_cpu = per_app(lambda a: base(a) * s.cpu * ref.cpu_khz[0] / cpu[a.cluster])
+        t_gpu = per_app(lambda a: base(a) * s.gpu * ref.gpu_hz / gpu_hz)
+        t_mem = per_app(lambda a: base(a) * s.emc * ref.emc_hz / emc_hz)
         fps = np.array([a.fps for a in apps], dtype=float).reshape((n,) + (1,) * len(shape))
         measured = np.array([a.measured_rate_hz for a in apps], dtype=float).reshape(fps.shape)
 
