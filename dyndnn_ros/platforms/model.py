@@ -51,6 +51,25 @@ def frame_period_ms(latency_ms: Any, fps: Any, latency_cv: float) -> Any:
     return np.where(fps > 0, period + excess, latency)
 
 
+def _fair_shares(demand: np.ndarray, capacity: Any) -> np.ndarray:
+    """Max-min fair shares (water-filling) of `capacity` over the apps' demands (first axis):
+    an app asking less than an equal share of what is left gets what it asks."""
+    n = demand.shape[0]
+    if n == 0:
+        return demand
+    ordered = np.sort(demand, axis=0)
+    level = np.full(demand.shape[1:], np.inf)
+    found = ordered.sum(axis=0) <= capacity
+    below = np.zeros(demand.shape[1:])
+    for k in range(n):
+        candidate = (capacity - below) / (n - k)
+        take = ~found & (candidate <= ordered[k])
+        level = np.where(take, candidate, level)
+        found = found | take
+        below = below + ordered[k]
+    return np.minimum(demand, level)
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
     """Clock frequencies of the board: one per CPU cluster (kHz), the GPU and the EMC (Hz)."""
@@ -226,13 +245,11 @@ class PlatformModel:
         gpu_hz: Any,
         emc_hz: Any,
         background_gpu: float = 0.0,
-        iterations: int = 30,
     ) -> LoadState:
         """Per-app latency and rate, utilisations and board power when these apps run together.
 
         Apps share the GPU by time slicing: each one's GPU part is stretched by the GPU time the
-        others (and the background job) take, which depends on their rates: a fixed point, found
-        by a bounded iteration (it converges in a few steps; 30 is a safe bound)."""
+        others (and the background job) take, their fair shares where the GPU is oversubscribed."""
         ref = self.reference
         s = self.shares
         gpu_hz = np.asarray(gpu_hz, dtype=float)
@@ -260,20 +277,17 @@ class PlatformModel:
                 measured > 0, measured, 1000.0 / frame_period_ms(latency, fps, self.latency_cv)
             )
 
-        latency = t_cpu + t_gpu + t_mem
-        gpu_stretch = np.ones_like(latency)
-        for _ in range(iterations):
-            # the GPU work each app brings per second (waiting for the others is not work)
-            gpu_work = rate_of(latency) * (t_gpu + t_mem) / 1000.0
-            others = background_gpu + gpu_work.sum(axis=0) - gpu_work
-            target = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))
-            # half steps: a full step overshoots where the GPU is overloaded (longer frames, lower
-            # rates, less contention, shorter frames...) and oscillates instead of converging
-            new_stretch = 0.5 * (gpu_stretch + target)
-            latency = t_cpu + t_gpu * new_stretch + t_mem
-            if np.allclose(new_stretch, gpu_stretch, rtol=1e-6):
-                break
-            gpu_stretch = new_stretch
+        # The GPU is time-sliced between contexts: each app gets the GPU time it asks for, up to an
+        # equal share of what is left when the GPU is oversubscribed (water-filling), and its GPU
+        # part is stretched by the time the others (and the background job) hold the GPU.
+        # Computed directly from the unstretched demand: iterating stretch -> rate -> stretch has
+        # no stable fixed point under overload (one app's slowdown frees GPU time for the others,
+        # which slows it further) and did not converge on much of the clock grid.
+        work = rate_of(t_cpu + t_gpu + t_mem) * (t_gpu + t_mem) / 1000.0
+        served = _fair_shares(work, 1.0 - background_gpu)
+        others = background_gpu + served.sum(axis=0) - served
+        gpu_stretch = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))
+        latency = t_cpu + t_gpu * gpu_stretch + t_mem
         rate = rate_of(latency)
         host_share = (t_cpu + self.host_wait_busy * (latency - t_cpu)) / latency
         gpu_share = (t_gpu + t_mem) / latency
