@@ -86,7 +86,7 @@ def _observation(
         cpu_util={n: float(min(1.0, state.cluster_busy_cores[i])) for i, n in enumerate(names)}
         if state
         else {},
-        gpu_util=float(state.gpu_busy) if state else 0.0,
+        gpu_util=float(np.mean(sim.log.gpu_busy[power_from:])) if powers else 0.0,
         emc_util=float(state.emc_busy) if state else 0.0,
         power_w=float(np.mean(powers)) if powers else 0.0,
         input_fps={a.app: a.fps for a in scenario.apps},

@@ -40,6 +40,35 @@ class SlowdownFilter:
 
 
 @dataclass
+class SharedLoadFilter:
+    """The GPU share work the manager does not manage takes (a background job, unmanaged models):
+    measured GPU busy minus the share the managed apps' frames account for, Kalman-filtered.
+
+    Unlike a slowdown factor on the whole latency, it stretches only the GPU part of a prediction,
+    so the clock search trades GPU against CPU clocks as the board would."""
+
+    process_variance: float = 0.002
+    """how far the share may drift per period (a job starting settles in about 3 periods)"""
+    measurement_variance: float = 0.004
+    estimate: float = 0.0
+    variance: float = 1.0
+    max_share: float = 0.95
+
+    def update(self, measured_busy: float, managed_busy: float) -> float:
+        """Fold in one period's measured GPU busy fraction and the managed apps' predicted part."""
+        if not (math.isfinite(measured_busy) and math.isfinite(managed_busy)):
+            return self.estimate
+        observed = min(self.max_share, max(0.0, measured_busy - managed_busy))
+        prior_variance = self.variance + self.process_variance
+        gain = prior_variance / (prior_variance + self.measurement_variance)
+        self.estimate = min(
+            self.max_share, max(0.0, self.estimate + gain * (observed - self.estimate))
+        )
+        self.variance = (1.0 - gain) * prior_variance
+        return self.estimate
+
+
+@dataclass
 class SwitchHysteresis:
     """Holds a choice until a different one has been proposed `hold_periods` times in a row.
 

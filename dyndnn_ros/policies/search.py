@@ -25,19 +25,20 @@ NEAR_BEST = 1.01
 
 class ClockGrid:
     """Every clock combination as numpy axes: GPU, EMC, then one CPU axis per searched cluster
-    (one shared axis for all used clusters, or one per used cluster). `cpu_levels` > 0 thins each
-    per-cluster axis, where there are several, to that many frequencies spread over the table
-    (lowest and highest kept, and the clocks of `keep`), and to fewer where more than two clusters
-    are in use (at most about cpu_levels ** 2 CPU combinations), so a per-cluster search stays
-    cheap enough for every control period."""
+    (one shared axis for all used clusters, or one per used cluster). `cpu_budget` > 0 bounds the
+    work of a per-cluster search: CPU combinations x apps stays within it, each per-cluster axis
+    thinned to the same number of frequencies spread over the table (lowest and highest kept, and
+    the clocks of `keep`). The whole table is searched where it fits (two apps on two clusters of
+    the Xavier NX); with eight apps on three clusters, four frequencies per cluster are."""
 
     def __init__(
         self,
         model: PlatformModel,
         used: set[int],
         per_cluster: bool,
-        cpu_levels: int = 0,
+        cpu_budget: int = 0,
         keep: OperatingPoint | None = None,
+        apps: int = 1,
     ) -> None:
         clocks = model.description.clocks
         table = list(clocks.cpu_available_khz)
@@ -46,10 +47,11 @@ class ClockGrid:
         self.per_cluster = per_cluster
         self.cpu_axes = len(self.used) if per_cluster else 1
         self.cpu_values: list[list[int]] = []
-        if per_cluster and len(self.used) > 2 and cpu_levels > 0:
-            # The grid grows as levels ** clusters: with three clusters in use, six levels each made
-            # a decision for eight apps take 5 s. Hold the CPU combinations to cpu_levels ** 2.
-            cpu_levels = max(2, int(cpu_levels ** (2 / len(self.used)) + 1e-9))
+        cpu_levels = 0
+        if per_cluster and cpu_budget > 0:
+            # the grid grows as levels ** clusters and the model's work with it times the apps
+            per_app = cpu_budget / max(1, apps)
+            cpu_levels = max(2, int(per_app ** (1.0 / max(1, len(self.used))) + 1e-9))
         for k in range(self.cpu_axes):
             values = table
             if per_cluster and len(self.used) > 1 and 0 < cpu_levels < len(table):
@@ -230,7 +232,7 @@ def search_clocks(
     best_effort: bool = False,
     keep_slack: float = 0.0,
     per_cluster: bool = False,
-    cpu_levels: int = 0,
+    cpu_budget: int = 0,
 ) -> ClockChoice | None:
     """Least energy-per-frame clocks meeting every hard demand's p99 latency and the power cap;
     None if none does. Best-effort demands (`AppDemand.best_effort`) then get the least lateness
@@ -243,8 +245,10 @@ def search_clocks(
     `best_effort`: when nothing meets every hard target, return the point with the least worst
     lateness (p99 / target over every demand with a target) within the power cap where the cap can
     be held, the cheapest among points within 1 % of that lateness; marked met=False.
-    `per_cluster`, `cpu_levels`: see ClockGrid."""
-    grid = ClockGrid(model, {d.cluster for d in demands}, per_cluster, cpu_levels, keep)
+    `per_cluster`, `cpu_budget`: see ClockGrid."""
+    grid = ClockGrid(
+        model, {d.cluster for d in demands}, per_cluster, cpu_budget, keep, len(demands)
+    )
     shape = grid.shape
     state = model.steady_state(
         [d.load() for d in demands], grid.cpu, grid.gpu, grid.emc, background_gpu

@@ -23,7 +23,9 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any, Mapping
 
-from dyndnn_ros.platforms.model import OperatingPoint
+import numpy as np
+
+from dyndnn_ros.platforms.model import AppLoad, OperatingPoint
 from dyndnn_ros.policies.base import (
     Decision,
     Observation,
@@ -33,7 +35,7 @@ from dyndnn_ros.policies.base import (
     register_policy,
     validate_goals,
 )
-from dyndnn_ros.policies.feedback import SlowdownFilter, SwitchHysteresis
+from dyndnn_ros.policies.feedback import SharedLoadFilter, SlowdownFilter, SwitchHysteresis
 from dyndnn_ros.policies.search import (
     AppDemand,
     ClockChoice,
@@ -46,6 +48,10 @@ from dyndnn_ros.policies.search import (
     typical_latency_ms,
 )
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
+
+
+COARSE_FACTOR = 8
+"""the relaxation ladder searches CPU clocks on a grid this many times smaller than the final one"""
 
 
 class SystemLevelPolicy(Policy):
@@ -61,7 +67,7 @@ class SystemLevelPolicy(Policy):
         min_saving: float = 0.03,
         use_feedback: bool = True,
         keep_slack: float | None = None,
-        cpu_levels: int = 6,
+        cpu_budget: int = 650,
     ) -> None:
         if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
             raise PolicyError(
@@ -72,8 +78,9 @@ class SystemLevelPolicy(Policy):
         self.hold_periods = hold_periods
         self.min_saving = min_saving
         self.use_feedback = use_feedback
-        # each used cluster gets its own CPU clock, from this many levels (search.ClockGrid)
-        self.cpu_levels = cpu_levels
+        # each used cluster gets its own CPU clock; CPU combinations x apps searched (ClockGrid):
+        # the whole table for two apps on two clusters, 4 clocks per cluster for 8 apps on 3
+        self.cpu_budget = cpu_budget
         # new clocks must leave the headroom; clocks in force may use it: kept while they meet the target itself
         self.keep_slack = headroom / (1.0 - headroom) if keep_slack is None else keep_slack
         self.reset()
@@ -81,6 +88,8 @@ class SystemLevelPolicy(Policy):
     def reset(self) -> None:
         self._slowdown: dict[str, SlowdownFilter] = {}
         self._power = SlowdownFilter(process_variance=0.005, measurement_variance=0.01)
+        self._shared = SharedLoadFilter()
+        self._last_time: float | None = None
         self._hysteresis: dict[str, SwitchHysteresis] = {}
         self._last_point: OperatingPoint | None = None
         self._relaxed_last: dict[str, SubnetProfile] = {}
@@ -162,7 +171,12 @@ class SystemLevelPolicy(Policy):
         if not self.use_feedback or not ran:
             return
         point = setting_to_point(self.model, observation.clocks)
-        latencies, _ = predict(self.model, [d for _, d in ran], point)
+        window = observation.time_s - self._last_time if self._last_time is not None else 0.0
+        self._last_time = observation.time_s
+        if observation.gpu_util > 0 and window > 0:
+            rates = {g.app: observation.frames.get(g.app, 0) / window for g, _ in ran}
+            self._shared.update(observation.gpu_util, self._managed_gpu_busy(ran, point, rates))
+        latencies, _ = predict(self.model, [d for _, d in ran], point, self._shared.estimate)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:
                 self._slowdown[goal.app].update(
@@ -173,7 +187,23 @@ class SystemLevelPolicy(Policy):
         if observation.power_w > 0:
             # with the slowdowns applied, the rates (and so the power) are what the board saw
             slowed = [d.with_slowdown(self._slowdown[d.app].estimate) for _, d in ran]
-            self._power.update(observation.power_w, predict(self.model, slowed, point)[1])
+            self._power.update(
+                observation.power_w, predict(self.model, slowed, point, self._shared.estimate)[1]
+            )
+
+    def _managed_gpu_busy(self, ran, point: OperatingPoint, rates: dict[str, float]) -> float:
+        """The GPU busy fraction the managed apps' frames account for at the clocks in force: the
+        frames each app was seen to run times the GPU time one frame takes there. Measured rates,
+        not predicted ones: contention the model does not know of lowers the rates."""
+        state = self.model.steady_state(
+            [AppLoad(d.reference_latency_ms, d.fps, d.cluster, 1.0, rates[d.app]) for _, d in ran],
+            point.cpu_khz,
+            point.gpu_hz,
+            point.emc_hz,
+            self._shared.estimate,
+        )
+        busy = np.minimum(1.0, state.rate_hz * state.latency_ms / 1000.0)
+        return float(np.sum(busy * state.gpu_share))
 
     # -- the decision -----------------------------------------------------------------------------
     def decide(
@@ -201,6 +231,7 @@ class SystemLevelPolicy(Policy):
         self._goals = dict(served)
         self._update_feedback(served, profiles, observation, clusters)
         power_scale = self._power.estimate if self.use_feedback else 1.0
+        shared_gpu = self._shared.estimate if self.use_feedback else 0.0
 
         proposals = {}
         for goal in served.values():
@@ -221,6 +252,22 @@ class SystemLevelPolicy(Policy):
                 held[goal.app] = profile.subnet(h.apply(proposal.id, current_ok))
             else:
                 held[goal.app] = proposal
+
+        def search(demands, headroom: float, cpu_budget: int) -> ClockChoice | None:
+            # the dead band of clocks in force lies inside the headroom, never past the target
+            return search_clocks(
+                self.model,
+                demands,
+                power_cap,
+                power_scale=power_scale,
+                background_gpu=shared_gpu,
+                keep=self._last_point,
+                min_saving=self.min_saving,
+                keep_slack=self.keep_slack if headroom else 0.0,
+                per_cluster=True,
+                cpu_budget=cpu_budget,
+            )
+
         forced: dict[str, SubnetProfile] = {}  # app -> sub-network below its accuracy goal
         dropped: set[str] = set()
         choice: ClockChoice | None = None
@@ -251,28 +298,19 @@ class SystemLevelPolicy(Policy):
                         )
                         for g in served.values()
                     ]
-                    # the dead band of clocks in force lies inside the headroom, never past
-                    # the target
-                    found = search_clocks(
-                        self.model,
-                        demands,
-                        power_cap,
-                        power_scale=power_scale,
-                        keep=self._last_point,
-                        min_saving=self.min_saving,
-                        keep_slack=self.keep_slack if headroom else 0.0,
-                        per_cluster=True,
-                        cpu_levels=self.cpu_levels,
-                    )
+                    # the ladder walks on a coarse CPU grid (it may search dozens of times);
+                    # the step it settles on is searched again on the full grid below
+                    found = search(demands, headroom, self.cpu_budget // COARSE_FACTOR)
                     if found is not None or not self.headroom:
                         break
-                options.append((trial, demands, found))
+                options.append((trial, demands, found, headroom))
             feasible = [o for o in options if o[2] is not None]
             if feasible:
                 keep_held = options[0][2] is not None and options[0][2].power_w <= feasible[-1][
                     2
                 ].power_w * (1.0 + self.min_saving)
-                chosen, demands, choice = options[0] if keep_held else feasible[-1]
+                chosen, demands, choice, headroom = options[0] if keep_held else feasible[-1]
+                choice = search(demands, headroom, self.cpu_budget) or choice
             else:
                 chosen, demands = options[-1][0], options[-1][1]
             if choice is not None or step == len(ladder):
@@ -301,9 +339,10 @@ class SystemLevelPolicy(Policy):
                 demands,
                 power_cap,
                 power_scale=power_scale,
+                background_gpu=shared_gpu,
                 best_effort=True,
                 per_cluster=True,
-                cpu_levels=self.cpu_levels,
+                cpu_budget=self.cpu_budget,
             )
             for i, goal in enumerate(served.values()):
                 if goal.app not in dropped:
@@ -330,9 +369,10 @@ class SystemLevelPolicy(Policy):
                 demands,
                 power_cap,
                 power_scale=power_scale,
+                background_gpu=shared_gpu,
                 best_effort=True,
                 per_cluster=True,
-                cpu_levels=self.cpu_levels,
+                cpu_budget=self.cpu_budget,
             )
         self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons = {}, {}, {}
