@@ -86,8 +86,13 @@ class BoardSimulator:
     STATE_CACHE_SIZE = 4096
     """model results kept for (workload, clocks) seen before: clocks dwell, so ticks repeat them"""
 
-    def __init__(self, model: PlatformModel, seed: int = 0, tick_s: float = 0.01) -> None:
+    def __init__(
+        self, model: PlatformModel, seed: int = 0, tick_s: float = 0.01, record: bool = True
+    ) -> None:
+        """`record`: keep every frame and tick in `frames` and `log` (an evaluation run reads
+        them); a board that runs for days keeps neither."""
         self.model = model
+        self.record = record
         self.tick_s = tick_s
         self.rng = np.random.default_rng(seed)
         clocks = model.description.clocks
@@ -217,9 +222,10 @@ class BoardSimulator:
                 if sim.switched:
                     latency += SWITCH_COST_MS
                     sim.switched = False
-                self.frames.append(
-                    Frame(sim.app, sim.next_start_s, latency, sim.subnet, subnet.accuracy)
-                )
+                if self.record:
+                    self.frames.append(
+                        Frame(sim.app, sim.next_start_s, latency, sim.subnet, subnet.accuracy)
+                    )
                 done = sim.next_start_s + latency / 1000.0
                 running[i] += min(done, end) - sim.next_start_s
                 sim.running_until_s = done
@@ -262,6 +268,8 @@ class BoardSimulator:
             self.step()
 
     def _log(self, power: float, gpu_busy: float) -> None:
+        if not self.record:
+            return
         log = self.log
         log.time_s.append(self.time_s)
         log.cpu_khz.append(tuple(self.cpu_khz))

@@ -77,7 +77,7 @@ class SysfsBoard:
         if create_tree:
             create_simulated_jetson(self.root, model.description)
         (self.root / SIM_DIR / "apps").mkdir(parents=True, exist_ok=True)
-        self.sim = BoardSimulator(model, seed=seed, tick_s=tick_s)
+        self.sim = BoardSimulator(model, seed=seed, tick_s=tick_s, record=False)
         self.policies = discover_cpu_policies(self.root, model.description)
         self.gpu = discover_gpu(self.root)
         self.emc = discover_emc(self.root, model.description)
