@@ -11,6 +11,7 @@ import yaml
 from torch import nn
 
 from dyndnn_ros.paths import config_dir
+from dyndnn_ros.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -67,26 +68,16 @@ class DynamicFamily(ABC):
 
 
 FamilyBuilder = Callable[[Dict[str, Any], "Path | None"], DynamicFamily]  # typing.Dict: Python 3.8
-_FAMILIES: dict[str, FamilyBuilder] = {}
+FAMILIES: Registry[DynamicFamily] = Registry("model family", ModelConfigError, "families")
+"""Families by name; the family modules register themselves (models/__init__.py imports them)."""
 
 
 def register_family(name: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
-    def add(builder: FamilyBuilder) -> FamilyBuilder:
-        if name in _FAMILIES:
-            raise ValueError(f"model family {name!r} registered twice")
-        _FAMILIES[name] = builder
-        return builder
-    return add
-
-
-def _ensure_builtin_families() -> None:
-    # importing the modules registers their families
-    from dyndnn_ros.models import groupconv_family, ofa_family  # noqa: F401
+    return FAMILIES.register(name)
 
 
 def available_families() -> list[str]:
-    _ensure_builtin_families()
-    return sorted(_FAMILIES)
+    return FAMILIES.names()
 
 
 def available_model_configs() -> list[str]:
@@ -112,12 +103,10 @@ def load_model_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
 
 def build_family(config: str | Path | dict[str, Any], checkpoint: str | Path | None = None) -> DynamicFamily:
     doc = load_model_config(config)
-    _ensure_builtin_families()
-    builder = _FAMILIES.get(doc["family"])
-    if builder is None:
+    if doc["family"] not in FAMILIES.names():
         raise ModelConfigError(f"model {doc['name']!r} names unknown family {doc['family']!r}; "
-                               f"known families: {sorted(_FAMILIES)}")
-    return builder(doc, resolve_checkpoint(doc, checkpoint))
+                               f"known families: {FAMILIES.names()}")
+    return FAMILIES.factory(doc["family"])(doc, resolve_checkpoint(doc, checkpoint))
 
 
 def resolve_checkpoint(doc: dict[str, Any], checkpoint: str | Path | None) -> Path | None:

@@ -13,6 +13,9 @@ from dyndnn_ros.policies.base import (
     validate_goals,
 )
 
+# the built-in policies register themselves when imported (one-way: base.py imports none of them)
+from dyndnn_ros.policies import app_level, oracle, system_level  # noqa: E402,F401
+
 __all__ = [
     "ClockSetting",
     "Decision",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from dyndnn_ros.profiles import ModelProfile
+from dyndnn_ros.registry import Registry
 
 
 class GoalError(ValueError):
@@ -170,45 +171,25 @@ class Policy(ABC):
         """Forget state learnt from earlier observations (filters, hysteresis)."""
 
 
-PolicyFactory = Callable[..., Policy]
-_REGISTRY: dict[str, PolicyFactory] = {}
-# Policies that need what only a simulator knows (the oracle's perfect knowledge): the evaluation
-# builds them, the resource manager node refuses them.
-_EVALUATION_ONLY: set[str] = set()
+POLICIES: Registry[Policy] = Registry("policy", PolicyError, "policies")
+"""Policies by name. Tagged evaluation_only: they need what only a simulator knows (the oracle's
+perfect knowledge); the evaluation builds them, the resource manager node refuses them."""
 
 
-def register_policy(name: str, evaluation_only: bool = False
-                    ) -> Callable[[PolicyFactory], PolicyFactory]:
-    def add(factory: PolicyFactory) -> PolicyFactory:
-        _REGISTRY[name] = factory
-        if evaluation_only:
-            _EVALUATION_ONLY.add(name)
-        return factory
-
-    return add
+def register_policy(name: str, evaluation_only: bool = False):
+    return POLICIES.register(name, evaluation_only=evaluation_only)
 
 
 def policy_names(runtime_only: bool = False) -> list[str]:
-    _load_builtin_policies()
-    return sorted(n for n in _REGISTRY if not (runtime_only and n in _EVALUATION_ONLY))
+    return POLICIES.names("evaluation_only" if runtime_only else None)
 
 
 def create_policy(name: str, platform: Any = None, runtime_only: bool = False,
                   **params: Any) -> Policy:
     """Build a policy by name. `platform` is a PlatformDescription or a board name ('xavier_nx');
-    policies that do not use clocks ignore it. Unknown names raise PolicyError listing the known
-    ones; with `runtime_only`, so do evaluation-only ones (a robot has no oracle)."""
-    known = policy_names(runtime_only)
-    if name not in known:
-        raise PolicyError(f"unknown policy {name!r}; known policies: {known}")
-    try:
-        return _REGISTRY[name](platform=platform, **params)
-    except TypeError as exc:
-        raise PolicyError(f"policy {name!r}: bad parameters {sorted(params)}: {exc}") from exc
-
-
-def _load_builtin_policies() -> None:
-    # Imported here, not at module top, because those modules import this one to register themselves.
-    import dyndnn_ros.policies.app_level  # noqa: F401
-    import dyndnn_ros.policies.oracle  # noqa: F401
-    import dyndnn_ros.policies.system_level  # noqa: F401
+    policies that do not use clocks ignore it. Unknown names or parameters raise PolicyError
+    listing the known ones; with `runtime_only`, so do evaluation-only policies (a robot has no
+    oracle)."""
+    return POLICIES.create(
+        name, "evaluation_only" if runtime_only else None, platform=platform, **params
+    )
