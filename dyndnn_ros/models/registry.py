@@ -10,7 +10,7 @@ import torch
 import yaml
 from torch import nn
 
-from dyndnn_ros.paths import config_dir
+from dyndnn_ros.paths import config_dir, share_dir
 from dyndnn_ros.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,12 @@ def resolve_checkpoint(doc: dict[str, Any], checkpoint: str | Path | None) -> Pa
             raise FileNotFoundError(f"checkpoint {path} for model {doc['name']!r} does not exist")
         return path
     default = doc.get("checkpoint")
-    if default and Path(default).is_file():
-        return Path(default)
+    if default:
+        # a relative path in a shipped config is relative to the package (source checkout or
+        # share/dyndnn_ros), wherever the node was started; the working directory comes first
+        for path in (Path(default), share_dir() / default):
+            if path.is_file():
+                return path
     log.warning("model %s: no checkpoint (%s not found) -> RANDOM WEIGHTS; outputs are meaningless, "
                 "timings are still valid", doc["name"], default)
     return None
