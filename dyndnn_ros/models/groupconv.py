@@ -116,7 +116,7 @@ def groups_of(subnet_id: str, groups: int) -> int:
 
 def grouped_conv(x: torch.Tensor, spec: GroupConvSpec, layer: int,
                  weights: list[torch.Tensor]) -> torch.Tensor:
-    """Conv layer `layer` of groups 1..len(weights): each group's 3x3 conv of the inputs it reads."""
+    """Conv layer `layer` of groups 1..len(weights): each group's 3x3 conv of what it reads."""
     return torch.cat([F.conv2d(x[:, spec.input_slice(layer, j)], w, None, 1, 1)
                       for j, w in enumerate(weights)], 1)
 

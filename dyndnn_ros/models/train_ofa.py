@@ -125,7 +125,7 @@ def steps_for(epochs: float, images: int, batch_size: int) -> int:
 
 
 def soft_target_loss(logits: torch.Tensor, soft_target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against a teacher's probabilities (OFA's cross_entropy_loss_with_soft_target)."""
+    """Cross-entropy against a teacher's probabilities (OFA's soft-target cross-entropy)."""
     return torch.mean(torch.sum(-soft_target * F.log_softmax(logits, dim=1), 1))
 
 
