@@ -56,11 +56,12 @@ build: tooling
 
 # Both dynamic-network families trained on Fashion-MNIST (the demo's model). The results are
 # committed under models/, so a fresh clone's demo and tests train nothing. `make models`
-# reproduces them (about an hour on a busy 2-core machine; every finished stage is kept in
-# build/stages/, so a rerun resumes), then profiles them on this CPU into config/profiles/.
+# reproduces them (see the README for its time on a busy 2-core machine; every finished stage is
+# kept in build/stages/, so a rerun resumes), then profiles them on this CPU into config/profiles/.
 FASHION_GROUPCONV := models/groupconv_fashion/checkpoint.pt
 TRAIN_GROUPCONV := python -m dyndnn_ros.models.train_groupconv --dataset fashion-mnist --no-dense \
-	--out $(dir $(FASHION_GROUPCONV)) --stages build/stages/groupconv_fashion
+	--head-pool-candidates 1 3 --out $(dir $(FASHION_GROUPCONV)) \
+	--stages build/stages/groupconv_fashion
 PROFILE := python -m dyndnn_ros.profiling.profile --threads 1 --out config/profiles
 
 $(FASHION_GROUPCONV): | build

@@ -16,6 +16,7 @@ baseline is saved under <out>/stages (or --stages), so an interrupted run resume
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -40,18 +41,37 @@ from dyndnn_ros.models.groupconv import (
 log = logging.getLogger("train_groupconv")
 
 
+VALIDATION_SEED = 20260
+"""Seed of the validation split carved from the training images: fixed, whatever --seed says."""
+
+
 @dataclass(frozen=True)
 class Split:
-    """Float images N x C x H x W in [0, 1] and int64 labels."""
+    """Float images N x C x H x W in [0, 1] and int64 labels: the training images, a validation
+    split held out of them (every choice is made on it) and the test images (reported only)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
 
 
-def load_digits_data(seed: int = 0, test_fraction: float = 0.2) -> Split:
-    """The 1797 bundled 8x8 digit images, scaled to [0, 1], stratified train/test split."""
+def carve_validation(
+    x: torch.Tensor, y: torch.Tensor, n_val: int, x_test: torch.Tensor, y_test: torch.Tensor
+) -> Split:
+    """Hold `n_val` images out of the training images, drawn with VALIDATION_SEED."""
+    if not 0 < n_val < len(x):
+        raise ValueError(f"a validation split of {n_val} out of {len(x)} training images")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    val, train = order[:n_val], order[n_val:].sort().values
+    return Split(x[train], y[train], x[val], y[val], x_test, y_test)
+
+
+def load_digits_data(seed: int = 0, test_fraction: float = 0.2, val_images: int = 144) -> Split:
+    """The 1797 bundled 8x8 digit images, scaled to [0, 1], stratified train/test split, and a
+    validation split held out of the training part."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -60,16 +80,21 @@ def load_digits_data(seed: int = 0, test_fraction: float = 0.2) -> Split:
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, digits.target, test_size=test_fraction, random_state=seed, stratify=digits.target
     )
-    return Split(
+    return carve_validation(
         torch.from_numpy(x_tr),
         torch.from_numpy(y_tr).long(),
+        val_images,
         torch.from_numpy(x_te),
         torch.from_numpy(y_te).long(),
     )
 
 
+FASHION_VALIDATION_IMAGES = 5000
+
+
 def load_fashion_data(seed: int = 0) -> Split:
-    """Fashion-MNIST's own 60,000 / 10,000 split, 1 x 28 x 28 in [0, 1]."""
+    """Fashion-MNIST, 1 x 28 x 28 in [0, 1]: 55,000 training and 5,000 validation images from
+    its 60,000 training images, and its 10,000 test images."""
     from dyndnn_ros.datasets import fashion_mnist
 
     data = fashion_mnist.load()
@@ -77,9 +102,10 @@ def load_fashion_data(seed: int = 0) -> Split:
     def images(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]
 
-    return Split(
+    return carve_validation(
         images(data.train_images),
         torch.from_numpy(data.train_labels),
+        FASHION_VALIDATION_IMAGES,
         images(data.test_images),
         torch.from_numpy(data.test_labels),
     )
@@ -106,17 +132,21 @@ DATASETS = {
         load_digits_data, GroupConvSpec(), TrainBudget(), "sklearn load_digits"
     ),
     # 28x28: pool after the first two layers (28 -> 14 -> 7), a 3x3 grid of features per channel
-    # into the head; widths chosen so that g4 costs >3x g1 on a CPU (measured before training)
+    # into the head. Groups of 1, 2, 4 and 8 units of (2, 4, 8) channels, each reading every
+    # earlier group: a narrow, fast g1 and a full network about as wide as a plain CNN, so the
+    # sub-networks span a wide accuracy/latency range (an architecture choice, not a training one)
     "fashion-mnist": DatasetRecipe(
         load_fashion_data,
         GroupConvSpec(
             in_channels=1,
             image_size=28,
-            group_channels=(8, 16, 32),
+            group_channels=(2, 4, 8),
             pool_after=(0, 1),
             head_pool=3,
+            group_scale=(1, 2, 4, 8),
+            lateral=True,
         ),
-        TrainBudget(epochs=4, batch_size=128),
+        TrainBudget(epochs=3, batch_size=128),
         "Fashion-MNIST (Zalando, MIT licence)",
     ),
 }
@@ -228,6 +258,39 @@ def train_static_baseline(
     return model
 
 
+def run_key(*what: object) -> str:
+    """A short name for a run's settings: stages saved under it are only reused by the same run."""
+    return hashlib.sha1(repr(what).encode()).hexdigest()[:10]
+
+
+def choose_head_pool(
+    spec: GroupConvSpec,
+    candidates: list[int],
+    data: Split,
+    budget: TrainBudget,
+    seed: int,
+    stage_dir: Path,
+) -> tuple[int, dict[int, float]]:
+    """The head pooling (spec.head_pool) whose full network, trained from scratch for `budget`
+    (a short probe, the same seed for every candidate), scores best on the validation images."""
+    scores = {}
+    for pool in candidates:
+        probe = replace(spec, head_pool=pool)
+        saved = stage_dir / f"probe_head_pool{pool}_{budget.epochs}ep.pt"
+        torch.manual_seed(seed)
+        model = GroupConvSubnet(probe, probe.groups)
+        if saved.is_file():
+            model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+        else:
+            _fit(model, data, budget, torch.Generator().manual_seed(seed), None)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), saved)
+        scores[pool] = accuracy(model.eval(), data.x_val, data.y_val)
+        log.info("head_pool %d probe (%d epochs): validation top-1 %.4f", pool, budget.epochs,
+                 scores[pool])
+    return max(candidates, key=lambda p: (scores[p], -p)), scores
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -251,6 +314,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the static from-scratch baselines"
+    )
+    parser.add_argument(
+        "--head-pool-candidates",
+        type=int,
+        nargs="+",
+        metavar="P",
+        help="choose the head pooling among these by a short probe scored on the validation "
+        "images (default: the dataset's own)",
+    )
+    parser.add_argument(
+        "--probe-epochs", type=int, default=1, help="epochs of each head-pooling probe"
     )
     parser.add_argument(
         "--no-dense", action="store_true", help="skip the dense (ungrouped) baseline"
@@ -277,21 +351,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    spec = replace(recipe.spec, groups=args.groups)
+    scale = recipe.spec.group_scale
+    if scale and args.groups > len(scale):
+        parser.error(f"--groups: the {args.dataset} recipe has widths for {len(scale)} groups")
+    spec = replace(recipe.spec, groups=args.groups, group_scale=scale[: args.groups])
     data = recipe.load(args.seed)
     log.info(
-        "dataset %s: %d train / %d test images; spec %s; budget per sub-network %s",
+        "dataset %s: %d train / %d validation / %d test images; spec %s; budget per "
+        "sub-network %s",
         args.dataset,
         len(data.x_train),
+        len(data.x_val),
         len(data.x_test),
         spec,
         budget,
     )
+    started = time.perf_counter()
+    probe_scores: dict[int, float] = {}
+    if args.head_pool_candidates:
+        pool, probe_scores = choose_head_pool(
+            spec,
+            args.head_pool_candidates,
+            data,
+            replace(budget, epochs=args.probe_epochs),
+            args.seed,
+            stage_dir,
+        )
+        spec = replace(spec, head_pool=pool)
+        log.info("head_pool %d chosen on the validation images", pool)
+    stage_dir = stage_dir / run_key(spec, budget, args.seed, len(data.x_train))
     if args.static_only:
         train_static_baseline(spec, args.static_only, data, budget, args.seed, stage_dir=stage_dir)
         return 0
     net = GroupConvNet(spec)
-    started = time.perf_counter()
     runs = 1 if args.no_baseline else (2 if args.no_dense else 3)
     with tqdm(
         total=budget.epochs * spec.groups * runs, desc="train groupconv (epochs)", unit="ep"
@@ -299,18 +391,19 @@ def main(argv: list[str] | None = None) -> int:
         train_incremental(net, data, budget, args.seed, progress, stage_dir=stage_dir)
         table = []
         for k, sid in enumerate(subnet_ids(spec.groups), start=1):
+            dynamic = net.standalone(k)
             row = {
                 "subnet": sid,
                 "groups": k,
-                "params": sum(p.numel() for p in net.standalone(k).parameters()),
-                "dynamic_accuracy": accuracy(
-                    lambda x, k=k: net.forward_groups(x, k), data.x_test, data.y_test
-                ),
+                "params": sum(p.numel() for p in dynamic.parameters()),
+                "dynamic_val_accuracy": accuracy(dynamic, data.x_val, data.y_val),
+                "dynamic_accuracy": accuracy(dynamic, data.x_test, data.y_test),
             }
             if not args.no_baseline:
                 static = train_static_baseline(
                     spec, k, data, budget, args.seed, progress, stage_dir=stage_dir
                 )
+                row["static_val_accuracy"] = accuracy(static, data.x_val, data.y_val)
                 row["static_accuracy"] = accuracy(static, data.x_test, data.y_test)
                 row["gap"] = row["static_accuracy"] - row["dynamic_accuracy"]
             if not (args.no_baseline or args.no_dense):
@@ -318,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                     spec, k, data, budget, args.seed, progress, dense=True, stage_dir=stage_dir
                 )
                 row["dense_params"] = sum(p.numel() for p in dense.parameters())
+                row["dense_val_accuracy"] = accuracy(dense, data.x_val, data.y_val)
                 row["dense_accuracy"] = accuracy(dense, data.x_test, data.y_test)
                 row["dense_gap"] = row["dense_accuracy"] - row["dynamic_accuracy"]
             log.info("%s", row)
@@ -335,10 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = {
         "dataset": recipe.description,
+        "spec": asdict(spec),
         "train_samples": len(data.x_train),
+        "validation_samples": len(data.x_val),
+        "validation_seed": VALIDATION_SEED,
         "test_samples": len(data.x_test),
         "budget_per_subnet": asdict(budget),
         "seed": args.seed,
+        "head_pool_probe_validation_accuracy": probe_scores,
         "train_seconds": round(elapsed, 1),
         "subnets": table,
     }
@@ -346,23 +444,29 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [
         (
-            f"test accuracy on {len(data.x_test)} held-out {args.dataset} images "
-            f"({elapsed:.0f} s, {args.threads} threads; stages loaded from {stage_dir} "
+            f"top-1 on {len(data.x_val)} validation and {len(data.x_test)} test {args.dataset} "
+            f"images ({elapsed:.0f} s, {args.threads} threads; stages loaded from {stage_dir} "
             "are not timed):"
         ),
         (
             "static = same grouped architecture trained from scratch; "
-            "dense = same widths, ungrouped convs"
+            "dense = same widths, ungrouped convs; gaps on the test images"
         ),
         (
-            f"{'subnet':>6} {'params':>7} {'dynamic':>8} {'static':>8} {'gap (pp)':>9} "
-            f"{'dense':>8} {'params':>7} {'gap (pp)':>9}"
+            f"{'subnet':>6} {'params':>7} {'dyn val':>8} {'dyn test':>8} {'st. val':>8} "
+            f"{'st. test':>8} {'gap (pp)':>9} {'dense':>8} {'params':>7} {'gap (pp)':>9}"
         ),
     ]
     for r in table:
-        cells = [f"{r['subnet']:>6} {r['params']:>7} {r['dynamic_accuracy']:8.4f}"]
+        cells = [
+            f"{r['subnet']:>6} {r['params']:>7} {r['dynamic_val_accuracy']:8.4f} "
+            f"{r['dynamic_accuracy']:8.4f}"
+        ]
         if "static_accuracy" in r:
-            cells.append(f"{r['static_accuracy']:8.4f} {100 * r['gap']:9.2f}")
+            cells.append(
+                f"{r['static_val_accuracy']:8.4f} {r['static_accuracy']:8.4f} "
+                f"{100 * r['gap']:9.2f}"
+            )
         if "dense_accuracy" in r:
             cells.append(
                 f"{r['dense_accuracy']:8.4f} {r['dense_params']:>7} {100 * r['dense_gap']:9.2f}"

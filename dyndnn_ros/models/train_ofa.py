@@ -5,22 +5,26 @@ its CPU Pareto set with latency measured on this machine, and compare with train
 
 1. Progressive shrinking (Cai et al., "Once for All", ICLR 2020, sec. 3.2): train the largest
    network; then sample elastic kernel sizes; then elastic depth (first the deeper choices, then
-   all); then elastic expand ratio (likewise). One sampled sub-network per step.
+   all); then elastic expand ratio (likewise). One sampled sub-network per step; after the first
+   phase every step also distils from the trained full network, frozen (OFA's knowledge
+   distillation: cross-entropy against the teacher's softmax, weight --kd-ratio).
 2. Search: every candidate is materialised, its BatchNorm statistics recalibrated on training
    images (OFA's practice), scored on a validation split held out of the training images, and its
    batch-1 latency measured here. Random candidates, then generations of mutations and crossovers
    of the current accuracy/latency Pareto front; the final front is thinned to --set-size members
-   spread over latency and scored on the test split.
+   spread over latency. Only these are then scored on the test split, for the report.
 3. Same-budget baseline: a few front members (fastest, middle, most accurate) are trained from
-   scratch, as static networks, for as many epochs as the whole progressive-shrinking schedule.
+   scratch, as static networks (cross-entropy only), for as many epochs as the whole
+   progressive-shrinking schedule.
 
 Writes <out>/supernet.pt (loadable by the ofa_mbv3 family), <out>/bn_stats.pt (per-sub-network
 BN statistics), <out>/accuracy.yaml, <out>/search.yaml and .png (every candidate scored),
 <out>/train.log and config/subnets/<set>.yaml (the Pareto set with its test accuracies). Every
 finished phase, the search and every from-scratch network are saved under <out>/stages (or
 --stages): a rerun resumes.
-Everything uses the first --train-images training images (the budget), a validation split of
---val-images after them, and the 10,000 test images.
+Data: the 55,000 training images left after the fixed validation split of 5,000
+(train_groupconv.load_fashion_data; --train-images N uses the first N of them), that validation
+split for every choice, and the 10,000 test images for the reported accuracies only.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from tqdm import tqdm
 from dyndnn_ros.models.ofa_family import load_subnet_set, recalibrate_bn, save_bn_stats
 from dyndnn_ros.models.ofa_mbv3 import OFAMobileNetV3
 from dyndnn_ros.models.registry import load_model_config
-from dyndnn_ros.models.train_groupconv import Split, accuracy, load_fashion_data
+from dyndnn_ros.models.train_groupconv import (
+    VALIDATION_SEED,
+    Split,
+    accuracy,
+    load_fashion_data,
+    run_key,
+)
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.profiling.measure import LatencyStats, time_calls
 
@@ -55,14 +65,14 @@ Arch = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
 @dataclass(frozen=True)
 class Phase:
     name: str
-    epochs: int
+    epochs: float
     lr: float
     kernels: tuple[int, ...] | None = None  # None: the largest only
     expands: tuple[int, ...] | None = None
     depths: tuple[int, ...] | None = None
 
 
-def shrinking_schedule(net: OFAMobileNetV3, scale: int = 1) -> list[Phase]:
+def shrinking_schedule(net: OFAMobileNetV3, scale: float = 1.0) -> list[Phase]:
     """OFA's order: largest, elastic kernel, elastic depth (2 steps), elastic expand (2 steps)."""
     ks, es, ds = net.ks_list, net.expand_ratio_list, net.depth_list
     return [
@@ -109,33 +119,57 @@ def batches(
         yield x[idx], y[idx]
 
 
+def steps_for(epochs: float, images: int, batch_size: int) -> int:
+    """Optimiser steps of `epochs` passes (fractions allowed) over `images` images."""
+    return max(1, round(epochs * -(-images // batch_size)))
+
+
+def soft_target_loss(logits: torch.Tensor, soft_target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a teacher's probabilities (OFA's soft-target cross-entropy)."""
+    return torch.mean(torch.sum(-soft_target * F.log_softmax(logits, dim=1), 1))
+
+
 def fit(
     module: nn.Module,
     data: Split,
-    epochs: int,
+    epochs: float,
     lr: float,
     batch_size: int,
     seed: int,
     before_step: Callable[[], None] | None = None,
     progress: tqdm | None = None,
+    teacher: nn.Module | None = None,
+    kd_ratio: float = 1.0,
 ) -> None:
-    """AdamW with a one-cycle schedule; `before_step` picks the sub-network for each step."""
+    """AdamW with a one-cycle schedule; `before_step` picks the sub-network for each step.
+
+    With a `teacher` (OFA: the trained full network, frozen), the loss adds `kd_ratio` times the
+    cross-entropy against the teacher's softmax, as Once-for-All trains its sub-networks."""
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-len(data.x_train) // batch_size)
+    steps = steps_for(epochs, len(data.x_train), batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps)
     module.train()
-    for _ in range(epochs):
+    done = 0
+    while done < steps:
         for x, y in batches(data.x_train, data.y_train, batch_size, generator):
             if before_step is not None:
                 before_step()
-            loss = F.cross_entropy(module(x), y)
+            logits = module(x)
+            loss = F.cross_entropy(logits, y)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = F.softmax(teacher(x), dim=1)
+                loss = loss + kd_ratio * soft_target_loss(logits, soft)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
-        if progress is not None:
-            progress.update(1)
+            done += 1
+            if progress is not None:
+                progress.update(1)
+            if done == steps:
+                break
     module.eval()
 
 
@@ -206,10 +240,11 @@ class Searcher:
         net: OFAMobileNetV3,
         resolution: int,
         calibration: torch.Tensor,
-        val: Split,
+        data: Split,
         latency_iterations: int,
     ) -> None:
-        self.net, self.resolution, self.calibration, self.val = net, resolution, calibration, val
+        """Candidates are scored on `data`'s validation images."""
+        self.net, self.resolution, self.calibration, self.data = net, resolution, calibration, data
         self.latency_iterations = latency_iterations
         self.scored: dict[str, dict[str, Any]] = {}
 
@@ -223,7 +258,7 @@ class Searcher:
                 "kernel": list(arch[0]),
                 "expand": list(arch[1]),
                 "depth": list(arch[2]),
-                "accuracy": accuracy(sub, self.val.x_test, self.val.y_test),
+                "accuracy": accuracy(sub, self.data.x_val, self.data.y_val),
                 "latency_ms": measure_latency(sub, shape, self.latency_iterations),
             }
         return self.scored[key]
@@ -329,7 +364,7 @@ def from_scratch(
     config: dict[str, Any],
     arch: Arch,
     train: Split,
-    epochs: int,
+    epochs: float,
     args: argparse.Namespace,
     saved: Path,
     progress: tqdm | None = None,
@@ -342,7 +377,7 @@ def from_scratch(
     if saved.is_file():
         static.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
         if progress is not None:
-            progress.update(epochs)
+            progress.update(steps_for(epochs, len(train.x_train), args.batch_size))
     else:
         fit(static, train, epochs, 3e-3, args.batch_size, args.seed + 100, progress=progress)
         torch.save(static.state_dict(), saved.with_suffix(".tmp"))  # whole, then renamed
@@ -367,15 +402,34 @@ def main(argv: list[str] | None = None) -> int:
         help="where the Pareto set goes (default config/subnets/<the config's set>.yaml)",
     )
     parser.add_argument("--resolution", type=int, default=28)
-    parser.add_argument("--train-images", type=int, default=20000)
-    parser.add_argument("--val-images", type=int, default=5000)
-    parser.add_argument("--epoch-scale", type=int, default=1, help="multiply every phase's epochs")
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        help="use only the first N training images (default: all 55,000 left after the "
+        "validation split)",
+    )
+    parser.add_argument(
+        "--epoch-scale",
+        type=float,
+        default=0.5,
+        help="multiply every phase's epochs (0.5: 3.5 passes over the 55,000 images in all)",
+    )
+    parser.add_argument(
+        "--kd-ratio",
+        type=float,
+        default=1.0,
+        help="weight of the distillation loss from the full network after the first phase "
+        "(0: none)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--population", type=int, default=24)
+    parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--set-size", type=int, default=6)
     parser.add_argument(
-        "--scratch", type=int, default=3, help="front members trained from scratch"
+        "--scratch",
+        type=int,
+        default=2,
+        help="front members trained from scratch: the most accurate, the fastest, the middle one",
     )
     parser.add_argument(
         "--scratch-only",
@@ -402,18 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     set_name = str(config.get("subnets") or config["name"])
     set_path = args.subnet_set or config_dir() / "subnets" / f"{set_name}.yaml"
     full = load_fashion_data()
-    n_train, n_val = args.train_images, args.val_images
-    if n_train + n_val > len(full.x_train):
-        parser.error(
-            f"--train-images + --val-images exceed the {len(full.x_train)} training images"
-        )
-    train = Split(full.x_train[:n_train], full.y_train[:n_train], full.x_test, full.y_test)
-    val = Split(
-        train.x_train,
-        train.y_train,
-        full.x_train[n_train : n_train + n_val],
-        full.y_train[n_train : n_train + n_val],
+    n_train = args.train_images or len(full.x_train)
+    if not 0 < n_train <= len(full.x_train):
+        parser.error(f"--train-images: 1 to {len(full.x_train)}")
+    train = Split(
+        full.x_train[:n_train], full.y_train[:n_train], full.x_val, full.y_val,
+        full.x_test, full.y_test,
     )
+    n_val = len(train.x_val)
     calibration = train.x_train[:2000]
     started = time.perf_counter()
 
@@ -429,7 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         len(train.x_test),
         schedule,
     )
+    stages = stages / run_key(
+        config.get("supernet"), schedule, n_train, args.batch_size, args.kd_ratio, args.seed
+    )
+    stages.mkdir(parents=True, exist_ok=True)
     scratch_epochs = sum(p.epochs for p in schedule)
+    phase_steps = [steps_for(p.epochs, n_train, args.batch_size) for p in schedule]
     if args.scratch_only:
         from_scratch(
             config,
@@ -441,35 +496,44 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     rng = random.Random(args.seed)
-    with tqdm(
-        total=sum(p.epochs for p in schedule), desc="progressive shrinking", unit="ep"
-    ) as bar:
+    teacher = None
+    with tqdm(total=sum(phase_steps), desc="progressive shrinking", unit="step") as bar:
         for i, phase in enumerate(schedule):
             saved = stages / f"phase_{i}_{phase.name}.pt"
             if saved.is_file():
                 net.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
-                bar.update(phase.epochs)
-                continue
-            phase_started = time.perf_counter()
-            fit(
-                net,
-                train,
-                phase.epochs,
-                phase.lr,
-                args.batch_size,
-                args.seed + i,
-                lambda phase=phase: set_arch(net, sample_arch(phase, net, rng), args.resolution),
-                bar,
-            )
-            torch.save(net.state_dict(), saved)
-            log.info("phase %s done in %.0f s", phase.name, time.perf_counter() - phase_started)
+                bar.update(phase_steps[i])
+            else:
+                phase_started = time.perf_counter()
+                fit(
+                    net,
+                    train,
+                    phase.epochs,
+                    phase.lr,
+                    args.batch_size,
+                    args.seed + i,
+                    lambda phase=phase: set_arch(
+                        net, sample_arch(phase, net, rng), args.resolution
+                    ),
+                    bar,
+                    teacher,
+                    args.kd_ratio,
+                )
+                torch.save(net.state_dict(), saved)
+                log.info(
+                    "phase %s done in %.0f s", phase.name, time.perf_counter() - phase_started
+                )
+            if i == 0 and args.kd_ratio > 0:  # the trained full network teaches the rest
+                # phase 0 samples nothing: its arch is the full network (copied, static)
+                set_arch(net, sample_arch(schedule[0], net, rng), args.resolution)
+                teacher = net.get_active_subnet().eval()
     torch.save(net.state_dict(), args.out / "supernet.pt")
 
     search_file = stages / "search.yaml"
     if search_file.is_file():
         scored = yaml.safe_load(search_file.read_text())
     else:
-        searcher = Searcher(net, args.resolution, calibration, val, args.latency_iterations)
+        searcher = Searcher(net, args.resolution, calibration, train, args.latency_iterations)
         total = args.population * (args.generations + 1)
         with tqdm(total=total, desc="evolutionary search", unit="subnet") as bar:
             searcher.evolve(args.population, args.generations, args.seed, bar)
@@ -510,10 +574,13 @@ def main(argv: list[str] | None = None) -> int:
         f"recalibrated on {len(calibration)} Fashion-MNIST training images",
     )
 
-    picks = {0, len(rows) // 2, len(rows) - 1} if args.scratch >= 3 else {len(rows) - 1}
-    picks = sorted(picks)[: max(args.scratch, 0)]
+    # the most accurate first (the OFA claim), then the fastest, then the middle one
+    priority = [len(rows) - 1, 0, len(rows) // 2]
+    picks = list(dict.fromkeys(priority[: max(args.scratch, 0)]))
     with tqdm(
-        total=scratch_epochs * len(picks), desc="from scratch (same budget)", unit="ep"
+        total=steps_for(scratch_epochs, n_train, args.batch_size) * len(picks),
+        desc="from scratch (same budget)",
+        unit="step",
     ) as bar:
         for j in picks:
             row = rows[j]
@@ -531,7 +598,10 @@ def main(argv: list[str] | None = None) -> int:
         "validation_images": n_val,
         "test_images": len(train.x_test),
         "resolution": args.resolution,
+        "validation_seed": VALIDATION_SEED,
+        "batch_size": args.batch_size,
         "schedule": [vars(p) for p in schedule],
+        "kd_ratio": args.kd_ratio,
         "scratch_epochs": scratch_epochs,
         "searched": len(scored),
         "validation_front": len(front),

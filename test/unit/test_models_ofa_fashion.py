@@ -106,3 +106,15 @@ def test_trained_set_loads_with_its_accuracies_and_bn_statistics(net, tmp_path) 
         torch.testing.assert_close(model.forward(x), sub(x), rtol=1e-4, atol=1e-5)
     random_weights = build_dynamic_model(dict(config, checkpoint=None))
     assert random_weights.family.accuracy(arch_id(arch)) is None  # not measured with these weights
+
+
+def test_distillation_loss_is_cross_entropy_against_the_teacher() -> None:
+    import torch.nn.functional as F
+
+    from dyndnn_ros.models.train_ofa import soft_target_loss, steps_for
+
+    logits = torch.randn(6, 10)
+    labels = torch.randint(0, 10, (6,))
+    one_hot = F.one_hot(labels, 10).float()
+    torch.testing.assert_close(soft_target_loss(logits, one_hot), F.cross_entropy(logits, labels))
+    assert steps_for(0.5, 1000, 100) == 5 and steps_for(2, 1001, 100) == 22
