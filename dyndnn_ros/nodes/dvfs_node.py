@@ -5,7 +5,9 @@ MODE_RESTORE command, after a failed write, and when no command has arrived for 
 crashed or silent manager never leaves the board pinned. The saved settings are also kept in a
 state file; a node killed outright (SIGKILL, OOM) leaves it behind, and the next one restores
 from it before it saves anew. Clocks it cannot control (offline CPUs, files this user cannot
-write, root-only debugfs) are named once with the reason and left alone.
+write, root-only debugfs) are named once with the reason and left alone. /diagnostics says, once a
+second and after each command, whether the clocks are pinned, throttled (held a table step or more
+below the pin), uncontrollable, or in trouble (a failed write or restore: ERROR).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from dyndnn_ros.nodes.diagnostic_messages import diagnostic_array
 from dyndnn_ros.platforms.detect import resolve_platform
 
 
-def domains(clocks) -> dict:
+def clock_domains(clocks) -> dict:
     """domain name ("cpu/<cluster>", "gpu", "emc", as the controller describes them) -> frequency,
     for a ClockRequest or ClockState; 0: not set"""
     found = {f"cpu/{name}": int(khz) for name, khz in clocks.cpu_khz.items()}
@@ -143,7 +145,7 @@ class DvfsNode(common.DyndnnNode):
             self.publish_diagnostics()
             return
         self.pinned = True
-        self.health.applied(domains(resolved), domains(applied))
+        self.health.applied(clock_domains(resolved), clock_domains(applied))
         self.last_applied = self._merge(applied)
         self.get_logger().info(f"applied {self._describe(applied)} ({msg.reason or 'no reason given'})")
         self.publish_applied(DvfsCommand.MODE_SET, self.last_applied, msg.reason)
@@ -211,12 +213,12 @@ class DvfsNode(common.DyndnnNode):
         read_state = getattr(self.controller, "read_state", None)
         if self.pinned and self.last_applied is not None and read_state is not None:
             try:
-                current = domains(read_state())
+                current = clock_domains(read_state())
             except (OSError, ValueError) as exc:
                 current = {}
                 self.get_logger().warning(f"could not read the clocks back: {exc}",
                                           throttle_duration_sec=10.0)
-            self.health.observed(throttled(domains(self.last_applied), current,
+            self.health.observed(throttled(clock_domains(self.last_applied), current,
                                            self.controller.describe()))
         self.diag_pub.publish(diagnostic_array([self.health.report()], self.get_name(),
                                                self.get_clock().now().to_msg()))

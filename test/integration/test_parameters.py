@@ -12,7 +12,8 @@ from test_dvfs_node import dvfs_node, send
 from test_ros2_commands import ros2, ros2_until, stop_daemon  # noqa: F401  (fixture)
 
 from dyndnn_ros.bringup import NodeProcess, executable_path
-from dyndnn_ros.msg import TargetStatus
+from dyndnn_ros.msg import InferenceResult, TargetStatus
+from dyndnn_ros.nodes import common
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ros2") is None,
@@ -97,3 +98,29 @@ def test_a_value_out_of_range_at_start_is_one_clear_line():
     assert result.returncode == 1, result.stderr
     assert "parameter control_period_s" in result.stderr and "Min" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.timeout(240)
+def test_ros2_param_set_changes_the_inference_results_and_the_camera_rate(
+        start_nodes, client, stop_daemon):  # noqa: F811
+    from test_faults import inference
+
+    results = []
+    client.node.create_subscription(InferenceResult, "/inference_node/result",
+                                    lambda m: client._append(results, m), common.STATS_QOS)
+    start_nodes(NodeProcess("camera_node", "camera_node",
+                            {"rate_hz": 10.0, "width": 32, "height": 32}),
+                inference(top_k=3))
+    assert client.wait_until(lambda: bool(results), 60), "no inference result"
+    assert len(results[-1].top_k) == 3
+    ready = ros2_until(lambda r: r.returncode == 0, "param", "get", "/inference_node", "top_k",
+                       timeout_s=60)
+    assert "3" in ready.stdout, ready.stdout + ready.stderr
+    assert "Set parameter successful" in param("set", "/inference_node", "top_k", "1")
+    assert client.wait_until(lambda: len(results[-1].top_k) == 1, 15), "top_k never changed"
+    assert "out of range" in param("set", "/inference_node", "top_k", "0")
+
+    assert "Set parameter successful" in param("set", "/camera_node", "rate_hz", "20.0")
+    assert "out of range" in param("set", "/camera_node", "rate_hz", "0.0")
+    assert "20.0" in param("get", "/camera_node", "rate_hz")
+    assert "read-only" in param("set", "/camera_node", "width", "16")
