@@ -29,7 +29,14 @@ from dyndnn_ros.diagnostics import Diagnostic, Level, stale_warning, summary
 from dyndnn_ros.log_limits import shorten
 from dyndnn_ros.policies import ClockSetting, Decision, Observation, PerformanceGoal, Policy
 from dyndnn_ros.profiles import ModelProfile
-from dyndnn_ros.target_book import Stamp, TargetBook, TargetState, Verdict, unmet_goals
+from dyndnn_ros.target_book import (
+    Stamp,
+    TargetBook,
+    TargetState,
+    Verdict,
+    check_parked_timeout,
+    unmet_goals,
+)
 
 NO_TARGETS = "no targets in force"
 
@@ -191,8 +198,7 @@ class ManagerState:
         return verdict
 
     def set_parked_timeout(self, seconds: float) -> None:
-        TargetBook(seconds)  # the same check as at start
-        self.book.parked_timeout_s = seconds
+        self.book.parked_timeout_s = check_parked_timeout(seconds)
 
     # -- inputs ----------------------------------------------------------------------------------
     def model_announced(self, model: str, profile: ModelProfile, active_subnet: str,
