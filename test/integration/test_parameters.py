@@ -24,7 +24,10 @@ MANAGER = "/resource_manager_node"
 
 
 def param(*arguments: str) -> str:
-    result = ros2("param", *arguments)
+    """`ros2 param ...`'s output; repeated while the node is not found: the ros2 daemon's view of
+    the graph can miss a node for a moment on a loaded machine (it waits 1 s by default)."""
+    result = ros2_until(lambda r: "Node not found" not in r.stdout + r.stderr, "param",
+                        *arguments)
     return result.stdout + result.stderr
 
 
