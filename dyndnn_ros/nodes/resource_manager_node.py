@@ -273,6 +273,7 @@ class ResourceManagerNode(common.DyndnnNode):
     def on_control_timer(self) -> None:
         self.clock.tick(time.monotonic())
         self.control_step()
+        self.publish_diagnostics()  # once a period, not on every target change as well
 
     def control_step(self) -> None:
         time_s = (self.get_clock().now() - self.started).nanoseconds / 1e9
@@ -300,7 +301,6 @@ class ResourceManagerNode(common.DyndnnNode):
             line = self.unmet_log.line(f"target of app {app!r} not met: {why}", time.monotonic())
             if line:
                 self.get_logger().warning(line)
-        self.publish_diagnostics()
 
     def publish_status(self, step: Step) -> None:
         decision = step.decision
