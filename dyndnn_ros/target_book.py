@@ -74,15 +74,17 @@ def describe_goal(goal: PerformanceGoal) -> str:
     return f"model {shorten(goal.model)!r}, {described}, priority {goal.priority}"
 
 
+def check_parked_timeout(parked_timeout_s: float) -> float:
+    if not (parked_timeout_s >= 0 and math.isfinite(parked_timeout_s)):
+        raise ValueError(f"parked_timeout_s must be a finite number >= 0, got {parked_timeout_s}")
+    return parked_timeout_s
+
+
 class TargetBook:
     """The targets in force (`goals`) and those waiting for their model (`parked`)."""
 
     def __init__(self, parked_timeout_s: float = 300.0):
-        if not (parked_timeout_s >= 0 and math.isfinite(parked_timeout_s)):
-            raise ValueError(
-                f"parked_timeout_s must be a finite number >= 0, got {parked_timeout_s}"
-            )
-        self.parked_timeout_s = parked_timeout_s
+        self.parked_timeout_s = check_parked_timeout(parked_timeout_s)
         self.goals: dict[str, PerformanceGoal] = {}
         self.parked: dict[str, tuple[PerformanceGoal, float]] = {}
         """app -> (goal, time it was parked)"""

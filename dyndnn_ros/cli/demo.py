@@ -77,7 +77,8 @@ def run_tour(args: argparse.Namespace, start_system: Callable, console: Console)
             applied = client.wait_until(lambda: any(m.mode == 0 for m in client.dvfs_applied), STEP_TIMEOUT_S)
             if client.dvfs_commands:
                 command = client.dvfs_commands[-1]
-                console.print(f"manager -> DvfsCommand: CPU {dict(zip(command.cpu_cluster_names, command.cpu_frequencies_khz))} kHz, "
+                cpu_khz = {c.cluster: c.frequency_khz for c in command.cpu_clocks}
+                console.print(f"manager -> DvfsCommand: CPU {cpu_khz} kHz, "
                               f"GPU {command.gpu_frequency_hz} Hz, EMC {command.emc_frequency_hz} Hz")
             changed = {k: (boot.get(k), v) for k, v in clock_files(root).items() if boot.get(k) != v and ("freq" in k or "rate" in k)}
             for name, (before, after) in sorted(changed.items()):

@@ -17,8 +17,8 @@ def target_rows(targets: dict, manager) -> list[tuple[str, object, str]]:
     if manager is None:
         waiting = "[yellow]no manager status yet[/yellow]"
         return [(app, t, waiting) for app, t in sorted(targets.items())]
-    given_up = dict(zip(manager.given_up_apps, manager.given_up_reasons))
-    unmet = dict(zip(manager.unmet_apps, manager.unmet_reasons))
+    given_up = {a.app_id: a.reason for a in manager.given_up}
+    unmet = {a.app_id: a.reason for a in manager.unmet}
     rows = []
     for t in manager.targets:
         if t.app_id in given_up:
@@ -68,7 +68,7 @@ def render(client: DyndnnClient) -> Group:
     for column in ("clock", "frequency", "utilisation", "pinned by dvfs_node"):
         board.add_column(column)
     if hardware is not None:
-        pinned_cpu = dict(zip(applied.cpu_cluster_names, applied.cpu_frequencies_khz)) if applied else {}
+        pinned_cpu = {c.cluster: c.frequency_khz for c in applied.cpu_clocks} if applied else {}
         for c in hardware.cpu_clusters:
             pin = pinned_cpu.get(c.name)
             board.add_row(f"CPU {c.name} ({c.online_cores}/{c.total_cores} cores)", f"{c.frequency_khz / 1000:.0f} MHz",

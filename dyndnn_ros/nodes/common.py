@@ -9,9 +9,16 @@ import traceback
 from typing import Any, Callable
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -68,10 +75,53 @@ def image_qos(reliability: str) -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=choices[reliability])
 
 
-def declare(node: Node, name: str, default: Any, description: str, read_only: bool = True) -> Any:
-    """Declare a parameter with a description (shown by `ros2 param describe`) and return its value."""
-    node.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
+def declare(node: Node, name: str, default: Any, description: str, read_only: bool = True,
+            limits: tuple | None = None) -> Any:
+    """Declare a parameter with a description (`ros2 param describe` shows it); return its value.
+
+    `limits`: (lowest, highest) allowed, both included, for a number: shown by `ros2 param
+    describe`, enforced at start and by `ros2 param set`. `read_only=False`: the node applies a
+    change (see `on_parameter_change`)."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if limits is not None:
+        low, high = limits
+        if isinstance(default, int):
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=0)]
+        else:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    try:
+        node.declare_parameter(name, default, descriptor)
+    except ParameterException as exc:  # out of range or of the wrong type: a configuration error
+        raise ValueError(f"parameter {name}: {exc}") from exc
     return node.get_parameter(name).value
+
+
+ParameterApplier = Callable[[Any], Callable[[], None]]
+"""checks a new value (raises ValueError with the reason) and returns what applies it"""
+
+
+def on_parameter_change(node: Node, appliers: dict[str, ParameterApplier]) -> None:
+    """Apply `ros2 param set` to the parameters named in `appliers`: every value of the request is
+    checked first, and a refused one changes nothing, its reason going back to the caller. Ranges
+    and read-only parameters are enforced by rclpy before this runs."""
+
+    def apply(parameters: list[Parameter]) -> SetParametersResult:
+        pending = []
+        for parameter in parameters:
+            if parameter.name in appliers:
+                try:
+                    pending.append(appliers[parameter.name](parameter.value))
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+        for change in pending:
+            change()
+        for parameter in parameters:
+            if parameter.name in appliers:
+                node.get_logger().info(f"parameter {parameter.name} set to {parameter.value!r}")
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(apply)
 
 
 class DyndnnNode(Node):

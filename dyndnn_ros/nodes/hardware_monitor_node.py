@@ -1,11 +1,21 @@
-"""Hardware monitor: publishes HardwareStatus and /diagnostics (as NVIDIA's ros2_jetson_stats does)."""
+"""Hardware monitor: publishes HardwareStatus and /diagnostics (as NVIDIA's ros2_jetson_stats
+does).
+
+A sample that cannot be read is reported on /diagnostics as an ERROR with the age of the last good
+one, each period until reading works again; nothing stale goes out as HardwareStatus.
+"""
 from __future__ import annotations
 
+import time
+
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from dyndnn_ros.diagnostics import Diagnostic, Level
 
 from dyndnn_ros.hardware.status import HardwareSample, open_status_source
 from dyndnn_ros.msg import CpuClusterStatus, HardwareStatus, PowerRail, Temperature
 from dyndnn_ros.nodes import common
+from dyndnn_ros.nodes.diagnostic_messages import diagnostic_array
 from dyndnn_ros.platforms.detect import resolve_platform
 
 
@@ -33,6 +43,9 @@ def to_message(sample: HardwareSample) -> HardwareStatus:
     return msg
 
 
+SAMPLE_STATUS = "dyndnn/hardware_sample"
+
+
 def to_diagnostics(sample: HardwareSample, hardware_id: str) -> list[DiagnosticStatus]:
     def status(name: str, values: dict[str, object]) -> DiagnosticStatus:
         return DiagnosticStatus(
@@ -53,7 +66,13 @@ def to_diagnostics(sample: HardwareSample, hardware_id: str) -> list[DiagnosticS
     statuses.append(status("power", {"total_w": f"{sample.total_power_w:.3f}",
                                       **{k: f"{v:.3f}" for k, v in sample.rails_w.items()}}))
     statuses.append(status("temperature", {k: f"{v:.1f}" for k, v in sample.temperatures_c.items()}))
+    statuses.append(status("hardware_sample", {"source": sample.source}))
     return statuses
+
+
+def sample_failed(error: str, last_good: float | None, now: float) -> Diagnostic:
+    age = "never read" if last_good is None else f"last good sample {now - last_good:.1f} s ago"
+    return Diagnostic(SAMPLE_STATUS, Level.ERROR, f"sample failed ({age}): {error}")
 
 
 class HardwareMonitorNode(common.DyndnnNode):
@@ -64,24 +83,36 @@ class HardwareMonitorNode(common.DyndnnNode):
         platform_name = common.declare(self, "platform", "auto", "Board description name or path "
                                        "(auto: detected from "
                                        "the board; '' to discover clocks without one)")
-        period = float(common.declare(self, "period_s", 0.5, "Sampling period [s] (ros2_jetson_stats' default interval is 0.5 s)"))
-        if not period > 0:
-            raise ValueError(f"period_s must be > 0, got {period}")
+        period = float(common.declare(
+            self, "period_s", 0.5, "Sampling period [s] (ros2_jetson_stats' default interval "
+            "is 0.5 s)", read_only=False, limits=(0.01, 60.0)))
         platform = resolve_platform(platform_name, root) if platform_name else None
         self.source, warning = open_status_source(kind, root, platform, period)
         if warning:
             self.get_logger().warning(warning)
         self.status_pub = self.create_publisher(HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, common.DIAGNOSTICS_TOPIC, common.STATUS_QOS)
-        self.create_timer(period, self.publish_sample)
+        self.timer = self.create_timer(period, self.publish_sample)
+        self.last_good: float | None = None
+        common.on_parameter_change(self, {"period_s": self.change_period})
         self.get_logger().info(f"publishing hardware status from {self.source.name} every {period:g} s")
+
+    def change_period(self, period: float):
+        def apply() -> None:  # the range keeps the period > 0
+            self.destroy_timer(self.timer)
+            self.timer = self.create_timer(period, self.publish_sample)
+        return apply
 
     def publish_sample(self) -> None:
         try:
             sample = self.source.sample()
         except (OSError, ValueError) as exc:
             self.get_logger().warning(f"hardware sample failed: {exc}", throttle_duration_sec=10.0)
+            self.diag_pub.publish(diagnostic_array(
+                [sample_failed(str(exc), self.last_good, time.monotonic())], "board",
+                self.get_clock().now().to_msg()))
             return
+        self.last_good = time.monotonic()
         stamp = self.get_clock().now().to_msg()
         msg = to_message(sample)
         msg.header.stamp = stamp

@@ -24,7 +24,8 @@ from dyndnn_ros.imaging import (
     image_to_array,
     to_model_input,
 )
-from dyndnn_ros.msg import HardwareStatus, InferenceResult, InferenceStats, ModelProfile, SubnetSwitch
+from dyndnn_ros.msg import (ClassScore, HardwareStatus, InferenceResult, InferenceStats,
+                             ModelProfile, SubnetSwitch)
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_message
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
@@ -58,13 +59,15 @@ class InferenceNode(common.DyndnnNode):
         engine_dir = common.declare(
             self, "engine_dir", "", "tensorrt only: folder of manifest.yaml and the engines, "
             "absolute or relative to the package share folder; empty = engines/<model_config>")
-        threads = int(common.declare(self, "threads", 0, "CPU threads for inference; 0 = the library default"))
+        threads = int(common.declare(self, "threads", 0, "CPU threads for inference; 0 = the "
+                                     "library default", limits=(0, 1024)))
         switch_mode = common.declare(self, "switch_mode", "resident", "resident: every sub-network materialised once, a switch swaps a pointer; shared: one weight copy sliced per frame")
         initial = common.declare(
             self, "initial_subnet", "",
             "Sub-network to start with; empty = the smallest (fewest MACs, else parameters, "
             "else latency)")
-        self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame"))
+        self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame",
+                                        read_only=False, limits=(1, 1000)))
         self.cpu_cluster = common.declare(self, "cpu_cluster", "", "CPU cluster (platform name) the inference thread runs on, told to the manager; pin it with taskset or the launch file")
         sysfs_root = common.declare(self, "sysfs_root", "", "simulation back end only: root of the simulated board's sysfs tree (empty: reference clocks)")
         platform = common.declare(self, "platform", "auto", "simulation back end only: "
@@ -74,8 +77,11 @@ class InferenceNode(common.DyndnnNode):
 
         self.max_image_bytes = int(common.declare(
             self, "max_image_bytes", DEFAULT_MAX_IMAGE_BYTES,
-            "Frames with a larger buffer are rejected (logged, throttled)"))
-        self.profile_frames = int(common.declare(self, "profile_frames", 20, "Frames per sub-network when the node measures its own profile at start-up"))
+            "Frames with a larger buffer are rejected (logged, throttled)",
+            limits=(1, 2**40)))
+        self.profile_frames = int(common.declare(
+            self, "profile_frames", 20, "Frames per sub-network when the node measures its own "
+            "profile at start-up", limits=(1, 100000)))
 
         options = dict(model=model_config, checkpoint=checkpoint or None, threads=threads or None,
                        mode=switch_mode)
@@ -126,6 +132,7 @@ class InferenceNode(common.DyndnnNode):
         self.create_subscription(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, self.on_switch, common.COMMAND_QOS)
         self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
         self.announce()
+        common.on_parameter_change(self, {"top_k": lambda k: lambda: setattr(self, "top_k", k)})
         self.worker = threading.Thread(target=self.run_inference, name=f"{self.model_id}-inference", daemon=True)
         self.worker.start()
         self.get_logger().info(
@@ -232,7 +239,8 @@ class InferenceNode(common.DyndnnNode):
     def publish(self, frame: Image, result: FrameResult) -> None:
         subnet = result.subnet_id
         classes, probabilities = softmax_top_k(result.scores[0], self.top_k)
-        top_k = InferenceResult(model_id=self.model_id, subnet_id=subnet, top_k_classes=classes, top_k_scores=probabilities)
+        scores = [ClassScore(class_id=c, score=p) for c, p in zip(classes, probabilities)]
+        top_k = InferenceResult(model_id=self.model_id, subnet_id=subnet, top_k=scores)
         top_k.header = frame.header
         self.result_pub.publish(top_k)
         stats = InferenceStats(model_id=self.model_id, active_subnet=subnet, backend=self.backend_name)

@@ -1,17 +1,20 @@
-"""Resource manager: turns performance targets and live measurements into sub-network and DVFS commands.
+"""Resource manager node: turns performance targets and live measurements into sub-network and
+DVFS commands.
 
-It keeps the latest PerformanceTarget of each application (transient-local, so targets published
-before it started still arrive), the sub-network profiles the inference nodes announce, their
-measured latency, and the board's status. Every control period it asks the selected policy
-(dyndnn_ros.policies) for a decision and publishes SubnetSwitch commands where a model must change
-and a DvfsCommand (repeated each period: the DVFS node's watchdog restores the clocks if the
-manager goes silent).
+The state and every decision live in dyndnn_ros.manager_state (no ROS there); this node converts
+messages to and from it, runs the control timer and publishes: verdicts on targets
+(TargetStatus), SubnetSwitch commands where a model must change, a DvfsCommand each period (the
+DVFS node's watchdog restores the clocks if the manager goes silent), ManagerStatus and
+/diagnostics. Targets are read transient-local, so targets published before it started still
+arrive. The control period, the parked-target timeout and the policy's knobs change with
+`ros2 param set`.
 """
 from __future__ import annotations
 
-import dataclasses
+import functools
 import time
-from collections import defaultdict
+
+from diagnostic_msgs.msg import DiagnosticArray
 
 try:
     from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
@@ -19,35 +22,36 @@ except ImportError:  # Humble (JetPack 6) names the module qos_event
     from rclpy.qos_event import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 
 from dyndnn_ros.log_limits import RateLimiter, shorten
+from dyndnn_ros.manager_state import (
+    POLICY_KNOBS,
+    BoardReading,
+    ControlClock,
+    ManagerState,
+    Step,
+    TargetEntry,
+    check_period,
+    policy_knobs,
+)
 from dyndnn_ros.msg import (
+    AppReason,
+    CpuClock,
     DvfsCommand,
     HardwareStatus,
     InferenceStats,
     ManagerStatus,
     ModelProfile,
     PerformanceTarget,
+    SubnetChoice,
     SubnetSwitch,
     TargetStatus,
 )
 from dyndnn_ros.nodes import common
+from dyndnn_ros.nodes.diagnostic_messages import diagnostic_array
 from dyndnn_ros.nodes.profile_messages import profile_from_message
 from dyndnn_ros.platforms.detect import resolve_platform
-from dyndnn_ros.policies import (
-    ClockSetting,
-    Decision,
-    Observation,
-    PerformanceGoal,
-    create_policy,
-)
-from dyndnn_ros.profiles import ModelProfile as CoreProfile
+from dyndnn_ros.policies import ClockSetting, PerformanceGoal, create_policy
 from dyndnn_ros.profiles import ProfileError
-from dyndnn_ros.target_book import (
-    MAX_NAME_CHARS,
-    TargetBook,
-    TargetState,
-    Verdict,
-    unmet_goals,
-)
+from dyndnn_ros.target_book import MAX_NAME_CHARS, TargetState, Verdict
 
 
 def goal_from_message(msg: PerformanceTarget) -> PerformanceGoal:
@@ -63,11 +67,28 @@ def goal_from_message(msg: PerformanceTarget) -> PerformanceGoal:
     )
 
 
-def clocks_from_status(msg: HardwareStatus) -> ClockSetting:
-    return ClockSetting(
-        cpu_khz={c.name: int(c.frequency_khz) for c in msg.cpu_clusters},
-        gpu_hz=int(msg.gpu_frequency_hz),
-        emc_hz=int(msg.emc_frequency_hz),
+def target_message(entry: TargetEntry) -> PerformanceTarget:
+    """The target as its application sent it (fields and header stamp)."""
+    goal = entry.goal
+    msg = PerformanceTarget(app_id=goal.app, model_id=goal.model,
+                            max_latency_ms=goal.max_latency_ms, min_accuracy=goal.min_accuracy,
+                            max_power_w=goal.max_power_w, max_energy_mj=goal.max_energy_mj,
+                            priority=goal.priority)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = entry.stamp
+    return msg
+
+
+def board_from_status(msg: HardwareStatus) -> BoardReading:
+    return BoardReading(
+        clocks=ClockSetting(
+            cpu_khz={c.name: int(c.frequency_khz) for c in msg.cpu_clusters},
+            gpu_hz=int(msg.gpu_frequency_hz),
+            emc_hz=int(msg.emc_frequency_hz),
+        ),
+        cpu_util={c.name: float(c.utilization) for c in msg.cpu_clusters},
+        gpu_util=float(msg.gpu_utilization),
+        emc_util=float(msg.emc_utilization),
+        power_w=float(msg.total_power_w),
     )
 
 
@@ -77,9 +98,8 @@ def dvfs_message(clocks: ClockSetting, reason: str) -> DvfsCommand:
         msg.mode = DvfsCommand.MODE_RESTORE
         return msg
     msg.mode = DvfsCommand.MODE_SET
-    pinned = {name: int(khz) for name, khz in clocks.cpu_khz.items() if khz}
-    msg.cpu_cluster_names = list(pinned)
-    msg.cpu_frequencies_khz = list(pinned.values())
+    msg.cpu_clocks = [CpuClock(cluster=name, frequency_khz=int(khz))
+                      for name, khz in clocks.cpu_khz.items() if khz]
     msg.gpu_frequency_hz = int(clocks.gpu_hz)
     msg.emc_frequency_hz = int(clocks.emc_hz)
     return msg
@@ -94,32 +114,29 @@ class ResourceManagerNode(common.DyndnnNode):
                                   "(auto: detected from the board under sysfs_root)")
         sysfs_root = common.declare(self, "sysfs_root", "/",
                                     "Where the board's /proc and /etc live, for platform auto")
-        platform = resolve_platform(platform, sysfs_root).name
-        period = float(common.declare(self, "control_period_s", 0.5, "Control period [s]"))
+        self.platform = resolve_platform(platform, sysfs_root).name
+        period = float(common.declare(self, "control_period_s", 0.5, "Control period [s]",
+                                      read_only=False, limits=(0.01, 60.0)))
         parked_timeout = float(common.declare(
             self, "parked_target_timeout_s", 300.0,
             "A target for a model no inference node has announced is dropped after this long [s]; "
-            "0 = never"))
-        if not period > 0:
-            raise ValueError(f"control_period_s must be > 0, got {period}")
+            "0 = never", read_only=False, limits=(0.0, 86400.0)))
+        board_stale = float(common.declare(
+            self, "board_status_stale_s", 2.0, "Diagnostics warn when no HardwareStatus arrived "
+            "for this long [s]", read_only=False, limits=(0.1, 3600.0)))
         self.policy_name = policy_name
-        self.policy = create_policy(policy_name, platform=platform, runtime_only=True)
-        self.book = TargetBook(parked_timeout)
-        self.target_messages: dict[str, PerformanceTarget] = {}
+        policy = create_policy(policy_name, platform=self.platform, runtime_only=True)
+        self.knobs = {
+            name: common.declare(self, name, default, POLICY_KNOBS[name][1], read_only=False,
+                                 limits=POLICY_KNOBS[name][0])
+            for name, default in policy_knobs(policy).items()}
+        if self.knobs != policy_knobs(policy):
+            policy = self.build_policy(self.knobs)
+        self.state = ManagerState(policy, parked_timeout, board_stale)
+        self.clock = ControlClock(period, time.monotonic())
         self.rejection_log = RateLimiter(burst=5, interval_s=5.0)
         self.change_log = RateLimiter(burst=10, interval_s=5.0)
         self.unmet_log = RateLimiter(burst=5, interval_s=10.0)
-        self.profiles: dict[str, CoreProfile] = {}
-        self.latency_sums: dict[str, list[float]] = defaultdict(list)
-        self.energy_sums: dict[str, list[float]] = defaultdict(list)
-        self.last_unmet: dict[str, str] = {}
-        self.active: dict[str, str] = {}
-        self.input_fps: dict[str, float] = {}
-        self.clusters: dict[str, str] = {}
-        self.hardware: HardwareStatus | None = None
-        self.commanded: dict[str, str] = {}
-        self.last_clocks: ClockSetting | None = None
-        self.last_given_up: dict[str, str] = {}
         self.started = self.get_clock().now()
 
         self.switch_pub = self.create_publisher(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS)
@@ -127,6 +144,8 @@ class ResourceManagerNode(common.DyndnnNode):
         self.status_pub = self.create_publisher(ManagerStatus, common.MANAGER_STATUS_TOPIC, common.MANAGER_STATUS_QOS)
         self.verdict_pub = self.create_publisher(TargetStatus, common.TARGET_STATUS_TOPIC,
                                                  common.TARGET_STATUS_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, common.DIAGNOSTICS_TOPIC,
+                                              common.STATUS_QOS)
         # Latched targets from applications that started first need a transient-local reader; a
         # volatile reader as well accepts plain `ros2 topic pub` (volatile by default), which the
         # transient-local one would refuse as incompatible QoS. A target seen twice is answered
@@ -139,11 +158,45 @@ class ResourceManagerNode(common.DyndnnNode):
         self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.LATCHED_READER_QOS)
         self.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS)
         self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
-        self.period = period
-        self.control_due = time.monotonic() + period
-        self.control_lateness_s = 0.0
-        self.create_timer(period, self.on_control_timer)
-        self.get_logger().info(f"policy {policy_name!r} on {platform}, control period {period:g} s")
+        self.timer = self.create_timer(period, self.on_control_timer)
+        common.on_parameter_change(self, {
+            "control_period_s": self.change_period,
+            "parked_target_timeout_s": self.change_parked_timeout,
+            "board_status_stale_s": self.change_board_stale,
+            **{name: functools.partial(self.change_knob, name) for name in self.knobs},
+        })
+        self.get_logger().info(
+            f"policy {policy_name!r} on {self.platform}, control period {period:g} s")
+
+    # -- parameters ------------------------------------------------------------------------------
+    def build_policy(self, knobs: dict):
+        """Raises PolicyError (a ValueError) with the reason for a knob the policy refuses."""
+        return create_policy(self.policy_name, platform=self.platform, runtime_only=True, **knobs)
+
+    def change_period(self, period: float):
+        check_period(period)
+
+        def apply() -> None:
+            self.destroy_timer(self.timer)
+            self.timer = self.create_timer(period, self.on_control_timer)
+            self.clock.restart(period, time.monotonic())
+        return apply
+
+    def change_parked_timeout(self, seconds: float):
+        return lambda: self.state.set_parked_timeout(seconds)  # the range keeps it valid
+
+    def change_board_stale(self, seconds: float):
+        return lambda: setattr(self.state, "board_stale_s", seconds)
+
+    def change_knob(self, name: str, value):
+        """A new policy built with the knob (it checks the value); its filters start afresh."""
+        knobs = {**self.knobs, name: value}
+        policy = self.build_policy(knobs)
+
+        def apply() -> None:
+            self.knobs = knobs
+            self.state.policy = policy
+        return apply
 
     # -- inputs ----------------------------------------------------------------------------------
     def on_volatile_target_publisher(self, event: QoSRequestedIncompatibleQoSInfo) -> None:
@@ -154,30 +207,22 @@ class ResourceManagerNode(common.DyndnnNode):
             f"a volatile publisher of {common.TARGETS_TOPIC} is read by the volatile subscription "
             f"({event.total_count} so far)")
 
-    @property
-    def goals(self) -> dict[str, PerformanceGoal]:
-        return self.book.goals
-
     def on_target(self, msg: PerformanceTarget) -> None:
         now = time.monotonic()
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         if msg.clear:
-            verdict = self.book.withdraw(msg.app_id, now, stamp)
+            verdict = self.state.withdraw(msg.app_id, now, stamp)
         else:
-            verdict = self.book.submit(goal_from_message(msg), self.profiles.keys(), now, stamp)
+            verdict = self.state.submit(goal_from_message(msg), now, stamp)
         if verdict is None:  # the same target through the other subscription
             return
-        if verdict.state in (TargetState.ACCEPTED, TargetState.PARKED):
-            self.target_messages[msg.app_id] = msg
         self.answer(verdict, msg.header.stamp)
-        if verdict.changed and verdict.state in (TargetState.ACCEPTED, TargetState.WITHDRAWN):
-            self.control_step()  # act on a changed target now, not at the next tick
+        if self.state.acts_now(verdict):
+            self.control_step()
 
     def answer(self, verdict: Verdict, target_stamp=None) -> None:
         """Publish the verdict for its sender and log it: one line per rejection (rate-limited),
         INFO only where the targets changed."""
-        if verdict.state in (TargetState.WITHDRAWN, TargetState.EXPIRED):
-            self.target_messages.pop(verdict.app, None)
         status = TargetStatus(app_id=shorten(verdict.app, MAX_NAME_CHARS),
                               model_id=shorten(verdict.model, MAX_NAME_CHARS),
                               state=int(verdict.state), reason=verdict.reason)
@@ -210,159 +255,74 @@ class ResourceManagerNode(common.DyndnnNode):
             self.get_logger().warning(f"ignored profile of model {shorten(msg.model_id)!r}: {exc}",
                                       throttle_duration_sec=5.0)
             return
-        known = msg.model_id in self.profiles
-        self.profiles[msg.model_id] = profile
-        self.active[msg.model_id] = msg.active_subnet
-        if msg.cpu_cluster:
-            self.clusters[msg.model_id] = msg.cpu_cluster
-        if not known:
+        new, verdicts = self.state.model_announced(msg.model_id, profile, msg.active_subnet,
+                                                   msg.cpu_cluster)
+        if new:
             self.get_logger().info(f"model {msg.model_id!r} announced with sub-networks {profile.ids}")
-        for verdict in self.book.model_announced(msg.model_id):
+        for verdict in verdicts:
             self.answer(verdict)
 
     def on_stats(self, msg: InferenceStats) -> None:
-        self.latency_sums[msg.model_id].append(float(msg.latency_ms))
-        self.energy_sums[msg.model_id].append(float(msg.energy_mj))
-        self.active[msg.model_id] = msg.active_subnet
-        self.input_fps[msg.model_id] = float(msg.input_fps)
+        self.state.record_stats(msg.model_id, float(msg.latency_ms), float(msg.energy_mj),
+                                msg.active_subnet, float(msg.input_fps))
 
     def on_hardware(self, msg: HardwareStatus) -> None:
-        self.hardware = msg
+        self.state.record_board(board_from_status(msg), time.monotonic())
 
     # -- decisions -------------------------------------------------------------------------------
-    def observe(self) -> Observation:
-        latency, frames = {}, {}
-        for app, goal in self.goals.items():
-            samples = self.latency_sums.pop(goal.model, [])
-            if samples:
-                latency[app] = sum(samples) / len(samples)
-                frames[app] = len(samples)
-        self.latency_sums.clear()
-        hw = self.hardware
-        return Observation(
-            time_s=(self.get_clock().now() - self.started).nanoseconds / 1e9,
-            latency_ms=latency,
-            frames=frames,
-            active_subnets=dict(self.active),
-            clocks=clocks_from_status(hw) if hw else ClockSetting(),
-            cpu_util={c.name: float(c.utilization) for c in hw.cpu_clusters} if hw else {},
-            gpu_util=float(hw.gpu_utilization) if hw else 0.0,
-            emc_util=float(hw.emc_utilization) if hw else 0.0,
-            power_w=float(hw.total_power_w) if hw else 0.0,
-            input_fps={app: self.input_fps[g.model] for app, g in self.goals.items() if g.model in self.input_fps},
-            app_cluster={app: self.clusters[g.model] for app, g in self.goals.items() if g.model in self.clusters},
-        )
-
-    def measure_lateness(self) -> None:
-        """How late this step runs after its due time; a step later than a whole period means
-        ticks were skipped (as rcl timers do), and the next due time moves past now."""
-        now = time.monotonic()
-        self.control_lateness_s = max(0.0, now - self.control_due)
-        self.control_due += self.period * (1 + int(self.control_lateness_s // self.period))
-
     def on_control_timer(self) -> None:
-        self.measure_lateness()
+        self.clock.tick(time.monotonic())
         self.control_step()
+        self.publish_diagnostics()  # once a period, not on every target change as well
 
     def control_step(self) -> None:
-        for verdict in self.book.expire(time.monotonic()):
+        time_s = (self.get_clock().now() - self.started).nanoseconds / 1e9
+        step = self.state.control_step(time.monotonic(), time_s)
+        for verdict in step.expired:
             self.answer(verdict)
-        if not self.goals:
-            self.release_clocks()
-            self.publish_status(Decision({}, None), {})
-            return
-        observation = self.observe()
-        decision = self.policy.decide(dict(self.goals), dict(self.profiles), observation)
-        decision = self.leave_idle_clusters(decision, observation)
-        self.command_subnets(decision)
-        self.command_clocks(decision)
-        unmet = unmet_goals(self.goals, decision.subnets, self.profiles, observation.latency_ms,
-                            observation.power_w, self.energy_per_frame())
-        self.publish_status(decision, unmet)
-        if dict(decision.given_up) != self.last_given_up:
-            for app, why in decision.given_up.items():
-                self.get_logger().warning(f"gave up the target of app {app!r}: {why}")
-            self.last_given_up = dict(decision.given_up)
-        for app, why in unmet.items():
-            line = None if app in self.last_unmet else self.unmet_log.line(
-                f"target of app {app!r} not met: {why}", time.monotonic())
-            if line:
-                self.get_logger().warning(line)
-        self.last_unmet = unmet
-
-    def energy_per_frame(self) -> dict[str, float]:
-        """model -> mean energy per frame since the last period (the inference nodes' reports)"""
-        means = {model: sum(v) / len(v) for model, v in self.energy_sums.items() if v}
-        self.energy_sums.clear()
-        return means
-
-    def leave_idle_clusters(self, decision: Decision, observation: Observation) -> Decision:
-        """Pin only the CPU clusters that run a model; the rest stay with their governor."""
-        in_use = getattr(self.policy, "clusters_in_use", None)
-        clocks = decision.clocks
-        if in_use is None or clocks is None or clocks.use_default_governors:
-            return decision
-        # the apps decide() maps to clusters: those whose model is announced
-        served = {app: g for app, g in self.goals.items() if g.model in self.profiles}
-        used = in_use(served, observation)
-        pinned = {n: f for n, f in clocks.cpu_khz.items() if n in used}
-        kept = dataclasses.replace(clocks, cpu_khz=pinned)
-        return dataclasses.replace(decision, clocks=kept)
-
-    def release_clocks(self) -> None:
-        """With no target left, hand the clocks back to the governors once, rather than leaving
-        them pinned until the DVFS node's watchdog notices the silence."""
-        if self.last_clocks is None or self.last_clocks.use_default_governors:
-            return
-        msg = dvfs_message(ClockSetting.default_governors(), "no targets in force")
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.dvfs_pub.publish(msg)
-        self.last_clocks = ClockSetting.default_governors()
-        self.commanded.clear()
-        self.get_logger().info("no targets in force: clocks back to the board's governors")
-
-    def publish_status(self, decision: Decision, unmet: dict[str, str]) -> None:
-        msg = ManagerStatus(policy=self.policy_name,
-                            predicted_power_w=float(decision.predicted_power_w),
-                            control_lateness_ms=1e3 * self.control_lateness_s)
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.targets = [self.target_messages[app] for app in sorted(self.goals)
-                       if app in self.target_messages]
-        msg.parked_targets = [self.target_messages[app] for app in sorted(self.book.parked)
-                              if app in self.target_messages]
-        msg.models = list(decision.subnets)
-        msg.subnets = [decision.subnets[m] for m in msg.models]
-        msg.reasons = [decision.reasons.get(m, "") for m in msg.models]
-        msg.given_up_apps = list(decision.given_up)
-        msg.given_up_reasons = [decision.given_up[a] for a in msg.given_up_apps]
-        msg.unmet_apps = list(unmet)
-        msg.unmet_reasons = [unmet[a] for a in msg.unmet_apps]
-        self.status_pub.publish(msg)
-
-    def command_subnets(self, decision: Decision) -> None:
-        for model, subnet in decision.subnets.items():
-            if self.commanded.get(model) == subnet and self.active.get(model) == subnet:
-                continue
-            reason = decision.reasons.get(model, "")
-            msg = SubnetSwitch(model_id=model, subnet_id=subnet, reason=reason)
+        for switch in step.switches:
+            msg = SubnetSwitch(model_id=switch.model, subnet_id=switch.subnet,
+                               reason=switch.reason)
             msg.header.stamp = self.get_clock().now().to_msg()
             self.switch_pub.publish(msg)
-            if self.commanded.get(model) != subnet:
-                self.get_logger().info(f"{model}: switch to {subnet!r} ({reason})")
-            self.commanded[model] = subnet
+            if switch.log:
+                self.get_logger().info(switch.log)
+        if step.clocks is not None:
+            msg = dvfs_message(step.clocks.clocks, step.clocks.reason)
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.dvfs_pub.publish(msg)
+            if step.clocks.log:
+                self.get_logger().info(step.clocks.log)
+        self.publish_status(step)
+        if step.given_up_changed:
+            for app, why in step.decision.given_up.items():
+                self.get_logger().warning(f"gave up the target of app {app!r}: {why}")
+        for app, why in step.newly_unmet.items():
+            line = self.unmet_log.line(f"target of app {app!r} not met: {why}", time.monotonic())
+            if line:
+                self.get_logger().warning(line)
 
-    def command_clocks(self, decision: Decision) -> None:
-        clocks = decision.clocks
-        if clocks is None or clocks.pins_nothing:
-            return
-        if clocks.use_default_governors and self.last_clocks is not None and self.last_clocks.use_default_governors:
-            return  # governors already in charge; nothing to repeat
-        msg = dvfs_message(clocks, "; ".join(f"{m}: {r}" for m, r in decision.reasons.items()))
+    def publish_status(self, step: Step) -> None:
+        decision = step.decision
+        msg = ManagerStatus(policy=self.policy_name,
+                            predicted_power_w=float(decision.predicted_power_w),
+                            control_lateness_ms=1e3 * self.clock.lateness_s)
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.dvfs_pub.publish(msg)
-        if clocks != self.last_clocks:
-            self.get_logger().info(f"clocks -> {clocks}")
-        self.last_clocks = clocks
+        msg.targets = [target_message(entry) for entry in step.targets]
+        msg.parked_targets = [target_message(entry) for entry in step.parked]
+        msg.choices = [SubnetChoice(model_id=model, subnet_id=subnet,
+                                    reason=decision.reasons.get(model, ""))
+                       for model, subnet in decision.subnets.items()]
+        msg.given_up = [AppReason(app_id=app, reason=why)
+                        for app, why in decision.given_up.items()]
+        msg.unmet = [AppReason(app_id=app, reason=why) for app, why in step.unmet.items()]
+        self.status_pub.publish(msg)
+
+    def publish_diagnostics(self) -> None:
+        reports = self.state.diagnostics(time.monotonic(), self.clock.period_s,
+                                         self.clock.lateness_s)
+        self.diag_pub.publish(diagnostic_array(reports, self.get_name(),
+                                               self.get_clock().now().to_msg()))
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import pytest
 from dyndnn_ros.bringup import NodeGroup, NodeProcess, executable_path
 from dyndnn_ros.hardware.board_fixtures import FIXTURES
 from dyndnn_ros.hardware.simulated_tree import BoardKernel, create_board_tree
-from dyndnn_ros.msg import DvfsCommand
+from dyndnn_ros.msg import CpuClock, DvfsCommand
 from dyndnn_ros.platforms.description import load_platform
 
 BOARDS = sorted(FIXTURES)
@@ -92,9 +92,12 @@ def node(executable: str, params: dict, runner: dict | None) -> NodeProcess:
     return proc
 
 
-def send(client, until, timeout: float = 15.0, **fields) -> bool:
-    """Publish a command every 0.5 s until `until()` holds (discovery may still be completing)."""
-    msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test", **fields)
+def send(client, until, timeout: float = 15.0, cpu=(), **fields) -> bool:
+    """Publish a command every 0.5 s until `until()` holds (discovery may still be completing).
+    `cpu`: (cluster, kHz) pairs."""
+    clocks = [CpuClock(cluster=name, frequency_khz=khz) for name, khz in cpu]
+    msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test",
+                      cpu_clocks=clocks, **fields)
     pub = client.node.create_publisher(DvfsCommand, "dyndnn/dvfs/command", 10)
     assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), (
         "dvfs_node never subscribed"
@@ -113,13 +116,15 @@ def send(client, until, timeout: float = 15.0, **fields) -> bool:
 PROBE = textwrap.dedent("""
     import json, sys, time
     import rclpy
-    from dyndnn_ros.msg import DvfsCommand, HardwareStatus
+    from dyndnn_ros.msg import CpuClock, DvfsCommand, HardwareStatus
     rclpy.init()
     node = rclpy.create_node("unprivileged_probe")
     pub = node.create_publisher(DvfsCommand, "dyndnn/dvfs/command", 10)
     seen = []
     node.create_subscription(HardwareStatus, "dyndnn/hardware_status", seen.append, 5)
-    command = DvfsCommand(mode=DvfsCommand.MODE_SET, reason="probe", **json.loads(sys.argv[1]))
+    fields = json.loads(sys.argv[1])
+    cpu = [CpuClock(cluster=name, frequency_khz=khz) for name, khz in fields.pop("cpu", [])]
+    command = DvfsCommand(mode=DvfsCommand.MODE_SET, reason="probe", cpu_clocks=cpu, **fields)
     end = time.monotonic() + float(sys.argv[2])
     while time.monotonic() < end:
         pub.publish(command)
@@ -146,8 +151,7 @@ def probe_as(runner: dict, command: dict, seconds: float) -> dict:
 def top_command(board: str) -> dict:
     clocks = load_platform(board).clocks
     return dict(
-        cpu_cluster_names=[c.name for c in clocks.cpu_clusters],
-        cpu_frequencies_khz=[clocks.cpu_available_khz[-1]] * len(clocks.cpu_clusters),
+        cpu=[(c.name, clocks.cpu_available_khz[-1]) for c in clocks.cpu_clusters],
         gpu_frequency_hz=clocks.gpu_available_hz[-1],
         emc_frequency_hz=clocks.emc_available_hz[-1],
     )
@@ -222,7 +226,7 @@ def test_dvfs_node_and_monitor_on_each_board(board, user, board_dir, client, req
                 **top_command(board),
             )
             applied = [m for m in client.dvfs_applied if m.mode == DvfsCommand.MODE_SET][-1]
-            assert max(applied.cpu_frequencies_khz) <= fixture.mode.cpu_max_khz
+            assert max(c.frequency_khz for c in applied.cpu_clocks) <= fixture.mode.cpu_max_khz
             assert applied.gpu_frequency_hz <= fixture.mode.gpu_max_hz
             assert applied.emc_frequency_hz <= (
                 fixture.mode.emc_cap_hz or fixture.emc_possible_hz[-1]
@@ -254,8 +258,7 @@ def test_a_killed_dvfs_node_is_undone_by_the_next_one(board_dir, client):
         assert send(
             client,
             lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied),
-            cpu_cluster_names=["cluster1"],
-            cpu_frequencies_khz=[422400],
+            cpu=[("cluster1", 422400)],
             gpu_frequency_hz=306000000,
         )
         first.signal("dvfs_node", signal.SIGKILL)

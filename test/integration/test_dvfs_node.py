@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import PLATFORM
 
 from dyndnn_ros.bringup import NodeProcess
-from dyndnn_ros.msg import DvfsCommand
+from dyndnn_ros.msg import CpuClock, DvfsCommand
 
 GPU = PLATFORM.clocks.gpu_devfreq_path
 CPU0 = "sys/devices/system/cpu/cpufreq/policy0"
@@ -26,10 +26,13 @@ def dvfs_node(root: Path, watchdog_s: float = 0.0) -> NodeProcess:
     return NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(root), "platform": "xavier_nx", "watchdog_s": watchdog_s})
 
 
-def send(client, until, timeout: float = 15.0, **fields) -> bool:
+def send(client, until, timeout: float = 15.0, cpu=(), **fields) -> bool:
     """Publish a command every 0.5 s until `until()` holds: discovery may still be completing on the
-    node's side when our publisher already sees it, and a volatile topic drops what came before."""
-    msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test", **fields)
+    node's side when our publisher already sees it, and a volatile topic drops what came before.
+    `cpu`: (cluster, kHz) pairs."""
+    clocks = [CpuClock(cluster=name, frequency_khz=khz) for name, khz in cpu]
+    msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test",
+                      cpu_clocks=clocks, **fields)
     pub = client.node.create_publisher(DvfsCommand, "dyndnn/dvfs/command", 10)
     assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), "dvfs_node never subscribed"
     deadline = time.monotonic() + timeout
@@ -45,11 +48,11 @@ def test_writes_only_allowed_frequencies_and_restores_on_sigterm(start_nodes, cl
     group = start_nodes(dvfs_node(sim_root))
     # 500 MHz is not in the Xavier NX GPU table: the node snaps it up to 510 MHz; 1 GHz CPU -> 1036.8 MHz
     assert send(client, lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied),
-                cpu_cluster_names=["cluster0"], cpu_frequencies_khz=[1_000_000], gpu_frequency_hz=500_000_000,
+                cpu=[("cluster0", 1_000_000)], gpu_frequency_hz=500_000_000,
                 emc_frequency_hz=1_600_000_000)
     applied = [m for m in client.dvfs_applied if m.mode == DvfsCommand.MODE_SET][-1]
     assert applied.gpu_frequency_hz == 510_000_000
-    assert list(applied.cpu_frequencies_khz) == [1_036_800]
+    assert [(c.cluster, c.frequency_khz) for c in applied.cpu_clocks] == [("cluster0", 1_036_800)]
     assert read(sim_root, f"{GPU}/min_freq") == read(sim_root, f"{GPU}/max_freq") == "510000000"
     assert read(sim_root, f"{CPU0}/scaling_max_freq") == "1036800"
     for rel, text in snapshot(sim_root).items():
@@ -75,11 +78,13 @@ def test_rejects_malformed_commands_and_changes_nothing(start_nodes, client, sim
     group = start_nodes(dvfs_node(sim_root))
     logged = lambda text: lambda: text in group.output("dvfs_node")  # noqa: E731
     assert send(client, logged("above the board's maximum"), gpu_frequency_hz=9_000_000_000)
-    assert send(client, logged("unknown CPU cluster"), cpu_cluster_names=["cluster7"], cpu_frequencies_khz=[729600])
-    assert send(client, logged("2 cluster names but 1"), cpu_cluster_names=["cluster0", "cluster1"], cpu_frequencies_khz=[729600])
+    assert send(client, logged("unknown CPU cluster"), cpu=[("cluster7", 729600)])
+    assert send(client, logged("clusters listed twice: ['cluster0']"),
+                cpu=[("cluster0", 729600), ("cluster0", 1_036_800)])
     assert send(client, logged("unknown mode 7"), mode=7)
     output = group.output("dvfs_node")
-    assert "above the board's maximum" in output and "unknown CPU cluster" in output and "2 cluster names but 1" in output
+    assert "above the board's maximum" in output and "unknown CPU cluster" in output
+    assert "listed twice" in output
     assert snapshot(sim_root) == boot
     assert group.running() == ["dvfs_node"], "the node must keep running after bad input"
 

@@ -124,7 +124,7 @@ def test_an_accuracy_no_subnetwork_reaches_is_reported_unmet(start_nodes, client
     def unmet() -> str:
         status = client.manager
         return (
-            dict(zip(status.unmet_apps, status.unmet_reasons)).get("picky", "") if status else ""
+            {a.app_id: a.reason for a in status.unmet}.get("picky", "") if status else ""
         )
 
     assert client.wait_until(lambda: "no sub-network reaches it" in unmet(), STEP_S), (

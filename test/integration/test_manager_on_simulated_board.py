@@ -85,7 +85,7 @@ def test_b_two_apps_are_managed_at_once(tmp_path, client):
             assert client.wait_for_stats(model, lambda s, a=accuracy: s.accuracy >= a - 1e-6, STEP_S), \
                 f"{model} never ran a sub-network meeting its accuracy target"
         assert client.wait_until(lambda: client.manager is not None and len(client.manager.targets) == 2
-                                 and not client.manager.given_up_apps, STEP_S)
+                                 and not client.manager.given_up, STEP_S)
         time.sleep(SETTLE_S)
         assert mean_latency(client, NAV) <= 150.0 and mean_latency(client, INSPECT) <= 200.0
         assert {m.model_id for m in client.switches} == {NAV, INSPECT}

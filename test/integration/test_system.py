@@ -45,7 +45,7 @@ def test_target_switches_the_subnet_and_dvfs_writes_the_clock_files(digits_syste
     gpu = root / PLATFORM.clocks.gpu_devfreq_path
     if applied.gpu_frequency_hz:
         assert int((gpu / "max_freq").read_text()) == applied.gpu_frequency_hz
-    for name, khz in zip(applied.cpu_cluster_names, applied.cpu_frequencies_khz):
+    for name, khz in ((c.cluster, c.frequency_khz) for c in applied.cpu_clocks):
         policy = next(c for c in PLATFORM.clocks.cpu_clusters if c.name == name).policy_cpu
         assert int((root / f"sys/devices/system/cpu/cpufreq/policy{policy}/scaling_max_freq").read_text()) == khz
         assert khz in PLATFORM.clocks.cpu_available_khz

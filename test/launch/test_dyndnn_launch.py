@@ -68,7 +68,7 @@ class TestTargetIsManaged(unittest.TestCase):
 
         self.assertTrue(probe.spin_until(managed, 30), "the manager never took the target")
         self.assertEqual(status[-1].policy, "hierarchical")
-        chosen = dict(zip(status[-1].models, status[-1].subnets))[model]
+        chosen = {c.model_id: c.subnet_id for c in status[-1].choices}[model]
         self.assertTrue(probe.spin_until(lambda: stats[-1].active_subnet == chosen, 30),
                         f"the inference node never ran {chosen!r}")
         self.assertTrue(probe.spin_until(lambda: any(m.mode == DvfsCommand.MODE_SET

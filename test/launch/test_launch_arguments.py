@@ -115,7 +115,7 @@ class TestArgumentsReachTheirNodes(unittest.TestCase):
 
         self.assertTrue(probe.spin_until(managed, 30), "the manager never took the target")
         self.assertEqual(status[-1].policy, "subnet_only")
-        chosen = dict(zip(status[-1].models, status[-1].subnets))[MODEL]
+        chosen = {c.model_id: c.subnet_id for c in status[-1].choices}[MODEL]
 
         def runs_chosen():
             camera.publish(image("robot1_front_camera"))
