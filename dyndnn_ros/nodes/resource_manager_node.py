@@ -26,6 +26,7 @@ from dyndnn_ros.manager_state import (
     POLICY_KNOBS,
     BoardReading,
     ControlClock,
+    EarlyStepGate,
     ManagerState,
     Step,
     TargetEntry,
@@ -52,6 +53,9 @@ from dyndnn_ros.platforms.detect import resolve_platform
 from dyndnn_ros.policies import ClockSetting, PerformanceGoal, create_policy
 from dyndnn_ros.profiles import ProfileError
 from dyndnn_ros.target_book import MAX_NAME_CHARS, TargetState, Verdict
+
+EARLY_STEP_GAP = 0.2
+"""steps for changed targets come at most every 0.2 control periods (100 ms at 0.5 s)"""
 
 
 def goal_from_message(msg: PerformanceTarget) -> PerformanceGoal:
@@ -159,6 +163,7 @@ class ResourceManagerNode(common.DyndnnNode):
         self.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS)
         self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
         self.timer = self.create_timer(period, self.on_control_timer)
+        self.early_steps = EarlyStepGate(period * EARLY_STEP_GAP)
         common.on_parameter_change(self, {
             "control_period_s": self.change_period,
             "parked_target_timeout_s": self.change_parked_timeout,
@@ -180,6 +185,7 @@ class ResourceManagerNode(common.DyndnnNode):
             self.destroy_timer(self.timer)
             self.timer = self.create_timer(period, self.on_control_timer)
             self.clock.restart(period, time.monotonic())
+            self.early_steps.min_gap_s = period * EARLY_STEP_GAP
         return apply
 
     def change_parked_timeout(self, seconds: float):
@@ -218,6 +224,15 @@ class ResourceManagerNode(common.DyndnnNode):
             return
         self.answer(verdict, msg.header.stamp)
         if self.state.acts_now(verdict):
+            delay = self.early_steps.request(now)
+            if delay == 0.0:
+                self.control_step()
+            elif delay is not None:
+                self.early_timer = self.create_timer(delay, self.on_early_step)
+
+    def on_early_step(self) -> None:
+        self.destroy_timer(self.early_timer)  # one-shot
+        if self.early_steps.pending:
             self.control_step()
 
     def answer(self, verdict: Verdict, target_stamp=None) -> None:
@@ -276,6 +291,7 @@ class ResourceManagerNode(common.DyndnnNode):
         self.publish_diagnostics()  # once a period, not on every target change as well
 
     def control_step(self) -> None:
+        self.early_steps.stepped(time.monotonic())
         time_s = (self.get_clock().now() - self.started).nanoseconds / 1e9
         step = self.state.control_step(time.monotonic(), time_s)
         for verdict in step.expired:

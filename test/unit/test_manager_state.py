@@ -216,3 +216,15 @@ def test_the_parked_timeout_can_change_and_is_checked():
 def test_the_knobs_offered_are_those_the_policy_takes_with_its_defaults(name, knobs):
     policy = create_policy(name, platform="xavier_nx", runtime_only=True)
     assert policy_knobs(policy) == knobs
+
+
+def test_a_burst_of_changed_targets_costs_one_early_step():
+    from dyndnn_ros.manager_state import EarlyStepGate
+
+    gate = EarlyStepGate(0.1)
+    assert gate.request(10.0) == 0.0  # the first change steps at once
+    gate.stepped(10.0)
+    assert gate.request(10.03) == pytest.approx(0.07)  # the next waits out the gap
+    assert gate.request(10.05) is None and gate.request(10.06) is None  # already due
+    gate.stepped(10.1)
+    assert not gate.pending and gate.request(10.25) == 0.0
