@@ -91,6 +91,8 @@ def _observation(
         power_w=float(np.mean(powers)) if powers else 0.0,
         input_fps={a.app: a.fps for a in scenario.apps},
         app_cluster={a.app: a.cluster for a in scenario.apps},
+        app_device={a.app: a.device for a in scenario.apps},
+        threads={a.profile.model: a.threads for a in sim.apps.values() if a.threads},
     )
 
 
@@ -100,7 +102,7 @@ def run_policy(
     names = [c.name for c in model.description.clocks.cpu_clusters]
     sim = BoardSimulator(model, seed=seed)
     for a in scenario.apps:  # the first decision, at 0 s, switches before any frame runs
-        sim.add_app(a.app, a.profile, a.fps, names.index(a.cluster))
+        sim.add_app(a.app, a.profile, a.fps, names.index(a.cluster), device=a.device)
     policy = create_policy(spec.policy, model, **spec.params)
     sim.use_governors(spec.governors)
     app_of_model = {a.profile.model: a.app for a in scenario.apps}
@@ -121,6 +123,8 @@ def run_policy(
         decide_ms.append((time.perf_counter() - started) * 1000.0)
         for model_name, subnet in decision.subnets.items():
             sim.request_switch(app_of_model[model_name], subnet)
+        for model_name, threads in decision.threads.items():
+            sim.request_threads(app_of_model[model_name], threads)
         if decision.clocks is not None:
             if decision.clocks.use_default_governors:
                 sim.use_governors("default")
