@@ -52,6 +52,8 @@ class Period:
     subnets: dict[str, str]
     given_up: dict[str, str]
     predicted_power_w: float
+    threads: dict[str, int] = field(default_factory=dict)
+    """model -> threads a CPU model ran in the period before this decision"""
 
 
 @dataclass
@@ -135,7 +137,13 @@ def run_policy(
                     decision.clocks.emc_hz,
                 )
         periods.append(
-            Period(t, dict(decision.subnets), dict(decision.given_up), decision.predicted_power_w)
+            Period(
+                t,
+                dict(decision.subnets),
+                dict(decision.given_up),
+                decision.predicted_power_w,
+                dict(obs.threads),
+            )
         )
         sim.run_until(t + scenario.control_period_s)
     return RunResult(
