@@ -191,3 +191,10 @@ def test_oracle_is_never_worse_than_the_manager_on_scenario_f():
     assert oracle.energy_per_frame_on_goal_mj <= manager.energy_per_frame_on_goal_mj * 1.01
     scene_frames = [fr for fr in manager_run.frames if fr.app == "scene"]
     assert len(scene_frames) >= 10
+
+
+def test_the_ros_scenario_run_refuses_a_cpu_app_it_cannot_model():
+    from dyndnn_ros.cli.scenario_run import RosScenarioRun
+
+    with pytest.raises(ScenarioError, match="do not model yet"):
+        RosScenarioRun(load_scenario("f_cpu_and_gpu"))
