@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dyndnn_ros.evaluation.report import metrics
+from dyndnn_ros.evaluation.report import app_table, metrics
 from dyndnn_ros.evaluation.runner import DEFAULT_SPECS, run_policy
 from dyndnn_ros.evaluation.scenario import ScenarioError, load_scenario, parse_scenario
 from dyndnn_ros.paths import config_dir
@@ -191,6 +191,7 @@ def test_oracle_is_never_worse_than_the_manager_on_scenario_f():
     assert oracle.energy_per_frame_on_goal_mj <= manager.energy_per_frame_on_goal_mj * 1.01
     scene_frames = [fr for fr in manager_run.frames if fr.app == "scene"]
     assert len(scene_frames) >= 10
+    assert f"| hierarchical | scene | {len(scene_frames)} |" in app_table([manager_run])
 
 
 def test_the_ros_scenario_run_refuses_a_cpu_app_it_cannot_model():
