@@ -166,6 +166,27 @@ def scenario_table(results: Sequence[RunResult]) -> str:
     return "\n".join(lines)
 
 
+def app_table(results: Sequence[RunResult]) -> str:
+    """Per policy and app: frames, mean latency, late frames and accuracy (a run's mean mixes
+    apps whose latencies differ by orders of magnitude), and the threads a CPU model ran."""
+    lines = [
+        "| policy | app | frames | mean ms | late % settled | accuracy | threads |",
+        "|---|---|" + "---:|" * 4 + "---|",
+    ]
+    for r in results:
+        for a in r.scenario.apps:
+            figures = frame_figures(r.scenario, [f for f in r.frames if f.app == a.app])
+            threads = sorted({p.threads[a.profile.model] for p in r.periods
+                              if a.profile.model in p.threads})
+            cells = [
+                r.spec.label, a.app, str(figures.frames), f"{figures.mean_latency_ms:.1f}",
+                f"{figures.violation_settled_pct:.1f}", f"{100 * figures.mean_accuracy:.2f}",
+                " / ".join(str(t) for t in threads) or "-",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 ORACLE_MARGIN = 0.01
 """a policy 'beats' the oracle when its energy per frame on goal is lower by more than this: the
 oracle optimises the platform model's expectation, the simulator adds jitter and per-tick timing"""
@@ -383,6 +404,8 @@ def write_report(
             f"![{name}]({png.name})",
             "",
         ]
+        if len(scenario.apps) > 1:
+            lines += ["Per app:", "", app_table(runs), ""]
         hier = [r for r in runs if r.spec.label == "hierarchical"]
         if hier and given_up_summary(hier[0]):
             lines += ["Goals the hierarchical manager relaxed or gave up:", ""]

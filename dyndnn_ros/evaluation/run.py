@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     specs = [s for s in DEFAULT_SPECS if not args.policies or s.label in args.policies]
     jobs = [(ref, spec, args.board, args.seed, None) for ref in refs for spec in specs]
+    has_cpu_app = {ref: any(a.device == "cpu" for a in load_scenario(ref).apps) for ref in refs}
     sensitivity = (
         []
         if args.no_sensitivity
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             (ref, spec, args.board, args.seed, v)
             for v in variants()
             for ref in refs
+            if v.applies_to(has_cpu_app[ref])
             for spec in DEFAULT_SPECS
             if spec.label in SENSITIVITY_LABELS
         ]

@@ -52,6 +52,8 @@ class Period:
     subnets: dict[str, str]
     given_up: dict[str, str]
     predicted_power_w: float
+    threads: dict[str, int] = field(default_factory=dict)
+    """model -> threads a CPU model ran in the period before this decision"""
 
 
 @dataclass
@@ -91,6 +93,8 @@ def _observation(
         power_w=float(np.mean(powers)) if powers else 0.0,
         input_fps={a.app: a.fps for a in scenario.apps},
         app_cluster={a.app: a.cluster for a in scenario.apps},
+        app_device={a.app: a.device for a in scenario.apps},
+        threads={a.profile.model: a.threads for a in sim.apps.values() if a.threads},
     )
 
 
@@ -100,7 +104,7 @@ def run_policy(
     names = [c.name for c in model.description.clocks.cpu_clusters]
     sim = BoardSimulator(model, seed=seed)
     for a in scenario.apps:  # the first decision, at 0 s, switches before any frame runs
-        sim.add_app(a.app, a.profile, a.fps, names.index(a.cluster))
+        sim.add_app(a.app, a.profile, a.fps, names.index(a.cluster), device=a.device)
     policy = create_policy(spec.policy, model, **spec.params)
     sim.use_governors(spec.governors)
     app_of_model = {a.profile.model: a.app for a in scenario.apps}
@@ -121,6 +125,8 @@ def run_policy(
         decide_ms.append((time.perf_counter() - started) * 1000.0)
         for model_name, subnet in decision.subnets.items():
             sim.request_switch(app_of_model[model_name], subnet)
+        for model_name, threads in decision.threads.items():
+            sim.request_threads(app_of_model[model_name], threads)
         if decision.clocks is not None:
             if decision.clocks.use_default_governors:
                 sim.use_governors("default")
@@ -131,7 +137,13 @@ def run_policy(
                     decision.clocks.emc_hz,
                 )
         periods.append(
-            Period(t, dict(decision.subnets), dict(decision.given_up), decision.predicted_power_w)
+            Period(
+                t,
+                dict(decision.subnets),
+                dict(decision.given_up),
+                decision.predicted_power_w,
+                dict(obs.threads),
+            )
         )
         sim.run_until(t + scenario.control_period_s)
     return RunResult(

@@ -23,6 +23,11 @@ class ScenarioApp:
     profile: ModelProfile
     fps: float
     cluster: str
+    device: str = "gpu"
+    """'gpu' or 'cpu': the device of the board's platform model the app's model runs on"""
+
+
+DEVICES = ("gpu", "cpu")
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,17 @@ def parse_scenario(doc: dict[str, Any]) -> Scenario:
             profile = load_profile(
                 path if path.is_absolute() else config_dir() / "profiles" / path
             )
+            device = str(a.get("device", "gpu"))
+            measured_on = profile.device.rsplit("/", 1)[-1]
+            if device not in DEVICES or (measured_on in DEVICES and measured_on != device):
+                raise ScenarioError(
+                    f"app {a['app']!r}: device must be one of {DEVICES} and match its profile's"
+                    f" ({profile.device!r}), got {device!r}"
+                )
             apps.append(
-                ScenarioApp(str(a["app"]), profile, float(a.get("fps", 0)), str(a["cluster"]))
+                ScenarioApp(
+                    str(a["app"]), profile, float(a.get("fps", 0)), str(a["cluster"]), device
+                )
             )
         models = {a.app: a.profile.model for a in apps}
         phases: list[Phase] = []

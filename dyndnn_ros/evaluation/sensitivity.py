@@ -4,7 +4,8 @@ Each variant changes one assumption of the board description (config/platforms/<
 `host_wait_busy` (does the CUDA host thread spin or block while the GPU runs: CUDA's
 cudaDeviceScheduleAuto may pick either) at 0, 0.5 and 1, and each power group (base, CPU, GPU,
 EMC: leakage and dynamic together) at -30 % and +30 %. Scaling every constant together would
-change no ratio, so each group moves alone.
+change no ratio, so each group moves alone. Amdahl's parallel fraction of CPU inference (0.7 and
+0.97 beside the board's value) moves only scenarios with an app on the CPU.
 """
 
 from __future__ import annotations
@@ -31,11 +32,19 @@ class Variant:
     """set performance.host_wait_busy to this (None: as the board file says)"""
     power_group: str = ""
     power_scale: float = 1.0
+    parallel_fraction: float | None = None
+    """set performance.devices.cpu.parallel_fraction to this (None: as the board file says)"""
+
+    def applies_to(self, has_cpu_app: bool) -> bool:
+        """Whether this variant can move a scenario's result."""
+        return self.parallel_fraction is None or has_cpu_app
 
     def apply(self, description: PlatformDescription) -> PlatformModel:
         doc: dict[str, Any] = copy.deepcopy(description.raw)
         if self.host_wait_busy is not None:
             doc["performance"]["host_wait_busy"] = self.host_wait_busy
+        if self.parallel_fraction is not None:
+            doc["performance"]["devices"]["cpu"]["parallel_fraction"] = self.parallel_fraction
         for path in POWER_GROUPS.get(self.power_group, ()):
             node = doc
             for key in path[:-1]:
@@ -51,6 +60,9 @@ def variants() -> list[Variant]:
             Variant(f"{group} power {100 * (s - 1):+.0f} %", power_group=group, power_scale=s)
             for s in (0.7, 1.3)
         ]
+    found += [
+        Variant(f"CPU parallel fraction {p:g}", parallel_fraction=p) for p in (0.7, 0.97)
+    ]
     return found
 
 

@@ -7,8 +7,12 @@ module is the engine. The same engine serves three users:
 - the oracle (perfect knowledge: the simulator's model including the background job).
 
 Latency of one frame at clocks (f_cpu, f_gpu, f_emc), with L the profile latency at the reference
-clocks and (c, g, m) the device's time shares:
+clocks and (c, g, m) the time shares of the device the app runs on:
     t = L * (c * f_cpu_ref / f_cpu + g * f_gpu_ref / f_gpu / (1 - others' GPU share) + m * f_emc_ref / f_emc)
+A GPU app's CPU part is its host thread on its cluster. A CPU app (g = 0) runs n threads, one per
+core, filling its cluster and then the next ones; its CPU part scales with n by Amdahl's law,
+A(n) = (1 - p) + p / n, relative to the thread count the profile was measured with, and runs at
+the slowest clock among the clusters it occupies (each layer waits for every thread).
 Functions accept numpy arrays for the clocks so a search can evaluate a whole clock grid at once.
 
 Frame rate follows the inference node's frame timeline: it keeps only the newest camera frame, so
@@ -124,6 +128,31 @@ class TimeShares:
 
 
 @dataclass(frozen=True)
+class DeviceModel:
+    """How one inference on a device splits its time and, on a CPU, how it scales with threads."""
+
+    shares: TimeShares
+    parallel_fraction: float = 1.0
+    """Amdahl's p: the share of the CPU part that runs on every thread (CPU devices)"""
+    reference_threads: int = 1
+    """threads the profiles' latencies were measured with (CPU devices)"""
+    threads: tuple[int, ...] = ()
+    """thread counts a manager may choose (CPU devices; empty: not a knob)"""
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.shares.gpu > 0
+
+    def amdahl(self, threads: Any) -> Any:
+        """Time of the CPU part on `threads` threads over its time on one."""
+        return (1.0 - self.parallel_fraction) + self.parallel_fraction / threads
+
+    def compute_factor(self, threads: Any) -> Any:
+        """Time of the CPU part on `threads` threads over its time on the reference threads."""
+        return self.amdahl(threads) / self.amdahl(self.reference_threads)
+
+
+@dataclass(frozen=True)
 class AppLoad:
     """One application as the engine sees it: its sub-network's reference latency and its frame rate."""
 
@@ -137,6 +166,11 @@ class AppLoad:
     measured_rate_hz: float = 0.0
     """frames per second the app was seen to process (a real-time board's view of work run
     elsewhere); > 0 replaces the rate derived from fps and latency"""
+    device: str = "gpu"
+    """the device model it runs on (performance.devices of the board description)"""
+    threads: Any = 0
+    """CPU device: threads (one per core); 0 = the device's reference threads. A search passes a
+    numpy axis to evaluate every thread count at once."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +179,7 @@ class LoadState:
     """per app (first axis), broadcast over the clock grid"""
     rate_hz: np.ndarray
     host_share: np.ndarray
-    """per app: fraction of its frame time that keeps its host CPU core busy"""
+    """per app: busy CPU cores per unit of its frame time (a GPU app's host thread: at most 1)"""
     gpu_share: np.ndarray
     """per app: fraction of its frame time that is GPU work (its own, not waiting for others)"""
     emc_share: np.ndarray
@@ -160,21 +194,18 @@ class LoadState:
 class PlatformModel:
     """Latency and power engine for one board, built from its description."""
 
-    def __init__(self, description: PlatformDescription, device: str = "gpu") -> None:
+    def __init__(self, description: PlatformDescription) -> None:
         self.description = description
         raw = description.raw
         try:
             perf, power = raw["performance"], raw["power"]
             ref = perf["reference_clocks"]
-            shares = perf["devices"][device]["time_shares"]
             self.reference = OperatingPoint(
                 (int(ref["cpu_khz"]),) * len(description.clocks.cpu_clusters),
                 int(ref["gpu_hz"]),
                 int(ref["emc_hz"]),
             )
-            self.shares = TimeShares(
-                float(shares["cpu"]), float(shares["gpu"]), float(shares["emc"])
-            )
+            self.devices = {str(k): self._device(str(k), v) for k, v in perf["devices"].items()}
             self.host_wait_busy = float(perf["host_wait_busy"])
             self.latency_cv = float(perf["latency_cv"])
             self.max_gpu_contention = float(perf["max_gpu_contention"])
@@ -192,15 +223,77 @@ class PlatformModel:
             self.emc_power = self._domain(power["emc"], clocks.emc_available_hz[-1])
             self.power_modes = tuple(raw.get("power_modes", ()))
             self.governors = dict(raw.get("governors", {}))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise PlatformError(
                 f"{description.name}: performance/power model section incomplete: {exc}"
             ) from exc
-        total = self.shares.cpu + self.shares.gpu + self.shares.emc
-        if abs(total - 1.0) > 1e-6 or min(self.shares.cpu, self.shares.gpu, self.shares.emc) < 0:
+
+    def _device(self, name: str, doc: dict) -> DeviceModel:
+        raw = doc["time_shares"]
+        shares = TimeShares(float(raw["cpu"]), float(raw["gpu"]), float(raw["emc"]))
+        total = shares.cpu + shares.gpu + shares.emc
+        if abs(total - 1.0) > 1e-6 or min(shares.cpu, shares.gpu, shares.emc) < 0:
             raise PlatformError(
-                f"{description.name}: time_shares must be >= 0 and sum to 1, got {self.shares}"
+                f"{self.description.name}: devices.{name}.time_shares must be >= 0 and sum to 1,"
+                f" got {shares}"
             )
+        if shares.gpu > 0:
+            return DeviceModel(shares)
+        device = DeviceModel(
+            shares,
+            float(doc["parallel_fraction"]),
+            int(doc["reference_threads"]),
+            tuple(sorted({int(t) for t in doc.get("threads", [doc["reference_threads"]])})),
+        )
+        if not 0 <= device.parallel_fraction <= 1 or min(
+            device.threads + (device.reference_threads,)
+        ) < 1:
+            raise PlatformError(
+                f"{self.description.name}: devices.{name} needs parallel_fraction in [0, 1] and"
+                f" thread counts >= 1, got {device}"
+            )
+        return device
+
+    def device(self, name: str) -> DeviceModel:
+        try:
+            return self.devices[name]
+        except KeyError:
+            raise PlatformError(
+                f"{self.description.name}: no model of device {name!r}"
+                f" (performance.devices has {sorted(self.devices)})"
+            ) from None
+
+    def threads_of(self, app: AppLoad) -> Any:
+        """The threads a CPU app runs (its reference threads when it names none)."""
+        if np.ndim(app.threads) == 0 and not app.threads:
+            return self.device(app.device).reference_threads
+        return app.threads
+
+    def occupied_cores(self, app: AppLoad) -> list[tuple[int, Any]]:
+        """(cluster, cores) the app occupies: a GPU app's host thread on its cluster; a CPU app's
+        threads, one per core, fill its cluster and then the next ones in order."""
+        if self.device(app.device).on_gpu:
+            return [(app.cluster, 1)]
+        threads = self.threads_of(app)
+        spans: list[tuple[int, Any]] = []
+        before, cluster = 0, app.cluster
+        while not spans or np.max(threads) > before:
+            if cluster >= self.clusters:
+                raise PlatformError(
+                    f"{self.description.name}: {int(np.max(threads))} threads from cluster"
+                    f" {app.cluster} need more cores than the clusters from there have"
+                )
+            size = len(self.description.clocks.cpu_clusters[cluster].cpus)
+            spans.append((cluster, np.clip(threads - before, 0, size)))
+            before += size
+            cluster += 1
+        return spans
+
+    def thread_options(self, device: str, cluster: int) -> tuple[int, ...]:
+        """Thread counts a manager may give a CPU app on this cluster (those its cores fit)."""
+        dev = self.device(device)
+        room = sum(len(c.cpus) for c in self.description.clocks.cpu_clusters[cluster:])
+        return tuple(t for t in dev.threads if t <= room)
 
     @staticmethod
     def _domain(
@@ -217,8 +310,8 @@ class PlatformModel:
         )
 
     @classmethod
-    def load(cls, name_or_path: str = "xavier_nx", device: str = "gpu") -> "PlatformModel":
-        return cls(load_platform(name_or_path), device)
+    def load(cls, name_or_path: str = "xavier_nx") -> "PlatformModel":
+        return cls(load_platform(name_or_path))
 
     @property
     def clusters(self) -> int:
@@ -251,12 +344,13 @@ class PlatformModel:
         Apps share the GPU by time slicing: each one's GPU part is stretched by the GPU time the
         others (and the background job) take, their fair shares where the GPU is oversubscribed."""
         ref = self.reference
-        s = self.shares
         gpu_hz = np.asarray(gpu_hz, dtype=float)
         emc_hz = np.asarray(emc_hz, dtype=float)
         cpu = [np.asarray(f, dtype=float) for f in cpu_khz]
         n = len(apps)
         shape = np.broadcast(gpu_hz, emc_hz, *cpu).shape
+        for a in apps:  # a search may give a CPU app an axis of thread counts
+            shape = np.broadcast(np.broadcast_to(0.0, shape), a.threads).shape
         def per_app(part) -> np.ndarray:
             """apps x grid: one app's time in one part of the board at every grid point."""
             if not n:
@@ -266,9 +360,31 @@ class PlatformModel:
         def base(a: AppLoad) -> float:
             return a.slowdown * a.reference_latency_ms
 
-        t_cpu = per_app(lambda a: base(a) * s.cpu * ref.cpu_khz[0] / cpu[a.cluster])
-        t_gpu = per_app(lambda a: base(a) * s.gpu * ref.gpu_hz / gpu_hz)
-        t_mem = per_app(lambda a: base(a) * s.emc * ref.emc_hz / emc_hz)
+        def cpu_time(a: AppLoad) -> Any:
+            dev = self.device(a.device)
+            if dev.on_gpu:
+                return base(a) * dev.shares.cpu * ref.cpu_khz[0] / cpu[a.cluster]
+            slowest = cpu[a.cluster]
+            for c, cores in self.occupied_cores(a)[1:]:
+                slowest = np.minimum(slowest, np.where(cores > 0, cpu[c], np.inf))
+            factor = dev.compute_factor(self.threads_of(a))
+            return base(a) * dev.shares.cpu * factor * ref.cpu_khz[0] / slowest
+
+        def compute_cores(a: AppLoad) -> Any:
+            """busy cores while its CPU part runs: all threads in the parallel part, one in the
+            serial part (the CPU work is the same on any thread count)"""
+            dev = self.device(a.device)
+            return 1.0 if dev.on_gpu else 1.0 / dev.amdahl(self.threads_of(a))
+
+        t_cpu = per_app(cpu_time)
+        def shares(a: AppLoad) -> TimeShares:
+            return self.device(a.device).shares
+
+        t_gpu = per_app(lambda a: base(a) * shares(a).gpu * ref.gpu_hz / gpu_hz)
+        t_mem = per_app(lambda a: base(a) * shares(a).emc * ref.emc_hz / emc_hz)
+        on_gpu = np.array([float(self.device(a.device).on_gpu) for a in apps]).reshape(
+            (n,) + (1,) * len(shape)
+        )
         fps = np.array([a.fps for a in apps], dtype=float).reshape((n,) + (1,) * len(shape))
         measured = np.array([a.measured_rate_hz for a in apps], dtype=float).reshape(fps.shape)
 
@@ -283,14 +399,22 @@ class PlatformModel:
         # Computed directly from the unstretched demand: iterating stretch -> rate -> stretch has
         # no stable fixed point under overload (one app's slowdown frees GPU time for the others,
         # which slows it further) and did not converge on much of the clock grid.
-        work = rate_of(t_cpu + t_gpu + t_mem) * (t_gpu + t_mem) / 1000.0
+        # (a CPU app's memory-bound part is its own cores' work, not the GPU's)
+        work = rate_of(t_cpu + t_gpu + t_mem) * ((t_gpu + t_mem) * on_gpu) / 1000.0
         served = _fair_shares(work, 1.0 - background_gpu)
         others = background_gpu + served.sum(axis=0) - served
         gpu_stretch = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))
         latency = t_cpu + t_gpu * gpu_stretch + t_mem
         rate = rate_of(latency)
-        host_share = (t_cpu + self.host_wait_busy * (latency - t_cpu)) / latency
-        gpu_share = (t_gpu + t_mem) / latency
+        # a CPU app's threads stay busy through its memory-bound part (stalled, not idle)
+        threads = per_app(self.threads_of)
+        cpu_app_cores = (t_cpu * per_app(compute_cores) + t_mem * threads) / latency
+        host_share = np.where(
+            on_gpu > 0,
+            (t_cpu + self.host_wait_busy * (latency - t_cpu)) / latency,
+            cpu_app_cores,
+        )
+        gpu_share = ((t_gpu + t_mem) * on_gpu) / latency
         emc_share = t_mem / latency
         busy = np.minimum(
             1.0, rate * latency / 1000.0
@@ -329,7 +453,12 @@ class PlatformModel:
         host = busy * host_share
         cluster_busy = np.zeros((self.clusters,) + np.shape(host)[1:])
         for i, a in enumerate(apps):
-            cluster_busy[a.cluster] += host[i]
+            if self.device(a.device).on_gpu:
+                cluster_busy[a.cluster] += host[i]
+                continue
+            threads = self.threads_of(a)
+            for c, cores in self.occupied_cores(a):
+                cluster_busy[c] += host[i] * cores / threads
         return gpu_busy, emc_busy, cluster_busy
 
     def power_w(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dyndnn_ros.platforms.description import PlatformError
 from dyndnn_ros.platforms.governors import ActivityGovernor, GovernorConfig, PodGov, Schedutil
 from dyndnn_ros.platforms.model import AppLoad, LoadState, PlatformModel, typical_latency_ms
 from dyndnn_ros.profiles import ModelProfile
@@ -35,7 +36,11 @@ class SimulatedApp:
     """camera rate; 0 = back-to-back"""
     cluster: int
     subnet: str
+    device: str = "gpu"
+    threads: int = 0
+    """CPU device: threads its inference runs (0 on the GPU)"""
     pending_subnet: str | None = None
+    pending_threads: int = 0
     next_start_s: float = 0.0
     switched: bool = False
     running_until_s: float = 0.0
@@ -135,11 +140,29 @@ class BoardSimulator:
 
     # -- workload ---------------------------------------------------------------------------------
     def add_app(
-        self, app: str, profile: ModelProfile, fps: float, cluster: int, subnet: str | None = None
+        self,
+        app: str,
+        profile: ModelProfile,
+        fps: float,
+        cluster: int,
+        subnet: str | None = None,
+        device: str = "gpu",
     ) -> None:
+        """Run `profile` for `app`; on a CPU device with the threads its latencies were measured
+        with (the device's reference threads) until request_threads says otherwise."""
         start = subnet or max(profile.subnets, key=lambda s: s.accuracy).id
         profile.subnet(start)  # raises on an unknown id
-        self.apps[app] = SimulatedApp(app, profile, fps, cluster, start, next_start_s=self.time_s)
+        dev = self.model.device(device)
+        threads = 0 if dev.on_gpu else dev.reference_threads
+        if threads and profile.threads and profile.threads != threads:
+            raise PlatformError(
+                f"profile {profile.model!r} was measured with {profile.threads} threads, the"
+                f" board's {device} model with {threads}"
+            )
+        sim = SimulatedApp(app, profile, fps, cluster, start, device, threads)
+        sim.next_start_s = self.time_s
+        self.model.occupied_cores(self._load(sim))  # raises if its threads do not fit
+        self.apps[app] = sim
 
     def request_switch(self, app: str, subnet: str) -> None:
         """Run `subnet` from the app's next frame."""
@@ -147,6 +170,20 @@ class BoardSimulator:
         sim.profile.subnet(subnet)
         if subnet != sim.subnet:
             sim.pending_subnet = subnet
+
+    def request_threads(self, app: str, threads: int) -> None:
+        """Run a CPU app's next frames on `threads` threads (torch.set_num_threads between
+        frames)."""
+        sim = self.apps[app]
+        if not sim.threads:
+            raise PlatformError(f"app {app!r} runs on the {sim.device}: it has no thread count")
+        if int(threads) not in self.model.thread_options(sim.device, sim.cluster):
+            raise PlatformError(
+                f"app {app!r}: {threads} threads; the board allows"
+                f" {self.model.thread_options(sim.device, sim.cluster)} from its cluster"
+            )
+        if int(threads) != sim.threads:
+            sim.pending_threads = int(threads)
 
     # -- clocks (what a DVFS component would write) -------------------------------------------------
     def pin(self, cpu_khz: dict[int, int] | None = None, gpu_hz: int = 0, emc_hz: int = 0) -> None:
@@ -179,11 +216,13 @@ class BoardSimulator:
         self.emc_governor = mode
 
     # -- time ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _load(sim: SimulatedApp) -> AppLoad:
+        latency = typical_latency_ms(sim.profile.subnet(sim.subnet))
+        return AppLoad(latency, sim.fps, sim.cluster, device=sim.device, threads=sim.threads)
+
     def _state(self) -> LoadState:
-        apps = tuple(
-            AppLoad(typical_latency_ms(a.profile.subnet(a.subnet)), a.fps, a.cluster)
-            for a in self.apps.values()
-        )
+        apps = tuple(self._load(a) for a in self.apps.values())
         apps += self.external_loads
         key = (apps, tuple(self.cpu_khz), self.gpu_hz, self.emc_hz, self.background_gpu)
         state = self._states.get(key)
@@ -202,6 +241,8 @@ class BoardSimulator:
         for sim in self.apps.values():
             if sim.pending_subnet is not None and sim.next_start_s < end:
                 sim.subnet, sim.pending_subnet, sim.switched = sim.pending_subnet, None, True
+            if sim.pending_threads and sim.next_start_s < end:
+                sim.threads, sim.pending_threads = sim.pending_threads, 0
         state = self._state()
         sigma = math.sqrt(math.log(1.0 + self.model.latency_cv**2))
         running = np.zeros(len(self.apps))
@@ -254,9 +295,7 @@ class BoardSimulator:
         (work run elsewhere, external_loads, counts at its steady-state rate)."""
         n = len(self.apps)
         shares = (state.host_share, state.gpu_share, state.emc_share)
-        loads = [AppLoad(0.0, a.fps, a.cluster) for a in self.apps.values()] + list(
-            self.external_loads
-        )
+        loads = [self._load(a) for a in self.apps.values()] + list(self.external_loads)
         external = np.minimum(1.0, state.rate_hz[n:] * state.latency_ms[n:] / 1000.0)
         busy_all = np.concatenate([np.minimum(1.0, busy), external])
         gpu, emc, clusters = self.model.utilisation(loads, busy_all, *shares, self.background_gpu)

@@ -223,10 +223,15 @@ class StaticForTargetsPolicy(Policy):
             else i % len(names)
             for i, g in enumerate(served)
         ]
+        # a CPU model is measured with the threads it runs by default (its reference threads)
+        devices = [observation.app_device.get(g.app, "gpu") for g in served]
         best, best_key = None, None
         combos = itertools.product(*[profiles[g.model].subnets for g in served])
         for combo in itertools.islice(combos, MAX_TARGET_COMBINATIONS):
-            loads = [AppLoad(typical_latency_ms(s), f, c) for s, f, c in zip(combo, fps, clusters)]
+            loads = [
+                AppLoad(typical_latency_ms(s), f, c, device=d)
+                for s, f, c, d in zip(combo, fps, clusters, devices)
+            ]
             latency = self.model.steady_state(
                 loads, top.cpu_khz, top.gpu_hz, top.emc_hz
             ).latency_ms

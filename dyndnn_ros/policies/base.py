@@ -136,6 +136,11 @@ class Observation:
     app_cluster: Mapping[str, str] = field(default_factory=dict)
     """app -> CPU cluster its inference thread runs on (platform cluster name); missing: apps in name
     order are spread over the clusters in order"""
+    app_device: Mapping[str, str] = field(default_factory=dict)
+    """app -> device its model runs on ('gpu' or 'cpu', a device of the platform model); missing:
+    gpu. A CPU app's threads fill its cluster, then the next ones."""
+    threads: Mapping[str, int] = field(default_factory=dict)
+    """model -> threads a CPU model runs now (missing: the device's reference threads)"""
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,9 @@ class Decision:
     predicted_latency_ms: Mapping[str, float] = field(default_factory=dict)
     """app -> latency the policy expects from this decision (for logging and plots)"""
     predicted_power_w: float = 0.0
+    threads: Mapping[str, int] = field(default_factory=dict)
+    """model -> threads a CPU model runs from its next frame (torch.set_num_threads); missing:
+    unchanged"""
 
 
 class Policy(ABC):

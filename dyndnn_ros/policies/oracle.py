@@ -42,11 +42,14 @@ def exhaustive_best(
     power_cap_w: float,
     background_gpu: float,
     best_effort: bool = False,
+    devices: Mapping[str, str] | None = None,
 ) -> tuple[ClockChoice, tuple[SubnetProfile, ...]] | None:
-    """Least energy-per-frame (sub-networks, clocks) meeting every constrained app's p99 latency
-    and the power cap.
+    """Least energy-per-frame (sub-networks, clocks and a CPU app's every thread count) meeting
+    every constrained app's p99 latency and the power cap.
 
-    apps: (goal, allowed sub-networks, cluster, fps, latency constrained?) per application."""
+    apps: (goal, allowed sub-networks, cluster, fps, latency constrained?) per application;
+    devices: app -> device (missing: gpu)."""
+    devices = devices or {}
     best: tuple[ClockChoice, tuple[SubnetProfile, ...]] | None = None
     best_key: tuple = ()
     combos = itertools.product(*[allowed for _, allowed, _, _, _ in apps])
@@ -61,6 +64,8 @@ def exhaustive_best(
                 1.0,
                 goal.max_latency_ms,
                 best_effort=not constrained,
+                device=devices.get(goal.app, "gpu"),
+                thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
             )
             for (goal, _, cluster, fps, constrained), s in zip(apps, combo)
         ]
@@ -132,11 +137,13 @@ class OraclePolicy(Policy):
             for i, g in enumerate(served)
         }
         fps = {g.app: float(observation.input_fps.get(g.app, 0.0)) for g in served}
+        devices = {g.app: observation.app_device.get(g.app, "gpu") for g in served}
         key = (
             tuple(served),
             tuple(sorted(fps.items())),
             tuple(sorted(clusters.items())),
             self.background_gpu,
+            tuple(sorted(devices.items())),
         )
         if key in self._cache:
             return self._cache[key]
@@ -174,7 +181,7 @@ class OraclePolicy(Policy):
                 (g.max_power_w for g in served if g.max_power_w and g.app not in dropped),
                 default=0.0,
             )
-            found = exhaustive_best(self.model, apps, cap, self.background_gpu)
+            found = exhaustive_best(self.model, apps, cap, self.background_gpu, devices=devices)
             if found is not None or step == len(ladder):
                 break
             app, subnet = ladder[step]
@@ -185,7 +192,9 @@ class OraclePolicy(Policy):
                 forced[app] = subnet
                 given_up[app] = f"accuracy goal relaxed to {subnet.id}"
         if found is None:  # even the highest priority cannot be met: least worst lateness
-            found = exhaustive_best(self.model, apps, cap, self.background_gpu, best_effort=True)
+            found = exhaustive_best(
+                self.model, apps, cap, self.background_gpu, best_effort=True, devices=devices
+            )
             given_up.update(
                 {
                     g.app: "best effort: target cannot be met"
@@ -201,6 +210,7 @@ class OraclePolicy(Policy):
             given_up=given_up,
             predicted_latency_ms={g.app: p for g, p in zip(served, choice.tail_ms)},
             predicted_power_w=choice.power_w,
+            threads={g.model: t for g, t in zip(served, choice.threads) if t},
         )
         self._cache[key] = decision
         return decision

@@ -4,12 +4,15 @@ energy per processed frame (board power / frames per second of all apps together
 The whole clock grid (GPU x EMC x CPU tables) is evaluated at once with the platform model, so a
 decision costs a few milliseconds. Clusters that run no application are left at their lowest clock.
 The clusters that run apps share one CPU clock index in the manager's search; the oracle searches
-each cluster's clock on its own axis (`per_cluster=True`).
+each cluster's clock on its own axis (`per_cluster=True`). An app on a CPU device adds an axis of
+thread counts; the further clusters its threads fill take its first cluster's clock (its layers
+run at the slowest clock of the cores they use, so a faster one would only cost power) and fall to
+the lowest clock when a smaller thread count leaves them idle.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,7 +32,8 @@ class ClockGrid:
     work of a per-cluster search: CPU combinations x apps stays within it, each per-cluster axis
     thinned to the same number of frequencies spread over the table (lowest and highest kept, and
     the clocks of `keep`). The whole table is searched where it fits (two apps on two clusters of
-    the Xavier NX); with eight apps on three clusters, four frequencies per cluster are."""
+    the Xavier NX); with eight apps on three clusters, four frequencies per cluster are.
+    `demands` with thread options (CPU apps) add one axis each, after the CPU axes."""
 
     def __init__(
         self,
@@ -38,19 +42,25 @@ class ClockGrid:
         per_cluster: bool,
         cpu_budget: int = 0,
         keep: OperatingPoint | None = None,
-        apps: int = 1,
+        demands: Sequence["AppDemand"] = (),
     ) -> None:
         clocks = model.description.clocks
         table = list(clocks.cpu_available_khz)
         self.model = model
         self.used = sorted(used)
+        self.demands = list(demands)
+        self.thread_values = [list(d.thread_options) for d in self.demands]
         self.per_cluster = per_cluster
         self.cpu_axes = len(self.used) if per_cluster else 1
         self.cpu_values: list[list[int]] = []
         cpu_levels = 0
         if per_cluster and cpu_budget > 0:
-            # the grid grows as levels ** clusters and the model's work with it times the apps
-            per_app = cpu_budget / max(1, apps)
+            # the grid grows as levels ** clusters, times the thread options of each CPU app, and
+            # the model's work with it times the apps
+            work = max(1, len(self.demands)) * int(
+                np.prod([max(1, len(v)) for v in self.thread_values])
+            )
+            per_app = cpu_budget / work
             cpu_levels = max(2, int(per_app ** (1.0 / max(1, len(self.used))) + 1e-9))
         for k in range(self.cpu_axes):
             values = table
@@ -60,7 +70,11 @@ class ClockGrid:
                     picked.add(keep.cpu_khz[self.used[k]])
                 values = sorted(picked)
             self.cpu_values.append(values)
-        dims = 2 + self.cpu_axes
+        self.thread_axis = {}  # demand index -> grid axis of its thread count
+        for i, values in enumerate(self.thread_values):
+            if values:
+                self.thread_axis[i] = 2 + self.cpu_axes + len(self.thread_axis)
+        dims = 2 + self.cpu_axes + len(self.thread_axis)
 
         def axis(values: Sequence[int], k: int) -> np.ndarray:
             shape = [1] * dims
@@ -70,29 +84,67 @@ class ClockGrid:
         self.gpu = axis(clocks.gpu_available_hz, 0)
         self.emc = axis(clocks.emc_available_hz, 1)
         cpu_axes = [axis(values, 2 + k) for k, values in enumerate(self.cpu_values)]
+        self.threads: list[Any] = [
+            axis(self.thread_values[i], k) if i in self.thread_axis else None
+            for i, k in ((i, self.thread_axis.get(i, 0)) for i in range(len(self.demands)))
+        ]
         self.cpu = [
             cpu_axes[self._axis(c)] if c in used else float(table[0])
             for c in range(model.clusters)
         ]
-        self.shape = np.broadcast(self.gpu, self.emc, *cpu_axes).shape
+        # further clusters a CPU app's threads fill (no other app there): its first cluster's
+        # clock while its threads reach them, else the lowest
+        self.tied: dict[int, tuple[int, int]] = {}  # cluster -> (demand index, cores before it)
+        for i in self.thread_axis:
+            top = replace(self.demands[i].load(), threads=max(self.thread_values[i]))
+            before = 0
+            for c, cores in model.occupied_cores(top):
+                if c not in used and c not in self.tied:
+                    self.tied[c] = (i, before)
+                    self.cpu[c] = np.where(
+                        self.threads[i] > before, self.cpu[self.demands[i].cluster], table[0]
+                    )
+                before += int(cores)
+        self.shape = np.broadcast(self.gpu, self.emc, *cpu_axes, *self.cpu, *[
+            t for t in self.threads if t is not None
+        ]).shape
 
     def _axis(self, cluster: int) -> int:
         return self.used.index(cluster) if self.per_cluster else 0
 
     def point(self, index: tuple[int, ...]) -> OperatingPoint:
         clocks = self.model.description.clocks
-        cpu = tuple(
-            int(self.cpu_values[self._axis(c)][index[2 + self._axis(c)]])
-            if c in self.used
-            else int(clocks.cpu_available_khz[0])
-            for c in range(self.model.clusters)
-        )
+        lowest = int(clocks.cpu_available_khz[0])
+
+        def used_clock(c: int) -> int:
+            return int(self.cpu_values[self._axis(c)][index[2 + self._axis(c)]])
+
+        cpu = []
+        for c in range(self.model.clusters):
+            if c in self.used:
+                cpu.append(used_clock(c))
+            elif c in self.tied:
+                i, before = self.tied[c]
+                reached = self.threads_at(index)[i] > before
+                cpu.append(used_clock(self.demands[i].cluster) if reached else lowest)
+            else:
+                cpu.append(lowest)
         return OperatingPoint(
-            cpu, int(clocks.gpu_available_hz[index[0]]), int(clocks.emc_available_hz[index[1]])
+            tuple(cpu),
+            int(clocks.gpu_available_hz[index[0]]),
+            int(clocks.emc_available_hz[index[1]]),
+        )
+
+    def threads_at(self, index: tuple[int, ...]) -> tuple[int, ...]:
+        """Per demand: the thread count at this grid index (0 where it has no thread axis)."""
+        return tuple(
+            int(self.thread_values[i][index[self.thread_axis[i]]]) if i in self.thread_axis else 0
+            for i in range(len(self.demands))
         )
 
     def index(self, point: OperatingPoint) -> tuple[int, ...] | None:
-        """The grid index of clocks in force (the shared axis takes the fastest used cluster)."""
+        """The grid index of clocks in force (the shared axis takes the fastest used cluster),
+        with the demands' threads in force (`AppDemand.threads`)."""
         clocks = self.model.description.clocks
         if (
             point.gpu_hz not in clocks.gpu_available_hz
@@ -104,10 +156,17 @@ class ClockGrid:
         if any(f not in values for f, values in zip(cpu, self.cpu_values)):
             return None
         cpu_index = tuple(values.index(f) for f, values in zip(cpu, self.cpu_values))
+        threads = [(self.demands[i].threads, self.thread_values[i]) for i in self.thread_axis]
+        if any(now not in values for now, values in threads):
+            return None
         return (
-            clocks.gpu_available_hz.index(point.gpu_hz),
-            clocks.emc_available_hz.index(point.emc_hz),
-        ) + cpu_index
+            (
+                clocks.gpu_available_hz.index(point.gpu_hz),
+                clocks.emc_available_hz.index(point.emc_hz),
+            )
+            + cpu_index
+            + tuple(values.index(now) for now, values in threads)
+        )
 
 
 def _lateness(demands, tail: np.ndarray, shape: tuple[int, ...], which) -> np.ndarray:
@@ -161,21 +220,24 @@ class AppDemand:
     best_effort: bool = False
     """the target is held only as far as the other (hard) targets and the power cap allow: an app
     given up for higher priorities still gets the least lateness they leave it"""
+    device: str = "gpu"
+    threads: int = 0
+    """CPU device: threads in force (0: the device's reference threads)"""
+    thread_options: tuple[int, ...] = ()
+    """CPU device: thread counts the search may choose (empty: `threads` stays)"""
 
     def load(self) -> AppLoad:
-        return AppLoad(self.reference_latency_ms, self.fps, self.cluster, self.slowdown)
-
-    def with_slowdown(self, slowdown: float) -> "AppDemand":
-        return AppDemand(
-            self.app,
+        return AppLoad(
             self.reference_latency_ms,
-            self.tail_ratio,
             self.fps,
             self.cluster,
-            slowdown,
-            self.max_tail_ms,
-            self.best_effort,
+            self.slowdown,
+            device=self.device,
+            threads=self.threads,
         )
+
+    def with_slowdown(self, slowdown: float) -> "AppDemand":
+        return replace(self, slowdown=slowdown)
 
 
 @dataclass(frozen=True)
@@ -184,9 +246,11 @@ class ClockChoice:
     power_w: float
     tail_ms: tuple[float, ...]
     met: bool = True
+    """False for a best-effort point: the least worst lateness, not every target met"""
     energy_per_frame_j: float = 0.0
     """predicted board power / frames per second of all the apps (power when no app runs)"""
-    """False for a best-effort point: the least worst lateness, not every target met"""
+    threads: tuple[int, ...] = ()
+    """per demand: the thread count chosen (0 where it has no thread options)"""
 
 
 def point_to_setting(model: PlatformModel, point: OperatingPoint) -> ClockSetting:
@@ -247,12 +311,14 @@ def search_clocks(
     be held, the cheapest among points within 1 % of that lateness; marked met=False.
     `per_cluster`, `cpu_budget`: see ClockGrid."""
     grid = ClockGrid(
-        model, {d.cluster for d in demands}, per_cluster, cpu_budget, keep, len(demands)
+        model, {d.cluster for d in demands}, per_cluster, cpu_budget, keep, demands
     )
     shape = grid.shape
-    state = model.steady_state(
-        [d.load() for d in demands], grid.cpu, grid.gpu, grid.emc, background_gpu
-    )
+    loads = [
+        d.load() if threads is None else replace(d.load(), threads=threads)
+        for d, threads in zip(demands, grid.threads)
+    ]
+    state = model.steady_state(loads, grid.cpu, grid.gpu, grid.emc, background_gpu)
     power = np.broadcast_to(state.power_w, shape) * power_scale
     rate = np.broadcast_to(np.sum(state.rate_hz, axis=0), shape) if demands else np.zeros(shape)
     cost = np.where(rate > 0, power / np.maximum(rate, 1e-12), power)
@@ -300,4 +366,5 @@ def _choice(
         tuple(float(t[index]) for t in tail),
         met,
         float(cost[index]),
+        grid.threads_at(index),
     )

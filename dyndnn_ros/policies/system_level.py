@@ -134,6 +134,7 @@ class SystemLevelPolicy(Policy):
     ) -> AppDemand:
         """A given-up app (not `constrained`) keeps its latency target as best effort."""
         target = goal.max_latency_ms * (1.0 - headroom if constrained else 1.0)
+        device = observation.app_device.get(goal.app, "gpu")
         return AppDemand(
             goal.app,
             typical_latency_ms(subnet),
@@ -143,6 +144,9 @@ class SystemLevelPolicy(Policy):
             self._slowdown[goal.app].estimate if self.use_feedback else 1.0,
             target,
             best_effort=not constrained,
+            device=device,
+            threads=int(observation.threads.get(goal.model, 0)),
+            thread_options=self.model.thread_options(device, cluster),
         )
 
     def _update_feedback(
@@ -165,6 +169,8 @@ class SystemLevelPolicy(Policy):
                         tail_ratio(s),
                         float(observation.input_fps.get(goal.app, 0.0)),
                         clusters[goal.app],
+                        device=observation.app_device.get(goal.app, "gpu"),
+                        threads=int(observation.threads.get(goal.model, 0)),
                     ),
                 )
             )
@@ -375,11 +381,13 @@ class SystemLevelPolicy(Policy):
                 cpu_budget=self.cpu_budget,
             )
         self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
-        subnets, predicted, reasons = {}, {}, {}
+        subnets, predicted, reasons, threads = {}, {}, {}, {}
         for i, goal in enumerate(served.values()):
             subnet = chosen[goal.app]
             self._hysteresis[goal.model].current = subnet.id
             subnets[goal.model] = subnet.id
+            if choice.threads and choice.threads[i]:
+                threads[goal.model] = choice.threads[i]
             predicted[goal.app] = choice.tail_ms[i]
             why = proposals[goal.app][1] if goal.app not in forced else given_up.get(goal.app, "")
             reasons[goal.model] = f"{why}; predicted p99 {choice.tail_ms[i]:.1f} ms"
@@ -391,6 +399,7 @@ class SystemLevelPolicy(Policy):
             given_up,
             predicted,
             choice.power_w,
+            threads,
         )
 
     def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> bool:

@@ -89,6 +89,6 @@ def test_work_announced_from_elsewhere_counts_at_its_measured_rate():
     )  # reference clocks: each frame's GPU work is its profile's share
     sim.external_loads = loads
     sim.run_until(0.5)
-    shares = MODEL.shares.gpu + MODEL.shares.emc
+    shares = MODEL.device("gpu").shares.gpu + MODEL.device("gpu").shares.emc
     alone = 10.0 * 0.050 * shares + 3.0 * 0.060 * shares  # GPU work per second, no waiting counted
     assert sim.last_activity.gpu_busy == pytest.approx(alone, rel=1e-6)
