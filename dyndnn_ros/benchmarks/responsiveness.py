@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--period-s", type=float, default=0.5, help="the manager's control period")
     args = parser.parse_args(argv)
-    result = measure(args.changes, args.period_s, Path(tempfile.mkdtemp(prefix="dyndnn_resp_")))
+    with tempfile.TemporaryDirectory(prefix="dyndnn_resp_") as work:
+        result = measure(args.changes, args.period_s, Path(work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"target -> first frame meeting it: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms"

@@ -14,6 +14,7 @@ evaluation of the same scenario (the manager, the schedutil baseline, the oracle
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -113,7 +114,12 @@ def run_scenario_demo(args: argparse.Namespace, console: Console) -> int:
 
     scenario = load_scenario(args.scenario)
     console.rule(f"scenario {scenario.name}: {scenario.description} ({scenario.duration_s:g} s, real time)")
-    run = RosScenarioRun(scenario, policy=args.policy, platform=simulated_platform(args.platform))
+    # beside the report, not in the temp directory: the node logs outlive the run (build/demo)
+    work_dir = Path("build/demo/ros_run")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    run = RosScenarioRun(scenario, policy=args.policy, platform=simulated_platform(args.platform),
+                         work_dir=work_dir)
     console.print(f"simulated board {run.root}, node logs {run.log_dir}")
     with DyndnnClient(node_name="dyndnn_demo_scenario", history=100_000) as client:
         try:

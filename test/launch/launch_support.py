@@ -3,7 +3,9 @@
 Imported by the launch test files (pytest's launch_testing plugin, `launch_test` and `colcon test`
 all load them as plain files, so each puts this folder on sys.path first).
 """
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +23,15 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 
+def temporary_dir(prefix: str) -> Path:
+    """A folder removed when the test process exits (launch tests build theirs at import)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def simulated_board(platform: str = "xavier_nx") -> Path:
-    return create_simulated_jetson(Path(tempfile.mkdtemp(prefix="dyndnn_launch_test_")),
-                                   load_platform(platform))
+    return create_simulated_jetson(temporary_dir("dyndnn_launch_test_"), load_platform(platform))
 
 
 def file_contents(root: Path) -> dict:

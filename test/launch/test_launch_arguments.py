@@ -9,7 +9,6 @@ publishes image_raw in the namespace. subnet_only leaves the clocks to the gover
 board's files never change; on shutdown every node exits cleanly.
 """
 import sys
-import tempfile
 import unittest
 from pathlib import Path
 
@@ -40,7 +39,7 @@ NS = "robot1"
 MODEL = "front_camera_classifier"
 BOARD = launch_support.simulated_board()
 BOOT_FILES = launch_support.file_contents(BOARD)
-USER_PARAMS = Path(tempfile.mkdtemp(prefix="dyndnn_user_params_")) / "my_robot.yaml"
+USER_PARAMS = launch_support.temporary_dir("dyndnn_user_params_") / "my_robot.yaml"
 USER_PARAMS.write_text(f"""\
 /**:
   ros__parameters:
