@@ -224,6 +224,10 @@ class BoardSimulator:
     def _state(self) -> LoadState:
         apps = tuple(self._load(a) for a in self.apps.values())
         apps += self.external_loads
+        if self.external_loads:  # measured rates change every tick: a cache would never hit
+            return self.model.steady_state(
+                apps, self.cpu_khz, self.gpu_hz, self.emc_hz, self.background_gpu
+            )
         key = (apps, tuple(self.cpu_khz), self.gpu_hz, self.emc_hz, self.background_gpu)
         state = self._states.get(key)
         if state is None:
