@@ -531,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             if saved.is_file():
                 net.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
                 bar.update(phase_steps[i])
+                log.info("phase %s: loaded from %s", phase.name, saved)
             else:
                 phase_started = time.perf_counter()
                 fit(
