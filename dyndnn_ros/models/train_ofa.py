@@ -6,8 +6,9 @@ its CPU Pareto set with latency measured on this machine, and compare with train
 1. Progressive shrinking (Cai et al., "Once for All", ICLR 2020, sec. 3.2): train the largest
    network; then sample elastic kernel sizes; then elastic depth (first the deeper choices, then
    all); then elastic expand ratio (likewise). One sampled sub-network per step; after the first
-   phase every step also distils from the trained full network, frozen (OFA's knowledge
-   distillation: cross-entropy against the teacher's softmax, weight --kd-ratio).
+   phase every step also distils from the full network (cross-entropy against its softmax, weight
+   --kd-ratio): by default the full network is trained in the same step and teaches in place
+   (--distill inplace); --distill teacher uses OFA's frozen copy from after the first phase.
 2. Search: every candidate is materialised, its BatchNorm statistics recalibrated on training
    images (OFA's practice), scored on a validation split held out of the training images, and its
    batch-1 latency measured here. Random candidates, then generations of mutations and crossovers
@@ -140,11 +141,15 @@ def fit(
     progress: tqdm | None = None,
     teacher: nn.Module | None = None,
     kd_ratio: float = 1.0,
+    largest: Callable[[], None] | None = None,
 ) -> None:
     """AdamW with a one-cycle schedule; `before_step` picks the sub-network for each step.
 
     With a `teacher` (OFA: the trained full network, frozen), the loss adds `kd_ratio` times the
-    cross-entropy against the teacher's softmax, as Once-for-All trains its sub-networks."""
+    cross-entropy against the teacher's softmax, as Once-for-All trains its sub-networks. With
+    `largest` (it selects the full network) every step instead first trains the full network on
+    the labels, and its own detached softmax is the sampled sub-network's soft target (in-place
+    distillation, Yu & Huang 2019; BigNAS): the teacher keeps learning."""
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
     steps = steps_for(epochs, len(data.x_train), batch_size)
@@ -153,15 +158,22 @@ def fit(
     done = 0
     while done < steps:
         for x, y in batches(data.x_train, data.y_train, batch_size, generator):
+            optimiser.zero_grad(set_to_none=True)
+            soft = None
+            if largest is not None:
+                largest()
+                full = module(x)
+                F.cross_entropy(full, y).backward()
+                soft = F.softmax(full.detach(), dim=1)
+            elif teacher is not None:
+                with torch.no_grad():
+                    soft = F.softmax(teacher(x), dim=1)
             if before_step is not None:
                 before_step()
             logits = module(x)
             loss = F.cross_entropy(logits, y)
-            if teacher is not None:
-                with torch.no_grad():
-                    soft = F.softmax(teacher(x), dim=1)
+            if soft is not None:
                 loss = loss + kd_ratio * soft_target_loss(logits, soft)
-            optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
@@ -418,8 +430,14 @@ def main(argv: list[str] | None = None) -> int:
         "--kd-ratio",
         type=float,
         default=1.0,
-        help="weight of the distillation loss from the full network after the first phase "
-        "(0: none)",
+        help="weight of the distillation loss from the full network after the first phase",
+    )
+    parser.add_argument(
+        "--distill",
+        choices=("inplace", "teacher", "none"),
+        default="inplace",
+        help="after the first phase, distil from the full network trained alongside in every "
+        "step (inplace), from its copy frozen after the first phase (teacher: OFA's), or not",
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--population", type=int, default=16)
@@ -480,7 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         schedule,
     )
     stages = stages / run_key(
-        config.get("supernet"), schedule, n_train, args.batch_size, args.kd_ratio, args.seed
+        config.get("supernet"),
+        schedule,
+        n_train,
+        args.batch_size,
+        args.kd_ratio,
+        args.distill,
+        args.seed,
     )
     stages.mkdir(parents=True, exist_ok=True)
     scratch_epochs = sum(p.epochs for p in schedule)
@@ -497,12 +521,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rng = random.Random(args.seed)
     teacher = None
+
+    def full_network() -> None:  # phase 0 samples nothing: its arch is the full network
+        set_arch(net, sample_arch(schedule[0], net, rng), args.resolution)
+
     with tqdm(total=sum(phase_steps), desc="progressive shrinking", unit="step") as bar:
         for i, phase in enumerate(schedule):
             saved = stages / f"phase_{i}_{phase.name}.pt"
             if saved.is_file():
                 net.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
                 bar.update(phase_steps[i])
+                log.info("phase %s: loaded from %s", phase.name, saved)
             else:
                 phase_started = time.perf_counter()
                 fit(
@@ -518,14 +547,14 @@ def main(argv: list[str] | None = None) -> int:
                     bar,
                     teacher,
                     args.kd_ratio,
+                    full_network if i > 0 and args.distill == "inplace" else None,
                 )
                 torch.save(net.state_dict(), saved)
                 log.info(
                     "phase %s done in %.0f s", phase.name, time.perf_counter() - phase_started
                 )
-            if i == 0 and args.kd_ratio > 0:  # the trained full network teaches the rest
-                # phase 0 samples nothing: its arch is the full network (copied, static)
-                set_arch(net, sample_arch(schedule[0], net, rng), args.resolution)
+            if i == 0 and args.distill == "teacher":  # the trained full network, frozen
+                full_network()
                 teacher = net.get_active_subnet().eval()
     torch.save(net.state_dict(), args.out / "supernet.pt")
 
@@ -601,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation_seed": VALIDATION_SEED,
         "batch_size": args.batch_size,
         "schedule": [vars(p) for p in schedule],
+        "distill": args.distill,
         "kd_ratio": args.kd_ratio,
         "scratch_epochs": scratch_epochs,
         "searched": len(scored),

@@ -118,3 +118,25 @@ def test_distillation_loss_is_cross_entropy_against_the_teacher() -> None:
     one_hot = F.one_hot(labels, 10).float()
     torch.testing.assert_close(soft_target_loss(logits, one_hot), F.cross_entropy(logits, labels))
     assert steps_for(0.5, 1000, 100) == 5 and steps_for(2, 1001, 100) == 22
+
+
+def test_in_place_distillation_trains_the_full_and_a_sampled_network_each_step(net) -> None:
+    from dyndnn_ros.models.train_groupconv import Split
+    from dyndnn_ros.models.train_ofa import fit
+
+    torch.manual_seed(4)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    data = Split(x, y, x[:2], y[:2], x[:2], y[:2])
+    trained = build_supernet(CONFIG)
+    trained.load_state_dict(net.state_dict())
+    seen = []
+    largest = ((7, 7, 7), (6, 6, 6), (3, 3, 3))
+    smallest = ((3, 3, 3), (3, 3, 3), (1, 1, 1))
+
+    def pick(arch):
+        return lambda: (seen.append(arch), set_arch(trained, arch, 28))
+
+    fit(trained, data, 1, 1e-3, 4, 0, pick(smallest), largest=pick(largest))
+    assert seen == [largest, smallest] * 2  # 8 images, batch 4: two steps, the full network first
+    first = dict(net.named_parameters())
+    assert any(not torch.equal(p, first[n]) for n, p in trained.named_parameters())
