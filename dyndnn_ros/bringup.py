@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Start the package's node executables as processes, show their output, and stop them cleanly.
 
 `dyndnn up`, the demo and the integration tests use it to run the real executables from the colcon

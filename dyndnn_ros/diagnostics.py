@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Health reports of the nodes with real levels, without ROS: the nodes turn them into
 diagnostic_msgs/DiagnosticStatus on /diagnostics (levels numbered as DiagnosticStatus' constants).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Frames in and out of numpy: camera-source frames, and sensor_msgs/Image bytes to model input.
 
 No ROS types here: the nodes pass the message's fields, so this is tested without ROS.

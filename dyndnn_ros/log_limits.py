@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Keep logs readable under bad or bursty input: shortened strings, rate-limited lines.
 
 A node echoing whatever arrives would let one 10 kB app id or a burst of 1,000 messages flood its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The resource manager's state, without ROS: targets (TargetBook), the profiles the inference
 nodes announced, the measurements of the running control period, the board's latest status, and
 what was last commanded, so that each control step says what to publish.

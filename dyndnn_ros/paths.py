@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Where the package's data lives: the source checkout when run from one, else share/dyndnn_ros."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sub-network profiles: the table a profiler writes and the resource manager reads.
 
 One file per (model, device): for every sub-network its measured accuracy, latency distribution,

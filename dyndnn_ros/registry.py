@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One registry type for what the package builds by name: model families, back ends, policies.
 
 Registration is one-way: each package imports its own modules, which register themselves here;

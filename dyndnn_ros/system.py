@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The running system, defined once: its nodes, the arguments a user sets, how they reach them.
 
 Both `launch/dyndnn.launch.py` (`ros2 launch`) and `dyndnn up` read this module, so the node list,

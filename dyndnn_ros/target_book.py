@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The resource manager's book of performance targets: verdicts, parking, expiry, withdrawal, and
 which goals the running system does not meet.
 

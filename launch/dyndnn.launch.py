@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Start the whole dyndnn system: DVFS node, hardware monitor, resource manager, inference node and
 camera source (dyndnn_ros/system.py defines them, for this file and for `dyndnn up` alike).
 

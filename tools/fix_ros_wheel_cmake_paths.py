@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Point the ROS wheels' exported CMake targets at this interpreter's Python and numpy headers.
 
 The PyPI ROS 2 wheels are built on a manylinux image and their `*__rosidl_generator_pyExport.cmake`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Write requirements.txt, the full pinned lock, from the `pip freeze` of a venv built from requirements-top.txt.
 
 The ROS wheels also register their import names as distributions (`rclpy` beside `ros-rclpy`);

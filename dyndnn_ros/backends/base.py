@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The interface the ROS inference node calls, whatever runs the network (torch, TensorRT, simulation).
 
 Protocol per frame: the node may call `request_switch(id)` at any time (from any thread); the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The simulation inference back end: a profiled dynamic DNN whose frames take modelled time.
 
 No network runs. Each frame's latency comes from the platform model: the active sub-network's

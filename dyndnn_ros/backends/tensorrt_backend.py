@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TensorRT back end: one engine per sub-network, all engines and execution contexts resident.
 
 Built by `python -m dyndnn_ros.export.tensorrt_build` from the ONNX files of

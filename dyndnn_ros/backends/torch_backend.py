@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Runs a `DynamicModel` (either family, shared or resident mode) with PyTorch."""
 from __future__ import annotations
 

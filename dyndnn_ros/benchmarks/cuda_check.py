@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The torch CUDA path of the dynamic models, checked on a machine with an NVIDIA GPU (a Jetson's
 included): every sub-network runs on the GPU in resident and shared mode, switching between frames
 gives the same scores as the sub-network materialised on its own, and the latency of each

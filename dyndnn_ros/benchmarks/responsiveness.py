@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Target -> first frame meeting it, over DDS, through the real nodes on the simulated board.
 
 One camera app runs the simulated Dynamic-OFA GPU model; the benchmark alternates two targets

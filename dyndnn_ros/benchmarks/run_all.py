@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Switching and inference-overhead benchmarks of the dynamic models (what `make bench` runs).
 
     python -m dyndnn_ros.benchmarks.run_all [--threads 1] [--out build/bench/results.json]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Soak and load: the whole system on the simulated Xavier NX with many applications at high rates.
 
     python -m dyndnn_ros.benchmarks.soak [--duration-s 600] [--apps 8] [--target-rate-hz 100]

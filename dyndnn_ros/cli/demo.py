@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`dyndnn demo`: the whole system on a simulated Jetson Xavier NX, in two parts.
 
 The tour (real PyTorch inference of the group-convolution Fashion-MNIST model), checking each hop:

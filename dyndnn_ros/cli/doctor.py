@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`dyndnn doctor`: on a robot, say what will work before anything is launched.
 
 Reads the parameters the launch would use (config/dyndnn.yaml, or --params-file, with the

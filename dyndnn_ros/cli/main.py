@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`dyndnn`: run and talk to the dyndnn system from a shell.
 
     dyndnn up                         start every node (simulated Xavier NX when this is no Jetson)

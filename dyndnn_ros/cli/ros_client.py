@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A small Python API over the dyndnn topics, for scripts, tests and the `dyndnn` command.
 
     with DyndnnClient() as client:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Run an evaluation scenario through the real ROS system, in real time, on the simulated board.
 
 The same scenario files the faster-than-real-time evaluation uses (config/scenarios/*.yaml) drive

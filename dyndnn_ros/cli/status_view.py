@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Terminal view of the live system (targets, active sub-networks, latency, clocks, power) with rich."""
 from __future__ import annotations
 

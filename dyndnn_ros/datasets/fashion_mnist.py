@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Zalando's Fashion-MNIST (MIT licence): 60,000 + 10,000 28x28 grey images, 10 classes.
 
 Read from the idx .gz files of the Debian/Ubuntu package `dataset-fashion-mnist`: the installed

@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
 """Evaluation: scenarios, a faster-than-real-time runner, metrics, report and plots."""

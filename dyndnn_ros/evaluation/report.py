@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Metrics of a run, the markdown report and the plots."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Run every policy on every scenario faster than real time; write a markdown report, metrics.json
 and PNG plots, with a sensitivity table over the platform model's uncertain constants.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Run one policy on one scenario, faster than real time, with the manager code called directly.
 
 Every control period the runner does what the ROS manager node does: build an Observation from

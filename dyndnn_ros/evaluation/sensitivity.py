@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """How the conclusions move when the platform model's uncertain constants do.
 
 Each variant changes one assumption of the board description (config/platforms/<board>.yaml):

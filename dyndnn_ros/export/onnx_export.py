@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Export every sub-network of a dynamic model to its own ONNX file and check it with onnxruntime.
 
     python -m dyndnn_ros.export.onnx_export --model groupconv_digits --out build/onnx/groupconv_digits

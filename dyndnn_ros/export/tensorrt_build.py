@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Build one TensorRT engine per sub-network from the ONNX files of `onnx_export`.
 
     python -m dyndnn_ros.export.tensorrt_build --onnx-dir build/onnx/ofa_mbv3_gpu --out build/engines/ofa_mbv3_gpu --fp16

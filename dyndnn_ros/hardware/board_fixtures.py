@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Jetson boards as their files look, one per board and power mode, for the simulated trees.
 
 Each fixture is what a freshly booted board shows under /sys, /proc, /etc and /var in one nvpmodel

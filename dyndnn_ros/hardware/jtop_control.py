@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Clock control through jetson-stats (jtop), for boards where the DVFS node should not write sysfs.
 
 jtop can switch jetson_clocks (every clock to its maximum) and the nvpmodel power mode; it has no

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Lay out a Jetson's files under a directory, from its board fixture (board_fixtures.py).
 
 The DVFS node, the hardware monitor and the platform simulator then use it exactly as they use `/`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hardware status sources: where a HardwareStatus sample comes from.
 
 - `SysfsStatusSource`: cpufreq, devfreq, EMC, INA3221 rails, thermal zones and /proc/stat under a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Discover, read, pin and restore a Jetson's CPU, GPU and EMC clocks through their sysfs files.
 
 jetson-stats has no per-clock setter, so this writes the files itself, the way jetson_clocks does:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Where a Jetson keeps its clock, load and power files, relative to a root directory.
 
 The root is `/` on a robot and a temporary directory holding a simulated tree here; every path the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Dynamic DNN families (group-convolution, Once-for-All MobileNetV3) behind one switching API."""
 from dyndnn_ros.models.dynamic import MODES, DynamicModel, build_dynamic_model
 from dyndnn_ros.models.registry import (

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One switching API for every dynamic-network family.
 
     model = build_dynamic_model("groupconv_digits", mode="resident")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Group-convolution dynamic network trained incrementally (Xun, Hare, Merrett, MLCAD 2019).
 
 Every conv layer's output channels are split into G groups. Group j of a layer reads group j of the

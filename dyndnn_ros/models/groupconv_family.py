@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The group-convolution network as a `DynamicFamily` (registered as 'groupconv')."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Recalibrate BatchNorm statistics of every sub-network of an OFA set and save them with the set.
 
     python -m dyndnn_ros.models.ofa_bn_calibrate --model ofa_mbv3_cpu --images calib.npy

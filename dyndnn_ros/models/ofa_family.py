@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The OFA MobileNetV3 super-network as a `DynamicFamily` (registered as 'ofa_mbv3').
 
 The sub-networks offered are a named set from config/subnets/<set>.yaml, chosen per device kind

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Once-for-All MobileNetV3 elastic super-network (Dynamic-OFA), compact and checkpoint-compatible.
 
 Follows the reference implementation of Cai et al., "Once for All" (ICLR 2020), MIT licensed,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Model families by name (timm-style) and the interface a family offers to `DynamicModel`."""
 from __future__ import annotations
 

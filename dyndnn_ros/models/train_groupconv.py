@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Incremental training of the group-convolution dynamic network, on scikit-learn's digits
 (bundled, instant) or Fashion-MNIST (dyndnn_ros.datasets.fashion_mnist).
 

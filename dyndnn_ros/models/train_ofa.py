@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Train a small elastic MobileNetV3 super-network on Fashion-MNIST as Once-for-All does, search
 its CPU Pareto set with latency measured on this machine, and compare with training from scratch.
 

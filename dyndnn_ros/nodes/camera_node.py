@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Camera source for demos and tests: dataset test images or a folder's images, at a set rate."""
 from __future__ import annotations
 

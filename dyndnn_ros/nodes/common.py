@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What every dyndnn node shares: topic names, QoS profiles, parameter declaration, and a clean main()."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The core's health reports (dyndnn_ros.diagnostics) as a diagnostic_msgs/DiagnosticArray."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """DVFS node: applies DvfsCommand messages to the board's clock files and reports what it applied.
 
 It saves the clock settings it finds at start and puts them back on shutdown (Ctrl-C, SIGTERM), on a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hardware monitor: publishes HardwareStatus and /diagnostics (as NVIDIA's ros2_jetson_stats
 does).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Inference node: runs the active sub-network of a dynamic DNN on camera frames.
 
 Frames arrive on `image_raw`; only the newest waiting frame is kept, so latency stays bounded when

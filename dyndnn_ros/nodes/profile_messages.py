@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ModelProfile messages to and from the core's profile tables (dyndnn_ros.profiles)."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Resource manager node: turns performance targets and live measurements into sub-network and
 DVFS commands.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Board descriptions loaded from YAML (config/platforms/*.yaml).
 
 A description lists what a board offers to a DVFS component: CPU clusters and their frequency

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Which board and power mode this is, for `platform: auto`.
 
 The board is named by /proc/device-tree/model (NUL-terminated, e.g. "NVIDIA Jetson AGX Orin

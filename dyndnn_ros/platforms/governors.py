@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The board's own frequency governors, re-implemented from their published rules.
 
 These are the baselines the runtime manager is compared with, and what the simulated board runs

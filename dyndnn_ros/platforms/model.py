@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A small platform model: latency and power of sub-networks as functions of clocks and co-running load.
 
 Data comes from the `performance:` and `power:` sections of config/platforms/<board>.yaml; this

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A simulated board: clocks driven by governors or pinned, sub-networks running frame by frame.
 
 Time advances in ticks (10 ms by default). Each tick the platform model gives every app's latency

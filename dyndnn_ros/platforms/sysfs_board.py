@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A simulated Jetson that owns a sysfs tree laid out like a real one.
 
 The DVFS node writes clock limits and governors into the tree exactly as on a robot; this board

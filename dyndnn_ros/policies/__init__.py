@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Runtime-management policies: the manager's decision core (no ROS here)."""
 from dyndnn_ros.policies.base import (
     ClockSetting,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Application-level policies: they choose sub-networks only and leave clocks to the board's governors.
 
 `subnet_only` adapts each model's sub-network to its goal using the profile table corrected by the

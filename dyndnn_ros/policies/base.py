@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The decision interface between the ROS manager node and the runtime-management policies.
 
 Every control period the manager node fills an `Observation`, and calls

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Feedback that corrects profile predictions from measured latency.
 
 Like ALERT (USENIX ATC 2020), one scalar "slowdown factor" per application is tracked with a scalar

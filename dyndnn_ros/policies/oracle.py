@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The oracle: exhaustive search over sub-networks x clocks with perfect knowledge of the platform.
 
 It knows what the policies must estimate (the background GPU load, given by the evaluation through

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """System-level search: the clocks that meet every application's latency at the least predicted
 energy per processed frame (board power / frames per second of all apps together).
 

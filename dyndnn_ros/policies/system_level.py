@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Policies that set clocks: the hierarchical manager (sub-network + DVFS) and DVFS only.
 
 Hierarchical manager (after Xun, Hare, Merrett):

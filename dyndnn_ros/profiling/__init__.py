@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-sub-network profiling (latency, throughput, memory, parameters, MACs) and Pareto fronts."""

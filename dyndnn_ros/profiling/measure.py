@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Measurements of one module: latency distribution, MACs, parameters, peak memory."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pareto front of sub-networks (accuracy up, latency down) and its plot."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Profile every sub-network of a dynamic model and write the profile the resource manager reads.
 
     python -m dyndnn_ros.profiling.profile --model groupconv_digits --threads 2 --out build/profiles

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures that start the installed node executables and talk to them over DDS on loopback.
 
 Each test run uses its own ROS_DOMAIN_ID and discovery stays on this machine; every process is

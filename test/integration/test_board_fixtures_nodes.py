@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The real dvfs_node and hardware_monitor_node on every board fixture, as root and as an
 unprivileged user (`setpriv` to nobody): no crash, one line per clock that cannot be controlled,
 what can be controlled pinned within the power mode's caps, the boot settings back at the end;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """/diagnostics with real levels from the running nodes on a simulated Xavier NX tree: the DVFS
 node warns while a pinned clock is throttled and reports an ERROR when a write fails, the hardware
 monitor an ERROR while its sample cannot be read, the manager a WARN for a target whose model has

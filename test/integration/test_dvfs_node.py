@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The real dvfs_node and hardware_monitor_node executables against a simulated Xavier NX tree."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Faults and bad input against the real nodes over DDS: acknowledged, rejected, parked, expired
 and withdrawn targets (through the `dyndnn target` command), unmet goals, bounded logs, a
 kept-alive target surviving a killed manager, SIGTERM/SIGKILL of each node, bad camera frames,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The inference node's tensorrt path, started as an executable with the `tensorrt` bindings
 replaced by test/fakes/tensorrt (no GPU here; everything above the bindings is real): device
 default, profile found by its model_config name, engine folder taken as given, every engine opened.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The resource manager over DDS on the simulated Xavier NX (simulation back end), issue cases (a)-(c),
 and the inference node keeping only the newest frame.
 

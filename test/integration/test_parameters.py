@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`ros2 param set` on running nodes, as a user types it: a change takes effect, a value out of its
 range, one the policy refuses, and a read-only parameter are refused with the reason, and the
 value stays."""

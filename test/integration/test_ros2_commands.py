@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The README's commands, typed as a user types them, through the real `ros2` command.
 
 `ros2 launch` starts the system on a simulated board; `ros2 topic pub --once` sets targets

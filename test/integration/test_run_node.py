@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """run_node: a configuration error is one clear line; a bug in a callback keeps its traceback."""
 import os
 import subprocess

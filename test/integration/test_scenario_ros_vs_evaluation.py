@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A short scenario through the real ROS nodes agrees with the faster-than-real-time evaluation.
 
 Two simulated models share the simulated Xavier NX; targets change once. The ROS run (real

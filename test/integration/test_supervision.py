@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`dyndnn up` under the signals a supervisor sends: every node stops, in order, the clocks come
 back, the temporary folder goes; and a launcher killed outright takes its nodes with it.
 

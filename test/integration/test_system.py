@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The whole system over DDS: camera -> inference node <-> resource manager -> DVFS node -> clock files.
 
 Starts the real executables from the colcon install on a simulated Xavier NX tree and drives them

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the launch tests share: a simulated board to launch on, and a probe node to talk to it.
 
 Imported by the launch test files (pytest's launch_testing plugin, `launch_test` and `colcon test`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """launch_testing test of the whole system as `ros2 launch dyndnn_ros dyndnn.launch.py` starts it.
 
 On a simulated Jetson tree with the default (hierarchical) policy: a target published from this

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """launch_testing test of the launch arguments a robot user sets, over their own parameter file.
 
     ros2 launch dyndnn_ros dyndnn.launch.py params_file:=<theirs> namespace:=robot1 camera:=false \

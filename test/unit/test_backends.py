@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Inference back ends: creation by name, per-frame protocol, TensorRT on hardware only."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The clock controller, the status source and platform detection on every board fixture: caps,
 inactive policies, EMC cap 0, a GPU devfreq node that appears late, an unknown board."""
 

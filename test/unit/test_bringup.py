@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Process supervision of bringup.NodeGroup without ROS: children die with their launcher, stop in
 stages, and `dyndnn up` clears the folders of launchers that died."""
 

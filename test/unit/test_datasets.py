@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fashion-MNIST files: idx parsing, checksums, and the error that names both ways to get them."""
 
 from __future__ import annotations

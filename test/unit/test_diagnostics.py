@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Health levels of the DVFS node and the throttling check, without ROS."""
 
 from __future__ import annotations

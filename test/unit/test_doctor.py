@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`dyndnn doctor` on every board fixture: the verdict is the launch's fate, each line accurate."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Saved clocks survive a killed DVFS writer: SIGKILL at random points of a write sequence, then a
 new instance restores from the state file before it saves anew, and the board is at its boot
 settings."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scenarios load, the runner closes the loop, metrics count what they say, the report is written."""
 import dataclasses
 

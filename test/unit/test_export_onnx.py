@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ONNX export of every sub-network, checked numerically against torch with onnxruntime (for real)."""
 from __future__ import annotations
 

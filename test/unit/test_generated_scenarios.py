@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The manager against the oracle on seeded random scenarios nobody tuned it on.
 
 Property (issue 9): the manager never beats the oracle (that would be a bug in one of them), its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The governor re-implementations against their published formulas, on hand-computed cases."""
 from hypothesis import given, settings, strategies as st
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hardware status from a simulated tree: clocks, utilisation from /proc/stat deltas, rails, temperatures."""
 from pathlib import Path
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Image buffers to model input, and the camera's frame source."""
 import re
 

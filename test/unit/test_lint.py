@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The lint `make test` enforces (ruff.toml): pyflakes and syntax errors, over every Python file."""
 import subprocess
 import sys

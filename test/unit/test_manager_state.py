@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The resource manager's state machine without ROS: parking, de-duplication, latency windows,
 command de-duplication, clock hand-back, what is logged, and its diagnostics. Real policies on
 hand-made profile tables."""

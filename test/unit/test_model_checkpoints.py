@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A shipped config's relative checkpoint path resolves against the package, wherever the node was
 started (ros2 launch from a robot user's home directory must not fall back to random weights)."""
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The switching API, the same for both families: exact outputs, clear errors, switches between frames."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Group-convolution dynamic network: sub-network k is exactly groups 1..k; incremental training
 never changes frozen groups (bit-identical), with equal groups and with unequal groups that read
 every earlier group (lateral)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OFA MobileNetV3: official checkpoint format, elastic kernel, per-sub-network BN statistics."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The small Fashion-MNIST super-network (same elastic code as the ImageNet one, other widths) and
 the progressive-shrinking / Pareto-search helpers of train_ofa."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The oracle finds the true optimum (least energy per frame): compared with a brute force over
 every point, one at a time."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """CPU inference in the platform model: a CPU device beside the GPU, the thread count as a knob
 (Amdahl's law for latency, busy cores on every cluster the threads fill for power), carried by the
 policies' decisions into the simulator, and scenario (f)."""

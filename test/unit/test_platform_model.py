@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Calibration of the Xavier NX model: published latencies at max clocks, power inside the power modes."""
 import numpy as np
 import pytest

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The simulated board: pinned clocks hold, governors move, frames follow the camera, energy adds up."""
 import pytest
 

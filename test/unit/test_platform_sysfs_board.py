@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The simulated board behind a Jetson-like sysfs tree, with the simulation back end on it."""
 import numpy as np
 import pytest

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The decision interface: goal validation, the registry, and the first sub-network-only policy."""
 import math
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The system-level clock search: least power, dead band on the clocks in force, best effort."""
 
 from dyndnn_ros.platforms.model import OperatingPoint, PlatformModel

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The hierarchical manager and DVFS-only policy on hand-made profile tables."""
 from hypothesis import given, settings, strategies as st
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Profiler: measurements, Pareto front, profile file and PNG."""
 from __future__ import annotations
 

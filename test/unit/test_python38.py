@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Everything the nodes import must run on JetPack 5's Python 3.8 (NVIDIA's torch wheels for it
 are 3.8-only). No 3.8 interpreter is here, so: vermin for syntax and standard-library use, and an
 AST check for what vermin does not see without evaluating every annotation: `dict[str, Any]` or

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The one registry type: duplicates, unknown names and parameters, lazy factories, and no import
 cycles anywhere in the package (registration is one-way)."""
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Smaller pieces of running on a real board: which clusters the manager may pin, and how jtop's
 per-CPU view is grouped into the board's clusters."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The shipped SROS2 policy: well-formed against the SROS2 policy schema's structure, naming every
 topic each node publishes or subscribes (read from the node sources and nodes/common.py), and
 giving the clock command and the applied-clocks report to one enclave each.

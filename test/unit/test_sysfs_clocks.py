@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The sysfs clock back end on a simulated Xavier NX tree: discovery, snapping, safe order, restore."""
 from pathlib import Path
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The running system's one definition: how a node's parameters come from the file and arguments,
 and that `ros2 launch` and `dyndnn up` offer the same arguments."""
 from pathlib import Path

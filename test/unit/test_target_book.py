@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The manager's target book: verdicts, parking and expiry, withdrawal, duplicates, unmet goals."""
 
 from __future__ import annotations

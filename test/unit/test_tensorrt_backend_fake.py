@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The TensorRT back end against stand-in bindings (test/fakes/tensorrt): engines opened from the
 manifest, one context per engine without device memory of its own (the activation buffer is
 shared), every failure TensorRT reports by its return value turned into a clear error. There is no

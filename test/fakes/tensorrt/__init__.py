@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A stand-in for NVIDIA's `tensorrt` Python bindings (the TensorRT 10 named-tensor API subset the
 back end uses), for machines without a GPU. Only the bindings are replaced: everything above them
 (the back end, the inference node) is the real code.
