@@ -62,6 +62,12 @@ def test_stop_reports_each_process_and_the_dvfs_node_stops_after_the_nodes():
         [NodeProcess("x", "board", argv=["sleep", "30"])],
         on_line=lambda name, line: lines.append((name, line)),
     ).start()
+    # a SIGINT between fork and exec is taken by the child's copy of Python's handler and lost
+    # (stop then escalates to SIGTERM, as it should): signal the process once it is `sleep`
+    cmdline = Path(f"/proc/{group.nodes[0].process.pid}/cmdline")
+    deadline = time.monotonic() + 5.0
+    while not cmdline.read_bytes().startswith(b"sleep") and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert group.stop(timeout=5) == {"board": -signal.SIGINT}
     assert lines == [("bringup", f"stopped board (exit {-signal.SIGINT})")]
     assert NodeProcess("resource_manager_node", "m").stop_stage == STOP_STAGE_NODES
