@@ -127,11 +127,12 @@ def test_subnet_only_launch_starts_five_nodes_and_ctrl_c_restores_the_board(
 
 
 def test_targets_from_ros2_topic_pub(launched_system: Launched):
-    volatile = ros2("topic", "pub", "--once", "/dyndnn/targets",
+    volatile = ros2("topic", "pub", "--once", "--keep-alive", "2", "/dyndnn/targets",
                     "dyndnn_ros/msg/PerformanceTarget", TARGET)
     assert volatile.returncode == 0, volatile.stderr
     assert launched_system.wait_for("target of app 'tracker'", 10), launched_system.output()
-    latched = ros2("topic", "pub", "--once", "--qos-durability", "transient_local",
+    latched = ros2("topic", "pub", "--once", "--keep-alive", "2",
+                   "--qos-durability", "transient_local",
                    "--qos-reliability", "reliable", "/dyndnn/targets",
                    "dyndnn_ros/msg/PerformanceTarget", TARGET.replace("tracker", "inspector")
                    .replace("model_id: classifier", "model_id: rear_classifier"))
@@ -142,7 +143,8 @@ def test_targets_from_ros2_topic_pub(launched_system: Launched):
 
 
 def test_dvfs_applied_param_describe_and_status(launched_system: Launched):
-    assert ros2("topic", "pub", "--once", "/dyndnn/targets", "dyndnn_ros/msg/PerformanceTarget",
+    assert ros2("topic", "pub", "--once", "--keep-alive", "2", "/dyndnn/targets",
+                "dyndnn_ros/msg/PerformanceTarget",
                 TARGET).returncode == 0
     assert launched_system.wait_for("applied cluster0", 15), launched_system.output()
     applied = ros2_until(lambda r: r.returncode == 0, "topic", "echo", "--once", "--timeout", "10",
