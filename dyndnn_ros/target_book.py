@@ -90,10 +90,10 @@ class TargetBook:
         self.parked: dict[str, tuple[PerformanceGoal, float]] = {}
         """app -> (goal, time it was parked)"""
         self._recent: OrderedDict[int, str] = OrderedDict()
+        """hash of a recent target -> its app"""
         self._last_key = 0
         self._latest: OrderedDict[str, Stamp] = OrderedDict()
         """app -> stamp of its latest target taken (bounded like _recent)"""
-        """hash of a recent target -> its app"""
 
     # -- inputs ----------------------------------------------------------------------------------
     def submit(
