@@ -275,6 +275,19 @@ class SystemLevelPolicy(Policy):
                 cpu_budget=cpu_budget,
             )
 
+        def least_late(demands) -> ClockChoice:
+            # best effort: the least worst lateness within the power cap, the cheapest among ties
+            return search_clocks(
+                self.model,
+                demands,
+                power_cap,
+                power_scale=power_scale,
+                background_gpu=shared_gpu,
+                best_effort=True,
+                per_cluster=True,
+                cpu_budget=self.cpu_budget,
+            )
+
         forced: dict[str, SubnetProfile] = {}  # app -> sub-network below its accuracy goal
         dropped: set[str] = set()
         choice: ClockChoice | None = None
@@ -341,16 +354,7 @@ class SystemLevelPolicy(Policy):
                     " as best effort"
                 )
         if choice is None:  # even the highest priority cannot be met: least worst lateness
-            choice = search_clocks(
-                self.model,
-                demands,
-                power_cap,
-                power_scale=power_scale,
-                background_gpu=shared_gpu,
-                best_effort=True,
-                per_cluster=True,
-                cpu_budget=self.cpu_budget,
-            )
+            choice = least_late(demands)
             for i, goal in enumerate(served.values()):
                 if goal.app not in dropped:
                     given_up[goal.app] = (
@@ -371,16 +375,7 @@ class SystemLevelPolicy(Policy):
                 )
                 for g in served.values()
             ]
-            choice = search_clocks(
-                self.model,
-                demands,
-                power_cap,
-                power_scale=power_scale,
-                background_gpu=shared_gpu,
-                best_effort=True,
-                per_cluster=True,
-                cpu_budget=self.cpu_budget,
-            )
+            choice = least_late(demands)
         self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons, threads = {}, {}, {}, {}
         for i, goal in enumerate(served.values()):
