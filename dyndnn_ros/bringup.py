@@ -46,7 +46,10 @@ def executable_path(name: str) -> Path:
     try:
         path = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / name
     except (PackageNotFoundError, OSError) as exc:
-        raise BringupError(f"{PACKAGE} is not installed here: run `make build` and `source install/setup.bash` ({exc})") from exc
+        raise BringupError(
+            f"{PACKAGE} is not installed here: run `make build` and `source install/setup.bash` "
+            f"({exc})"
+        ) from exc
     if not os.access(path, os.X_OK):
         raise BringupError(f"no executable {path}: rebuild with `make build`")
     return path
@@ -119,7 +122,12 @@ class NodeGroup:
     ):
         self.nodes = nodes
         self.params_file = params_file
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
+        self.env = {
+            **os.environ,
+            **(env or {}),
+            "PYTHONUNBUFFERED": "1",
+            "RCUTILS_COLORIZED_OUTPUT": "0",
+        }
         self.on_line = on_line
         self.log_dir = log_dir
         self.work_dir = work_dir
@@ -129,8 +137,13 @@ class NodeGroup:
     def start(self) -> "NodeGroup":
         for node in self.nodes:
             node.process = subprocess.Popen(
-                node.command(self.params_file), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, text=True, bufsize=1,
+                node.command(self.params_file),
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
                 preexec_fn=die_with_launcher(os.getpid()),
             )
             reader = threading.Thread(target=self._read, args=(node,), daemon=True)
@@ -206,9 +219,14 @@ class NodeGroup:
             try:
                 codes[node.name] = node.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                node.lines.append(f"[bringup] {node.name} did not stop within {timeout:g} s of SIGINT; escalating")
+                node.lines.append(
+                    f"[bringup] {node.name} did not stop within {timeout:g} s of SIGINT; "
+                    "escalating"
+                )
                 if node.argv is None:
-                    node.process.send_signal(signal.SIGUSR1)  # run_node's faulthandler: stacks to the log
+                    node.process.send_signal(
+                        signal.SIGUSR1
+                    )  # run_node's faulthandler: stacks to the log
                     time.sleep(0.5)
                 node.process.terminate()
                 try:

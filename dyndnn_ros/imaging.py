@@ -40,8 +40,11 @@ def check_image_header(height: int, width: int, encoding: str, step: int, size: 
                                f"{step * height} bytes, got {size}")
 
 
-def image_to_array(data: bytes | memoryview, height: int, width: int, encoding: str, step: int = 0) -> np.ndarray:
-    """View an Image message's buffer as an H x W x C uint8 array (no copy where the rows are packed)."""
+def image_to_array(
+    data: bytes | memoryview, height: int, width: int, encoding: str, step: int = 0
+) -> np.ndarray:
+    """View an Image message's buffer as an H x W x C uint8 array (no copy where the rows are
+    packed)."""
     if encoding not in CHANNELS:
         raise ImageFormatError(f"unsupported encoding {encoding!r}; supported: {sorted(CHANNELS)}")
     channels = CHANNELS[encoding]
@@ -49,14 +52,18 @@ def image_to_array(data: bytes | memoryview, height: int, width: int, encoding: 
     step = step or row
     buffer = np.frombuffer(data, dtype=np.uint8)
     if height <= 0 or width <= 0 or step < row or buffer.size < step * height:
-        raise ImageFormatError(f"{height}x{width} {encoding} image with step {step} needs {step * height} bytes, got {buffer.size}")
+        raise ImageFormatError(
+            f"{height}x{width} {encoding} image with step {step} needs {step * height} bytes, "
+            f"got {buffer.size}"
+        )
     rows = buffer[: step * height].reshape(height, step)[:, :row]
     frame = rows.reshape(height, width, channels)
     return frame[..., 2::-1] if encoding in ("bgr8", "bgra8") else frame  # to RGB order
 
 
 def _area_resize(plane: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Average-pool an H x W x C float image to out_h x out_w (block means, cropped to a multiple)."""
+    """Average-pool an H x W x C float image to out_h x out_w (block means, cropped to a multiple).
+    """
     h, w = plane.shape[:2]
     if h >= out_h and w >= out_w:
         fy, fx = h // out_h, w // out_w
@@ -68,7 +75,8 @@ def _area_resize(plane: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 
 
 def to_model_input(frame: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """H x W x C uint8 frame -> 1 x C' x H' x W' float32 in [0, 1] for a model taking (C', H', W')."""
+    """H x W x C uint8 frame -> 1 x C' x H' x W' float32 in [0, 1] for a model taking (C', H', W').
+    """
     channels, out_h, out_w = input_shape[-3:]
     plane = frame[..., :3].astype(np.float32) / 255.0
     if channels == 1:
@@ -93,7 +101,11 @@ class FrameSource:
         self.index = 0
         if folder:
             self.folder = Path(folder)
-            files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if self.folder.is_dir() else []
+            files = (
+                sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                if self.folder.is_dir()
+                else []
+            )
             if not files:
                 raise ImageFormatError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {folder}")
             self.frames = [self._load(p) for p in files]
@@ -115,7 +127,9 @@ class FrameSource:
             image = (np.clip(image, 0, 1) * 255).astype(np.uint8)
         if image.ndim == 2:
             image = image[..., None]
-        return np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3])
+        return np.ascontiguousarray(
+            np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
+        )
 
     @staticmethod
     def _digits() -> tuple[list[np.ndarray], list[int]]:

@@ -11,7 +11,8 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 @lru_cache(maxsize=None)
 def share_dir() -> Path:
-    """The source checkout holding this module, or share/dyndnn_ros of the ROS install that holds it."""
+    """The source checkout holding this module, or share/dyndnn_ros of the ROS install that holds
+    it."""
     if (SOURCE_ROOT / "config").is_dir() and (SOURCE_ROOT / "package.xml").is_file():
         return SOURCE_ROOT
     from ament_index_python.packages import get_package_share_directory

@@ -52,15 +52,29 @@ class ModelProfile:
         if len(set(ids)) != len(ids):
             raise ProfileError(f"profile of {self.model!r} names a sub-network twice: {ids}")
         for s in self.subnets:
-            numbers = (s.accuracy, s.latency_p50_ms, s.latency_p95_ms, s.latency_p99_ms, s.latency_mean_ms)
-            if not all(math.isfinite(v) for v in numbers) or s.latency_p50_ms <= 0 or not 0 <= s.accuracy <= 1:
-                raise ProfileError(f"profile of {self.model!r}: sub-network {s.id!r} has invalid figures {s}")
+            numbers = (
+                s.accuracy,
+                s.latency_p50_ms,
+                s.latency_p95_ms,
+                s.latency_p99_ms,
+                s.latency_mean_ms,
+            )
+            if (
+                not all(math.isfinite(v) for v in numbers)
+                or s.latency_p50_ms <= 0
+                or not 0 <= s.accuracy <= 1
+            ):
+                raise ProfileError(
+                    f"profile of {self.model!r}: sub-network {s.id!r} has invalid figures {s}"
+                )
 
     def subnet(self, subnet_id: str) -> SubnetProfile:
         for s in self.subnets:
             if s.id == subnet_id:
                 return s
-        raise ProfileError(f"model {self.model!r} has no sub-network {subnet_id!r}; known: {self.ids}")
+        raise ProfileError(
+            f"model {self.model!r} has no sub-network {subnet_id!r}; known: {self.ids}"
+        )
 
     @property
     def ids(self) -> list[str]:

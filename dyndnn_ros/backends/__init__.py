@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Inference back ends by name: `create_backend('torch', model='groupconv_digits')`; also 'tensorrt',
+"""Inference back ends by name: `create_backend('torch', model='groupconv_digits')`; also
+'tensorrt',
 'simulation'."""
 from __future__ import annotations
 

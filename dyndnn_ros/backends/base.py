@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The interface the ROS inference node calls, whatever runs the network (torch, TensorRT, simulation).
+"""The interface the ROS inference node calls, whatever runs the network (torch, TensorRT,
+simulation).
 
 Protocol per frame: the node may call `request_switch(id)` at any time (from any thread); the
 switch is validated at once and applied before the next frame, never during one. `infer(batch)`
@@ -71,7 +72,8 @@ class InferenceBackend(ABC):
     # ---- the public protocol
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """Shape the next frame must have: that of the pending sub-network if a switch is pending."""
+        """Shape the next frame must have: that of the pending sub-network if a switch is pending.
+        """
         return self.input_shape_of(self._pending or self.active_subnet)
 
     @property
@@ -113,6 +115,9 @@ class InferenceBackend(ABC):
             batch = batch[None]
         expected = self.input_shape_of(self.active_subnet)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
-            raise ValueError(f"sub-network {self.active_subnet!r} of {self.model_id!r} takes (N, {', '.join(map(str, expected))}) "
-                             f"frames; got shape {batch.shape}")
+            raise ValueError(
+                f"sub-network {self.active_subnet!r} of {self.model_id!r} takes (N, "
+                f"{', '.join(map(str, expected))}) "
+                f"frames; got shape {batch.shape}"
+            )
         return np.ascontiguousarray(batch, dtype=np.float32)

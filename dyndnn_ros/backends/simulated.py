@@ -50,7 +50,8 @@ class SimulatedBackend(InferenceBackend):
     """CPU cluster the inference thread runs on (platform name); empty = the first"""
     realtime: bool = True
     instance: str = ""
-    """name of this model instance on the board (the inference node's model_id); empty = the profile's
+    """name of this model instance on the board (the inference node's model_id); empty = the
+    profile's
     model name. Two nodes running the same profile on one simulated board need different names."""
     seed: int = 0
     input_shape_chw: tuple[int, int, int] = (3, 224, 224)
@@ -81,7 +82,11 @@ class SimulatedBackend(InferenceBackend):
         self.name = "simulation"
         self.model_id = self.profile.model
         self._instance = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance or self.profile.model)
-        self.metadata = {"profile": str(path), "platform": self.platform, "sysfs_root": str(self.sysfs_root or "")}
+        self.metadata = {
+            "profile": str(path),
+            "platform": self.platform,
+            "sysfs_root": str(self.sysfs_root or ""),
+        }
         self._clocks: SysfsClockController | None = None
         self._last_clock_state: ClockState | None = None
         self._rng = np.random.default_rng(self.seed)
@@ -108,7 +113,8 @@ class SimulatedBackend(InferenceBackend):
         self._active = subnet_id
 
     def modelled_frame(self) -> tuple[float, float]:
-        """(latency ms, energy mJ) of one frame of the active sub-network on the board as it is now."""
+        """(latency ms, energy mJ) of one frame of the active sub-network on the board as it is
+        now."""
         reference = typical_latency_ms(self.profile.subnet(self._active))
         # the rate this back end processes frames at, measured (0 before the second frame)
         me = AppLoad(reference, 0.0, self._cluster, measured_rate_hz=self._fps)
@@ -117,26 +123,42 @@ class SimulatedBackend(InferenceBackend):
         if self._clock_reader() is not None:
             root = Path(self.sysfs_root)
             write_app_activity(root, self._instance, reference, self._fps, self._cluster)
-            others = [load for name, load in read_app_activity(root).items() if name != self._instance]
+            others = [
+                load for name, load in read_app_activity(root).items() if name != self._instance
+            ]
             background = read_background(root)
             try:
                 state = self._clocks.read_state()
-            except (OSError, ValueError, IndexError):  # a clock file caught mid-write by the DVFS node
+            except (
+                OSError,
+                ValueError,
+                IndexError,
+            ):  # a clock file caught mid-write by the DVFS node
                 state = self._last_clock_state
             self._last_clock_state = state
             ref = self.board.reference
             known = state.cpu_khz if state else {}
-            cpu = tuple(known.get(c.name) or r for c, r in zip(self.board.description.clocks.cpu_clusters, ref.cpu_khz))
-            gpu, emc = (state.gpu_hz or ref.gpu_hz, state.emc_hz or ref.emc_hz) if state else (ref.gpu_hz, ref.emc_hz)
+            cpu = tuple(
+                known.get(c.name) or r
+                for c, r in zip(self.board.description.clocks.cpu_clusters, ref.cpu_khz)
+            )
+            gpu, emc = (
+                (state.gpu_hz or ref.gpu_hz, state.emc_hz or ref.emc_hz)
+                if state
+                else (ref.gpu_hz, ref.emc_hz)
+            )
         else:
             ref = self.board.reference
             cpu, gpu, emc = ref.cpu_khz, ref.gpu_hz, ref.emc_hz
         result = self.board.steady_state([me, *others], cpu, gpu, emc, background)
-        latency = float(result.latency_ms[0]) * math.exp(self._sigma * self._rng.standard_normal() - self._sigma ** 2 / 2)
+        latency = float(result.latency_ms[0]) * math.exp(
+            self._sigma * self._rng.standard_normal() - self._sigma**2 / 2
+        )
         return latency, float(result.power_w) * latency
 
     def _clock_reader(self) -> SysfsClockController | None:
-        """The tree's clock files, once the simulated board has created them (it may start after us)."""
+        """The tree's clock files, once the simulated board has created them (it may start after
+        us)."""
         if self._clocks is None and self.sysfs_root:
             try:
                 self._clocks = SysfsClockController(self.sysfs_root, self.board.description)
@@ -153,10 +175,15 @@ class SimulatedBackend(InferenceBackend):
 
     def infer(self, batch: np.ndarray) -> FrameResult:
         now = time.monotonic()
-        # the frame rate is only meaningful in real time; faster than real time the model runs back-to-back
+        # the frame rate is only meaningful in real time; faster than real time the model runs
+        # back-to-back
         if self.realtime and self._last_frame_wall is not None and now > self._last_frame_wall:
             rate = 1.0 / (now - self._last_frame_wall)
-            self._fps = rate if self._fps == 0 else (1 - RATE_SMOOTHING) * self._fps + RATE_SMOOTHING * rate
+            self._fps = (
+                rate
+                if self._fps == 0
+                else (1 - RATE_SMOOTHING) * self._fps + RATE_SMOOTHING * rate
+            )
         self._last_frame_wall = now
         result = super().infer(batch)
         # the modelled time is the frame's latency (a sleep is only as exact as the OS scheduler)

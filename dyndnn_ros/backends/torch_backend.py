@@ -32,10 +32,16 @@ class TorchBackend(InferenceBackend):
         super().__post_init__()
         if self.threads is not None:
             torch.set_num_threads(int(self.threads))
-        self.dynamic_model = build_dynamic_model(self.model, self.checkpoint, self.mode, self.device, self.initial_subnet)
+        self.dynamic_model = build_dynamic_model(
+            self.model, self.checkpoint, self.mode, self.device, self.initial_subnet
+        )
         self.name = "torch"
         self.model_id = self.dynamic_model.name
-        self.metadata = {**self.dynamic_model.family.metadata, "mode": self.mode, "device": self.device}
+        self.metadata = {
+            **self.dynamic_model.family.metadata,
+            "mode": self.mode,
+            "device": self.device,
+        }
 
     def available_subnets(self) -> list[str]:
         return self.dynamic_model.available_subnets()

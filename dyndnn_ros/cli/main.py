@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """`dyndnn`: run and talk to the dyndnn system from a shell.
 
-    dyndnn up                         start every node (simulated Xavier NX when this is no Jetson)
-    dyndnn target --app tracker --model classifier --max-latency-ms 2 --min-accuracy 0.9
-    dyndnn status                     live view of targets, sub-networks, clocks, latency, power
-    dyndnn demo                       the walking-skeleton tour: target -> switch -> stats, DVFS -> clock files
-    dyndnn doctor                     on a robot: what will work, before anything is launched
+dyndnn up                         start every node (simulated Xavier NX when this is no Jetson)
+dyndnn target --app tracker --model classifier --max-latency-ms 2 --min-accuracy 0.9
+dyndnn status                     live view of targets, sub-networks, clocks, latency, power
+dyndnn demo                       the walking-skeleton tour: target -> switch -> stats, DVFS ->
+clock files
+dyndnn doctor                     on a robot: what will work, before anything is launched
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ console = Console()
 
 
 def board_has_clock_files(root: Path) -> bool:
-    return (root / sysfs_paths.CPUFREQ_DIR).is_dir() and any((root / sysfs_paths.DEVFREQ_CLASS_DIR).glob("*"))
+    return (root / sysfs_paths.CPUFREQ_DIR).is_dir() and any(
+        (root / sysfs_paths.DEVFREQ_CLASS_DIR).glob("*")
+    )
 
 
 RUN_DIR_PREFIX = "dyndnn_up_"
@@ -235,8 +238,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     with DyndnnClient(node_name="dyndnn_status") as client:
         if args.once:
-            client.wait_until(lambda: client.hardware is not None and bool(client.stats) and client.manager is not None,
-                              args.duration or 3.0)
+            client.wait_until(
+                lambda: (
+                    client.hardware is not None
+                    and bool(client.stats)
+                    and client.manager is not None
+                ),
+                args.duration or 3.0,
+            )
             console.print(render(client))
             return 0
         deadline = time.monotonic() + args.duration if args.duration else None
@@ -257,7 +266,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dyndnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dyndnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def system_options(p: argparse.ArgumentParser) -> None:
@@ -278,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start every node; Ctrl-C stops them and restores the clocks")
     system_options(up)
-    up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = run until Ctrl-C)")
+    up.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds (0 = run until Ctrl-C)",
+    )
     up.add_argument("--keep-temp", action="store_true",
                     help="keep this run's temporary folder (simulated tree, node logs)")
     up.set_defaults(func=cmd_up)
@@ -304,9 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--duration", type=float, default=0.0)
     status.set_defaults(func=cmd_status)
 
-    demo = sub.add_parser("demo", help="run the whole system on a simulated Jetson and show what it does")
+    demo = sub.add_parser(
+        "demo", help="run the whole system on a simulated Jetson and show what it does"
+    )
     system_options(demo)
-    demo.add_argument("--scenario", default="b_two_models", help="evaluation scenario to run live after the tour ('' = none)")
+    demo.add_argument(
+        "--scenario",
+        default="b_two_models",
+        help="evaluation scenario to run live after the tour ('' = none)",
+    )
     demo.add_argument("--skip-tour", action="store_true", help="skip the group-conv model tour")
     demo.set_defaults(func=cmd_demo)
 

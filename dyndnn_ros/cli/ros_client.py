@@ -32,7 +32,8 @@ from dyndnn_ros.target_book import MAX_NAME_CHARS
 
 
 class DyndnnClient:
-    """Publishes targets and keeps the latest of everything the system reports, spinning in a thread."""
+    """Publishes targets and keeps the latest of everything the system reports, spinning in a
+    thread."""
 
     def __init__(self, node_name: str = "dyndnn_client", history: int = 500):
         self._owns_context = not rclpy.ok()
@@ -49,18 +50,54 @@ class DyndnnClient:
         self.hardware: HardwareStatus | None = None
         self.manager: ManagerStatus | None = None
         self.verdicts: deque[TargetStatus] = deque(maxlen=history)
-        self.target_pub = self.node.create_publisher(PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS)
+        self.target_pub = self.node.create_publisher(
+            PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS
+        )
         subscriptions = [
-            (PerformanceTarget, common.TARGETS_TOPIC, common.LATCHED_READER_QOS, lambda m: self._keep(self.targets, m.app_id, m)),
-            (ModelProfile, common.MODEL_PROFILES_TOPIC, common.LATCHED_READER_QOS, lambda m: self._keep(self.profiles, m.model_id, m)),
+            (
+                PerformanceTarget,
+                common.TARGETS_TOPIC,
+                common.LATCHED_READER_QOS,
+                lambda m: self._keep(self.targets, m.app_id, m),
+            ),
+            (
+                ModelProfile,
+                common.MODEL_PROFILES_TOPIC,
+                common.LATCHED_READER_QOS,
+                lambda m: self._keep(self.profiles, m.model_id, m),
+            ),
             (InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS, self._on_stats),
-            (SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS, lambda m: self._append(self.switches, m)),
-            (DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS, lambda m: self._append(self.dvfs_commands, m)),
-            (DvfsCommand, common.DVFS_APPLIED_TOPIC, common.LATCHED_READER_QOS, lambda m: self._append(self.dvfs_applied, m)),
+            (
+                SubnetSwitch,
+                common.SUBNET_SWITCH_TOPIC,
+                common.COMMAND_QOS,
+                lambda m: self._append(self.switches, m),
+            ),
+            (
+                DvfsCommand,
+                common.DVFS_COMMAND_TOPIC,
+                common.COMMAND_QOS,
+                lambda m: self._append(self.dvfs_commands, m),
+            ),
+            (
+                DvfsCommand,
+                common.DVFS_APPLIED_TOPIC,
+                common.LATCHED_READER_QOS,
+                lambda m: self._append(self.dvfs_applied, m),
+            ),
             (HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS, self._on_hardware),
-            (ManagerStatus, common.MANAGER_STATUS_TOPIC, common.LATCHED_READER_QOS, self._on_manager),
-            (TargetStatus, common.TARGET_STATUS_TOPIC, common.TARGET_STATUS_QOS,
-             lambda m: self._append(self.verdicts, m)),
+            (
+                ManagerStatus,
+                common.MANAGER_STATUS_TOPIC,
+                common.LATCHED_READER_QOS,
+                self._on_manager,
+            ),
+            (
+                TargetStatus,
+                common.TARGET_STATUS_TOPIC,
+                common.TARGET_STATUS_QOS,
+                lambda m: self._append(self.verdicts, m),
+            ),
         ]
         for msg_type, topic, qos, callback in subscriptions:
             self.node.create_subscription(msg_type, topic, callback, qos)
@@ -115,8 +152,13 @@ class DyndnnClient:
         on it (TargetStatus: accepted, parked, rejected with its reason, withdrawn); None if no
         manager answered within `wait_for_manager_s`."""
         msg = PerformanceTarget(
-            app_id=app, model_id=model, max_latency_ms=float(max_latency_ms), min_accuracy=float(min_accuracy),
-            max_power_w=float(max_power_w), max_energy_mj=float(max_energy_mj), priority=int(priority),
+            app_id=app,
+            model_id=model,
+            max_latency_ms=float(max_latency_ms),
+            min_accuracy=float(min_accuracy),
+            max_power_w=float(max_power_w),
+            max_energy_mj=float(max_energy_mj),
+            priority=int(priority),
             clear=clear,
         )
         msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -146,8 +188,13 @@ class DyndnnClient:
         return find()
 
     def other_readers(self, topic: str) -> list[str]:
-        """Nodes other than this client subscribed to `topic` (this client reads every topic too)."""
-        return [i.node_name for i in self.node.get_subscriptions_info_by_topic(topic) if i.node_name != self.node.get_name()]
+        """Nodes other than this client subscribed to `topic` (this client reads every topic too).
+        """
+        return [
+            i.node_name
+            for i in self.node.get_subscriptions_info_by_topic(topic)
+            if i.node_name != self.node.get_name()
+        ]
 
     # -- queries ---------------------------------------------------------------------------------
     @staticmethod
@@ -163,7 +210,9 @@ class DyndnnClient:
         with self.lock:
             return self.stats[model][-1] if self.stats[model] else None
 
-    def wait_for_stats(self, model: str, predicate: Callable[[InferenceStats], bool], timeout: float) -> InferenceStats | None:
+    def wait_for_stats(
+        self, model: str, predicate: Callable[[InferenceStats], bool], timeout: float
+    ) -> InferenceStats | None:
         found: list[InferenceStats] = []
 
         def check() -> bool:

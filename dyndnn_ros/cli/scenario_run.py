@@ -52,7 +52,9 @@ class RosScenarioRun:
     scenario: Scenario
     policy: str = "hierarchical"
     platform: str = "xavier_nx"
-    work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dyndnn_scenario_")))
+    work_dir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="dyndnn_scenario_"))
+    )
     echo: Callable[[str, str], None] | None = None
 
     def __post_init__(self) -> None:
@@ -73,38 +75,88 @@ class RosScenarioRun:
     def nodes(self) -> list[NodeProcess]:
         period = self.scenario.control_period_s
         nodes = [
-            NodeProcess("sysfs_board", "simulated_board", argv=[
-                sys.executable, "-m", "dyndnn_ros.platforms.sysfs_board", "--root", str(self.root),
-                "--platform", self.platform, "--keep-tree"]),
-            NodeProcess("resource_manager_node", "resource_manager_node",
-                        {"policy": self.policy, "platform": self.platform, "control_period_s": period}),
-            NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(self.root), "platform": self.platform,
-                                                   "watchdog_s": max(5.0, 10 * period)}),
-            NodeProcess("hardware_monitor_node", "hardware_monitor_node",
-                        {"sysfs_root": str(self.root), "platform": self.platform, "source": "simulation",
-                         "period_s": min(0.25, period)}),
+            NodeProcess(
+                "sysfs_board",
+                "simulated_board",
+                argv=[
+                    sys.executable,
+                    "-m",
+                    "dyndnn_ros.platforms.sysfs_board",
+                    "--root",
+                    str(self.root),
+                    "--platform",
+                    self.platform,
+                    "--keep-tree",
+                ],
+            ),
+            NodeProcess(
+                "resource_manager_node",
+                "resource_manager_node",
+                {"policy": self.policy, "platform": self.platform, "control_period_s": period},
+            ),
+            NodeProcess(
+                "dvfs_node",
+                "dvfs_node",
+                {
+                    "sysfs_root": str(self.root),
+                    "platform": self.platform,
+                    "watchdog_s": max(5.0, 10 * period),
+                },
+            ),
+            NodeProcess(
+                "hardware_monitor_node",
+                "hardware_monitor_node",
+                {
+                    "sysfs_root": str(self.root),
+                    "platform": self.platform,
+                    "source": "simulation",
+                    "period_s": min(0.25, period),
+                },
+            ),
         ]
         for app in self.scenario.apps:
             topic = f"{app.app}/image_raw"
-            profile_file = save_profile(app.profile, self.work_dir / "profiles" / f"{app.profile.model}.yaml")
+            profile_file = save_profile(
+                app.profile, self.work_dir / "profiles" / f"{app.profile.model}.yaml"
+            )
             # the simulated back end only times frames: the bundled digits need no dataset
             camera = {"rate_hz": app.fps, "width": 32, "height": 32, "dataset": "digits"}
             nodes.append(NodeProcess("camera_node", f"camera_{app.app}", camera,
                                      remaps={"image_raw": topic}))
-            nodes.append(NodeProcess("inference_node", f"inference_{app.app}", {
-                "backend": "simulation", "model_id": app.profile.model, "model_config": str(profile_file),
-                "sysfs_root": str(self.root), "platform": self.platform, "cpu_cluster": app.cluster,
-            }, remaps={"image_raw": topic}))
+            nodes.append(
+                NodeProcess(
+                    "inference_node",
+                    f"inference_{app.app}",
+                    {
+                        "backend": "simulation",
+                        "model_id": app.profile.model,
+                        "model_config": str(profile_file),
+                        "sysfs_root": str(self.root),
+                        "platform": self.platform,
+                        "cpu_cluster": app.cluster,
+                    },
+                    remaps={"image_raw": topic},
+                )
+            )
         return nodes
 
     def start(self, client: DyndnnClient) -> None:
         self.group = NodeGroup(self.nodes(), on_line=self.echo, log_dir=self.log_dir).start()
         models = {a.profile.model for a in self.scenario.apps}
         if not client.wait_until(lambda: models <= set(client.profiles), STARTUP_TIMEOUT_S):
-            raise RuntimeError(f"models {sorted(models - set(client.profiles))} never announced; logs in {self.log_dir}")
+            raise RuntimeError(
+                f"models {sorted(models - set(client.profiles))} never announced; logs in "
+                f"{self.log_dir}"
+            )
 
-    def drive(self, client: DyndnnClient, on_tick: Callable[[float], None] | None = None, tick_s: float = 0.25) -> None:
-        """Publish each phase's targets and background load at its time, for the scenario's duration."""
+    def drive(
+        self,
+        client: DyndnnClient,
+        on_tick: Callable[[float], None] | None = None,
+        tick_s: float = 0.25,
+    ) -> None:
+        """Publish each phase's targets and background load at its time, for the scenario's
+        duration."""
         self.t0 = time.monotonic()
         applied_phase = None
         duration = self.scenario.duration_s
@@ -112,13 +164,23 @@ class RosScenarioRun:
             phase = self.scenario.phase_at(elapsed)
             if phase is not applied_phase:
                 for goal in phase.goals.values():
-                    client.set_target(goal.app, goal.model, goal.max_latency_ms, goal.min_accuracy, goal.max_power_w,
-                                      goal.max_energy_mj, goal.priority, wait_for_manager_s=2.0)
+                    client.set_target(
+                        goal.app,
+                        goal.model,
+                        goal.max_latency_ms,
+                        goal.min_accuracy,
+                        goal.max_power_w,
+                        goal.max_energy_mj,
+                        goal.priority,
+                        wait_for_manager_s=2.0,
+                    )
                 (self.root / SIM_DIR / "background_gpu").write_text(f"{phase.background_gpu}\n")
                 applied_phase = phase
             with client.lock:
                 if client.hardware is not None:
-                    self.power_samples.append((time.monotonic() - self.t0, float(client.hardware.total_power_w)))
+                    self.power_samples.append(
+                        (time.monotonic() - self.t0, float(client.hardware.total_power_w))
+                    )
             if on_tick:
                 on_tick(elapsed)
             time.sleep(tick_s)
@@ -127,7 +189,8 @@ class RosScenarioRun:
         return self.group.stop() if self.group else {}
 
     def metrics(self, client: DyndnnClient) -> RosRunMetrics:
-        """Frames whose input frame arrived during the scenario, judged as the evaluation judges its
+        """Frames whose input frame arrived during the scenario, judged as the evaluation judges
+        its
         frames; energy from the board power the hardware monitor reported."""
         app_of = {a.profile.model: a.app for a in self.scenario.apps}
         wall_t0 = time.time() - (time.monotonic() - self.t0)
@@ -140,11 +203,23 @@ class RosScenarioRun:
             for s in stats:
                 t = s.frame_stamp.sec + s.frame_stamp.nanosec * 1e-9 - wall_t0
                 if 0 <= t <= self.scenario.duration_s:
-                    frames.append(Frame(app_of[model], t, float(s.latency_ms), s.active_subnet, float(s.accuracy)))
+                    frames.append(
+                        Frame(
+                            app_of[model],
+                            t,
+                            float(s.latency_ms),
+                            s.active_subnet,
+                            float(s.accuracy),
+                        )
+                    )
         figures = frame_figures(self.scenario, frames)
         times = np.array([t for t, _ in self.power_samples])
         power = np.array([w for _, w in self.power_samples])
-        energy = float(np.trapezoid(power, times)) * self.scenario.duration_s / (times[-1] - times[0]) if times.size > 1 else 0.0
+        energy = (
+            float(np.trapezoid(power, times)) * self.scenario.duration_s / (times[-1] - times[0])
+            if times.size > 1
+            else 0.0
+        )
         n = figures.frames
         return RosRunMetrics(
             energy_j=energy,

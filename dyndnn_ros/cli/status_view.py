@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Terminal view of the live system (targets, active sub-networks, latency, clocks, power) with rich."""
+"""Terminal view of the live system (targets, active sub-networks, latency, clocks, power) with
+rich."""
+
 from __future__ import annotations
 
 from rich.console import Group
@@ -48,22 +50,46 @@ def render(client: DyndnnClient) -> Group:
                    "priority", "state"):
         apps.add_column(column)
     for app, t, state in target_rows(targets, manager):
-        apps.add_row(app, t.model_id, _limit(t.max_latency_ms, "{:g} ms"), _limit(t.min_accuracy, "{:.1%}"),
-                     _limit(t.max_power_w, "{:g} W"), _limit(t.max_energy_mj, "{:g} mJ"),
-                     str(t.priority), state)
+        apps.add_row(
+            app,
+            t.model_id,
+            _limit(t.max_latency_ms, "{:g} ms"),
+            _limit(t.min_accuracy, "{:.1%}"),
+            _limit(t.max_power_w, "{:g} W"),
+            _limit(t.max_energy_mj, "{:g} mJ"),
+            str(t.priority),
+            state,
+        )
 
     models = Table(title="Models", expand=True)
-    for column in ("model", "backend", "active sub-network", "latency (mean of last 20)", "accuracy", "energy/frame", "dropped"):
+    for column in (
+        "model",
+        "backend",
+        "active sub-network",
+        "latency (mean of last 20)",
+        "accuracy",
+        "energy/frame",
+        "dropped",
+    ):
         models.add_column(column)
     for model in sorted(set(profiles) | set(stats)):
         recent = stats.get(model) or []
         if recent:
             last = recent[-1]
             mean = sum(s.latency_ms for s in recent) / len(recent)
-            models.add_row(model, last.backend, last.active_subnet, f"{mean:.2f} ms", f"{last.accuracy:.1%}",
-                           f"{last.energy_mj:.1f} mJ", str(last.frames_dropped))
+            models.add_row(
+                model,
+                last.backend,
+                last.active_subnet,
+                f"{mean:.2f} ms",
+                f"{last.accuracy:.1%}",
+                f"{last.energy_mj:.1f} mJ",
+                str(last.frames_dropped),
+            )
         else:
-            models.add_row(model, profiles[model].backend, profiles[model].active_subnet, "-", "-", "-", "-")
+            models.add_row(
+                model, profiles[model].backend, profiles[model].active_subnet, "-", "-", "-", "-"
+            )
 
     board = Table(title="Board", expand=True)
     for column in ("clock", "frequency", "utilisation", "pinned by dvfs_node"):
@@ -72,14 +98,28 @@ def render(client: DyndnnClient) -> Group:
         pinned_cpu = {c.cluster: c.frequency_khz for c in applied.cpu_clocks} if applied else {}
         for c in hardware.cpu_clusters:
             pin = pinned_cpu.get(c.name)
-            board.add_row(f"CPU {c.name} ({c.online_cores}/{c.total_cores} cores)", f"{c.frequency_khz / 1000:.0f} MHz",
-                          f"{c.utilization:.0%}", f"{pin / 1000:.0f} MHz" if pin else "-")
+            board.add_row(
+                f"CPU {c.name} ({c.online_cores}/{c.total_cores} cores)",
+                f"{c.frequency_khz / 1000:.0f} MHz",
+                f"{c.utilization:.0%}",
+                f"{pin / 1000:.0f} MHz" if pin else "-",
+            )
         gpu_pin = applied.gpu_frequency_hz if applied else 0
         emc_pin = applied.emc_frequency_hz if applied else 0
-        board.add_row("GPU", f"{hardware.gpu_frequency_hz / 1e6:.0f} MHz", f"{hardware.gpu_utilization:.0%}",
-                      f"{gpu_pin / 1e6:.0f} MHz" if gpu_pin else "-")
-        board.add_row("EMC", f"{hardware.emc_frequency_hz / 1e6:.0f} MHz", f"{hardware.emc_utilization:.0%}",
-                      f"{emc_pin / 1e6:.0f} MHz" if emc_pin else "-")
+        board.add_row(
+            "GPU",
+            f"{hardware.gpu_frequency_hz / 1e6:.0f} MHz",
+            f"{hardware.gpu_utilization:.0%}",
+            f"{gpu_pin / 1e6:.0f} MHz" if gpu_pin else "-",
+        )
+        board.add_row(
+            "EMC",
+            f"{hardware.emc_frequency_hz / 1e6:.0f} MHz",
+            f"{hardware.emc_utilization:.0%}",
+            f"{emc_pin / 1e6:.0f} MHz" if emc_pin else "-",
+        )
         rails = ", ".join(f"{r.name} {r.power_w:.2f} W" for r in hardware.rails)
-        board.caption = f"source {hardware.source}, total power {hardware.total_power_w:.2f} W" + (f" ({rails})" if rails else "")
+        board.caption = f"source {hardware.source}, total power {hardware.total_power_w:.2f} W" + (
+            f" ({rails})" if rails else ""
+        )
     return Group(apps, models, board)

@@ -45,7 +45,8 @@ def change_times(scenario: Scenario) -> list[float]:
 
 @dataclass
 class FrameFigures:
-    """What the frames of a run show against the scenario's goals, however the frames were produced."""
+    """What the frames of a run show against the scenario's goals, however the frames were
+    produced."""
 
     frames: int
     mean_latency_ms: float
@@ -345,9 +346,12 @@ def write_report(
         "# Evaluation: runtime-management policies on the simulated "
         + (results[0].board if results else "board"),
         "",
-        f"Command: `{command}` ({len(results)} runs in {elapsed_s:.0f} s). Platform model, constants and",
-        "assumptions: docs/evaluation.md and config/platforms/xavier_nx.yaml. Energy is the board's",
-        "(VDD_IN) over the whole scenario; 'late %' counts frames over their app's max_latency_ms;",
+        f"Command: `{command}` ({len(results)} runs in {elapsed_s:.0f} s). Platform model, "
+        "constants and",
+        "assumptions: docs/evaluation.md and config/platforms/xavier_nx.yaml. Energy is the "
+        "board's",
+        "(VDD_IN) over the whole scenario; 'late %' counts frames over their app's "
+        "max_latency_ms;",
         "'settled' leaves out frames that start within settle_s after the start or a change.",
         "",
         "'mJ/frame on goal' is the energy for a fixed amount of useful work: run energy /",

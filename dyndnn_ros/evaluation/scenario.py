@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Scenarios as data (config/scenarios/*.yaml): apps, and phases that change goals and background load."""
+"""Scenarios as data (config/scenarios/*.yaml): apps, and phases that change goals and background
+load."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Build one TensorRT engine per sub-network from the ONNX files of `onnx_export`.
 
-    python -m dyndnn_ros.export.tensorrt_build --onnx-dir build/onnx/ofa_mbv3_gpu --out build/engines/ofa_mbv3_gpu --fp16
+    python -m dyndnn_ros.export.tensorrt_build --onnx-dir build/onnx/ofa_mbv3_gpu --out
+    build/engines/ofa_mbv3_gpu --fp16
 
 Run it on the target (engines are specific to the GPU and TensorRT version). Writes
 <out>/<subnet>.engine and <out>/manifest.yaml for `backends.tensorrt_backend.TensorRTBackend`.
@@ -20,13 +21,19 @@ class EngineBuildError(RuntimeError):
     pass
 
 
-def build_engine(onnx_path: Path, engine_path: Path, fp16: bool = False, workspace_mb: int = 1024) -> Path:
+def build_engine(
+    onnx_path: Path, engine_path: Path, fp16: bool = False, workspace_mb: int = 1024
+) -> Path:
     if trt is None:
-        raise EngineBuildError("building engines needs the `tensorrt` Python package (JetPack / NVIDIA TensorRT)")
+        raise EngineBuildError(
+            "building engines needs the `tensorrt` Python package (JetPack / NVIDIA TensorRT)"
+        )
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # required in 8.x, implied in 10.x
+    if hasattr(
+        trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"
+    ):  # required in 8.x, implied in 10.x
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -54,16 +61,25 @@ def build_all(onnx_dir: Path, out_dir: Path, fp16: bool = False, workspace_mb: i
     manifest = read_manifest(onnx_dir)
     entries = []
     for entry in manifest["subnets"]:
-        engine = build_engine(onnx_dir / entry["onnx"], out_dir / f"{entry['id']}.engine", fp16, workspace_mb)
+        engine = build_engine(
+            onnx_dir / entry["onnx"], out_dir / f"{entry['id']}.engine", fp16, workspace_mb
+        )
         entries.append({**entry, "engine": engine.name})
         print(f"built {engine}")
-    out = {**manifest, "precision": "fp16" if fp16 else "fp32", "tensorrt": trt.__version__, "subnets": entries}
+    out = {
+        **manifest,
+        "precision": "fp16" if fp16 else "fp32",
+        "tensorrt": trt.__version__,
+        "subnets": entries,
+    }
     (out_dir / "manifest.yaml").write_text(yaml.safe_dump(out, sort_keys=False))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--onnx-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fp16", action="store_true")

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Clock control through jetson-stats (jtop), for boards where the DVFS node should not write sysfs.
+"""Clock control through jetson-stats (jtop), for boards where the DVFS node should not write
+sysfs.
 
 jtop can switch jetson_clocks (every clock to its maximum) and the nvpmodel power mode; it has no
 per-clock frequency setter. So this back end accepts "everything at maximum" (jetson_clocks on) and
@@ -36,13 +37,16 @@ class JtopClockControl:
 
     def resolve(self, request: ClockRequest) -> ClockRequest:
         top = self._maxima()
-        requested = [(name, khz, top.cpu_khz.get(name)) for name, khz in request.cpu_khz.items() if khz]
+        requested = [
+            (name, khz, top.cpu_khz.get(name)) for name, khz in request.cpu_khz.items() if khz
+        ]
         requested += [("gpu", request.gpu_hz, top.gpu_hz)] if request.gpu_hz else []
         requested += [("emc", request.emc_hz, top.emc_hz)] if request.emc_hz else []
         below = [f"{name} {value}" for name, value, maximum in requested if value != maximum]
         if below:
             raise ClockRejected(
-                f"jtop can only run every clock at its maximum (jetson_clocks); {', '.join(below)} "
+                "jtop can only run every clock at its maximum (jetson_clocks); "
+                f"{', '.join(below)} "
                 "needs per-clock control: use control:=sysfs"
             )
         return top

@@ -102,7 +102,9 @@ class CpuTimes:
 class SysfsStatusSource:
     """Reads the board's state from files under `root` (the real `/`, or a simulated tree)."""
 
-    def __init__(self, root: str | Path, platform: PlatformDescription | None, name: str = "sysfs"):
+    def __init__(
+        self, root: str | Path, platform: PlatformDescription | None, name: str = "sysfs"
+    ):
         self.name = name
         self.root = Path(root)
         self.platform_name = platform.name if platform else ""
@@ -145,7 +147,10 @@ class SysfsStatusSource:
         for policy in self.policies:
             cpus = list(policy.cpus)
             online = sum(
-                1 for c in cpus if _read_optional_int(self.root / paths.CPU_DIR / f"cpu{c}" / "online") in (None, 1)
+                1
+                for c in cpus
+                if _read_optional_int(self.root / paths.CPU_DIR / f"cpu{c}" / "online")
+                in (None, 1)
             )
             busy = [util[c] for c in cpus if c in util]
             sample.cpu_clusters.append(
@@ -206,12 +211,16 @@ class JtopStatusSource:
         sample.emc_frequency_hz = int(emc.get("cur", 0)) * 1000
         sample.emc_utilization = float(emc.get("val", 0.0)) / 100.0
         power = self.jetson.power
-        sample.rails_w = {name: rail.get("power", 0) / 1000.0 for name, rail in power.get("rail", {}).items()}
+        sample.rails_w = {
+            name: rail.get("power", 0) / 1000.0 for name, rail in power.get("rail", {}).items()
+        }
         total_mw = power.get("tot", {}).get("power")
         no_total = total_mw is None
         sample.total_power_w = total_power_w(sample.rails_w) if no_total else total_mw / 1000.0
         sample.temperatures_c = {
-            name: float(zone["temp"]) for name, zone in self.jetson.temperature.items() if zone.get("online", True)
+            name: float(zone["temp"])
+            for name, zone in self.jetson.temperature.items()
+            if zone.get("online", True)
         }
         return sample
 
@@ -221,7 +230,8 @@ class JtopStatusSource:
 
 def open_status_source(kind: str, root: str | Path, platform: PlatformDescription | None,
                        period_s: float = 0.5) -> tuple[StatusSource, str]:
-    """Open the requested source; returns it and a warning ('' if none) when it had to fall back."""
+    """Open the requested source; returns it and a warning ('' if none) when it had to fall back.
+    """
     if kind == "simulation":
         return SysfsStatusSource(root, platform, name="simulation"), ""
     if kind == "sysfs":
@@ -229,7 +239,13 @@ def open_status_source(kind: str, root: str | Path, platform: PlatformDescriptio
     if kind in ("jtop", "auto"):
         try:
             return JtopStatusSource(platform, period_s), ""
-        except Exception as exc:  # ImportError, JtopException (service missing, access denied, version)
-            warning = f"jtop unavailable ({type(exc).__name__}: {exc}); reading sysfs/procfs under {root} instead"
+        # ImportError, JtopException (service missing, access denied, version)
+        except Exception as exc:
+            warning = (
+                f"jtop unavailable ({type(exc).__name__}: {exc}); "
+                f"reading sysfs/procfs under {root} instead"
+            )
             return SysfsStatusSource(root, platform), warning
-    raise ValueError(f"unknown hardware status source {kind!r}; choose jtop, sysfs, simulation or auto")
+    raise ValueError(
+        f"unknown hardware status source {kind!r}; choose jtop, sysfs, simulation or auto"
+    )

@@ -2,7 +2,8 @@
 """Where a Jetson keeps its clock, load and power files, relative to a root directory.
 
 The root is `/` on a robot and a temporary directory holding a simulated tree here; every path the
-package touches goes through these helpers, so the simulated and the real board share one code path.
+package touches goes through these helpers, so the simulated and the real board share one code
+path.
 """
 from __future__ import annotations
 

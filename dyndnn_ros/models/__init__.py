@@ -14,5 +14,15 @@ from dyndnn_ros.models.registry import (
 # the built-in families register themselves when imported (one-way: registry.py imports none)
 from dyndnn_ros.models import groupconv_family, ofa_family  # noqa: E402,F401
 
-__all__ = ["MODES", "DynamicFamily", "DynamicModel", "ModelConfigError", "UnknownSubnetError", "available_families",
-           "available_model_configs", "build_dynamic_model", "build_family", "register_family"]
+__all__ = [
+    "MODES",
+    "DynamicFamily",
+    "DynamicModel",
+    "ModelConfigError",
+    "UnknownSubnetError",
+    "available_families",
+    "available_model_configs",
+    "build_dynamic_model",
+    "build_family",
+    "register_family",
+]

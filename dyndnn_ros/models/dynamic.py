@@ -43,7 +43,9 @@ class DynamicModel:
             raise ValueError(f"model {family.name!r} offers no sub-networks")
         self._resident: dict[str, nn.Module] = {}
         if mode == "resident":
-            self._resident = {sid: family.materialise(sid).to(self.device).eval() for sid in self._ids}
+            self._resident = {
+                sid: family.materialise(sid).to(self.device).eval() for sid in self._ids
+            }
         self._infer_lock = threading.Lock()
         self._switch_lock = threading.Lock()
         self._pending: str | None = None
@@ -78,7 +80,8 @@ class DynamicModel:
         return self._resident[self._check(subnet_id)]
 
     def standalone(self, subnet_id: str) -> nn.Module:
-        """A fresh standalone copy of a sub-network (for export, profiling); taken between frames."""
+        """A fresh standalone copy of a sub-network (for export, profiling); taken between frames.
+        """
         self._check(subnet_id)
         with self._infer_lock:
             return self.family.materialise(subnet_id).to(self.device)
@@ -88,18 +91,24 @@ class DynamicModel:
         self._check(subnet_id)
         with self._switch_lock:
             self._pending = subnet_id
-        if self._infer_lock.acquire(blocking=False):  # idle: apply now so active_subnet reflects it
+        if self._infer_lock.acquire(
+            blocking=False
+        ):  # idle: apply now so active_subnet reflects it
             try:
                 self._apply_pending()
             finally:
                 self._infer_lock.release()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_inference_mode_enabled():  # entering costs ~3 us per frame: only when needed
+        if (
+            not torch.is_inference_mode_enabled()
+        ):  # entering costs ~3 us per frame: only when needed
             with torch.inference_mode():
                 return self.forward(x)
         with self._infer_lock:
-            if self._pending is not None:  # an attribute read is atomic; the lock is taken only to apply
+            if (
+                self._pending is not None
+            ):  # an attribute read is atomic; the lock is taken only to apply
                 self._apply_pending()
             return self._runner(x)
 
@@ -137,4 +146,6 @@ def build_dynamic_model(config: str | Path | dict[str, Any], checkpoint: str | P
     `checkpoint` overrides the config's checkpoint path; without any, weights are random (logged,
     and recorded in `model.family.metadata['weights']`).
     """
-    return DynamicModel(build_family(config, checkpoint), mode=mode, device=device, initial_subnet=initial_subnet)
+    return DynamicModel(
+        build_family(config, checkpoint), mode=mode, device=device, initial_subnet=initial_subnet
+    )

@@ -158,7 +158,8 @@ class GroupConvNet(nn.Module):
         return getattr(self, f"bn_mean_{layer}"), getattr(self, f"bn_var_{layer}")
 
     def forward_groups(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """Inference of sub-network k on the shared weights: slices, no copies (BN in eval mode)."""
+        """Inference of sub-network k on the shared weights: slices, no copies (BN in eval mode).
+        """
         s = self.spec
         for i in range(len(s.group_channels)):
             n = s.channels(i, k)

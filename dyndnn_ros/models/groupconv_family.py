@@ -20,14 +20,18 @@ def spec_from_dict(doc: dict[str, Any]) -> GroupConvSpec:
     known = {f.name for f in fields(GroupConvSpec)}
     unknown = set(doc) - known
     if unknown:
-        raise ModelConfigError(f"group-conv spec has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        raise ModelConfigError(
+            f"group-conv spec has unknown keys {sorted(unknown)}; known: {sorted(known)}"
+        )
     return GroupConvSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()})
 
 
 class GroupConvFamily(DynamicFamily):
     family = "groupconv"
 
-    def __init__(self, name: str, net: GroupConvNet, metadata: dict[str, Any], accuracy: dict[str, float]) -> None:
+    def __init__(
+        self, name: str, net: GroupConvNet, metadata: dict[str, Any], accuracy: dict[str, float]
+    ) -> None:
         self.name, self.net, self.metadata, self._accuracy = name, net.eval(), metadata, accuracy
 
     def subnet_ids(self) -> list[str]:
@@ -58,18 +62,27 @@ def build_groupconv(config: dict[str, Any], checkpoint: Path | None) -> GroupCon
     spec = spec_from_dict(config.get("spec") or {})
     accuracy: dict[str, float] = {}
     if checkpoint is None:
-        with torch.random.fork_rng(devices=[]):  # seeded: random weights are the same in every process
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # seeded: random weights are the same in every process
             torch.manual_seed(int(config.get("seed", 0)))
             net = GroupConvNet(spec)
         metadata = {"weights": "random", "checkpoint": None}
     else:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if saved.get("family") != "groupconv":
-            raise ModelConfigError(f"{checkpoint} is not a group-conv checkpoint (family {saved.get('family')!r})")
+            raise ModelConfigError(
+                f"{checkpoint} is not a group-conv checkpoint (family {saved.get('family')!r})"
+            )
         saved_spec = spec_from_dict(saved["spec"])
         if saved_spec != spec:
-            log.warning("model %s: checkpoint %s has spec %s, config says %s; using the checkpoint's",
-                        config["name"], checkpoint, saved_spec, spec)
+            log.warning(
+                "model %s: checkpoint %s has spec %s, config says %s; using the checkpoint's",
+                config["name"],
+                checkpoint,
+                saved_spec,
+                spec,
+            )
         net = GroupConvNet(saved_spec)
         net.load_state_dict(saved["state_dict"])
         accuracy = {str(k): float(v) for k, v in (saved.get("accuracy") or {}).items()}

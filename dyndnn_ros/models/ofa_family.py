@@ -18,7 +18,12 @@ import yaml
 from torch import nn
 
 from dyndnn_ros.models.ofa_mbv3 import MobileNetV3, OFAMobileNetV3, SubnetConfig
-from dyndnn_ros.models.registry import DynamicFamily, ModelConfigError, UnknownSubnetError, register_family
+from dyndnn_ros.models.registry import (
+    DynamicFamily,
+    ModelConfigError,
+    UnknownSubnetError,
+    register_family,
+)
 from dyndnn_ros.paths import config_dir
 
 log = logging.getLogger(__name__)
@@ -33,7 +38,9 @@ def load_subnet_set(name_or_path: str | Path) -> dict[str, Any]:
         path = config_dir() / "subnets" / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (config_dir() / "subnets").glob("*.yaml"))
-        raise ModelConfigError(f"no sub-network set {str(name_or_path)!r} (looked at {path}); known sets: {known}")
+        raise ModelConfigError(
+            f"no sub-network set {str(name_or_path)!r} (looked at {path}); known sets: {known}"
+        )
     doc = yaml.safe_load(path.read_text()) or {}
     if not doc.get("subnets"):
         raise ModelConfigError(f"sub-network set {path} lists no sub-networks")
@@ -45,21 +52,34 @@ def parse_subnets(net: OFAMobileNetV3, doc: dict[str, Any]) -> dict[str, SubnetC
     for entry in doc["subnets"]:
         sid = str(entry.get("id", ""))
         if not sid or sid in configs:
-            raise ModelConfigError(f"sub-network set {doc.get('name')!r}: missing or repeated id {sid!r}")
+            raise ModelConfigError(
+                f"sub-network set {doc.get('name')!r}: missing or repeated id {sid!r}"
+            )
         try:
-            configs[sid] = net.subnet_config(entry["kernel"], entry["expand"], entry["depth"], entry["resolution"])
+            configs[sid] = net.subnet_config(
+                entry["kernel"], entry["expand"], entry["depth"], entry["resolution"]
+            )
         except (KeyError, ValueError) as exc:
-            raise ModelConfigError(f"sub-network {sid!r} of set {doc.get('name')!r}: {exc}") from exc
+            raise ModelConfigError(
+                f"sub-network {sid!r} of set {doc.get('name')!r}: {exc}"
+            ) from exc
     return configs
 
 
 def bn_buffers(module: nn.Module) -> BNStats:
-    return {k: v.detach().clone() for k, v in module.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    return {
+        k: v.detach().clone()
+        for k, v in module.state_dict().items()
+        if k.endswith(("running_mean", "running_var"))
+    }
 
 
 @torch.no_grad()
-def recalibrate_bn(module: nn.Module, batches: Iterable[torch.Tensor], max_batches: int = 50) -> BNStats:
-    """Re-estimate BN running statistics of a materialised sub-network (exact averages over the batches)."""
+def recalibrate_bn(
+    module: nn.Module, batches: Iterable[torch.Tensor], max_batches: int = 50
+) -> BNStats:
+    """Re-estimate BN running statistics of a materialised sub-network (exact averages over the
+    batches)."""
     bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
     saved_momentum = [m.momentum for m in bns]
     was_training = module.training
@@ -87,7 +107,13 @@ class OFAFamily(DynamicFamily):
     def __init__(self, name: str, net: OFAMobileNetV3, subnets: dict[str, SubnetConfig],
                  bn_stats: dict[str, BNStats], metadata: dict[str, Any],
                  accuracy: dict[str, float] | None = None) -> None:
-        self.name, self.net, self.subnets, self.bn_stats, self.metadata = name, net.eval(), subnets, bn_stats, metadata
+        self.name, self.net, self.subnets, self.bn_stats, self.metadata = (
+            name,
+            net.eval(),
+            subnets,
+            bn_stats,
+            metadata,
+        )
         self._accuracy = dict(accuracy or {})
 
     def subnet_ids(self) -> list[str]:
@@ -114,7 +140,8 @@ class OFAFamily(DynamicFamily):
         return self.net
 
     def materialise(self, subnet_id: str) -> MobileNetV3:
-        # leave the super-network computing what it computed before: a shared-mode model may be using it
+        # leave the super-network computing what it computed before: a shared-mode model may be
+        # using it
         previous = self.net.active_subnet_config(resolution=0)
         self.net.set_active_subnet(self.config_of(subnet_id))
         try:
@@ -140,7 +167,8 @@ class OFAFamily(DynamicFamily):
 
 
 def supernet_key(subnet_key: str, active_blocks: list[int]) -> str:
-    """Map a materialised sub-network's key to the super-network's (block j -> its super-net block)."""
+    """Map a materialised sub-network's key to the super-network's (block j -> its super-net
+    block)."""
     parts = subnet_key.split(".")
     if parts[0] != "blocks" or parts[1] == "0":
         return subnet_key  # first conv, first block and the head are not elastic
@@ -149,7 +177,9 @@ def supernet_key(subnet_key: str, active_blocks: list[int]) -> str:
     return key.replace(".bn.running_", ".bn.bn.running_")
 
 
-def save_bn_stats(path: str | Path, subnet_set: str, stats: dict[str, BNStats], source: str) -> Path:
+def save_bn_stats(
+    path: str | Path, subnet_set: str, stats: dict[str, BNStats], source: str
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"subnet_set": subnet_set, "source": source, "stats": stats}, path)
@@ -159,7 +189,9 @@ def save_bn_stats(path: str | Path, subnet_set: str, stats: dict[str, BNStats], 
 def load_bn_stats(path: str | Path, subnet_set: str) -> dict[str, BNStats]:
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("subnet_set") != subnet_set:
-        raise ModelConfigError(f"BN statistics {path} belong to set {saved.get('subnet_set')!r}, not {subnet_set!r}")
+        raise ModelConfigError(
+            f"BN statistics {path} belong to set {saved.get('subnet_set')!r}, not {subnet_set!r}"
+        )
     return saved["stats"]
 
 

@@ -31,7 +31,8 @@ STAGE_SE = (False, False, True, False, True, True)
 
 
 def make_divisible(v: float, divisor: int = CHANNEL_DIVISIBLE) -> int:
-    """Round to a multiple of `divisor`, never more than 10% below `v` (as the TF MobileNet code)."""
+    """Round to a multiple of `divisor`, never more than 10% below `v` (as the TF MobileNet code).
+    """
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new_v + divisor if new_v < 0.9 * v else new_v
 
@@ -53,8 +54,15 @@ def _seq(*named: tuple[str, nn.Module | None]) -> nn.Sequential:
 class ConvLayer(nn.Sequential):
     """conv -> (bn) -> (act); keys conv.weight, bn.*"""
 
-    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, stride: int = 1, act: str | None = "relu",
-                 use_bn: bool = True) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        act: str | None = "relu",
+        use_bn: bool = True,
+    ) -> None:
         super().__init__(OrderedDict((k, m) for k, m in (
             ("conv", nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, bias=False)),
             ("bn", nn.BatchNorm2d(c_out) if use_bn else None),
@@ -78,8 +86,12 @@ class SEModule(nn.Module):
     def __init__(self, channel: int) -> None:
         super().__init__()
         mid = make_divisible(channel // SE_REDUCTION)
-        self.fc = _seq(("reduce", nn.Conv2d(channel, mid, 1, bias=True)), ("relu", nn.ReLU(inplace=True)),
-                       ("expand", nn.Conv2d(mid, channel, 1, bias=True)), ("h_sigmoid", nn.Hardsigmoid(inplace=True)))
+        self.fc = _seq(
+            ("reduce", nn.Conv2d(channel, mid, 1, bias=True)),
+            ("relu", nn.ReLU(inplace=True)),
+            ("expand", nn.Conv2d(mid, channel, 1, bias=True)),
+            ("h_sigmoid", nn.Hardsigmoid(inplace=True)),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(x.mean((2, 3), keepdim=True))
@@ -88,19 +100,47 @@ class SEModule(nn.Module):
 class MBConvLayer(nn.Module):
     """Static inverted-residual block: 1x1 expand -> kxk depthwise (+SE) -> 1x1 project."""
 
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, mid_channels: int, act: str,
-                 use_se: bool) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int,
+        stride: int,
+        mid_channels: int,
+        act: str,
+        use_se: bool,
+    ) -> None:
         super().__init__()
         # expand ratio 1 (the first block): no 1x1 expansion
-        self.inverted_bottleneck = None if mid_channels == c_in else _seq(
-            ("conv", nn.Conv2d(c_in, mid_channels, 1, bias=False)), ("bn", nn.BatchNorm2d(mid_channels)),
-            ("act", activation(act)))
+        self.inverted_bottleneck = (
+            None
+            if mid_channels == c_in
+            else _seq(
+                ("conv", nn.Conv2d(c_in, mid_channels, 1, bias=False)),
+                ("bn", nn.BatchNorm2d(mid_channels)),
+                ("act", activation(act)),
+            )
+        )
         self.depth_conv = _seq(
-            ("conv", nn.Conv2d(mid_channels, mid_channels, kernel_size, stride, kernel_size // 2, groups=mid_channels,
-                               bias=False)),
-            ("bn", nn.BatchNorm2d(mid_channels)), ("act", activation(act)),
-            ("se", SEModule(mid_channels) if use_se else None))
-        self.point_linear = _seq(("conv", nn.Conv2d(mid_channels, c_out, 1, bias=False)), ("bn", nn.BatchNorm2d(c_out)))
+            (
+                "conv",
+                nn.Conv2d(
+                    mid_channels,
+                    mid_channels,
+                    kernel_size,
+                    stride,
+                    kernel_size // 2,
+                    groups=mid_channels,
+                    bias=False,
+                ),
+            ),
+            ("bn", nn.BatchNorm2d(mid_channels)),
+            ("act", activation(act)),
+            ("se", SEModule(mid_channels) if use_se else None),
+        )
+        self.point_linear = _seq(
+            ("conv", nn.Conv2d(mid_channels, c_out, 1, bias=False)), ("bn", nn.BatchNorm2d(c_out))
+        )
         self.out_channels = c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +162,14 @@ class ResidualBlock(nn.Module):
 class MobileNetV3(nn.Module):
     """A fixed MobileNetV3 (what a sub-network materialises into)."""
 
-    def __init__(self, first_conv: nn.Module, blocks: Sequence[nn.Module], final_expand_layer: nn.Module,
-                 feature_mix_layer: nn.Module, classifier: nn.Module) -> None:
+    def __init__(
+        self,
+        first_conv: nn.Module,
+        blocks: Sequence[nn.Module],
+        final_expand_layer: nn.Module,
+        feature_mix_layer: nn.Module,
+        classifier: nn.Module,
+    ) -> None:
         super().__init__()
         self.first_conv = first_conv
         self.blocks = nn.ModuleList(blocks)
@@ -139,7 +185,8 @@ class MobileNetV3(nn.Module):
         return self.classifier(torch.flatten(self.feature_mix_layer(x), 1))
 
 
-# ---------------------------------------------------------------------------------------- elastic ops
+# ---------------------------------------------------------------------------------------- elastic
+# ops
 
 
 class DynamicConv2d(nn.Module):
@@ -161,25 +208,48 @@ class DynamicSeparableConv2d(nn.Module):
         super().__init__()
         self.kernel_sizes = sorted(set(kernel_sizes))
         self.stride = stride
-        self.conv = nn.Conv2d(max_channels, max_channels, max(self.kernel_sizes), stride, groups=max_channels, bias=False)
+        self.conv = nn.Conv2d(
+            max_channels,
+            max_channels,
+            max(self.kernel_sizes),
+            stride,
+            groups=max_channels,
+            bias=False,
+        )
         for small, large in zip(self.kernel_sizes, self.kernel_sizes[1:]):
-            self.register_parameter(f"{large}to{small}_matrix", nn.Parameter(torch.eye(small * small)))
+            self.register_parameter(
+                f"{large}to{small}_matrix", nn.Parameter(torch.eye(small * small))
+            )
 
     def active_filter(self, channels: int, kernel_size: int) -> torch.Tensor:
         if kernel_size not in self.kernel_sizes:
-            raise ValueError(f"kernel size {kernel_size} not in the elastic set {self.kernel_sizes}")
+            raise ValueError(
+                f"kernel size {kernel_size} not in the elastic set {self.kernel_sizes}"
+            )
         weight = self.conv.weight[:channels]
         for large, small in zip(self.kernel_sizes[::-1], self.kernel_sizes[-2::-1]):
             if large <= kernel_size:
                 break
             start = (large - small) // 2
-            centre = weight[:, :, start:start + small, start:start + small].reshape(-1, small * small)
-            weight = F.linear(centre, getattr(self, f"{large}to{small}_matrix")).view(channels, 1, small, small)
+            centre = weight[:, :, start : start + small, start : start + small].reshape(
+                -1, small * small
+            )
+            weight = F.linear(centre, getattr(self, f"{large}to{small}_matrix")).view(
+                channels, 1, small, small
+            )
         return weight
 
     def forward(self, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
         channels = x.size(1)
-        return F.conv2d(x, self.active_filter(channels, kernel_size), None, self.stride, kernel_size // 2, 1, channels)
+        return F.conv2d(
+            x,
+            self.active_filter(channels, kernel_size),
+            None,
+            self.stride,
+            kernel_size // 2,
+            1,
+            channels,
+        )
 
 
 class DynamicBatchNorm2d(nn.Module):
@@ -191,7 +261,8 @@ class DynamicBatchNorm2d(nn.Module):
         bn, n = self.bn, x.size(1)
         if n == bn.num_features:
             return bn(x)
-        # slices of the running statistics are views, so training-mode updates land in the full buffers
+        # slices of the running statistics are views, so training-mode updates land in the full
+        # buffers
         return F.batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n], bn.bias[:n],
                             bn.training, bn.momentum if bn.momentum is not None else 0.0, bn.eps)
 
@@ -208,18 +279,37 @@ class DynamicSE(SEModule):
 
 
 class DynamicMBConvLayer(nn.Module):
-    def __init__(self, c_in: int, c_out: int, kernel_sizes: Sequence[int], expand_ratios: Sequence[int], stride: int,
-                 act: str, use_se: bool) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_sizes: Sequence[int],
+        expand_ratios: Sequence[int],
+        stride: int,
+        act: str,
+        use_se: bool,
+    ) -> None:
         super().__init__()
-        self.c_in, self.c_out, self.stride, self.act, self.use_se = c_in, c_out, stride, act, use_se
+        self.c_in, self.c_out, self.stride, self.act, self.use_se = (
+            c_in,
+            c_out,
+            stride,
+            act,
+            use_se,
+        )
         self.kernel_sizes, self.expand_ratios = sorted(kernel_sizes), sorted(expand_ratios)
         max_mid = make_divisible(round(c_in * max(expand_ratios)))
-        self.inverted_bottleneck = _seq(("conv", DynamicConv2d(c_in, max_mid)), ("bn", DynamicBatchNorm2d(max_mid)),
-                                        ("act", activation(act)))
+        self.inverted_bottleneck = _seq(
+            ("conv", DynamicConv2d(c_in, max_mid)),
+            ("bn", DynamicBatchNorm2d(max_mid)),
+            ("act", activation(act)),
+        )
         self.depth_conv = _seq(("conv", DynamicSeparableConv2d(max_mid, kernel_sizes, stride)),
                                ("bn", DynamicBatchNorm2d(max_mid)), ("act", activation(act)),
                                ("se", DynamicSE(max_mid) if use_se else None))
-        self.point_linear = _seq(("conv", DynamicConv2d(max_mid, c_out)), ("bn", DynamicBatchNorm2d(c_out)))
+        self.point_linear = _seq(
+            ("conv", DynamicConv2d(max_mid, c_out)), ("bn", DynamicBatchNorm2d(c_out))
+        )
         self.active_kernel_size = max(kernel_sizes)
         self.active_expand_ratio = max(expand_ratios)
 
@@ -262,12 +352,14 @@ def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d) -> None:
     dst.eps, dst.momentum = src.eps, src.momentum
 
 
-# ---------------------------------------------------------------------------------------- super-network
+# ----------------------------------------------------------------------------------------
+# super-network
 
 
 @dataclass(frozen=True)
 class SubnetConfig:
-    """One sub-network: kernel and expand ratio per elastic block, depth per stage, input resolution."""
+    """One sub-network: kernel and expand ratio per elastic block, depth per stage, input
+    resolution."""
 
     ks: tuple[int, ...]
     e: tuple[int, ...]
@@ -280,14 +372,24 @@ class OFAMobileNetV3(nn.Module):
     `stage_widths`, `stage_strides`, `in_channels` and `first_stride` shrink it for small images
     (stage_widths: first conv, first block, one per elastic stage, final expand, last channel)."""
 
-    def __init__(self, n_classes: int = 1000, width_mult: float = 1.0, ks_list: Sequence[int] = (3, 5, 7),
-                 expand_ratio_list: Sequence[int] = (3, 4, 6), depth_list: Sequence[int] = (2, 3, 4),
-                 dropout_rate: float = 0.1, bn_momentum: float = 0.1, bn_eps: float = 1e-5,
-                 in_channels: int = 3, stage_widths: Sequence[int] = BASE_STAGE_WIDTH,
-                 stage_strides: Sequence[int] = STAGE_STRIDES,
-                 stage_acts: Sequence[str] = STAGE_ACTS,
-                 stage_se: Sequence[bool] = STAGE_SE, first_stride: int = 2,
-                 min_resolution: int = 32) -> None:
+    def __init__(
+        self,
+        n_classes: int = 1000,
+        width_mult: float = 1.0,
+        ks_list: Sequence[int] = (3, 5, 7),
+        expand_ratio_list: Sequence[int] = (3, 4, 6),
+        depth_list: Sequence[int] = (2, 3, 4),
+        dropout_rate: float = 0.1,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+        in_channels: int = 3,
+        stage_widths: Sequence[int] = BASE_STAGE_WIDTH,
+        stage_strides: Sequence[int] = STAGE_STRIDES,
+        stage_acts: Sequence[str] = STAGE_ACTS,
+        stage_se: Sequence[bool] = STAGE_SE,
+        first_stride: int = 2,
+        min_resolution: int = 32,
+    ) -> None:
         super().__init__()
         n_stages = len(stage_strides)
         if len(stage_widths) != n_stages + 3 or not len(stage_acts) == len(stage_se) == n_stages:
@@ -295,7 +397,11 @@ class OFAMobileNetV3(nn.Module):
                              f"{n_stages} activations and SE flags")
         self.width_mult, self.in_channels = width_mult, in_channels
         self.min_resolution = min_resolution
-        self.ks_list, self.expand_ratio_list, self.depth_list = sorted(ks_list), sorted(expand_ratio_list), sorted(depth_list)
+        self.ks_list, self.expand_ratio_list, self.depth_list = (
+            sorted(ks_list),
+            sorted(expand_ratio_list),
+            sorted(depth_list),
+        )
         widths = [make_divisible(w * width_mult) for w in stage_widths[:-2]]
         final_expand = make_divisible(stage_widths[-2] * width_mult)
         last_channel = make_divisible(stage_widths[-1] * width_mult)
@@ -312,12 +418,16 @@ class OFAMobileNetV3(nn.Module):
             self.block_group_info.append(list(range(len(blocks), len(blocks) + max_depth)))
             for i in range(max_depth):
                 s = stride if i == 0 else 1
-                conv = DynamicMBConvLayer(feature, width, self.ks_list, self.expand_ratio_list, s, act, se)
+                conv = DynamicMBConvLayer(
+                    feature, width, self.ks_list, self.expand_ratio_list, s, act, se
+                )
                 blocks.append(ResidualBlock(conv, s == 1 and feature == width))
                 feature = width
         self.blocks = nn.ModuleList(blocks)
         self.final_expand_layer = ConvLayer(feature, final_expand, 1, 1, "h_swish")
-        self.feature_mix_layer = ConvLayer(final_expand, last_channel, 1, 1, "h_swish", use_bn=False)
+        self.feature_mix_layer = ConvLayer(
+            final_expand, last_channel, 1, 1, "h_swish", use_bn=False
+        )
         self.classifier = LinearLayer(last_channel, n_classes, dropout_rate)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -328,30 +438,48 @@ class OFAMobileNetV3(nn.Module):
     def n_elastic_blocks(self) -> int:
         return len(self.blocks) - 1
 
-    def subnet_config(self, ks: int | Sequence[int], e: int | Sequence[int], d: int | Sequence[int],
-                      resolution: int) -> SubnetConfig:
-        """Expand scalars / per-stage lists to the per-block form and validate against the elastic sets."""
+    def subnet_config(
+        self,
+        ks: int | Sequence[int],
+        e: int | Sequence[int],
+        d: int | Sequence[int],
+        resolution: int,
+    ) -> SubnetConfig:
+        """Expand scalars / per-stage lists to the per-block form and validate against the elastic
+        sets."""
         n_blocks, n_stages = self.n_elastic_blocks, len(self.block_group_info)
 
-        def per_block(value: int | Sequence[int], what: str, allowed: list[int]) -> tuple[int, ...]:
+        def per_block(
+            value: int | Sequence[int], what: str, allowed: list[int]
+        ) -> tuple[int, ...]:
             values = [value] if isinstance(value, int) else list(value)
             if len(values) == 1:
                 values = values * n_blocks
             elif len(values) == n_stages:
                 values = [v for v, group in zip(values, self.block_group_info) for _ in group]
             if len(values) != n_blocks or any(v not in allowed for v in values):
-                raise ValueError(f"{what} {value!r}: need one value, {n_stages} per-stage or {n_blocks} per-block "
-                                 f"values from {allowed}")
+                raise ValueError(
+                    f"{what} {value!r}: need one value, {n_stages} per-stage or {n_blocks} "
+                    "per-block "
+                    f"values from {allowed}"
+                )
             return tuple(int(v) for v in values)
 
         depths = [d] * n_stages if isinstance(d, int) else list(d)
         if len(depths) != n_stages or any(v not in self.depth_list for v in depths):
-            raise ValueError(f"depth {d!r}: need one value or {n_stages} per-stage values from {self.depth_list}")
+            raise ValueError(
+                f"depth {d!r}: need one value or {n_stages} per-stage values from "
+                f"{self.depth_list}"
+            )
         if not isinstance(resolution, int) or resolution < self.min_resolution or resolution % 4:
             raise ValueError(f"input resolution {resolution!r} must be an integer >= "
                              f"{self.min_resolution} and a multiple of 4")
-        return SubnetConfig(per_block(ks, "kernel", self.ks_list), per_block(e, "expand", self.expand_ratio_list),
-                            tuple(int(v) for v in depths), resolution)
+        return SubnetConfig(
+            per_block(ks, "kernel", self.ks_list),
+            per_block(e, "expand", self.expand_ratio_list),
+            tuple(int(v) for v in depths),
+            resolution,
+        )
 
     def set_active_subnet(self, config: SubnetConfig) -> None:
         for block, k, e in zip(self.blocks[1:], config.ks, config.e):
@@ -361,11 +489,19 @@ class OFAMobileNetV3(nn.Module):
     def active_subnet_config(self, resolution: int) -> SubnetConfig:
         """The configuration the super-network computes now (resolution is the caller's to say)."""
         convs = [block.conv for block in self.blocks[1:]]
-        return SubnetConfig(tuple(c.active_kernel_size for c in convs), tuple(c.active_expand_ratio for c in convs),
-                            tuple(self.runtime_depth), resolution)
+        return SubnetConfig(
+            tuple(c.active_kernel_size for c in convs),
+            tuple(c.active_expand_ratio for c in convs),
+            tuple(self.runtime_depth),
+            resolution,
+        )
 
     def active_block_indices(self) -> list[int]:
-        return [0] + [i for group, depth in zip(self.block_group_info, self.runtime_depth) for i in group[:depth]]
+        return [0] + [
+            i
+            for group, depth in zip(self.block_group_info, self.runtime_depth)
+            for i in group[:depth]
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first_conv(x)
@@ -380,12 +516,20 @@ class OFAMobileNetV3(nn.Module):
         for i in self.active_block_indices()[1:]:
             block = self.blocks[i]
             blocks.append(ResidualBlock(block.conv.get_active_subnet(), block.identity_shortcut))
-        sub = MobileNetV3(copy.deepcopy(self.first_conv), blocks, copy.deepcopy(self.final_expand_layer),
-                          copy.deepcopy(self.feature_mix_layer), copy.deepcopy(self.classifier))
+        sub = MobileNetV3(
+            copy.deepcopy(self.first_conv),
+            blocks,
+            copy.deepcopy(self.final_expand_layer),
+            copy.deepcopy(self.feature_mix_layer),
+            copy.deepcopy(self.classifier),
+        )
         return sub.train(self.training)
 
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """Accept the official OFA checkpoint (also its older key spellings and a {'state_dict': ...} wrapper)."""
+    def load_state_dict(
+        self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """Accept the official OFA checkpoint (also its older key spellings and a {'state_dict':
+        ...} wrapper)."""
         if "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
             state_dict = state_dict["state_dict"]
         own = super().state_dict()

@@ -34,7 +34,8 @@ class UnknownSubnetError(KeyError):
 
 
 class DynamicFamily(ABC):
-    """What one dynamic network offers: its sub-networks, run on shared weights or materialised alone."""
+    """What one dynamic network offers: its sub-networks, run on shared weights or materialised
+    alone."""
 
     name: str
     family: str
@@ -102,7 +103,9 @@ def load_model_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def build_family(config: str | Path | dict[str, Any], checkpoint: str | Path | None = None) -> DynamicFamily:
+def build_family(
+    config: str | Path | dict[str, Any], checkpoint: str | Path | None = None
+) -> DynamicFamily:
     doc = load_model_config(config)
     if doc["family"] not in FAMILIES.names():
         raise ModelConfigError(f"model {doc['name']!r} names unknown family {doc['family']!r}; "
@@ -111,7 +114,8 @@ def build_family(config: str | Path | dict[str, Any], checkpoint: str | Path | N
 
 
 def resolve_checkpoint(doc: dict[str, Any], checkpoint: str | Path | None) -> Path | None:
-    """An explicit checkpoint must exist; the config's default one may be absent (random weights)."""
+    """An explicit checkpoint must exist; the config's default one may be absent (random weights).
+    """
     if checkpoint is not None:
         path = Path(checkpoint)
         if not path.is_file():
@@ -124,6 +128,10 @@ def resolve_checkpoint(doc: dict[str, Any], checkpoint: str | Path | None) -> Pa
         for path in (Path(default), share_dir() / default):
             if path.is_file():
                 return path
-    log.warning("model %s: no checkpoint (%s not found) -> RANDOM WEIGHTS; outputs are meaningless, "
-                "timings are still valid", doc["name"], default)
+    log.warning(
+        "model %s: no checkpoint (%s not found) -> RANDOM WEIGHTS; outputs are meaningless, "
+        "timings are still valid",
+        doc["name"],
+        default,
+    )
     return None

@@ -21,12 +21,16 @@ class CameraNode(common.DyndnnNode):
                                    limits=(1, 8192)))
         height = int(common.declare(self, "height", 64, "Dataset frame height [px] (scaled up)",
                                     limits=(1, 8192)))
-        self.frame_id = common.declare(self, "frame_id", "camera", "frame_id written in each image header")
+        self.frame_id = common.declare(
+            self, "frame_id", "camera", "frame_id written in each image header"
+        )
         self.frames = FrameSource(folder or None, width, height, dataset)
         self.pub = self.create_publisher(Image, common.IMAGE_TOPIC, common.IMAGE_QOS)
         self.timer = self.create_timer(1.0 / rate, self.publish_frame)
         common.on_parameter_change(self, {"rate_hz": self.change_rate})
-        self.get_logger().info(f"publishing {self.frames.describe()} at {rate:g} Hz on {self.pub.topic_name}")
+        self.get_logger().info(
+            f"publishing {self.frames.describe()} at {rate:g} Hz on {self.pub.topic_name}"
+        )
 
     def change_rate(self, rate: float):
         def apply() -> None:  # the range keeps the rate > 0

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What every dyndnn node shares: topic names, QoS profiles, parameter declaration, and a clean main()."""
+"""What every dyndnn node shares: topic names, QoS profiles, parameter declaration, and a clean
+main()."""
+
 from __future__ import annotations
 
 import faulthandler
@@ -21,7 +23,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 
 # Relative names, so a namespace or a remapping in a launch file moves them all.
 TARGETS_TOPIC = "dyndnn/targets"
@@ -60,19 +68,32 @@ MANAGER_STATUS_QOS = LATCHED_QOS
 # One verdict per target, for every app: deep, so a sender finds its own answer among others'.
 TARGET_STATUS_QOS = LATCHED_READER_QOS
 # Commands must not be lost, and a short queue is enough: each one supersedes the one before.
-COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# Per-frame and periodic reports: reliable so tools and the manager see every one that fits the queue.
-STATS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
-STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+COMMAND_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
+)
+# Per-frame and periodic reports: reliable so tools and the manager see every one that fits the
+# queue.
+STATS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE
+)
+STATUS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE
+)
 # Camera frames: best effort and newest only, as camera drivers publish them (sensor-data QoS).
 IMAGE_QOS = qos_profile_sensor_data
 
 
 def image_qos(reliability: str) -> QoSProfile:
-    """Subscriber QoS for camera frames: keep only the newest; reliable for drivers that require it."""
-    choices = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+    """Subscriber QoS for camera frames: keep only the newest; reliable for drivers that require
+    it."""
+    choices = {
+        "best_effort": ReliabilityPolicy.BEST_EFFORT,
+        "reliable": ReliabilityPolicy.RELIABLE,
+    }
     if reliability not in choices:
-        raise ValueError(f"image_reliability must be one of {sorted(choices)}, got {reliability!r}")
+        raise ValueError(
+            f"image_reliability must be one of {sorted(choices)}, got {reliability!r}"
+        )
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=choices[reliability])
 
 
@@ -129,7 +150,8 @@ class DyndnnNode(Node):
     """Base for the package's nodes: `on_shutdown` runs once on Ctrl-C, SIGTERM or normal exit."""
 
     def on_shutdown(self) -> None:
-        """Put things back (clocks, files) before the process ends; logging and publishing still work."""
+        """Put things back (clocks, files) before the process ends; logging and publishing still
+        work."""
 
 
 def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -> int:
@@ -138,7 +160,9 @@ def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -
     rclpy's own signal handlers would shut the context down before `on_shutdown` runs, so a node
     could no longer log or publish while it restores clocks; here a signal only ends the spin loop.
     """
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` shows where a node is stuck
+    faulthandler.register(
+        signal.SIGUSR1, all_threads=True
+    )  # `kill -USR1 <pid>` shows where a node is stuck
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """DVFS node: applies DvfsCommand messages to the board's clock files and reports what it applied.
 
-It saves the clock settings it finds at start and puts them back on shutdown (Ctrl-C, SIGTERM), on a
+It saves the clock settings it finds at start and puts them back on shutdown (Ctrl-C, SIGTERM),
+on a
 MODE_RESTORE command, after a failed write, and when no command has arrived for `watchdog_s`, so a
 crashed or silent manager never leaves the board pinned. The saved settings are also kept in a
 state file; a node killed outright (SIGKILL, OOM) leaves it behind, and the next one restores
@@ -52,16 +53,39 @@ DIAGNOSTICS_PERIOD_S = 1.0
 class DvfsNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("dvfs_node")
-        root = common.declare(self, "sysfs_root", "/", "Directory the board's /sys and /proc live under: '/' on a robot, a simulated tree's directory elsewhere")
+        root = common.declare(
+            self,
+            "sysfs_root",
+            "/",
+            "Directory the board's /sys and /proc live under: '/' on a robot, a simulated tree's "
+            "directory elsewhere",
+        )
         platform_name = common.declare(
             self, "platform", "auto", "Board description (config/platforms/<name>.yaml or a path; "
             "auto: detected from the board); gives cluster names and the EMC rate table")
-        snap = common.declare(self, "snap_to_available", True, "Round a requested frequency up to the next one the board offers; if false such requests are rejected")
+        snap = common.declare(
+            self,
+            "snap_to_available",
+            True,
+            "Round a requested frequency up to the next one the board offers; if false such "
+            "requests are rejected",
+        )
         self.watchdog_s = float(common.declare(
             self, "watchdog_s", 5.0, "Restore the saved clocks when no command arrived for this "
             "long [s]; 0 disables", read_only=False, limits=(0.0, 3600.0)))
-        control = common.declare(self, "control", "sysfs", "How clocks are set: sysfs (per-clock frequencies) or jtop (jetson_clocks on/off and nvpmodel only)")
-        nvpmodel = common.declare(self, "nvpmodel", "", "jtop control only: power mode to select at start (empty = leave it)")
+        control = common.declare(
+            self,
+            "control",
+            "sysfs",
+            "How clocks are set: sysfs (per-clock frequencies) or jtop (jetson_clocks on/off and "
+            "nvpmodel only)",
+        )
+        nvpmodel = common.declare(
+            self,
+            "nvpmodel",
+            "",
+            "jtop control only: power mode to select at start (empty = leave it)",
+        )
         state_dir = common.declare(self, "state_dir", "", "Directory of the saved-clocks "
                                    "state file "
                                    "(empty: /run/dyndnn, "
@@ -80,11 +104,16 @@ class DvfsNode(common.DyndnnNode):
                 self.get_logger().warning(f"not controlled: {why}")
         elif control == "jtop":
             if platform is None:
-                raise ValueError("control:=jtop needs a platform description (parameter 'platform')")
+                raise ValueError(
+                    "control:=jtop needs a platform description (parameter 'platform')"
+                )
             try:
                 self.controller = JtopClockControl(platform, nvpmodel)
-            except Exception as exc:  # ImportError or JtopException: service missing, access denied, version
-                raise RuntimeError(f"jtop control unavailable ({type(exc).__name__}: {exc}); use control:=sysfs") from exc
+            # ImportError or JtopException: service missing, access denied, version
+            except Exception as exc:
+                raise RuntimeError(
+                    f"jtop control unavailable ({type(exc).__name__}: {exc}); use control:=sysfs"
+                ) from exc
         else:
             raise ValueError(f"unknown control {control!r}; choose sysfs or jtop")
         self.controller.save_originals()
@@ -92,17 +121,25 @@ class DvfsNode(common.DyndnnNode):
         self.pinned = False
         self.last_command_time = time.monotonic()
         self.last_applied: ClockState | None = None
-        self.applied_pub = self.create_publisher(DvfsCommand, common.DVFS_APPLIED_TOPIC, common.DVFS_APPLIED_QOS)
+        self.applied_pub = self.create_publisher(
+            DvfsCommand, common.DVFS_APPLIED_TOPIC, common.DVFS_APPLIED_QOS
+        )
         self.diag_pub = self.create_publisher(DiagnosticArray, common.DIAGNOSTICS_TOPIC,
                                               common.STATUS_QOS)
-        self.create_subscription(DvfsCommand, common.DVFS_COMMAND_TOPIC, self.on_command, common.COMMAND_QOS)
+        self.create_subscription(
+            DvfsCommand, common.DVFS_COMMAND_TOPIC, self.on_command, common.COMMAND_QOS
+        )
         self.watchdog_timer = None
         self.start_watchdog(self.watchdog_s)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
         common.on_parameter_change(self, {"watchdog_s": self.change_watchdog})
-        domains = ", ".join(f"{name} ({len(freqs)} steps)" for name, freqs in self.controller.describe().items())
+        domains = ", ".join(
+            f"{name} ({len(freqs)} steps)" for name, freqs in self.controller.describe().items()
+        )
         domains = domains or "none controllable (reasons above)"
-        self.get_logger().info(f"clocks under {root}: {domains}; boot settings saved, watchdog {self.watchdog_s:g} s")
+        self.get_logger().info(
+            f"clocks under {root}: {domains}; boot settings saved, watchdog {self.watchdog_s:g} s"
+        )
 
     def on_command(self, msg: DvfsCommand) -> None:
         self.last_command_time = time.monotonic()
@@ -148,7 +185,9 @@ class DvfsNode(common.DyndnnNode):
         self.pinned = True
         self.health.applied(clock_domains(resolved), clock_domains(applied))
         self.last_applied = self._merge(applied)
-        self.get_logger().info(f"applied {self._describe(applied)} ({msg.reason or 'no reason given'})")
+        self.get_logger().info(
+            f"applied {self._describe(applied)} ({msg.reason or 'no reason given'})"
+        )
         self.publish_applied(DvfsCommand.MODE_SET, self.last_applied, msg.reason)
         self.publish_diagnostics()
 
@@ -163,7 +202,11 @@ class DvfsNode(common.DyndnnNode):
     def _merge(self, applied: ClockState) -> ClockState:
         """Clocks pinned so far, this command's on top of earlier ones it left alone."""
         before = self.last_applied if self.pinned and self.last_applied else ClockState({}, 0, 0)
-        return ClockState({**before.cpu_khz, **applied.cpu_khz}, applied.gpu_hz or before.gpu_hz, applied.emc_hz or before.emc_hz)
+        return ClockState(
+            {**before.cpu_khz, **applied.cpu_khz},
+            applied.gpu_hz or before.gpu_hz,
+            applied.emc_hz or before.emc_hz,
+        )
 
     @staticmethod
     def _describe(state: ClockState) -> str:

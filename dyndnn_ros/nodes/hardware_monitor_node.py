@@ -40,7 +40,9 @@ def to_message(sample: HardwareSample) -> HardwareStatus:
     msg.emc_utilization = float(sample.emc_utilization)
     msg.total_power_w = float(sample.total_power_w)
     msg.rails = [PowerRail(name=name, power_w=float(w)) for name, w in sample.rails_w.items()]
-    msg.temperatures = [Temperature(name=name, celsius=float(c)) for name, c in sample.temperatures_c.items()]
+    msg.temperatures = [
+        Temperature(name=name, celsius=float(c)) for name, c in sample.temperatures_c.items()
+    ]
     return msg
 
 
@@ -58,15 +60,31 @@ def to_diagnostics(sample: HardwareSample, hardware_id: str) -> list[DiagnosticS
         )
 
     statuses = [
-        status(f"cpu/{c.name}", {"frequency_khz": c.frequency_khz, "utilization": f"{c.utilization:.3f}",
-                                  "online_cores": f"{c.online_cores}/{c.total_cores}"})
+        status(
+            f"cpu/{c.name}",
+            {
+                "frequency_khz": c.frequency_khz,
+                "utilization": f"{c.utilization:.3f}",
+                "online_cores": f"{c.online_cores}/{c.total_cores}",
+            },
+        )
         for c in sample.cpu_clusters
     ]
-    statuses.append(status("gpu", {"frequency_hz": sample.gpu_frequency_hz, "utilization": f"{sample.gpu_utilization:.3f}"}))
+    statuses.append(
+        status(
+            "gpu",
+            {
+                "frequency_hz": sample.gpu_frequency_hz,
+                "utilization": f"{sample.gpu_utilization:.3f}",
+            },
+        )
+    )
     statuses.append(status("emc", {"frequency_hz": sample.emc_frequency_hz}))
     statuses.append(status("power", {"total_w": f"{sample.total_power_w:.3f}",
                                       **{k: f"{v:.3f}" for k, v in sample.rails_w.items()}}))
-    statuses.append(status("temperature", {k: f"{v:.1f}" for k, v in sample.temperatures_c.items()}))
+    statuses.append(
+        status("temperature", {k: f"{v:.1f}" for k, v in sample.temperatures_c.items()})
+    )
     statuses.append(status("hardware_sample", {"source": sample.source}))
     return statuses
 
@@ -79,8 +97,18 @@ def sample_failed(error: str, last_good: float | None, now: float) -> Diagnostic
 class HardwareMonitorNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("hardware_monitor_node")
-        kind = common.declare(self, "source", "auto", "Where to read the board's state: auto (jtop, else sysfs), jtop, sysfs, or simulation")
-        root = common.declare(self, "sysfs_root", "/", "Directory /sys and /proc live under ('/' on a robot, a simulated tree elsewhere)")
+        kind = common.declare(
+            self,
+            "source",
+            "auto",
+            "Where to read the board's state: auto (jtop, else sysfs), jtop, sysfs, or simulation",
+        )
+        root = common.declare(
+            self,
+            "sysfs_root",
+            "/",
+            "Directory /sys and /proc live under ('/' on a robot, a simulated tree elsewhere)",
+        )
         platform_name = common.declare(self, "platform", "auto", "Board description name or path "
                                        "(auto: detected from "
                                        "the board; '' to discover clocks without one)")
@@ -91,12 +119,18 @@ class HardwareMonitorNode(common.DyndnnNode):
         self.source, warning = open_status_source(kind, root, platform, period)
         if warning:
             self.get_logger().warning(warning)
-        self.status_pub = self.create_publisher(HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS)
-        self.diag_pub = self.create_publisher(DiagnosticArray, common.DIAGNOSTICS_TOPIC, common.STATUS_QOS)
+        self.status_pub = self.create_publisher(
+            HardwareStatus, common.HARDWARE_STATUS_TOPIC, common.STATUS_QOS
+        )
+        self.diag_pub = self.create_publisher(
+            DiagnosticArray, common.DIAGNOSTICS_TOPIC, common.STATUS_QOS
+        )
         self.timer = self.create_timer(period, self.publish_sample)
         self.last_good: float | None = None
         common.on_parameter_change(self, {"period_s": self.change_period})
-        self.get_logger().info(f"publishing hardware status from {self.source.name} every {period:g} s")
+        self.get_logger().info(
+            f"publishing hardware status from {self.source.name} every {period:g} s"
+        )
 
     def change_period(self, period: float):
         def apply() -> None:  # the range keeps the period > 0

@@ -47,10 +47,27 @@ def softmax_top_k(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:
 class InferenceNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("inference_node")
-        self.model_id = common.declare(self, "model_id", "classifier", "Name of this model instance; targets and switch commands address it")
-        backend_name = common.declare(self, "backend", "torch", "Inference back end: torch, tensorrt or simulation")
-        model_config = common.declare(self, "model_config", "groupconv_digits", "Model config: config/models/<name>.yaml or a path")
-        checkpoint = common.declare(self, "checkpoint", "", "Checkpoint to load; empty = untrained random weights (logged as such)")
+        self.model_id = common.declare(
+            self,
+            "model_id",
+            "classifier",
+            "Name of this model instance; targets and switch commands address it",
+        )
+        backend_name = common.declare(
+            self, "backend", "torch", "Inference back end: torch, tensorrt or simulation"
+        )
+        model_config = common.declare(
+            self,
+            "model_config",
+            "groupconv_digits",
+            "Model config: config/models/<name>.yaml or a path",
+        )
+        checkpoint = common.declare(
+            self,
+            "checkpoint",
+            "",
+            "Checkpoint to load; empty = untrained random weights (logged as such)",
+        )
         profile_path = common.declare(
             self, "profile", "", "Sub-network profile file (written by the profiler); empty = "
             "config/profiles/<model_config>.yaml if there is one, else measured at start (torch)")
@@ -62,19 +79,43 @@ class InferenceNode(common.DyndnnNode):
             "absolute or relative to the package share folder; empty = engines/<model_config>")
         threads = int(common.declare(self, "threads", 0, "CPU threads for inference; 0 = the "
                                      "library default", limits=(0, 1024)))
-        switch_mode = common.declare(self, "switch_mode", "resident", "resident: every sub-network materialised once, a switch swaps a pointer; shared: one weight copy sliced per frame")
+        switch_mode = common.declare(
+            self,
+            "switch_mode",
+            "resident",
+            "resident: every sub-network materialised once, a switch swaps a pointer; shared: "
+            "one weight copy sliced per frame",
+        )
         initial = common.declare(
             self, "initial_subnet", "",
             "Sub-network to start with; empty = the smallest (fewest MACs, else parameters, "
             "else latency)")
         self.top_k = int(common.declare(self, "top_k", 3, "Classes reported per frame",
                                         read_only=False, limits=(1, 1000)))
-        self.cpu_cluster = common.declare(self, "cpu_cluster", "", "CPU cluster (platform name) the inference thread runs on, told to the manager; pin it with taskset or the launch file")
-        sysfs_root = common.declare(self, "sysfs_root", "", "simulation back end only: root of the simulated board's sysfs tree (empty: reference clocks)")
+        self.cpu_cluster = common.declare(
+            self,
+            "cpu_cluster",
+            "",
+            "CPU cluster (platform name) the inference thread runs on, told to the manager; pin "
+            "it with taskset or the launch file",
+        )
+        sysfs_root = common.declare(
+            self,
+            "sysfs_root",
+            "",
+            "simulation back end only: root of the simulated board's sysfs tree (empty: "
+            "reference clocks)",
+        )
         platform = common.declare(self, "platform", "auto", "simulation back end only: "
                                   "board description "
                                   "(auto: detected from sysfs_root)")
-        reliability = common.declare(self, "image_reliability", "best_effort", "QoS reliability of the image subscription: best_effort (sensor data) or reliable; depth is 1 either way")
+        reliability = common.declare(
+            self,
+            "image_reliability",
+            "best_effort",
+            "QoS reliability of the image subscription: best_effort (sensor data) or reliable; "
+            "depth is 1 either way",
+        )
 
         self.max_image_bytes = int(common.declare(
             self, "max_image_bytes", DEFAULT_MAX_IMAGE_BYTES,
@@ -90,7 +131,12 @@ class InferenceNode(common.DyndnnNode):
         if backend_name == "simulation":
             if platform == AUTO:
                 platform = resolve_platform(platform, sysfs_root or "/").name
-            options.update(sysfs_root=sysfs_root or None, platform=platform, cluster=self.cpu_cluster, instance=self.model_id)
+            options.update(
+                sysfs_root=sysfs_root or None,
+                platform=platform,
+                cluster=self.cpu_cluster,
+                instance=self.model_id,
+            )
         if backend_name == "tensorrt":
             options.update(engine_dir=engine_dir)
         self.backend_name = backend_name
@@ -127,14 +173,26 @@ class InferenceNode(common.DyndnnNode):
 
         self.result_pub = self.create_publisher(InferenceResult, common.RESULT_TOPIC,
                                                 common.STATS_QOS)
-        self.stats_pub = self.create_publisher(InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS)
-        self.profile_pub = self.create_publisher(ModelProfile, common.MODEL_PROFILES_TOPIC, common.MODEL_PROFILES_QOS)
-        self.create_subscription(Image, common.IMAGE_TOPIC, self.on_image, common.image_qos(reliability))
-        self.create_subscription(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, self.on_switch, common.COMMAND_QOS)
-        self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
+        self.stats_pub = self.create_publisher(
+            InferenceStats, common.INFERENCE_STATS_TOPIC, common.STATS_QOS
+        )
+        self.profile_pub = self.create_publisher(
+            ModelProfile, common.MODEL_PROFILES_TOPIC, common.MODEL_PROFILES_QOS
+        )
+        self.create_subscription(
+            Image, common.IMAGE_TOPIC, self.on_image, common.image_qos(reliability)
+        )
+        self.create_subscription(
+            SubnetSwitch, common.SUBNET_SWITCH_TOPIC, self.on_switch, common.COMMAND_QOS
+        )
+        self.create_subscription(
+            HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS
+        )
         self.announce()
         common.on_parameter_change(self, {"top_k": lambda k: lambda: setattr(self, "top_k", k)})
-        self.worker = threading.Thread(target=self.run_inference, name=f"{self.model_id}-inference", daemon=True)
+        self.worker = threading.Thread(
+            target=self.run_inference, name=f"{self.model_id}-inference", daemon=True
+        )
         self.worker.start()
         self.get_logger().info(
             f"model {self.model_id!r} ({model_config}, {backend_name}, {switch_mode}) ready; "
@@ -158,15 +216,24 @@ class InferenceNode(common.DyndnnNode):
             return own
         model = getattr(self.backend, "dynamic_model", None)
         if model is None:
-            raise ValueError(f"the {self.backend_name} back end needs a profile file (parameter 'profile')")
-        self.get_logger().info(f"no profile file given: measuring each sub-network on {self.profile_frames} frames")
+            raise ValueError(
+                f"the {self.backend_name} back end needs a profile file (parameter 'profile')"
+            )
+        self.get_logger().info(
+            f"no profile file given: measuring each sub-network on {self.profile_frames} frames"
+        )
         profile = profile_model(model, iterations=self.profile_frames, warmup=3)
         for s in profile.subnets:
-            self.get_logger().info(f"  {s.id}: p50 {s.latency_p50_ms:.2f} ms, p95 {s.latency_p95_ms:.2f} ms, accuracy {s.accuracy:.1%}")
+            self.get_logger().info(
+                f"  {s.id}: p50 {s.latency_p50_ms:.2f} ms, p95 {s.latency_p95_ms:.2f} ms, "
+                f"accuracy {s.accuracy:.1%}"
+            )
         return profile
 
     def announce(self) -> None:
-        msg = profile_message(self.profile, self.model_id, self.backend_name, self.backend.active_subnet)
+        msg = profile_message(
+            self.profile, self.model_id, self.backend_name, self.backend.active_subnet
+        )
         msg.cpu_cluster = self.cpu_cluster
         msg.header.stamp = self.get_clock().now().to_msg()
         self.profile_pub.publish(msg)
@@ -174,7 +241,8 @@ class InferenceNode(common.DyndnnNode):
     def _request_switch(self, subnet_id: str, reason: str) -> bool:
         if subnet_id not in self.subnets:
             self.get_logger().warning(
-                f"rejected switch of {self.model_id!r} to unknown sub-network {subnet_id!r} ({reason}); known: {self.subnets}"
+                f"rejected switch of {self.model_id!r} to unknown sub-network {subnet_id!r} "
+                f"({reason}); known: {self.subnets}"
             )
             return False
         self.backend.request_switch(subnet_id)
@@ -183,8 +251,14 @@ class InferenceNode(common.DyndnnNode):
     def on_switch(self, msg: SubnetSwitch) -> None:
         if msg.model_id != self.model_id:
             return
-        if self._request_switch(msg.subnet_id, msg.reason) and msg.subnet_id != self.backend.active_subnet:
-            self.get_logger().info(f"switch {self.backend.active_subnet} -> {msg.subnet_id} on the next frame: {msg.reason}")
+        if (
+            self._request_switch(msg.subnet_id, msg.reason)
+            and msg.subnet_id != self.backend.active_subnet
+        ):
+            self.get_logger().info(
+                f"switch {self.backend.active_subnet} -> {msg.subnet_id} on the next frame: "
+                f"{msg.reason}"
+            )
 
     def on_hardware(self, msg: HardwareStatus) -> None:
         self.board_power_w = float(msg.total_power_w)
@@ -229,8 +303,12 @@ class InferenceNode(common.DyndnnNode):
                 continue
             try:
                 result = self.backend.infer(to_model_input(frame, self.backend.input_shape))
-            except Exception as exc:  # one bad frame must not stop the node; the next may well work
-                self.get_logger().error(f"inference failed on a frame: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            # one bad frame must not stop the node; the next may well work
+            except Exception as exc:
+                self.get_logger().error(
+                    f"inference failed on a frame: {type(exc).__name__}: {exc}",
+                    throttle_duration_sec=5.0,
+                )
                 continue
             self.publish(msg, result)
             if self.backend.active_subnet != announced:
@@ -244,13 +322,17 @@ class InferenceNode(common.DyndnnNode):
         top_k = InferenceResult(model_id=self.model_id, subnet_id=subnet, top_k=scores)
         top_k.header = frame.header
         self.result_pub.publish(top_k)
-        stats = InferenceStats(model_id=self.model_id, active_subnet=subnet, backend=self.backend_name)
+        stats = InferenceStats(
+            model_id=self.model_id, active_subnet=subnet, backend=self.backend_name
+        )
         stats.header.stamp = self.get_clock().now().to_msg()
         stats.frame_stamp = frame.header.stamp
         stats.latency_ms = float(result.latency_ms)
         energy = getattr(self.backend, "last_energy_mj", None)
         # W x ms = mJ: with no modelled energy, estimate it from the board's measured power.
-        stats.energy_mj = float(energy if energy is not None else self.board_power_w * stats.latency_ms)
+        stats.energy_mj = float(
+            energy if energy is not None else self.board_power_w * stats.latency_ms
+        )
         stats.accuracy = float(self.profile.subnet(subnet).accuracy)
         stats.frames_dropped = self.frames_dropped
         stats.input_fps = float(self.input_fps)

@@ -7,8 +7,12 @@ from dyndnn_ros.profiles import ModelProfile as CoreProfile
 from dyndnn_ros.profiles import SubnetProfile as CoreSubnet
 
 
-def profile_message(profile: CoreProfile, model_id: str, backend: str, active: str) -> ModelProfile:
-    msg = ModelProfile(model_id=model_id, device=profile.device, backend=backend, active_subnet=active)
+def profile_message(
+    profile: CoreProfile, model_id: str, backend: str, active: str
+) -> ModelProfile:
+    msg = ModelProfile(
+        model_id=model_id, device=profile.device, backend=backend, active_subnet=active
+    )
     msg.subnets = [
         SubnetProfile(
             id=s.id,

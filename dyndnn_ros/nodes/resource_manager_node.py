@@ -113,7 +113,12 @@ def dvfs_message(clocks: ClockSetting, reason: str) -> DvfsCommand:
 class ResourceManagerNode(common.DyndnnNode):
     def __init__(self) -> None:
         super().__init__("resource_manager_node")
-        policy_name = common.declare(self, "policy", "hierarchical", "Decision policy: hierarchical (sub-network + DVFS), subnet_only, dvfs_only or static")
+        policy_name = common.declare(
+            self,
+            "policy",
+            "hierarchical",
+            "Decision policy: hierarchical (sub-network + DVFS), subnet_only, dvfs_only or static",
+        )
         platform = common.declare(self, "platform", "auto", "Board description the policy "
                                   "predicts clocks and power with "
                                   "(auto: detected from the board under sysfs_root)")
@@ -144,9 +149,15 @@ class ResourceManagerNode(common.DyndnnNode):
         self.unmet_log = RateLimiter(burst=5, interval_s=10.0)
         self.started = self.get_clock().now()
 
-        self.switch_pub = self.create_publisher(SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS)
-        self.dvfs_pub = self.create_publisher(DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS)
-        self.status_pub = self.create_publisher(ManagerStatus, common.MANAGER_STATUS_TOPIC, common.MANAGER_STATUS_QOS)
+        self.switch_pub = self.create_publisher(
+            SubnetSwitch, common.SUBNET_SWITCH_TOPIC, common.COMMAND_QOS
+        )
+        self.dvfs_pub = self.create_publisher(
+            DvfsCommand, common.DVFS_COMMAND_TOPIC, common.COMMAND_QOS
+        )
+        self.status_pub = self.create_publisher(
+            ManagerStatus, common.MANAGER_STATUS_TOPIC, common.MANAGER_STATUS_QOS
+        )
         self.verdict_pub = self.create_publisher(TargetStatus, common.TARGET_STATUS_TOPIC,
                                                  common.TARGET_STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, common.DIAGNOSTICS_TOPIC,
@@ -159,10 +170,18 @@ class ResourceManagerNode(common.DyndnnNode):
                                  common.LATCHED_READER_QOS,
                                  event_callbacks=SubscriptionEventCallbacks(
                                      incompatible_qos=self.on_volatile_target_publisher))
-        self.create_subscription(PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.COMMAND_QOS)
-        self.create_subscription(ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.LATCHED_READER_QOS)
-        self.create_subscription(InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS)
-        self.create_subscription(HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS)
+        self.create_subscription(
+            PerformanceTarget, common.TARGETS_TOPIC, self.on_target, common.COMMAND_QOS
+        )
+        self.create_subscription(
+            ModelProfile, common.MODEL_PROFILES_TOPIC, self.on_profile, common.LATCHED_READER_QOS
+        )
+        self.create_subscription(
+            InferenceStats, common.INFERENCE_STATS_TOPIC, self.on_stats, common.STATS_QOS
+        )
+        self.create_subscription(
+            HardwareStatus, common.HARDWARE_STATUS_TOPIC, self.on_hardware, common.STATUS_QOS
+        )
         self.timer = self.create_timer(period, self.on_control_timer)
         self.early_steps = EarlyStepGate(period * EARLY_STEP_GAP)
         common.on_parameter_change(self, {
@@ -274,7 +293,9 @@ class ResourceManagerNode(common.DyndnnNode):
         new, verdicts = self.state.model_announced(msg.model_id, profile, msg.active_subnet,
                                                    msg.cpu_cluster)
         if new:
-            self.get_logger().info(f"model {msg.model_id!r} announced with sub-networks {profile.ids}")
+            self.get_logger().info(
+                f"model {msg.model_id!r} announced with sub-networks {profile.ids}"
+            )
         for verdict in verdicts:
             self.answer(verdict)
 

@@ -54,7 +54,9 @@ class PlatformDescription:
 
 def _sorted_unique(values: list[int], what: str) -> tuple[int, ...]:
     if not values or any(int(v) <= 0 for v in values):
-        raise PlatformError(f"{what}: need a non-empty list of positive frequencies, got {values!r}")
+        raise PlatformError(
+            f"{what}: need a non-empty list of positive frequencies, got {values!r}"
+        )
     return tuple(sorted({int(v) for v in values}))
 
 
@@ -62,7 +64,9 @@ def parse_platform(doc: dict[str, Any]) -> PlatformDescription:
     try:
         clocks = doc["clocks"]
         cpu, gpu, emc = clocks["cpu"], clocks["gpu"], clocks["emc"]
-        clusters = tuple(CpuCluster(c["name"], tuple(int(i) for i in c["cpus"])) for c in cpu["clusters"])
+        clusters = tuple(
+            CpuCluster(c["name"], tuple(int(i) for i in c["cpus"])) for c in cpu["clusters"]
+        )
         tables = ClockTables(
             cpu_clusters=clusters,
             cpu_available_khz=_sorted_unique(cpu["available_khz"], "clocks.cpu.available_khz"),
@@ -73,9 +77,13 @@ def parse_platform(doc: dict[str, Any]) -> PlatformDescription:
             gpu_governor=str(gpu.get("governor", "nvhost_podgov")),
             emc_available_hz=_sorted_unique(emc["available_hz"], "clocks.emc.available_hz"),
         )
-        return PlatformDescription(str(doc["name"]), str(doc.get("display_name", doc["name"])), tables, doc)
+        return PlatformDescription(
+            str(doc["name"]), str(doc.get("display_name", doc["name"])), tables, doc
+        )
     except (KeyError, TypeError) as exc:
-        raise PlatformError(f"malformed platform description: missing or wrong field {exc}") from exc
+        raise PlatformError(
+            f"malformed platform description: missing or wrong field {exc}"
+        ) from exc
 
 
 def _merged(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
@@ -94,7 +102,9 @@ def _read_doc(name_or_path: str | Path, seen: Tuple[str, ...] = ()) -> Dict[str,
         path = platforms_dir / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in platforms_dir.glob("*.yaml"))
-        raise PlatformError(f"no platform description {str(name_or_path)!r}; known boards: {known}")
+        raise PlatformError(
+            f"no platform description {str(name_or_path)!r}; known boards: {known}"
+        )
     with path.open() as f:
         doc = yaml.safe_load(f) or {}
     parent = doc.pop("extends", None)

@@ -3,7 +3,8 @@
 
 These are the baselines the runtime manager is compared with, and what the simulated board runs
 whenever a clock is handed back to the "default governors".
-- Linux schedutil (kernel/sched/cpufreq_schedutil.c, get_next_freq): next = 1.25 * f_ref * util / max,
+- Linux schedutil (kernel/sched/cpufreq_schedutil.c, get_next_freq): next = 1.25 * f_ref * util
+/ max,
   resolved to the lowest available frequency >= it (CPUFREQ_RELATION_L), rate limited; util is the
   PELT average (32 ms half-life), frequency invariant, so f_ref = f_max.
 - NVIDIA nvhost_podgov (drivers/devfreq/governor_pod_scaling.c, scaling_state_check): load-target
@@ -25,7 +26,9 @@ def lowest_at_least(available: tuple[int, ...], target: float) -> int:
 
 def clamp_to_range(available: tuple[int, ...], value: int, lo: int, hi: int) -> int:
     """Clamp to [lo, hi], staying on the table."""
-    allowed = [f for f in available if lo <= f <= hi] or [min(available, key=lambda f: abs(f - lo))]
+    allowed = [f for f in available if lo <= f <= hi] or [
+        min(available, key=lambda f: abs(f - lo))
+    ]
     if value <= allowed[0]:
         return allowed[0]
     if value >= allowed[-1]:
@@ -47,15 +50,20 @@ class Schedutil:
     """PELT-averaged, frequency-invariant utilisation (fraction of max capacity)"""
     last_update_s: float = -math.inf
 
-    def step(self, now_s: float, dt_s: float, busy: float, cur_khz: int, lo_khz: int, hi_khz: int) -> int:
-        """Account `dt_s` of running at `cur_khz` with `busy` fraction, return the next frequency."""
+    def step(
+        self, now_s: float, dt_s: float, busy: float, cur_khz: int, lo_khz: int, hi_khz: int
+    ) -> int:
+        """Account `dt_s` of running at `cur_khz` with `busy` fraction, return the next frequency.
+        """
         invariant = min(1.0, max(0.0, busy)) * cur_khz / self.available_khz[-1]
         decay = 0.5 ** (dt_s / self.half_life_s)
         self.util = self.util * decay + invariant * (1.0 - decay)
         if now_s - self.last_update_s < self.rate_limit_s:
             return clamp_to_range(self.available_khz, cur_khz, lo_khz, hi_khz)
         self.last_update_s = now_s
-        target = lowest_at_least(self.available_khz, schedutil_next_freq(self.util, self.available_khz[-1]))
+        target = lowest_at_least(
+            self.available_khz, schedutil_next_freq(self.util, self.available_khz[-1])
+        )
         return clamp_to_range(self.available_khz, target, lo_khz, hi_khz)
 
 
@@ -67,8 +75,10 @@ def _trunc_div(a: float, b: float) -> int:
 @dataclass
 class PodGov:
     """nvhost_podgov: per poll, smooth the normalised cycles; every block window compute
-    boost = bias * f * (busyness - target) / (100 * target) (MHz), or max/3 when the raw load exceeds
-    load_max; average the request (smooth), damp it, clamp to [min, max], round up onto the table."""
+    boost = bias * f * (busyness - target) / (100 * target) (MHz), or max/3 when the raw load
+    exceeds
+    load_max; average the request (smooth), damp it, clamp to [min, max], round up onto the
+    table."""
 
     available_hz: tuple[int, ...]
     block_window_s: float = 0.05
@@ -96,12 +106,19 @@ class PodGov:
         if self.rt_load > self.load_max:
             boost, damp = max_boost, 10
         else:
-            boost = min(_trunc_div((busyness - self.load_target) * self.bias * freq_mhz, 100 * self.load_target), max_boost)
+            boost = min(
+                _trunc_div(
+                    (busyness - self.load_target) * self.bias * freq_mhz, 100 * self.load_target
+                ),
+                max_boost,
+            )
         request = freq_mhz + boost
         self.freq_avg_mhz = _trunc_div(self.freq_avg_mhz * self.smooth + request, self.smooth + 1)
         request = _trunc_div(damp * request + (10 - damp) * self.freq_avg_mhz, 10)
         request_hz = min(max(request * 1_000_000, lo_hz), hi_hz)
-        new_hz = clamp_to_range(self.available_hz, lowest_at_least(self.available_hz, request_hz), lo_hz, hi_hz)
+        new_hz = clamp_to_range(
+            self.available_hz, lowest_at_least(self.available_hz, request_hz), lo_hz, hi_hz
+        )
         if new_hz != cur_hz:
             self.last_scale_s = now_s
         return new_hz
@@ -118,7 +135,9 @@ class ActivityGovernor:
     half_life_s: float = 0.032
     activity: float = 0.0
 
-    def step(self, dt_s: float, busy: float, cur_hz: int, lo_hz: int, hi_hz: int, floor_hz: float = 0.0) -> int:
+    def step(
+        self, dt_s: float, busy: float, cur_hz: int, lo_hz: int, hi_hz: int, floor_hz: float = 0.0
+    ) -> int:
         invariant = min(1.0, max(0.0, busy)) * cur_hz / self.available_hz[-1]
         decay = 0.5 ** (dt_s / self.half_life_s)
         self.activity = self.activity * decay + invariant * (1.0 - decay)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A small platform model: latency and power of sub-networks as functions of clocks and co-running load.
+"""A small platform model: latency and power of sub-networks as functions of clocks and co-running
+load.
 
 Data comes from the `performance:` and `power:` sections of config/platforms/<board>.yaml; this
 module is the engine. The same engine serves three users:
@@ -9,7 +10,8 @@ module is the engine. The same engine serves three users:
 
 Latency of one frame at clocks (f_cpu, f_gpu, f_emc), with L the profile latency at the reference
 clocks and (c, g, m) the time shares of the device the app runs on:
-    t = L * (c * f_cpu_ref / f_cpu + g * f_gpu_ref / f_gpu / (1 - others' GPU share) + m * f_emc_ref / f_emc)
+    t = L * (c * f_cpu_ref / f_cpu + g * f_gpu_ref / f_gpu / (1 - others' GPU share) + m *
+    f_emc_ref / f_emc)
 A GPU app's CPU part is its host thread on its cluster. A CPU app (g = 0) runs n threads, one per
 core, filling its cluster and then the next ones; its CPU part scales with n by Amdahl's law,
 A(n) = (1 - p) + p / n, relative to the thread count the profile was measured with, and runs at
@@ -155,7 +157,8 @@ class DeviceModel:
 
 @dataclass(frozen=True)
 class AppLoad:
-    """One application as the engine sees it: its sub-network's reference latency and its frame rate."""
+    """One application as the engine sees it: its sub-network's reference latency and its frame
+    rate."""
 
     reference_latency_ms: float
     fps: float
@@ -471,7 +474,8 @@ class PlatformModel:
         gpu_busy: Any,
         emc_busy: Any,
     ) -> Any:
-        """Board input power for these clocks and utilisations (busy cores per cluster, GPU and EMC fractions)."""
+        """Board input power for these clocks and utilisations (busy cores per cluster, GPU and EMC
+        fractions)."""
         total = (
             self.base_w
             + self.gpu_power.power_w(gpu_hz, gpu_busy)

@@ -129,7 +129,8 @@ class BoardSimulator:
         self.apps: dict[str, SimulatedApp] = {}
         self.background_gpu = 0.0
         self.external_loads: tuple[AppLoad, ...] = ()
-        """work run elsewhere (inference nodes with the simulated back end) that shares this board"""
+        """work run elsewhere (inference nodes with the simulated back end) that shares this board
+        """
         self.time_s = 0.0
         self._ticks = 0
         self.energy_j = 0.0
@@ -186,7 +187,8 @@ class BoardSimulator:
         if int(threads) != sim.threads:
             sim.pending_threads = int(threads)
 
-    # -- clocks (what a DVFS component would write) -------------------------------------------------
+    # -- clocks (what a DVFS component would write)
+    # -------------------------------------------------
     def pin(self, cpu_khz: dict[int, int] | None = None, gpu_hz: int = 0, emc_hz: int = 0) -> None:
         """Pin clocks (min = max); 0 / missing leaves a domain as it is."""
         for cluster, khz in (cpu_khz or {}).items():
@@ -199,7 +201,8 @@ class BoardSimulator:
 
     def use_governors(self, mode: str = "default") -> None:
         """Hand every clock back to a governor over the full range: 'default' (schedutil,
-        nvhost_podgov, EMC activity), 'performance' (all max, like jetson_clocks) or 'powersave'."""
+        nvhost_podgov, EMC activity), 'performance' (all max, like jetson_clocks) or
+        'powersave'."""
         if mode not in ("default", "performance", "powersave"):
             raise ValueError(f"unknown governor mode {mode!r}")
         for c in self.cpu:
@@ -216,7 +219,8 @@ class BoardSimulator:
         self.emc_locked_hz = 0
         self.emc_governor = mode
 
-    # -- time ---------------------------------------------------------------------------------------
+    # -- time
+    # ---------------------------------------------------------------------------------------
     @staticmethod
     def _load(sim: SimulatedApp) -> AppLoad:
         latency = typical_latency_ms(sim.profile.subnet(sim.subnet))

@@ -8,7 +8,8 @@ currents, EMC rate, /proc/stat CPU times. The work on the board comes from the i
 simulated back ends (backends/simulated.py), which announce it in a small side directory of the
 tree, `run/dyndnn_sim/` (not a Jetson path; nothing on a real board reads or writes it):
 
-- `run/dyndnn_sim/apps/<model_id>`: "<reference latency ms> <frames per second> <cluster index> <wall time>"
+- `run/dyndnn_sim/apps/<model_id>`: "<reference latency ms> <frames per second> <cluster index>
+<wall time>"
   written by each back end, the frames per second it processes (its frame timeline, measured);
   entries older than STALE_S are ignored (node stopped);
 - `run/dyndnn_sim/background_gpu`: the GPU share a background job takes (0..1), for experiments.
@@ -41,11 +42,15 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_app_activity(root: Path, model_id: str, reference_latency_ms: float, fps: float, cluster: int) -> None:
+def write_app_activity(
+    root: Path, model_id: str, reference_latency_ms: float, fps: float, cluster: int
+) -> None:
     """What a simulated back end announces about its work."""
     directory = Path(root) / SIM_DIR / "apps"
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(directory / model_id, f"{reference_latency_ms:.4f} {fps:.4f} {cluster} {time.time():.3f}\n")
+    write_atomic(
+        directory / model_id, f"{reference_latency_ms:.4f} {fps:.4f} {cluster} {time.time():.3f}\n"
+    )
 
 
 def read_app_activity(root: Path, now: float | None = None) -> dict[str, AppLoad]:
@@ -72,7 +77,14 @@ def read_background(root: Path) -> float:
 class SysfsBoard:
     """Step a BoardSimulator against a sysfs tree under `root` (created if `create_tree`)."""
 
-    def __init__(self, root: str | Path, model: PlatformModel, tick_s: float = 0.05, create_tree: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        root: str | Path,
+        model: PlatformModel,
+        tick_s: float = 0.05,
+        create_tree: bool = True,
+        seed: int = 0,
+    ):
         self.root = Path(root)
         self.model = model
         if create_tree:
@@ -86,7 +98,8 @@ class SysfsBoard:
         self._jiffies: dict[int, list[float]] = {}
         self._stop = threading.Event()
 
-    # -- what the DVFS node wrote -------------------------------------------------------------------
+    # -- what the DVFS node wrote
+    # -------------------------------------------------------------------
     def read_controls(self) -> None:
         """Take the limits the DVFS node wrote. It writes in place (sysfs files cannot be renamed
         into), so a read can catch a file mid-write: then this tick keeps the previous limits."""
@@ -100,16 +113,21 @@ class SysfsBoard:
             control = self.sim.cpu[self._cpu_index[policy.name]]
             control.lo = paths.read_int(policy.directory / "scaling_min_freq")
             control.hi = paths.read_int(policy.directory / "scaling_max_freq")
-            control.governor = CPU_GOVERNOR_MODES.get(paths.read_text(policy.directory / "scaling_governor"), "schedutil")
+            control.governor = CPU_GOVERNOR_MODES.get(
+                paths.read_text(policy.directory / "scaling_governor"), "schedutil"
+            )
         if self.gpu:
             self.sim.gpu.lo = paths.read_int(self.gpu.directory / "min_freq")
             self.sim.gpu.hi = paths.read_int(self.gpu.directory / "max_freq")
-            self.sim.gpu.governor = GPU_GOVERNOR_MODES.get(paths.read_text(self.gpu.directory / "governor"), "nvhost_podgov")
+            self.sim.gpu.governor = GPU_GOVERNOR_MODES.get(
+                paths.read_text(self.gpu.directory / "governor"), "nvhost_podgov"
+            )
         if self.emc:
             locked = paths.read_int(self.emc.directory / "mrq_rate_locked") == 1
             self.sim.emc_locked_hz = paths.read_int(self.emc.directory / "rate") if locked else 0
 
-    # -- what a hardware monitor reads --------------------------------------------------------------
+    # -- what a hardware monitor reads
+    # --------------------------------------------------------------
     def write_status(self) -> None:
         sim, state = self.sim, self.sim.last_activity
         for policy in self.policies:
@@ -118,13 +136,23 @@ class SysfsBoard:
                 write_atomic(policy.directory / name, f"{khz}\n")
         if self.gpu:
             write_atomic(self.gpu.directory / "cur_freq", f"{sim.gpu_hz}\n")
-            write_atomic(self.gpu.directory / "device" / "load", f"{int(round(1000 * float(state.gpu_busy)))}\n")
-        # Re-read the lock: the DVFS node may have locked and set the rate since read_controls, and a
+            write_atomic(
+                self.gpu.directory / "device" / "load",
+                f"{int(round(1000 * float(state.gpu_busy)))}\n",
+            )
+        # Re-read the lock: the DVFS node may have locked and set the rate since read_controls, and
+        # a
         # locked rate is the one it wrote (it reads it back to check).
-        if self.emc and not sim.emc_locked_hz and paths.read_text(self.emc.directory / "mrq_rate_locked") != "1":
+        if (
+            self.emc
+            and not sim.emc_locked_hz
+            and paths.read_text(self.emc.directory / "mrq_rate_locked") != "1"
+        ):
             write_atomic(self.emc.directory / "rate", f"{sim.emc_hz}\n")
         busy = [float(b) for b in state.cluster_busy_cores]
-        rails = self.model.rail_split_w(sim.cpu_khz, sim.gpu_hz, sim.emc_hz, busy, float(state.gpu_busy), float(state.emc_busy))
+        rails = self.model.rail_split_w(
+            sim.cpu_khz, sim.gpu_hz, sim.emc_hz, busy, float(state.gpu_busy), float(state.emc_busy)
+        )
         self._write_rails(rails)
         self._write_proc_stat(busy)
 
@@ -139,7 +167,9 @@ class SysfsBoard:
                     if watts is None:
                         continue
                     millivolts = paths.read_int(hwmon / f"in{channel}_input") or 1000
-                    write_atomic(hwmon / f"curr{channel}_input", f"{int(round(watts * 1e6 / millivolts))}\n")
+                    write_atomic(
+                        hwmon / f"curr{channel}_input", f"{int(round(watts * 1e6 / millivolts))}\n"
+                    )
 
     def _write_proc_stat(self, cluster_busy: list[float]) -> None:
         jiffies = self.sim.tick_s * JIFFIES_PER_S
@@ -154,9 +184,13 @@ class SysfsBoard:
                 totals[0] += acc[0]
                 totals[1] += acc[1]
                 lines.append(f"cpu{cpu} {int(acc[0])} 0 0 {int(acc[1])} 0 0 0 0 0 0")
-        write_atomic(self.root / paths.PROC_STAT, "\n".join([f"cpu  {int(totals[0])} 0 0 {int(totals[1])} 0 0 0 0 0 0"] + lines) + "\n")
+        write_atomic(
+            self.root / paths.PROC_STAT,
+            "\n".join([f"cpu  {int(totals[0])} 0 0 {int(totals[1])} 0 0 0 0 0 0"] + lines) + "\n",
+        )
 
-    # -- time ---------------------------------------------------------------------------------------
+    # -- time
+    # ---------------------------------------------------------------------------------------
     def step(self, now_wall: float | None = None) -> None:
         """One tick: read controls and work, advance the model, write the status files."""
         self.read_controls()
@@ -181,17 +215,26 @@ class SysfsBoard:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a simulated board in real time: python -m dyndnn_ros.platforms.sysfs_board --root /tmp/jetson"""
+    """Run a simulated board in real time: python -m dyndnn_ros.platforms.sysfs_board --root
+    /tmp/jetson"""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--root", required=True, type=Path, help="directory for the simulated /sys and /proc")
+    parser.add_argument(
+        "--root", required=True, type=Path, help="directory for the simulated /sys and /proc"
+    )
     parser.add_argument("--platform", default="xavier_nx")
     parser.add_argument("--tick-s", type=float, default=0.05)
     parser.add_argument("--duration-s", type=float, default=math.inf)
-    parser.add_argument("--keep-tree", action="store_true", help="use the tree already at --root instead of creating it")
+    parser.add_argument(
+        "--keep-tree",
+        action="store_true",
+        help="use the tree already at --root instead of creating it",
+    )
     args = parser.parse_args(argv)
-    board = SysfsBoard(args.root, PlatformModel.load(args.platform), args.tick_s, create_tree=not args.keep_tree)
+    board = SysfsBoard(
+        args.root, PlatformModel.load(args.platform), args.tick_s, create_tree=not args.keep_tree
+    )
     try:
         board.run_realtime(args.duration_s)
     except KeyboardInterrupt:

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Application-level policies: they choose sub-networks only and leave clocks to the board's governors.
+"""Application-level policies: they choose sub-networks only and leave clocks to the board's
+governors.
 
 `subnet_only` adapts each model's sub-network to its goal using the profile table corrected by the
 measured slowdown; `static` runs a fixed sub-network (the thesis pairs the largest with governors);
@@ -40,7 +41,8 @@ class SubnetVerdict:
 
 
 def judge_subnet(goal: PerformanceGoal, subnet: SubnetProfile, slowdown: float) -> SubnetVerdict:
-    """Check one sub-network against a goal, with latency from the profile scaled by the slowdown."""
+    """Check one sub-network against a goal, with latency from the profile scaled by the slowdown.
+    """
     p99 = subnet.latency_p99_ms * slowdown
     problems: list[str] = []
     if goal.max_latency_ms and p99 > goal.max_latency_ms:
@@ -121,7 +123,10 @@ class SubnetOnlyPolicy(Policy):
             feasible = [v for v in verdicts.values() if v.ok]
             if feasible:
                 best = max(feasible, key=lambda v: (v.subnet.accuracy, -v.predicted_tail_ms))
-                reason = f"most accurate meeting the goal (slowdown x{slowdown:.2f}, p99 {best.predicted_tail_ms:.1f} ms)"
+                reason = (
+                    f"most accurate meeting the goal (slowdown x{slowdown:.2f}, "
+                    f"p99 {best.predicted_tail_ms:.1f} ms)"
+                )
             else:
                 best = min(verdicts.values(), key=lambda v: v.predicted_tail_ms)
                 reason = f"no sub-network meets the goal; fastest runs: {'; '.join(best.problems)}"
@@ -144,9 +149,11 @@ class SubnetOnlyPolicy(Policy):
 
 @register_policy("static")
 class StaticPolicy(Policy):
-    """A fixed sub-network per model and no DVFS commands: what a plain DNN node plus governors does.
+    """A fixed sub-network per model and no DVFS commands: what a plain DNN node plus governors
+    does.
 
-    `subnets` maps model -> sub-network id; models not named run their most accurate sub-network."""
+    `subnets` maps model -> sub-network id; models not named run their most accurate
+    sub-network."""
 
     name = "static"
 

@@ -31,7 +31,8 @@ class PerformanceGoal:
     app: str
     model: str
     max_latency_ms: float = 0.0
-    """per-frame inference latency; the policies hold it on the predicted p99 (< 1 % of frames late)"""
+    """per-frame inference latency; the policies hold it on the predicted p99 (< 1 % of frames
+    late)"""
     min_accuracy: float = 0.0
     """Top-1 accuracy as a fraction in [0, 1]."""
     max_power_w: float = 0.0
@@ -39,7 +40,8 @@ class PerformanceGoal:
     max_energy_mj: float = 0.0
     """Energy per inference (used by subnet_only where the profile has energy figures)."""
     priority: int = 0
-    """Higher is more important; when not every goal can be met the lowest priorities are given up first."""
+    """Higher is more important; when not every goal can be met the lowest priorities are given up
+    first."""
 
     def validate(self) -> "PerformanceGoal":
         validate_goal(self)
@@ -60,18 +62,25 @@ def validate_goal(goal: PerformanceGoal) -> None:
         try:
             number = float(value)
         except (TypeError, ValueError) as exc:
-            raise GoalError(f"goal of app {goal.app!r}: {name} must be a number, got {value!r}") from exc
+            raise GoalError(
+                f"goal of app {goal.app!r}: {name} must be a number, got {value!r}"
+            ) from exc
         if not math.isfinite(number):
             raise GoalError(f"goal of app {goal.app!r}: {name} must be finite, got {value!r}")
         if number < 0:
-            raise GoalError(f"goal of app {goal.app!r}: {name} must be >= 0 (0 = no constraint), got {value!r}")
+            raise GoalError(
+                f"goal of app {goal.app!r}: {name} must be >= 0 (0 = no constraint), got {value!r}"
+            )
     if goal.min_accuracy > 1:
         raise GoalError(
-            f"goal of app {goal.app!r}: min_accuracy is a fraction in [0, 1], got {goal.min_accuracy!r}"
+            f"goal of app {goal.app!r}: min_accuracy is a fraction in [0, 1], got "
+            f"{goal.min_accuracy!r}"
             " (did you pass a percentage?)"
         )
     if not isinstance(goal.priority, int) or isinstance(goal.priority, bool):
-        raise GoalError(f"goal of app {goal.app!r}: priority must be an integer, got {goal.priority!r}")
+        raise GoalError(
+            f"goal of app {goal.app!r}: priority must be an integer, got {goal.priority!r}"
+        )
 
 
 def validate_goals(goals: Mapping[str, PerformanceGoal]) -> None:
@@ -109,7 +118,12 @@ class ClockSetting:
 
     @property
     def pins_nothing(self) -> bool:
-        return not self.use_default_governors and not any(self.cpu_khz.values()) and not self.gpu_hz and not self.emc_hz
+        return (
+            not self.use_default_governors
+            and not any(self.cpu_khz.values())
+            and not self.gpu_hz
+            and not self.emc_hz
+        )
 
 
 @dataclass(frozen=True)
@@ -120,7 +134,8 @@ class Observation:
     latency_ms: Mapping[str, float] = field(default_factory=dict)
     """app -> mean measured inference latency over the last control period"""
     frames: Mapping[str, int] = field(default_factory=dict)
-    """app -> frames behind that mean (0 or missing: no fresh measurement, feedback skips the app)"""
+    """app -> frames behind that mean (0 or missing: no fresh measurement, feedback skips the app)
+    """
     active_subnets: Mapping[str, str] = field(default_factory=dict)
     """model -> sub-network the measurements were taken with"""
     clocks: ClockSetting = field(default_factory=ClockSetting)
@@ -135,7 +150,8 @@ class Observation:
     input_fps: Mapping[str, float] = field(default_factory=dict)
     """app -> frames per second offered to it (camera rate); missing/0 = runs back-to-back"""
     app_cluster: Mapping[str, str] = field(default_factory=dict)
-    """app -> CPU cluster its inference thread runs on (platform cluster name); missing: apps in name
+    """app -> CPU cluster its inference thread runs on (platform cluster name); missing: apps in
+    name
     order are spread over the clusters in order"""
     app_device: Mapping[str, str] = field(default_factory=dict)
     """app -> device its model runs on ('gpu' or 'cpu', a device of the platform model); missing:

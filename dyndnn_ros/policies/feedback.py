@@ -18,7 +18,8 @@ class SlowdownFilter:
     """How far the true slowdown may drift per period (variance; larger follows load changes faster
     but passes more noise: 0.0005 settles a step in about 3 periods)."""
     measurement_variance: float = 0.002
-    """Variance of one frame's measured/predicted ratio (frame jitter of a few %, plus model error);
+    """Variance of one frame's measured/predicted ratio (frame jitter of a few %, plus model
+    error);
     a period's mean over n frames has 1/n of it."""
     estimate: float = 1.0
     variance: float = 1.0
@@ -26,13 +27,21 @@ class SlowdownFilter:
     max_factor: float = 20.0
 
     def update(self, measured_ms: float, predicted_ms: float, frames: int = 1) -> float:
-        """Fold in one period's mean latency (over `frames` frames) against the prediction for what ran."""
-        if not (math.isfinite(measured_ms) and math.isfinite(predicted_ms)) or measured_ms <= 0 or predicted_ms <= 0:
+        """Fold in one period's mean latency (over `frames` frames) against the prediction for what
+        ran."""
+        if (
+            not (math.isfinite(measured_ms) and math.isfinite(predicted_ms))
+            or measured_ms <= 0
+            or predicted_ms <= 0
+        ):
             return self.estimate
         observed = measured_ms / predicted_ms
         prior_variance = self.variance + self.process_variance
         gain = prior_variance / (prior_variance + self.measurement_variance / max(1, frames))
-        self.estimate = min(self.max_factor, max(self.min_factor, self.estimate + gain * (observed - self.estimate)))
+        self.estimate = min(
+            self.max_factor,
+            max(self.min_factor, self.estimate + gain * (observed - self.estimate)),
+        )
         self.variance = (1.0 - gain) * prior_variance
         return self.estimate
 
@@ -74,7 +83,8 @@ class SwitchHysteresis:
     """Holds a choice until a different one has been proposed `hold_periods` times in a row.
 
     A switch forced because the current choice no longer meets the goal is applied at once;
-    switches that only improve (more accuracy, less energy) must persist, so noise does not make the
+    switches that only improve (more accuracy, less energy) must persist, so noise does not make
+    the
     choice oscillate."""
 
     hold_periods: int = 3

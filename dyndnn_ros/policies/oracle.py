@@ -153,8 +153,10 @@ class OraclePolicy(Policy):
             for g in goals.values()
             if g.model not in profiles
         }
-        # the same priority rule as the hierarchical manager: lowest priority first, each sub-network
-        # below its accuracy goal (most accurate first), then give it up; the top app is never given up
+        # the same priority rule as the hierarchical manager: lowest priority first, each
+        # sub-network
+        # below its accuracy goal (most accurate first), then give it up; the top app is never
+        # given up
         lowest_first = sorted(served, key=lambda g: (g.priority, g.app))
         ladder: list[tuple[str, SubnetProfile | None]] = []
         for g in lowest_first:

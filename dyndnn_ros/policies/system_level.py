@@ -52,11 +52,13 @@ from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 
 COARSE_FACTOR = 8
-"""the relaxation ladder searches CPU clocks on a grid this many times smaller than the final one"""
+"""the relaxation ladder searches CPU clocks on a grid this many times smaller than the final one
+"""
 
 
 class SystemLevelPolicy(Policy):
-    """Shared machinery: app-to-cluster mapping, feedback filters, the relaxation ladder, hysteresis."""
+    """Shared machinery: app-to-cluster mapping, feedback filters, the relaxation ladder,
+    hysteresis."""
 
     relax_accuracy_first = True
 
@@ -82,7 +84,8 @@ class SystemLevelPolicy(Policy):
         # each used cluster gets its own CPU clock; CPU combinations x apps searched (ClockGrid):
         # the whole table for two apps on two clusters, 4 clocks per cluster for 8 apps on 3
         self.cpu_budget = cpu_budget
-        # new clocks must leave the headroom; clocks in force may use it: kept while they meet the target itself
+        # new clocks must leave the headroom; clocks in force may use it: kept while they meet the
+        # target itself
         self.keep_slack = headroom / (1.0 - headroom) if keep_slack is None else keep_slack
         self.reset()
 
@@ -98,7 +101,8 @@ class SystemLevelPolicy(Policy):
         self._goals: dict[str, PerformanceGoal] = {}
 
     def dropped_subnet(self, profile: ModelProfile) -> SubnetProfile:
-        """A given-up app runs its fastest sub-network: the least GPU time taken from the others."""
+        """A given-up app runs its fastest sub-network: the least GPU time taken from the others.
+        """
         return min(profile.subnets, key=typical_latency_ms)
 
     @abstractmethod
@@ -252,7 +256,8 @@ class SystemLevelPolicy(Policy):
             profile = profiles[goal.model]
             if h.current in profile.ids:
                 current = profile.subnet(h.current)
-                # moving to a faster sub-network (an improvement) waits; one the goal needs does not
+                # moving to a faster sub-network (an improvement) waits; one the goal needs does
+                # not
                 current_ok = current.accuracy >= goal.min_accuracy and typical_latency_ms(
                     current
                 ) >= typical_latency_ms(proposal)
@@ -399,7 +404,8 @@ class SystemLevelPolicy(Policy):
         )
 
     def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> bool:
-        """An app whose accuracy was relaxed goes back up only after `hold_periods` periods in a row
+        """An app whose accuracy was relaxed goes back up only after `hold_periods` periods in a
+        row
         that allow it, so a target near the edge does not make its sub-network flip every period.
         Returns True when a sub-network was held back (the clocks must be searched again)."""
         held = False
@@ -426,7 +432,8 @@ class SystemLevelPolicy(Policy):
     def _ladder(self, served, profiles, proposals) -> list[tuple[str, SubnetProfile | None]]:
         """Relaxations in order, lowest priority first: each faster sub-network below the app's
         accuracy goal, most accurate first (hierarchical only), then give the app up (None). The
-        highest-priority app is never given up: if even it cannot be served, it gets best effort."""
+        highest-priority app is never given up: if even it cannot be served, it gets best
+        effort."""
         lowest_first = sorted(served.values(), key=lambda g: (g.priority, g.app))
         ladder: list[tuple[str, SubnetProfile | None]] = []
         for goal in lowest_first:
@@ -460,7 +467,8 @@ class HierarchicalPolicy(SystemLevelPolicy):
 
 @register_policy("dvfs_only")
 class DvfsOnlyPolicy(SystemLevelPolicy):
-    """Clocks only: fixed sub-networks (`subnets`, else the most accurate), same system level and feedback."""
+    """Clocks only: fixed sub-networks (`subnets`, else the most accurate), same system level and
+    feedback."""
 
     name = "dvfs_only"
     relax_accuracy_first = False

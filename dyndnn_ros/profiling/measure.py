@@ -35,8 +35,11 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def time_calls(run: Callable[[], object], iterations: int, warmup: int, device: torch.device) -> list[float]:
-    """Wall time of each of `iterations` calls after `warmup` untimed ones (GPU work synchronised)."""
+def time_calls(
+    run: Callable[[], object], iterations: int, warmup: int, device: torch.device
+) -> list[float]:
+    """Wall time of each of `iterations` calls after `warmup` untimed ones (GPU work synchronised).
+    """
     for _ in range(warmup):
         run()
     _sync(device)
@@ -75,12 +78,16 @@ def peak_memory_mb(module: nn.Module, x: torch.Tensor) -> tuple[float, str]:
         module(x)
         torch.cuda.synchronize(x.device)
         return torch.cuda.max_memory_allocated(x.device) / 2**20, "cuda max_memory_allocated"
-    weights = sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+    weights = sum(
+        t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers())
+    )
     largest = 0
 
     def track(m: nn.Module, args: tuple, out: object) -> None:
         nonlocal largest
-        tensors = [a for a in args if isinstance(a, torch.Tensor)] + ([out] if isinstance(out, torch.Tensor) else [])
+        tensors = [a for a in args if isinstance(a, torch.Tensor)] + (
+            [out] if isinstance(out, torch.Tensor) else []
+        )
         largest = max(largest, sum(t.numel() * t.element_size() for t in tensors))
 
     leaves = [m for m in module.modules() if not list(m.children())]

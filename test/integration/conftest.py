@@ -76,8 +76,23 @@ def start_nodes(tmp_path: Path) -> Iterator[Callable[..., "NodeGroup"]]:
 def digits_checkpoint(tmp_path_factory) -> Path:
     """The group-convolution digits model, trained for real with a small budget (about 15 s)."""
     out = tmp_path_factory.mktemp("groupconv_digits")
-    subprocess.run([sys.executable, "-m", "dyndnn_ros.models.train_groupconv", "--out", str(out), "--epochs", "3",
-                    "--no-baseline", "--threads", "1"], check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dyndnn_ros.models.train_groupconv",
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            "--no-baseline",
+            "--threads",
+            "1",
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     return out / "checkpoint.pt"
 
 
@@ -85,14 +100,27 @@ def digits_checkpoint(tmp_path_factory) -> Path:
 def digits_system(start_nodes, sim_root, digits_checkpoint):
     group = start_nodes(
         NodeProcess("camera_node", "camera_node", {"rate_hz": 20.0, "dataset": "digits"}),
-        NodeProcess("inference_node", "inference_node", {"model_id": MODEL, "model_config": "groupconv_digits",
-                                                         "checkpoint": str(digits_checkpoint), "threads": 1,
-                                                         "profile_frames": 30}),
-        NodeProcess("resource_manager_node", "resource_manager_node",
-                    {"policy": "hierarchical", "control_period_s": 0.3,
-                     "sysfs_root": str(sim_root)}),
+        NodeProcess(
+            "inference_node",
+            "inference_node",
+            {
+                "model_id": MODEL,
+                "model_config": "groupconv_digits",
+                "checkpoint": str(digits_checkpoint),
+                "threads": 1,
+                "profile_frames": 30,
+            },
+        ),
+        NodeProcess(
+            "resource_manager_node",
+            "resource_manager_node",
+            {"policy": "hierarchical", "control_period_s": 0.3, "sysfs_root": str(sim_root)},
+        ),
         NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(sim_root), "watchdog_s": 5.0}),
-        NodeProcess("hardware_monitor_node", "hardware_monitor_node",
-                    {"sysfs_root": str(sim_root), "source": "simulation", "period_s": 0.3}),
+        NodeProcess(
+            "hardware_monitor_node",
+            "hardware_monitor_node",
+            {"sysfs_root": str(sim_root), "source": "simulation", "period_s": 0.3},
+        ),
     )
     return group, sim_root

@@ -16,7 +16,11 @@ CPU0 = "sys/devices/system/cpu/cpufreq/policy0"
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): p.read_text()
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def read(root: Path, rel: str) -> str:
@@ -24,18 +28,25 @@ def read(root: Path, rel: str) -> str:
 
 
 def dvfs_node(root: Path, watchdog_s: float = 0.0) -> NodeProcess:
-    return NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(root), "platform": "xavier_nx", "watchdog_s": watchdog_s})
+    return NodeProcess(
+        "dvfs_node",
+        "dvfs_node",
+        {"sysfs_root": str(root), "platform": "xavier_nx", "watchdog_s": watchdog_s},
+    )
 
 
 def send(client, until, timeout: float = 15.0, cpu=(), **fields) -> bool:
-    """Publish a command every 0.5 s until `until()` holds: discovery may still be completing on the
+    """Publish a command every 0.5 s until `until()` holds: discovery may still be completing on
+    the
     node's side when our publisher already sees it, and a volatile topic drops what came before.
     `cpu`: (cluster, kHz) pairs."""
     clocks = [CpuClock(cluster=name, frequency_khz=khz) for name, khz in cpu]
     msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test",
                       cpu_clocks=clocks, **fields)
     pub = client.node.create_publisher(DvfsCommand, "dyndnn/dvfs/command", 10)
-    assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), "dvfs_node never subscribed"
+    assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), (
+        "dvfs_node never subscribed"
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pub.publish(msg)
@@ -47,7 +58,8 @@ def send(client, until, timeout: float = 15.0, cpu=(), **fields) -> bool:
 def test_writes_only_allowed_frequencies_and_restores_on_sigterm(start_nodes, client, sim_root):
     boot = snapshot(sim_root)
     group = start_nodes(dvfs_node(sim_root))
-    # 500 MHz is not in the Xavier NX GPU table: the node snaps it up to 510 MHz; 1 GHz CPU -> 1036.8 MHz
+    # 500 MHz is not in the Xavier NX GPU table: the node snaps it up to 510 MHz; 1 GHz CPU ->
+    # 1036.8 MHz
     assert send(client, lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied),
                 cpu=[("cluster0", 1_000_000)], gpu_frequency_hz=500_000_000,
                 emc_frequency_hz=1_600_000_000)
@@ -68,10 +80,16 @@ def test_writes_only_allowed_frequencies_and_restores_on_sigterm(start_nodes, cl
 def test_restores_on_watchdog_timeout(start_nodes, client, sim_root):
     boot = snapshot(sim_root)
     group = start_nodes(dvfs_node(sim_root, watchdog_s=1.0))
-    assert send(client, lambda: read(sim_root, f"{GPU}/max_freq") == "306000000", gpu_frequency_hz=306_000_000)
+    assert send(
+        client,
+        lambda: read(sim_root, f"{GPU}/max_freq") == "306000000",
+        gpu_frequency_hz=306_000_000,
+    )
     assert group.wait_for_line("dvfs_node", "watchdog: no DVFS command", timeout=6)
     assert snapshot(sim_root) == boot
-    assert client.wait_until(lambda: client.dvfs_applied and client.dvfs_applied[-1].mode == DvfsCommand.MODE_RESTORE, 5)
+    assert client.wait_until(
+        lambda: client.dvfs_applied and client.dvfs_applied[-1].mode == DvfsCommand.MODE_RESTORE, 5
+    )
 
 
 def test_rejects_malformed_commands_and_changes_nothing(start_nodes, client, sim_root):
@@ -91,9 +109,16 @@ def test_rejects_malformed_commands_and_changes_nothing(start_nodes, client, sim
 
 
 def test_hardware_monitor_reads_the_simulated_board(start_nodes, client, sim_root):
-    (sim_root / "sys/bus/i2c/devices/7-0040/hwmon/hwmon1/curr1_input").write_text("1500\n")  # 5 V x 1.5 A on VDD_IN
-    start_nodes(NodeProcess("hardware_monitor_node", "hardware_monitor_node",
-                            {"sysfs_root": str(sim_root), "source": "simulation", "period_s": 0.2}))
+    (sim_root / "sys/bus/i2c/devices/7-0040/hwmon/hwmon1/curr1_input").write_text(
+        "1500\n"
+    )  # 5 V x 1.5 A on VDD_IN
+    start_nodes(
+        NodeProcess(
+            "hardware_monitor_node",
+            "hardware_monitor_node",
+            {"sysfs_root": str(sim_root), "source": "simulation", "period_s": 0.2},
+        )
+    )
     assert client.wait_until(lambda: client.hardware is not None, 15)
     status = client.hardware
     assert status.source == "simulation" and status.platform == "xavier_nx"
@@ -104,14 +129,23 @@ def test_hardware_monitor_reads_the_simulated_board(start_nodes, client, sim_roo
 
 
 def test_hardware_monitor_falls_back_from_jtop_with_one_warning(start_nodes, client, sim_root):
-    group = start_nodes(NodeProcess("hardware_monitor_node", "hardware_monitor_node",
-                                    {"sysfs_root": str(sim_root), "source": "jtop", "period_s": 0.2}))
+    group = start_nodes(
+        NodeProcess(
+            "hardware_monitor_node",
+            "hardware_monitor_node",
+            {"sysfs_root": str(sim_root), "source": "jtop", "period_s": 0.2},
+        )
+    )
     assert client.wait_until(lambda: client.hardware is not None, 15)
     assert client.hardware.source == "sysfs"
     assert group.output("hardware_monitor_node").count("jtop unavailable") == 1
 
 
 def test_jtop_control_without_the_service_is_a_clear_startup_error(start_nodes, sim_root):
-    group = start_nodes(NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(sim_root), "control": "jtop"}))
+    group = start_nodes(
+        NodeProcess("dvfs_node", "dvfs_node", {"sysfs_root": str(sim_root), "control": "jtop"})
+    )
     assert group.node("dvfs_node").process.wait(timeout=20) == 1
-    assert "jtop control unavailable" in group.output("dvfs_node") and "use control:=sysfs" in group.output("dvfs_node")
+    assert "jtop control unavailable" in group.output(
+        "dvfs_node"
+    ) and "use control:=sysfs" in group.output("dvfs_node")

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The resource manager over DDS on the simulated Xavier NX (simulation back end), issue cases (a)-(c),
+"""The resource manager over DDS on the simulated Xavier NX (simulation back end), issue cases
+(a)-(c),
 and the inference node keeping only the newest frame.
 
 Each test starts the real executables with RosScenarioRun (simulated board, cameras, inference
@@ -23,8 +24,15 @@ STEP_S = 20.0
 
 
 def board(tmp_path, apps: list[dict], policy: str = "hierarchical") -> RosScenarioRun:
-    scenario = parse_scenario({"name": "test", "duration_s": 60, "control_period_s": 0.25, "apps": apps,
-                               "phases": [{"at_s": 0}]})
+    scenario = parse_scenario(
+        {
+            "name": "test",
+            "duration_s": 60,
+            "control_period_s": 0.25,
+            "apps": apps,
+            "phases": [{"at_s": 0}],
+        }
+    )
     return RosScenarioRun(scenario, policy=policy, work_dir=tmp_path)
 
 
@@ -44,7 +52,9 @@ def recent(client, model: str, seconds: float) -> list:
     with client.lock:
         stats = list(client.stats[model])
     now = time.time()
-    return [s for s in stats if now - (s.header.stamp.sec + s.header.stamp.nanosec * 1e-9) <= seconds]
+    return [
+        s for s in stats if now - (s.header.stamp.sec + s.header.stamp.nanosec * 1e-9) <= seconds
+    ]
 
 
 def mean_latency(client, model: str, seconds: float = 2.0) -> float:
@@ -54,7 +64,17 @@ def mean_latency(client, model: str, seconds: float = 2.0) -> float:
 
 @pytest.mark.timeout(180)
 def test_a_looser_latency_target_lowers_the_clocks(tmp_path, client):
-    run = board(tmp_path, [{"app": "navigation", "profile": "dynamic_ofa_xavier_nx_gpu.yaml", "fps": 10, "cluster": "cluster0"}])
+    run = board(
+        tmp_path,
+        [
+            {
+                "app": "navigation",
+                "profile": "dynamic_ofa_xavier_nx_gpu.yaml",
+                "fps": 10,
+                "cluster": "cluster0",
+            }
+        ],
+    )
     try:
         run.start(client)
         client.set_target("navigation", NAV, max_latency_ms=60.0)
@@ -62,8 +82,10 @@ def test_a_looser_latency_target_lowers_the_clocks(tmp_path, client):
         time.sleep(SETTLE_S)
         tight_gpu, tight_latency = applied_gpu_hz(client), mean_latency(client, NAV)
         client.set_target("navigation", NAV, max_latency_ms=200.0)
-        assert client.wait_until(lambda: 0 < applied_gpu_hz(client) < tight_gpu, STEP_S), \
-            f"GPU stayed at {applied_gpu_hz(client)} Hz after the target was loosened (was {tight_gpu})"
+        assert client.wait_until(lambda: 0 < applied_gpu_hz(client) < tight_gpu, STEP_S), (
+            f"GPU stayed at {applied_gpu_hz(client)} Hz after the target was loosened (was "
+            f"{tight_gpu})"
+        )
         time.sleep(SETTLE_S)
         loose_latency = mean_latency(client, NAV)
         assert tight_latency < loose_latency <= 200.0, (tight_latency, loose_latency)
@@ -74,19 +96,41 @@ def test_a_looser_latency_target_lowers_the_clocks(tmp_path, client):
 
 @pytest.mark.timeout(180)
 def test_b_two_apps_are_managed_at_once(tmp_path, client):
-    run = board(tmp_path, [
-        {"app": "navigation", "profile": "dynamic_ofa_xavier_nx_gpu.yaml", "fps": 10, "cluster": "cluster0"},
-        {"app": "inspection", "profile": "dynamic_ofa_xavier_nx_gpu_b.yaml", "fps": 5, "cluster": "cluster1"},
-    ])
+    run = board(
+        tmp_path,
+        [
+            {
+                "app": "navigation",
+                "profile": "dynamic_ofa_xavier_nx_gpu.yaml",
+                "fps": 10,
+                "cluster": "cluster0",
+            },
+            {
+                "app": "inspection",
+                "profile": "dynamic_ofa_xavier_nx_gpu_b.yaml",
+                "fps": 5,
+                "cluster": "cluster1",
+            },
+        ],
+    )
     try:
         run.start(client)
         client.set_target("navigation", NAV, max_latency_ms=150.0, min_accuracy=0.76, priority=2)
-        client.set_target("inspection", INSPECT, max_latency_ms=200.0, min_accuracy=0.77, priority=1)
+        client.set_target(
+            "inspection", INSPECT, max_latency_ms=200.0, min_accuracy=0.77, priority=1
+        )
         for model, accuracy in ((NAV, 0.76), (INSPECT, 0.77)):
-            assert client.wait_for_stats(model, lambda s, a=accuracy: s.accuracy >= a - 1e-6, STEP_S), \
-                f"{model} never ran a sub-network meeting its accuracy target"
-        assert client.wait_until(lambda: client.manager is not None and len(client.manager.targets) == 2
-                                 and not client.manager.given_up, STEP_S)
+            assert client.wait_for_stats(
+                model, lambda s, a=accuracy: s.accuracy >= a - 1e-6, STEP_S
+            ), f"{model} never ran a sub-network meeting its accuracy target"
+        assert client.wait_until(
+            lambda: (
+                client.manager is not None
+                and len(client.manager.targets) == 2
+                and not client.manager.given_up
+            ),
+            STEP_S,
+        )
         time.sleep(SETTLE_S)
         assert mean_latency(client, NAV) <= 150.0 and mean_latency(client, INSPECT) <= 200.0
         assert {m.model_id for m in client.switches} == {NAV, INSPECT}
@@ -96,7 +140,17 @@ def test_b_two_apps_are_managed_at_once(tmp_path, client):
 
 @pytest.mark.timeout(180)
 def test_c_a_background_gpu_job_is_absorbed_by_the_feedback(tmp_path, client):
-    run = board(tmp_path, [{"app": "navigation", "profile": "dynamic_ofa_xavier_nx_gpu.yaml", "fps": 10, "cluster": "cluster0"}])
+    run = board(
+        tmp_path,
+        [
+            {
+                "app": "navigation",
+                "profile": "dynamic_ofa_xavier_nx_gpu.yaml",
+                "fps": 10,
+                "cluster": "cluster0",
+            }
+        ],
+    )
     try:
         run.start(client)
         client.set_target("navigation", NAV, max_latency_ms=100.0, min_accuracy=0.76)
@@ -105,12 +159,23 @@ def test_c_a_background_gpu_job_is_absorbed_by_the_feedback(tmp_path, client):
         quiet_gpu = applied_gpu_hz(client)
         with client.lock:
             quiet_subnet = client.stats[NAV][-1].active_subnet
-        (run.root / SIM_DIR / "background_gpu").write_text("0.5\n")  # another job takes half the GPU
+        (run.root / SIM_DIR / "background_gpu").write_text(
+            "0.5\n"
+        )  # another job takes half the GPU
         assert client.wait_until(
-            lambda: applied_gpu_hz(client) > quiet_gpu or client.stats[NAV][-1].active_subnet != quiet_subnet, STEP_S), \
-            "the manager neither raised the clocks nor changed the sub-network under a 50% background load"
+            lambda: (
+                applied_gpu_hz(client) > quiet_gpu
+                or client.stats[NAV][-1].active_subnet != quiet_subnet
+            ),
+            STEP_S,
+        ), (
+            "the manager neither raised the clocks nor changed the sub-network under a 50% "
+            "background load"
+        )
         time.sleep(SETTLE_S)
-        assert mean_latency(client, NAV, seconds=3.0) <= 100.0, "the target is not held under the background load"
+        assert mean_latency(client, NAV, seconds=3.0) <= 100.0, (
+            "the target is not held under the background load"
+        )
     finally:
         assert all(code == 0 for code in run.stop().values())
 
@@ -118,14 +183,30 @@ def test_c_a_background_gpu_job_is_absorbed_by_the_feedback(tmp_path, client):
 @pytest.mark.timeout(120)
 def test_slow_inference_keeps_only_the_newest_frame(tmp_path, client):
     # 60 fps into a model taking 40-60 ms per frame: most frames must be dropped, none queued
-    run = board(tmp_path, [{"app": "navigation", "profile": "dynamic_ofa_xavier_nx_gpu.yaml", "fps": 60, "cluster": "cluster0"}],
-                policy="static")
+    run = board(
+        tmp_path,
+        [
+            {
+                "app": "navigation",
+                "profile": "dynamic_ofa_xavier_nx_gpu.yaml",
+                "fps": 60,
+                "cluster": "cluster0",
+            }
+        ],
+        policy="static",
+    )
     try:
         run.start(client)
         assert client.wait_until(lambda: len(client.stats[NAV]) >= 40, STEP_S)
         stats = list(client.stats[NAV])[10:]
-        ages_ms = [((s.header.stamp.sec - s.frame_stamp.sec) + (s.header.stamp.nanosec - s.frame_stamp.nanosec) * 1e-9) * 1e3
-                   for s in stats]
+        ages_ms = [
+            (
+                (s.header.stamp.sec - s.frame_stamp.sec)
+                + (s.header.stamp.nanosec - s.frame_stamp.nanosec) * 1e-9
+            )
+            * 1e3
+            for s in stats
+        ]
         assert stats[-1].frames_dropped > len(stats), "frames should be dropped, not queued"
         # a frame waits at most for the frame in progress, then runs: bounded, not growing
         assert max(ages_ms) <= 3 * max(s.latency_ms for s in stats) + 50, ages_ms

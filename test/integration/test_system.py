@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The whole system over DDS: camera -> inference node <-> resource manager -> DVFS node -> clock files.
+"""The whole system over DDS: camera -> inference node <-> resource manager -> DVFS node -> clock
+files.
 
 Starts the real executables from the colcon install on a simulated Xavier NX tree and drives them
 from outside, as an application would, with targets on the targets topic.
@@ -20,7 +21,9 @@ STEP_S = 25.0
 
 
 def announced(client):
-    assert client.wait_until(lambda: MODEL in client.profiles, STARTUP_S), "the inference node never announced its model"
+    assert client.wait_until(lambda: MODEL in client.profiles, STARTUP_S), (
+        "the inference node never announced its model"
+    )
     assert client.wait_for_stats(MODEL, lambda s: True, STEP_S), "no InferenceStats"
     return client.profiles[MODEL]
 
@@ -31,24 +34,39 @@ def test_target_switches_the_subnet_and_dvfs_writes_the_clock_files(digits_syste
     best = max(profile.subnets, key=lambda s: (s.accuracy, -s.latency_p95_ms))
     fastest = min(profile.subnets, key=lambda s: s.latency_p95_ms)
 
-    client.set_target("classifier", MODEL, max_latency_ms=best.latency_p95_ms * 20, min_accuracy=best.accuracy)
-    assert client.wait_until(lambda: any(m.model_id == MODEL and m.subnet_id == best.id for m in client.switches), STEP_S)
+    client.set_target(
+        "classifier", MODEL, max_latency_ms=best.latency_p95_ms * 20, min_accuracy=best.accuracy
+    )
+    assert client.wait_until(
+        lambda: any(m.model_id == MODEL and m.subnet_id == best.id for m in client.switches),
+        STEP_S,
+    )
     stats = client.wait_for_stats(MODEL, lambda s: s.active_subnet == best.id, STEP_S)
     assert stats is not None, f"the inference node never reported {best.id!r}"
     assert stats.accuracy == pytest.approx(best.accuracy)
 
     client.set_target("classifier", MODEL, max_latency_ms=fastest.latency_p95_ms * 1.5)
-    assert client.wait_for_stats(MODEL, lambda s: s.active_subnet == fastest.id, STEP_S) is not None
+    assert (
+        client.wait_for_stats(MODEL, lambda s: s.active_subnet == fastest.id, STEP_S) is not None
+    )
 
-    assert client.wait_until(lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied), STEP_S), \
-        "the manager's DVFS command never reached the clock files"
+    assert client.wait_until(
+        lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied), STEP_S
+    ), "the manager's DVFS command never reached the clock files"
     applied = [m for m in client.dvfs_applied if m.mode == DvfsCommand.MODE_SET][-1]
     gpu = root / PLATFORM.clocks.gpu_devfreq_path
     if applied.gpu_frequency_hz:
         assert int((gpu / "max_freq").read_text()) == applied.gpu_frequency_hz
     for name, khz in ((c.cluster, c.frequency_khz) for c in applied.cpu_clocks):
         policy = next(c for c in PLATFORM.clocks.cpu_clusters if c.name == name).policy_cpu
-        assert int((root / f"sys/devices/system/cpu/cpufreq/policy{policy}/scaling_max_freq").read_text()) == khz
+        assert (
+            int(
+                (
+                    root / f"sys/devices/system/cpu/cpufreq/policy{policy}/scaling_max_freq"
+                ).read_text()
+            )
+            == khz
+        )
         assert khz in PLATFORM.clocks.cpu_available_khz
 
 
@@ -71,15 +89,24 @@ def test_malformed_targets_are_rejected_with_a_reason_and_change_nothing(digits_
     for bad, reason in BAD_TARGETS:
         fields = {"app_id": "bad_app", "model_id": MODEL, **bad}
         logged = client.wait_until(
-            lambda: pub.publish(PerformanceTarget(**fields)) or reason in group.output("resource_manager_node"),
-            STEP_S, poll=0.5)
+            lambda: (
+                pub.publish(PerformanceTarget(**fields))
+                or reason in group.output("resource_manager_node")
+            ),
+            STEP_S,
+            poll=0.5,
+        )
         assert logged, f"no logged rejection containing {reason!r}"
     # one line per rejection, though the manager reads the topic twice; an unknown model is parked
     rejections = group.output("resource_manager_node").count("'bad_app' rejected: ")
     assert rejections == len(BAD_TARGETS) - 1
-    assert not client.wait_until(lambda: len(client.switches) > switches_before, 2.0), "a rejected target caused a switch"
+    assert not client.wait_until(lambda: len(client.switches) > switches_before, 2.0), (
+        "a rejected target caused a switch"
+    )
     assert client.latest_stats(MODEL).active_subnet == before
-    assert sorted(group.running()) == sorted(n.name for n in group.nodes), "every node keeps running"
+    assert sorted(group.running()) == sorted(n.name for n in group.nodes), (
+        "every node keeps running"
+    )
 
 
 def test_unknown_subnet_switch_is_rejected_by_the_inference_node(digits_system, client):
@@ -99,19 +126,58 @@ def test_unknown_subnet_switch_is_rejected_by_the_inference_node(digits_system, 
 def test_dyndnn_target_and_status_commands(digits_system, client):
     group, _ = digits_system
     announced(client)
-    target = subprocess.run(["dyndnn", "target", "--app", "cli_app", "--model", MODEL, "--max-latency-ms", "50",
-                             "--min-accuracy", "0.5", "--priority", "2"], capture_output=True, text=True, timeout=60)
+    target = subprocess.run(
+        [
+            "dyndnn",
+            "target",
+            "--app",
+            "cli_app",
+            "--model",
+            MODEL,
+            "--max-latency-ms",
+            "50",
+            "--min-accuracy",
+            "0.5",
+            "--priority",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert target.returncode == 0, target.stdout + target.stderr
     assert "target of app 'cli_app' accepted" in target.stdout  # the manager's verdict
     assert group.wait_for_line("resource_manager_node", "target of app 'cli_app'", timeout=10)
-    status = subprocess.run(["dyndnn", "status", "--once", "--duration", "5"], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "COLUMNS": "160"})
+    status = subprocess.run(
+        ["dyndnn", "status", "--once", "--duration", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "160"},
+    )
     assert status.returncode == 0, status.stderr
     for expected in ("cli_app", MODEL, "CPU cluster0", "GPU", "source simulation"):
-        assert expected in status.stdout, f"{expected!r} missing from `dyndnn status`:\n{status.stdout}"
+        assert expected in status.stdout, (
+            f"{expected!r} missing from `dyndnn status`:\n{status.stdout}"
+        )
 
 
 def test_dyndnn_target_rejects_bad_values_without_a_manager():
-    bad = subprocess.run(["dyndnn", "target", "--app", "x", "--model", MODEL, "--max-latency-ms", "nan", "--wait", "1"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [
+            "dyndnn",
+            "target",
+            "--app",
+            "x",
+            "--model",
+            MODEL,
+            "--max-latency-ms",
+            "nan",
+            "--wait",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "max_latency_ms must be finite" in bad.stderr

@@ -14,7 +14,12 @@ from dyndnn_ros.backends import BackendError, available_backends, create_backend
 from dyndnn_ros.backends.tensorrt_backend import tensorrt_available
 from dyndnn_ros.models import UnknownSubnetError
 
-GC = {"name": "gc", "family": "groupconv", "checkpoint": None, "spec": {"group_channels": [2, 4, 4], "groups": 3}}
+GC = {
+    "name": "gc",
+    "family": "groupconv",
+    "checkpoint": None,
+    "spec": {"group_channels": [2, 4, 4], "groups": 3},
+}
 
 
 @pytest.fixture()
@@ -62,9 +67,13 @@ def test_switch_requested_during_a_frame_applies_to_the_next(torch_backend) -> N
     b.request_switch("g1")
     started, release = threading.Event(), threading.Event()
     module = b.dynamic_model.resident_module("g1")
-    handle = module.register_forward_pre_hook(lambda m, a: (started.set(), release.wait(10)) and None)
+    handle = module.register_forward_pre_hook(
+        lambda m, a: (started.set(), release.wait(10)) and None
+    )
     results = []
-    frame = threading.Thread(target=lambda: results.append(b.infer(np.zeros((1, 1, 8, 8), np.float32))))
+    frame = threading.Thread(
+        target=lambda: results.append(b.infer(np.zeros((1, 1, 8, 8), np.float32)))
+    )
     frame.start()
     assert started.wait(10)
     b.request_switch("g3")
@@ -84,7 +93,9 @@ def test_tensorrt_backend_refuses_clearly_without_tensorrt() -> None:
 
 
 @pytest.mark.hardware
-@pytest.mark.skipif(not tensorrt_available(), reason="needs the tensorrt Python package and a CUDA GPU")
+@pytest.mark.skipif(
+    not tensorrt_available(), reason="needs the tensorrt Python package and a CUDA GPU"
+)
 def test_tensorrt_engines_match_torch(tmp_path) -> None:
     from dyndnn_ros.export.onnx_export import export_model
     from dyndnn_ros.export.tensorrt_build import build_all
@@ -92,14 +103,18 @@ def test_tensorrt_engines_match_torch(tmp_path) -> None:
     export_model(GC, tmp_path / "onnx", progress=False)
     build_all(tmp_path / "onnx", tmp_path / "engines")
     trt_backend = create_backend("tensorrt", engine_dir=tmp_path / "engines")
-    reference = create_backend("torch", model=GC)  # random weights come from the config seed: same as exported
+    reference = create_backend(
+        "torch", model=GC
+    )  # random weights come from the config seed: same as exported
     frame = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
     for sid in trt_backend.available_subnets():
         trt_backend.request_switch(sid)
         reference.request_switch(sid)
         result = trt_backend.infer(frame)
         assert result.subnet_id == sid and result.scores.shape == (1, 10) and result.latency_ms > 0
-        np.testing.assert_allclose(result.scores, reference.infer(frame).scores, rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(
+            result.scores, reference.infer(frame).scores, rtol=1e-3, atol=1e-3
+        )
 
 
 def test_switch_storm_never_mixes_subnets_within_a_frame(tmp_path) -> None:
@@ -111,8 +126,13 @@ def test_switch_storm_never_mixes_subnets_within_a_frame(tmp_path) -> None:
     subnet_set.write_text(yaml.safe_dump({"name": "pair", "subnets": [
         {"id": "thin", "kernel": 3, "expand": 3, "depth": 2, "resolution": 64},
         {"id": "wide", "kernel": 7, "expand": 6, "depth": 4, "resolution": 64}]}))
-    config = {"name": "storm", "family": "ofa_mbv3", "subnets": str(subnet_set), "checkpoint": None,
-              "supernet": {"n_classes": 10}}
+    config = {
+        "name": "storm",
+        "family": "ofa_mbv3",
+        "subnets": str(subnet_set),
+        "checkpoint": None,
+        "supernet": {"n_classes": 10},
+    }
     from dyndnn_ros.models.ofa_family import recalibrate_bn
 
     backend = create_backend("torch", model=config, mode="shared", threads=1)
@@ -120,7 +140,9 @@ def test_switch_storm_never_mixes_subnets_within_a_frame(tmp_path) -> None:
     # per-sub-network BN statistics (random weights die out without them); every shared-mode
     # switch copies them into the super-network, which the storm below races against
     calibration = [torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))]
-    model.family.bn_stats = {sid: recalibrate_bn(model.standalone(sid), calibration) for sid in ("thin", "wide")}
+    model.family.bn_stats = {
+        sid: recalibrate_bn(model.standalone(sid), calibration) for sid in ("thin", "wide")
+    }
     backend.request_switch("thin")
     backend.request_switch("wide")
     reference = {sid: model.standalone(sid) for sid in backend.available_subnets()}
@@ -137,20 +159,27 @@ def test_switch_storm_never_mixes_subnets_within_a_frame(tmp_path) -> None:
             if stop.is_set():
                 break
             switch(rng.choice(("thin", "wide")))
-            time.sleep(2e-4)  # keep switching for the whole run instead of using up the budget at once
+            time.sleep(
+                2e-4
+            )  # keep switching for the whole run instead of using up the budget at once
 
-    # the DynamicModel layer, where a shared-mode switch reconfigures the super-network: every frame
+    # the DynamicModel layer, where a shared-mode switch reconfigures the super-network: every
+    # frame
     # must be exactly one of the two sub-networks
     thread = threading.Thread(target=switcher, args=(model.switch,))
     thread.start()
     try:
         for _ in range(30):
             out = model.forward(torch.from_numpy(frame)).numpy()
-            assert any(np.allclose(out, e, rtol=1e-5, atol=1e-6) for e in expected.values()), "a mixed frame"
+            assert any(np.allclose(out, e, rtol=1e-5, atol=1e-6) for e in expected.values()), (
+                "a mixed frame"
+            )
     finally:
         stop.set()
         thread.join(10)
-    model.forward(torch.from_numpy(frame))  # apply what the direct switches left pending: from here on
+    model.forward(
+        torch.from_numpy(frame)
+    )  # apply what the direct switches left pending: from here on
     # only the back end switches its model, as in the inference node
     # the back-end layer: and it must be the one the result names
     stop.clear()
@@ -161,7 +190,9 @@ def test_switch_storm_never_mixes_subnets_within_a_frame(tmp_path) -> None:
         for _ in range(30):
             result = backend.infer(frame)
             seen.add(result.subnet_id)
-            np.testing.assert_allclose(result.scores, expected[result.subnet_id], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                result.scores, expected[result.subnet_id], rtol=1e-5, atol=1e-6
+            )
     finally:
         stop.set()
         thread.join(10)

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Scenarios load, the runner closes the loop, metrics count what they say, the report is written."""
+"""Scenarios load, the runner closes the loop, metrics count what they say, the report is written.
+"""
+
 import dataclasses
 
 from dyndnn_ros.evaluation.report import metrics, write_report

@@ -17,7 +17,9 @@ from dyndnn_ros.platforms.model import PlatformModel
 BOARDS = {name: PlatformModel.load(name) for name in ("xavier_nx", "agx_orin_maxn")}
 # seeds nobody tuned on; the AGX Orin has other clocks, power and cores than the board the
 # manager's defaults were chosen on
-CASES = [("xavier_nx", seed) for seed in range(10)] + [("agx_orin_maxn", seed) for seed in range(3)]
+CASES = [("xavier_nx", seed) for seed in range(10)] + [
+    ("agx_orin_maxn", seed) for seed in range(3)
+]
 
 
 def test_the_generator_is_seeded_and_varied():

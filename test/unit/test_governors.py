@@ -44,18 +44,27 @@ def test_podgov_defaults_from_yaml():
     from dyndnn_ros.platforms.model import PlatformModel
 
     cfg = GovernorConfig.from_yaml(PlatformModel.load().governors)
-    assert cfg.podgov == {"block_window_s": 0.05, "load_max": 900, "load_target": 700, "bias": 80, "smooth": 10, "damp": 7}
+    assert cfg.podgov == {
+        "block_window_s": 0.05,
+        "load_max": 900,
+        "load_target": 700,
+        "bias": 80,
+        "smooth": 10,
+        "damp": 7,
+    }
 
 
 def test_podgov_overload_boosts_by_a_third_of_max_undamped():
-    # rt_load 950 > 900: boost = (1109.25 MHz / 3) = 369 MHz, damp 10: request 510 + 369 = 879 MHz -> 905.25
+    # rt_load 950 > 900: boost = (1109.25 MHz / 3) = 369 MHz, damp 10: request 510 + 369 = 879 MHz
+    # -> 905.25
     gov = PodGov(GPU)
     assert gov.step(1.0, 0.95, 510_000_000, GPU[0], GPU[-1]) == 905_250_000
 
 
 def test_podgov_under_target_scales_down_smoothed_and_damped():
     # busyness 500 < 700 at 803 MHz: boost = (500-700)*80*803/(100*700) = -183 (C truncation)
-    # request 620; freq_avg = (803*10 + 620)/11 = 786; damped (7*620 + 3*786)/10 = 669 MHz -> 701.25
+    # request 620; freq_avg = (803*10 + 620)/11 = 786; damped (7*620 + 3*786)/10 = 669 MHz ->
+    # 701.25
     gov = PodGov(GPU, cycles_avg=803_250_000 * 0.5, freq_avg_mhz=803)
     assert gov.step(1.0, 0.5, 803_250_000, GPU[0], GPU[-1]) == 701_250_000
     assert gov.freq_avg_mhz == 786
@@ -69,7 +78,9 @@ def test_podgov_waits_for_the_block_window_after_a_change():
 
 def test_emc_activity_rule_and_gpu_floor():
     gov = ActivityGovernor(EMC, up_threshold=0.6, activity=0.3)
-    assert gov.step(0.0, 0.3, EMC[-1], EMC[0], EMC[-1]) == lowest_at_least(EMC, EMC[-1] * 0.3 / 0.6)
+    assert gov.step(0.0, 0.3, EMC[-1], EMC[0], EMC[-1]) == lowest_at_least(
+        EMC, EMC[-1] * 0.3 / 0.6
+    )
     assert gov.step(0.0, 0.0, EMC[-1], EMC[0], EMC[-1], floor_hz=1.5e9) == 1_600_000_000
 
 

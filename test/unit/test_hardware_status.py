@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Hardware status from a simulated tree: clocks, utilisation from /proc/stat deltas, rails, temperatures."""
+"""Hardware status from a simulated tree: clocks, utilisation from /proc/stat deltas, rails,
+temperatures."""
+
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,9 @@ def root(tmp_path: Path) -> Path:
 
 
 def write_stat(root: Path, busy: list[int], idle: list[int]) -> None:
-    lines = ["cpu  0 0 0 0 0 0 0 0 0 0"] + [f"cpu{i} {b} 0 0 {d} 0 0 0 0 0 0" for i, (b, d) in enumerate(zip(busy, idle))]
+    lines = ["cpu  0 0 0 0 0 0 0 0 0 0"] + [
+        f"cpu{i} {b} 0 0 {d} 0 0 0 0 0 0" for i, (b, d) in enumerate(zip(busy, idle))
+    ]
     (root / "proc/stat").write_text("\n".join(lines) + "\n")
 
 
@@ -31,7 +35,9 @@ def test_reads_clusters_gpu_emc_rails_and_temperatures(root):
         ("cluster0", 2, 2), ("cluster1", 2, 2), ("cluster2", 2, 2)]
     # MODE_15W_6CORE caps the EMC at 1600 MHz (emc_iso_cap): the boot rate
     assert sample.gpu_frequency_hz == 1109250000 and sample.emc_frequency_hz == 1600000000
-    assert sample.total_power_w == pytest.approx(6.0) and sample.rails_w["VDD_CPU_GPU_CV"] == pytest.approx(2.0)
+    assert sample.total_power_w == pytest.approx(6.0) and sample.rails_w[
+        "VDD_CPU_GPU_CV"
+    ] == pytest.approx(2.0)
     assert sample.temperatures_c["CPU-therm"] == pytest.approx(40.0)
 
 

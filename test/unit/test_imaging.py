@@ -54,7 +54,9 @@ def test_digits_frames_round_trip_to_the_8x8_model_input():
     assert np.abs(model_input[0, 0] - digit).max() < 1 / 255 + 1e-6
 
 
-@given(h=st.integers(1, 40), w=st.integers(1, 40), c=st.sampled_from([1, 3]), out=st.integers(1, 16))
+@given(
+    h=st.integers(1, 40), w=st.integers(1, 40), c=st.sampled_from([1, 3]), out=st.integers(1, 16)
+)
 def test_model_input_always_has_the_requested_shape_and_range(h, w, c, out):
     frame = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
     x = to_model_input(frame, (c, out, out))

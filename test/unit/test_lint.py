@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The lint `make test` enforces (ruff.toml): pyflakes and syntax errors, over every Python file."""
+"""The lint `make test` enforces (ruff.toml): pyflakes and pycodestyle, lines <= 99 characters.
+"""
+
 import subprocess
 import sys
 from pathlib import Path

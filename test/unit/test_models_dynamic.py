@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The switching API, the same for both families: exact outputs, clear errors, switches between frames."""
+"""The switching API, the same for both families: exact outputs, clear errors, switches between
+frames."""
+
 from __future__ import annotations
 
 import threading
@@ -20,8 +22,13 @@ SMALL_OFA_SET = {
     "device_kind": "cpu",
     "subnets": [
         {"id": "small", "kernel": 3, "expand": 3, "depth": 2, "resolution": 128},
-        {"id": "mixed", "kernel": [3, 5, 7, 5, 3], "expand": [3, 4, 6, 4, 3], "depth": [2, 3, 4, 2, 3],
-         "resolution": 160},
+        {
+            "id": "mixed",
+            "kernel": [3, 5, 7, 5, 3],
+            "expand": [3, 4, 6, 4, 3],
+            "depth": [2, 3, 4, 2, 3],
+            "resolution": 160,
+        },
     ],
 }
 
@@ -42,14 +49,18 @@ def _configs(ofa_config: dict) -> dict[str, dict | str]:
 
 @pytest.mark.parametrize("family", ["groupconv", "ofa"])
 @pytest.mark.parametrize("mode", ["shared", "resident"])
-def test_switch_gives_exactly_the_standalone_subnet(family: str, mode: str, ofa_config: dict) -> None:
+def test_switch_gives_exactly_the_standalone_subnet(
+    family: str, mode: str, ofa_config: dict
+) -> None:
     torch.manual_seed(0)
     model = build_dynamic_model(_configs(ofa_config)[family], mode=mode)
     for sid in reversed(model.available_subnets()):
         model.switch(sid)
         assert model.active_subnet == sid
         x = torch.randn(1, *model.input_shape())
-        standalone = model.family.materialise(sid)  # an independent copy of the sub-network's weights
+        standalone = model.family.materialise(
+            sid
+        )  # an independent copy of the sub-network's weights
         with torch.no_grad():
             torch.testing.assert_close(model.forward(x), standalone(x), rtol=1e-4, atol=1e-5)
 
@@ -75,7 +86,8 @@ def test_bad_mode_is_rejected(ofa_config: dict) -> None:
 
 
 class _GatedFamily(DynamicFamily):
-    """Sub-network 'a' outputs 1s, 'b' outputs 2s; a forward can be held open to switch mid-frame."""
+    """Sub-network 'a' outputs 1s, 'b' outputs 2s; a forward can be held open to switch mid-frame.
+    """
 
     name, family, metadata = "gated", "test", {}
 
@@ -120,14 +132,18 @@ def test_switch_during_a_frame_applies_on_the_next_frame(mode: str) -> None:
     assert model.active_subnet == "a" and model.pending_subnet == "b"
     family.release.set()
     frame.join(10)
-    assert result and float(result[0]) == 1.0, "the running frame must finish on the old sub-network"
+    assert result and float(result[0]) == 1.0, (
+        "the running frame must finish on the old sub-network"
+    )
     assert float(model.forward(x)) == 2.0
     assert model.active_subnet == "b" and model.pending_subnet is None
 
 
 def test_switch_during_a_real_groupconv_frame(ofa_config: dict) -> None:
     torch.manual_seed(0)
-    model = build_dynamic_model(_configs(ofa_config)["groupconv"], mode="resident", initial_subnet="g1")
+    model = build_dynamic_model(
+        _configs(ofa_config)["groupconv"], mode="resident", initial_subnet="g1"
+    )
     started, release = threading.Event(), threading.Event()
 
     def hold(module: nn.Module, args: tuple) -> None:

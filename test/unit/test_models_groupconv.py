@@ -52,7 +52,9 @@ def test_incremental_training_leaves_frozen_groups_bit_identical(spec: GroupConv
         with torch.no_grad():
             outputs[k] = net.eval().forward_groups(data.x_test, k)
 
-    train_incremental(net, data, TrainBudget(epochs=2, batch_size=64, weight_decay=0.1), after_stage=after_stage)
+    train_incremental(
+        net, data, TrainBudget(epochs=2, batch_size=64, weight_decay=0.1), after_stage=after_stage
+    )
     for k, snap in snapshots.items():
         now = _group_snapshot(net, k)
         changed = [name for name in snap if not torch.equal(snap[name], now[name])]

@@ -22,9 +22,12 @@ def supernet() -> OFAMobileNetV3:
 
 @pytest.mark.parametrize("width_mult", [1.0, 1.2])
 def test_state_dict_matches_official_checkpoint_layout(width_mult: float) -> None:
-    # key -> shape of ofa 0.1.0's OFAMobileNetV3(ks 3/5/7, e 3/4/6, d 2/3/4, w1.0 / w1.2), recorded from it
+    # key -> shape of ofa 0.1.0's OFAMobileNetV3(ks 3/5/7, e 3/4/6, d 2/3/4, w1.0 / w1.2), recorded
+    # from it
     reference = json.loads((DATA / f"ofa_mbv3_w{width_mult}_state_dict_shapes.json").read_text())
-    ours = {k: list(v.shape) for k, v in OFAMobileNetV3(width_mult=width_mult).state_dict().items()}
+    ours = {
+        k: list(v.shape) for k, v in OFAMobileNetV3(width_mult=width_mult).state_dict().items()
+    }
     assert ours == reference
 
 
@@ -112,8 +115,11 @@ def test_bn_stats_file_is_restored_by_the_factory(tmp_path: Path) -> None:
             torch.testing.assert_close(model.forward(x), sub(x), rtol=1e-4, atol=1e-4)
 
 
-def _deterministic_state_dict(shapes: dict[str, list[int]], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weights that depend only on (sorted keys, shapes, seed): any implementation can rebuild them.
+def _deterministic_state_dict(
+    shapes: dict[str, list[int]], seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Weights that depend only on (sorted keys, shapes, seed): any implementation can rebuild
+    them.
 
     The reference outputs in data/ofa_mbv3_w1.0_reference_outputs.json were computed by ofa 0.1.0's
     own OFAMobileNetV3 loaded with exactly these weights."""
@@ -142,13 +148,20 @@ def _deterministic_state_dict(shapes: dict[str, list[int]], seed: int = 0) -> di
 def test_outputs_match_the_reference_implementation() -> None:
     reference = json.loads((DATA / "ofa_mbv3_w1.0_reference_outputs.json").read_text())
     net = OFAMobileNetV3().eval()
-    net.load_state_dict(_deterministic_state_dict({k: list(v.shape) for k, v in net.state_dict().items()}))
+    net.load_state_dict(
+        _deterministic_state_dict({k: list(v.shape) for k, v in net.state_dict().items()})
+    )
     x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
     for name, case in reference.items():
         c = case["config"]
         net.set_active_subnet(net.subnet_config(c["ks"], c["e"], c["d"], 128))
         with torch.no_grad():
-            for y in (net(x), net.get_active_subnet().eval()(x)):  # shared weights and materialised copy
-                torch.testing.assert_close(y[0, :64], torch.tensor(case["logits_first_64"]), rtol=1e-4, atol=1e-5)
+            for y in (
+                net(x),
+                net.get_active_subnet().eval()(x),
+            ):  # shared weights and materialised copy
+                torch.testing.assert_close(
+                    y[0, :64], torch.tensor(case["logits_first_64"]), rtol=1e-4, atol=1e-5
+                )
                 assert int(y.argmax()) == case["argmax"]
                 assert float(y.sum()) == pytest.approx(case["sum"], abs=1e-3)

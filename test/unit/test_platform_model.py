@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Calibration of the Xavier NX model: published latencies at max clocks, power inside the power modes."""
+"""Calibration of the Xavier NX model: published latencies at max clocks, power inside the power
+modes."""
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,10 @@ from dyndnn_ros.platforms.model import AppLoad, PlatformModel
 from dyndnn_ros.profiles import load_profile
 
 MODEL = PlatformModel.load("xavier_nx")
-PROFILES = [load_profile(config_dir() / "profiles" / name) for name in ("dynamic_ofa_xavier_nx_gpu.yaml", "dynamic_ofa_xavier_nx_gpu_b.yaml")]
+PROFILES = [
+    load_profile(config_dir() / "profiles" / name)
+    for name in ("dynamic_ofa_xavier_nx_gpu.yaml", "dynamic_ofa_xavier_nx_gpu_b.yaml")
+]
 # Dynamic-OFA's published Xavier NX GPU latencies (ms), reference/dynamic-dnn.md
 PUBLISHED = [41.2, 45.4, 49.4, 51.1, 56.7, 61.7, 37.5, 41.5, 45.4, 47.3, 48.1, 51.3, 59.1]
 
@@ -18,7 +23,9 @@ def test_max_clock_latencies_match_the_published_set_within_5_percent():
     subnets = [s for p in PROFILES for s in p.subnets]
     assert len(subnets) == len(PUBLISHED)
     for s, published in zip(subnets, PUBLISHED):
-        state = MODEL.steady_state([AppLoad(s.latency_mean_ms, 0, 0)], top.cpu_khz, top.gpu_hz, top.emc_hz)
+        state = MODEL.steady_state(
+            [AppLoad(s.latency_mean_ms, 0, 0)], top.cpu_khz, top.gpu_hz, top.emc_hz
+        )
         assert float(state.latency_ms[0]) == pytest.approx(published, rel=0.05), s.id
 
 
@@ -31,10 +38,17 @@ def test_power_stays_inside_the_power_modes():
     assert everything <= 20.0
     for mode in MODEL.power_modes:
         online_clusters = mode["online_cpus"] // MODEL.cores_per_cluster
-        cpu = [mode["cpu_max_khz"] if c < online_clusters else MODEL.description.clocks.cpu_available_khz[0] for c in range(MODEL.clusters)]
+        cpu = [
+            mode["cpu_max_khz"]
+            if c < online_clusters
+            else MODEL.description.clocks.cpu_available_khz[0]
+            for c in range(MODEL.clusters)
+        ]
         busy = [2 if c < online_clusters else 0 for c in range(MODEL.clusters)]
         full = MODEL.power_w(cpu, mode["gpu_max_hz"], mode["emc_max_hz"], busy, 1.0, 1.0)
-        dnn = MODEL.steady_state([AppLoad(largest, 0, 0)], cpu, mode["gpu_max_hz"], mode["emc_max_hz"]).power_w
+        dnn = MODEL.steady_state(
+            [AppLoad(largest, 0, 0)], cpu, mode["gpu_max_hz"], mode["emc_max_hz"]
+        ).power_w
         assert float(dnn) <= mode["budget_w"], mode["name"]
         if mode["budget_w"] >= 15:
             assert full <= 20.0, mode["name"]
@@ -42,7 +56,9 @@ def test_power_stays_inside_the_power_modes():
 
 def test_latency_falls_and_power_rises_with_the_gpu_clock():
     gpu = np.array(MODEL.description.clocks.gpu_available_hz, dtype=float)
-    state = MODEL.steady_state([AppLoad(50.0, 10, 0)], MODEL.reference.cpu_khz, gpu, MODEL.reference.emc_hz)
+    state = MODEL.steady_state(
+        [AppLoad(50.0, 10, 0)], MODEL.reference.cpu_khz, gpu, MODEL.reference.emc_hz
+    )
     assert np.all(np.diff(state.latency_ms[0]) < 0)
     assert np.all(np.diff(state.power_w) > 0)
 
@@ -50,10 +66,16 @@ def test_latency_falls_and_power_rises_with_the_gpu_clock():
 def test_background_gpu_load_and_a_second_model_slow_the_gpu_part():
     ref = MODEL.reference
     alone = MODEL.steady_state([AppLoad(50.0, 10, 0)], ref.cpu_khz, ref.gpu_hz, ref.emc_hz)
-    loaded = MODEL.steady_state([AppLoad(50.0, 10, 0)], ref.cpu_khz, ref.gpu_hz, ref.emc_hz, background_gpu=0.4)
+    loaded = MODEL.steady_state(
+        [AppLoad(50.0, 10, 0)], ref.cpu_khz, ref.gpu_hz, ref.emc_hz, background_gpu=0.4
+    )
     # only the GPU share (0.72) is stretched by 1 / (1 - 0.4)
-    assert float(loaded.latency_ms[0]) == pytest.approx(50.0 * (0.10 + 0.72 / 0.6 + 0.18), rel=1e-6)
-    pair = MODEL.steady_state([AppLoad(50.0, 10, 0), AppLoad(50.0, 10, 1)], ref.cpu_khz, ref.gpu_hz, ref.emc_hz)
+    assert float(loaded.latency_ms[0]) == pytest.approx(
+        50.0 * (0.10 + 0.72 / 0.6 + 0.18), rel=1e-6
+    )
+    pair = MODEL.steady_state(
+        [AppLoad(50.0, 10, 0), AppLoad(50.0, 10, 1)], ref.cpu_khz, ref.gpu_hz, ref.emc_hz
+    )
     assert float(pair.latency_ms[0]) > float(alone.latency_ms[0])
 
 

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The simulated board: pinned clocks hold, governors move, frames follow the camera, energy adds up."""
+"""The simulated board: pinned clocks hold, governors move, frames follow the camera, energy adds
+up."""
+
 import pytest
 
 from dyndnn_ros.paths import config_dir
@@ -41,7 +43,9 @@ def test_default_governors_raise_clocks_under_back_to_back_load():
     sim.use_governors("default")
     sim.gpu_hz = MODEL.description.clocks.gpu_available_hz[3]
     sim.run_until(2.0)
-    assert sim.gpu_hz == MODEL.description.clocks.gpu_available_hz[-1]  # podgov: load > 900 -> boost
+    assert (
+        sim.gpu_hz == MODEL.description.clocks.gpu_available_hz[-1]
+    )  # podgov: load > 900 -> boost
 
 
 def test_switch_applies_from_the_next_frame():

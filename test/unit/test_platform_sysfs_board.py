@@ -24,7 +24,9 @@ def frame(backend):
 
 
 def test_pinned_clocks_written_by_a_dvfs_component_are_what_the_board_runs(board, tmp_path):
-    SysfsClockController(tmp_path, MODEL.description).apply(ClockRequest(gpu_hz=GPU[4], emc_hz=1600000000))
+    SysfsClockController(tmp_path, MODEL.description).apply(
+        ClockRequest(gpu_hz=GPU[4], emc_hz=1600000000)
+    )
     board.step()
     assert board.sim.gpu_hz == GPU[4] and board.sim.emc_hz == 1600000000
     gpu_dir = tmp_path / MODEL.description.clocks.gpu_devfreq_path
@@ -32,14 +34,20 @@ def test_pinned_clocks_written_by_a_dvfs_component_are_what_the_board_runs(board
 
 
 def test_backend_latency_follows_the_boards_clocks_and_the_board_sees_its_work(board, tmp_path):
-    backend = SimulatedBackend(model="dynamic_ofa_xavier_nx_gpu", sysfs_root=tmp_path, realtime=False, initial_subnet="a0")
+    backend = SimulatedBackend(
+        model="dynamic_ofa_xavier_nx_gpu", sysfs_root=tmp_path, realtime=False, initial_subnet="a0"
+    )
     top = MODEL.max_point()
     clusters = {c.name: top.cpu_khz[0] for c in MODEL.description.clocks.cpu_clusters}
-    SysfsClockController(tmp_path, MODEL.description).apply(ClockRequest(clusters, top.gpu_hz, top.emc_hz))
+    SysfsClockController(tmp_path, MODEL.description).apply(
+        ClockRequest(clusters, top.gpu_hz, top.emc_hz)
+    )
     board.step()
     fast = np.mean([backend.infer(frame(backend)).latency_ms for _ in range(20)])
     assert fast == pytest.approx(41.2, rel=0.05)  # the published max-clock latency of a0
-    SysfsClockController(tmp_path, MODEL.description).apply(ClockRequest(clusters, GPU[3], top.emc_hz))
+    SysfsClockController(tmp_path, MODEL.description).apply(
+        ClockRequest(clusters, GPU[3], top.emc_hz)
+    )
     board.step()
     slow = np.mean([backend.infer(frame(backend)).latency_ms for _ in range(20)])
     assert slow > 1.5 * fast and backend.last_energy_mj > 0
@@ -50,7 +58,9 @@ def test_backend_latency_follows_the_boards_clocks_and_the_board_sees_its_work(b
 
 
 def test_background_job_slows_the_model(board, tmp_path):
-    backend = SimulatedBackend(model="dynamic_ofa_xavier_nx_gpu", sysfs_root=tmp_path, realtime=False, initial_subnet="a0")
+    backend = SimulatedBackend(
+        model="dynamic_ofa_xavier_nx_gpu", sysfs_root=tmp_path, realtime=False, initial_subnet="a0"
+    )
     board.step()
     alone = np.mean([backend.infer(frame(backend)).latency_ms for _ in range(20)])
     (tmp_path / SIM_DIR / "background_gpu").write_text("0.4\n")
@@ -73,7 +83,9 @@ def test_manager_closes_the_loop_through_the_sysfs_tree(board, tmp_path):
     hardware monitor's reading -> Observation -> policy, with no ROS in between."""
     from dyndnn_ros.policies import ClockSetting, Observation, PerformanceGoal, create_policy
 
-    backend = SimulatedBackend(model="dynamic_ofa_xavier_nx_gpu", sysfs_root=tmp_path, realtime=False)
+    backend = SimulatedBackend(
+        model="dynamic_ofa_xavier_nx_gpu", sysfs_root=tmp_path, realtime=False
+    )
     controller = SysfsClockController(tmp_path, MODEL.description)
     monitor = SysfsStatusSource(tmp_path, MODEL.description)
     policy = create_policy("hierarchical", MODEL)
@@ -85,14 +97,24 @@ def test_manager_closes_the_loop_through_the_sysfs_tree(board, tmp_path):
         latencies = [backend.infer(frame(backend)).latency_ms for _ in range(5)]
         hw = monitor.sample()
         obs = Observation(
-            latency_ms={"cam": float(np.mean(latencies))}, frames={"cam": len(latencies)},
+            latency_ms={"cam": float(np.mean(latencies))},
+            frames={"cam": len(latencies)},
             active_subnets={"ofa_gpu_a": backend.active_subnet},
-            clocks=ClockSetting({c.name: c.frequency_khz for c in hw.cpu_clusters}, hw.gpu_frequency_hz, controller.read_state().emc_hz),
-            gpu_util=hw.gpu_utilization, power_w=hw.total_power_w,
+            clocks=ClockSetting(
+                {c.name: c.frequency_khz for c in hw.cpu_clusters},
+                hw.gpu_frequency_hz,
+                controller.read_state().emc_hz,
+            ),
+            gpu_util=hw.gpu_utilization,
+            power_w=hw.total_power_w,
         )
         decision = policy.decide(goals, profiles, obs)
         backend.request_switch(decision.subnets["ofa_gpu_a"])
-        controller.apply(ClockRequest(dict(decision.clocks.cpu_khz), decision.clocks.gpu_hz, decision.clocks.emc_hz))
+        controller.apply(
+            ClockRequest(
+                dict(decision.clocks.cpu_khz), decision.clocks.gpu_hz, decision.clocks.emc_hz
+            )
+        )
     assert backend.active_subnet == "a2"  # the fastest with accuracy >= 76 %
     assert max(latencies) <= 80 and board.sim.gpu_hz < GPU[-1]
     assert not decision.given_up
@@ -111,6 +133,8 @@ def test_a_control_file_caught_mid_write_keeps_last_ticks_value(board, tmp_path)
     board.step()
     policy = board.policies[0]
     before = (board.sim.cpu[0].lo, board.sim.cpu[0].hi)
-    (policy.directory / "scaling_max_freq").write_text("")  # the DVFS node truncated it, not yet rewritten
+    (policy.directory / "scaling_max_freq").write_text(
+        ""
+    )  # the DVFS node truncated it, not yet rewritten
     board.step()
     assert (board.sim.cpu[0].lo, board.sim.cpu[0].hi) == before

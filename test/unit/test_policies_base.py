@@ -19,14 +19,26 @@ from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 
 def subnet(sid, accuracy, latency_ms, energy_mj=None):
-    return SubnetProfile(sid, accuracy, latency_ms, latency_ms * 1.05, latency_ms * 1.08, latency_ms, energy_mj=energy_mj)
+    return SubnetProfile(
+        sid,
+        accuracy,
+        latency_ms,
+        latency_ms * 1.05,
+        latency_ms * 1.08,
+        latency_ms,
+        energy_mj=energy_mj,
+    )
 
 
 def table():
-    return ModelProfile("ofa", "gpu", (subnet("s", 0.72, 20.0), subnet("m", 0.75, 40.0), subnet("l", 0.78, 60.0)))
+    return ModelProfile(
+        "ofa", "gpu", (subnet("s", 0.72, 20.0), subnet("m", 0.75, 40.0), subnet("l", 0.78, 60.0))
+    )
 
 
-@pytest.mark.parametrize("field", ["max_latency_ms", "min_accuracy", "max_power_w", "max_energy_mj"])
+@pytest.mark.parametrize(
+    "field", ["max_latency_ms", "min_accuracy", "max_power_w", "max_energy_mj"]
+)
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0])
 def test_goal_rejects_nan_inf_negative(field, bad):
     with pytest.raises(GoalError, match=field):
@@ -57,7 +69,10 @@ def decide(policy, goal, observation=Observation()):
 
 
 def test_subnet_only_most_accurate_meeting_latency():
-    d = decide(create_policy("subnet_only", use_feedback=False), PerformanceGoal("cam", "ofa", max_latency_ms=45))
+    d = decide(
+        create_policy("subnet_only", use_feedback=False),
+        PerformanceGoal("cam", "ofa", max_latency_ms=45),
+    )
     assert d.subnets == {"ofa": "m"} and d.clocks is None and not d.given_up
 
 

@@ -17,7 +17,9 @@ def test_least_power_point_meets_the_target_and_one_step_lower_does_not():
     assert choice.met and choice.tail_ms[0] <= 90.0
     g = TABLES.gpu_available_hz.index(choice.point.gpu_hz)
     if g > 0:  # the next lower GPU clock (same CPU/EMC) misses the target or costs more
-        lower = OperatingPoint(choice.point.cpu_khz, TABLES.gpu_available_hz[g - 1], choice.point.emc_hz)
+        lower = OperatingPoint(
+            choice.point.cpu_khz, TABLES.gpu_available_hz[g - 1], choice.point.emc_hz
+        )
         latency, power = predict(MODEL, [demand(90.0)], lower)
         assert latency[0] * 1.07 > 90.0 or power >= choice.power_w
 

@@ -3,7 +3,13 @@
 from hypothesis import given, settings, strategies as st
 
 from dyndnn_ros.platforms.model import PlatformModel
-from dyndnn_ros.policies import ClockSetting, Observation, PerformanceGoal, create_policy, policy_names
+from dyndnn_ros.policies import (
+    ClockSetting,
+    Observation,
+    PerformanceGoal,
+    create_policy,
+    policy_names,
+)
 from dyndnn_ros.policies.search import AppDemand, predict, setting_to_point
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
@@ -12,11 +18,17 @@ TABLES = MODEL.description.clocks
 
 
 def subnet(sid, accuracy, latency_ms):
-    return SubnetProfile(sid, accuracy, latency_ms, latency_ms * 1.05, latency_ms * 1.07, latency_ms)
+    return SubnetProfile(
+        sid, accuracy, latency_ms, latency_ms * 1.05, latency_ms * 1.07, latency_ms
+    )
 
 
 def table(model="m1"):
-    return ModelProfile(model, "xavier_nx/gpu", (subnet("s", 0.72, 30.0), subnet("m", 0.75, 40.0), subnet("l", 0.78, 55.0)))
+    return ModelProfile(
+        model,
+        "xavier_nx/gpu",
+        (subnet("s", 0.72, 30.0), subnet("m", 0.75, 40.0), subnet("l", 0.78, 55.0)),
+    )
 
 
 PROFILES = {"m1": table("m1"), "m2": table("m2")}
@@ -29,8 +41,11 @@ def observe(decision, slowdown=1.0, jitter=1.0, fps=10.0):
     demand = AppDemand("cam", s.latency_mean_ms, 1.07, fps, 0)
     mean, _ = predict(MODEL, [demand], setting_to_point(MODEL, decision.clocks))
     return Observation(
-        latency_ms={"cam": mean[0] * slowdown * jitter}, frames={"cam": 5}, active_subnets=dict(decision.subnets),
-        clocks=decision.clocks or ClockSetting(), input_fps={"cam": fps},
+        latency_ms={"cam": mean[0] * slowdown * jitter},
+        frames={"cam": 5},
+        active_subnets=dict(decision.subnets),
+        clocks=decision.clocks or ClockSetting(),
+        input_fps={"cam": fps},
     )
 
 
@@ -53,7 +68,9 @@ def test_chosen_clocks_are_always_in_the_tables(latency, accuracy, fps):
     policy = create_policy("hierarchical", MODEL)
     goal = PerformanceGoal("cam", "m1", max_latency_ms=latency, min_accuracy=accuracy)
     d = policy.decide({"cam": goal}, PROFILES, Observation(input_fps={"cam": fps}))
-    assert d.clocks.gpu_hz in TABLES.gpu_available_hz and d.clocks.emc_hz in TABLES.emc_available_hz
+    assert (
+        d.clocks.gpu_hz in TABLES.gpu_available_hz and d.clocks.emc_hz in TABLES.emc_available_hz
+    )
     assert all(f in TABLES.cpu_available_khz for f in d.clocks.cpu_khz.values())
     assert set(d.clocks.cpu_khz) == {c.name for c in TABLES.cpu_clusters}
 
@@ -79,7 +96,9 @@ def test_slowdown_raises_clocks_then_steps_the_subnet_down():
     for _ in range(5):  # the board is 25 % slower than the model says (another job on the GPU)
         d = policy.decide(goal, PROFILES, observe(d, slowdown=1.25))
     assert d.clocks.gpu_hz > first.clocks.gpu_hz and d.subnets["m1"] == "m"
-    for _ in range(8):  # 80 % slower: even max clocks cannot hold "m": step down below the accuracy goal
+    for _ in range(
+        8
+    ):  # 80 % slower: even max clocks cannot hold "m": step down below the accuracy goal
         d = policy.decide(goal, PROFILES, observe(d, slowdown=1.8))
     assert d.subnets["m1"] == "s"
     assert "relaxed" in d.given_up["cam"]
@@ -92,14 +111,20 @@ def test_hysteresis_no_oscillation_under_measurement_noise():
     seen = []
     for k in range(30):  # +-1.5 % jitter around the prediction, alternating
         d = policy.decide(goal, PROFILES, observe(d, jitter=1.015 if k % 2 else 0.985))
-        seen.append((d.subnets["m1"], d.clocks.gpu_hz, tuple(d.clocks.cpu_khz.values()), d.clocks.emc_hz))
+        seen.append(
+            (d.subnets["m1"], d.clocks.gpu_hz, tuple(d.clocks.cpu_khz.values()), d.clocks.emc_hz)
+        )
     changes = sum(a != b for a, b in zip(seen, seen[1:]))
     assert changes <= 2
 
 
 def test_dvfs_only_keeps_its_fixed_subnet():
     policy = create_policy("dvfs_only", MODEL, subnets={"m1": "l"})
-    d = policy.decide({"cam": PerformanceGoal("cam", "m1", max_latency_ms=90)}, PROFILES, Observation(input_fps={"cam": 10}))
+    d = policy.decide(
+        {"cam": PerformanceGoal("cam", "m1", max_latency_ms=90)},
+        PROFILES,
+        Observation(input_fps={"cam": 10}),
+    )
     assert d.subnets == {"m1": "l"} and d.clocks is not None
 
 
@@ -107,7 +132,8 @@ def test_hysteresis_does_not_pay_to_keep_a_subnet():
     policy = create_policy("hierarchical", MODEL, hold_periods=3)
     strict = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=90, min_accuracy=0.78)}
     assert policy.decide(strict, PROFILES, Observation(input_fps={"cam": 10})).subnets["m1"] == "l"
-    # the accuracy goal drops and the latency goal tightens: keeping "l" would need far higher clocks
+    # the accuracy goal drops and the latency goal tightens: keeping "l" would need far higher
+    # clocks
     relaxed = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=62, min_accuracy=0.72)}
     d = policy.decide(relaxed, PROFILES, Observation(input_fps={"cam": 10}))
     assert d.subnets["m1"] == "s"
@@ -115,11 +141,17 @@ def test_hysteresis_does_not_pay_to_keep_a_subnet():
 
 def test_profiles_without_a_mean_latency_use_the_median():
     # a profiler may leave latency_mean_ms at 0; ordering and predictions then use the p50
-    profile = ModelProfile("m", "x", (SubnetProfile("s", 0.7, 20, 21, 22, 0.0), SubnetProfile("l", 0.8, 40, 42, 44, 0.0)))
+    profile = ModelProfile(
+        "m",
+        "x",
+        (SubnetProfile("s", 0.7, 20, 21, 22, 0.0), SubnetProfile("l", 0.8, 40, 42, 44, 0.0)),
+    )
     goal = {"a": PerformanceGoal("a", "m", max_latency_ms=50)}
     # the cheapest for the clock-setting policies, the most accurate meeting 50 ms for subnet_only
     for name, expected in (("hierarchical", "s"), ("oracle", "s"), ("subnet_only", "l")):
-        d = create_policy(name, MODEL).decide(goal, {"m": profile}, Observation(input_fps={"a": 10}))
+        d = create_policy(name, MODEL).decide(
+            goal, {"m": profile}, Observation(input_fps={"a": 10})
+        )
         assert d.subnets == {"m": expected} and not d.given_up, name
 
 

@@ -26,8 +26,13 @@ def _s(sid: str, latency: float, accuracy: float) -> SubnetProfile:
 
 
 def test_pareto_front_drops_dominated_and_sorts_by_latency() -> None:
-    subnets = [_s("slow_bad", 5.0, 0.80), _s("fast", 1.0, 0.70), _s("mid", 2.0, 0.85), _s("best", 4.0, 0.90),
-               _s("tie_slower", 2.5, 0.85)]
+    subnets = [
+        _s("slow_bad", 5.0, 0.80),
+        _s("fast", 1.0, 0.70),
+        _s("mid", 2.0, 0.85),
+        _s("best", 4.0, 0.90),
+        _s("tie_slower", 2.5, 0.85),
+    ]
     assert [s.id for s in pareto_front(subnets)] == ["fast", "mid", "best"]
 
 
@@ -52,8 +57,14 @@ def test_profile_model_writes_loadable_profile_and_png(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_dynamic_model({"name": "gc", "family": "groupconv", "checkpoint": None,
                                  "spec": {"group_channels": [2, 4, 4], "groups": 3}})
-    profile = profile_model(model, iterations=5, warmup=1, accuracy={"g1": 0.5, "g2": 0.7, "g3": 0.9},
-                            threads=1, progress=False)
+    profile = profile_model(
+        model,
+        iterations=5,
+        warmup=1,
+        accuracy={"g1": 0.5, "g2": 0.7, "g3": 0.9},
+        threads=1,
+        progress=False,
+    )
     assert profile.ids == ["g1", "g2", "g3"] and profile.metadata["weights"] == "random"
     macs = [s.macs for s in profile.subnets]
     assert macs == sorted(macs) and macs[0] > 0
@@ -69,7 +80,9 @@ def test_unknown_accuracy_is_marked(tmp_path: Path) -> None:
     model = build_dynamic_model({"name": "gc", "family": "groupconv", "checkpoint": None,
                                  "spec": {"group_channels": [2, 2], "groups": 2}})
     profile = profile_model(model, iterations=2, warmup=0, progress=False)
-    assert profile.metadata["accuracy_known"] is False and profile.metadata["accuracy_unknown_for"] == ["g1", "g2"]
+    assert profile.metadata["accuracy_known"] is False and profile.metadata[
+        "accuracy_unknown_for"
+    ] == ["g1", "g2"]
     assert plot_profile(profile, tmp_path / "u.png").is_file()
 
 

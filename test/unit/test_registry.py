@@ -91,7 +91,9 @@ def test_no_import_cycles():
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         modules[name] = path
-    graph = {m: {i for i in _module_imports(p) if i in modules and i != m} for m, p in modules.items()}
+    graph = {
+        m: {i for i in _module_imports(p) if i in modules and i != m} for m, p in modules.items()
+    }
     state: dict[str, int] = {}
 
     def visit(module: str, trail: list[str]) -> None:

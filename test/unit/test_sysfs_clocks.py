@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The sysfs clock back end on a simulated Xavier NX tree: discovery, snapping, safe order, restore."""
+"""The sysfs clock back end on a simulated Xavier NX tree: discovery, snapping, safe order,
+restore."""
+
 from pathlib import Path
 
 import pytest
@@ -40,9 +42,15 @@ def test_discovers_every_clock_domain(controller):
 
 
 def test_pins_min_and_max_and_reads_back(controller, tree):
-    applied = controller.apply(ClockRequest({"cluster0": 729600}, gpu_hz=510000000, emc_hz=1600000000))
+    applied = controller.apply(
+        ClockRequest({"cluster0": 729600}, gpu_hz=510000000, emc_hz=1600000000)
+    )
     assert applied.cpu_khz == {"cluster0": 729600}
-    assert read(tree, f"{CPU0}/scaling_min_freq") == read(tree, f"{CPU0}/scaling_max_freq") == "729600"
+    assert (
+        read(tree, f"{CPU0}/scaling_min_freq")
+        == read(tree, f"{CPU0}/scaling_max_freq")
+        == "729600"
+    )
     assert read(tree, f"{GPU_DIR}/min_freq") == read(tree, f"{GPU_DIR}/max_freq") == "510000000"
     assert read(tree, f"{sysfs_paths.EMC_CLK_DIR}/rate") == "1600000000"
     assert read(tree, f"{sysfs_paths.EMC_CLK_DIR}/mrq_rate_locked") == "1"
@@ -83,7 +91,9 @@ def test_moving_down_then_up_keeps_min_below_max(controller, tree):
 
 def test_restore_puts_back_the_boot_settings(controller, tree):
     boot = {p: p.read_text() for p in tree.rglob("*") if p.is_file()}
-    controller.apply(ClockRequest({"cluster1": 422400, "cluster2": 1420800}, gpu_hz=306000000, emc_hz=665600000))
+    controller.apply(
+        ClockRequest({"cluster1": 422400, "cluster2": 1420800}, gpu_hz=306000000, emc_hz=665600000)
+    )
     assert controller.restore_originals() == []
     assert boot == {p: p.read_text() for p in tree.rglob("*") if p.is_file()}
 
