@@ -75,7 +75,7 @@ def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
         below = bool(goal.min_accuracy and f.accuracy < goal.min_accuracy)
         short += below
         over = bool(goal.max_latency_ms and f.latency_ms > goal.max_latency_ms)
-        on_goal += not below and not over
+        on_goal += scenario.on_goal(f.app, f.start_s, f.latency_ms, f.accuracy)
         if not goal.max_latency_ms:
             continue
         counted += 1

@@ -57,6 +57,16 @@ class Scenario:
                 current = phase
         return current
 
+    def on_goal(self, app: str, start_s: float, latency_ms: float, accuracy: float) -> bool:
+        """Whether a frame of `app` that started at `start_s` met the latency and accuracy goals
+        in force then (False where the app has no goal)."""
+        goal = self.phase_at(start_s).goals.get(app)
+        if goal is None:
+            return False
+        below = bool(goal.min_accuracy and accuracy < goal.min_accuracy)
+        over = bool(goal.max_latency_ms and latency_ms > goal.max_latency_ms)
+        return not below and not over
+
     @property
     def profiles(self) -> dict[str, ModelProfile]:
         return {a.profile.model: a.profile for a in self.apps}

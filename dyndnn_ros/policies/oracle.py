@@ -3,16 +3,24 @@
 
 It knows what the policies must estimate (the background GPU load, given by the evaluation through
 `set_truth`; no slowdown to learn) and searches every combination of the apps' sub-networks with
-every clock combination, each CPU cluster's clock on its own, so its energy per frame is the lower
-bound for the goals. Only when no point meets every goal does it relax goals, lowest priority
-first, as the hierarchical manager does (a given-up app keeps its latency as best effort), so both
-are judged on the same goals. Evaluation only: a robot cannot know the truth.
+every clock combination, each CPU cluster's clock on its own. Where some point meets every goal
+(p99 latency, accuracy, power cap) it takes the least energy per frame among those points. Only
+where none does (the goals conflict) do priorities count: over every sub-network and clock point it
+serves the highest priority as many frames on goal as the board allows, then the next, and takes
+the least energy per frame on goal among those points (`goal_share_best`); a frame is on goal as
+the report counts it, its latency under the board's lognormal frame jitter. Evaluation only: a
+robot cannot know the truth.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import replace
 from typing import Any, Mapping
+
+import numpy as np
+from scipy.special import ndtr  # the standard normal CDF, vectorised
 
 from dyndnn_ros.policies.base import (
     Decision,
@@ -25,6 +33,7 @@ from dyndnn_ros.policies.base import (
 from dyndnn_ros.policies.search import (
     AppDemand,
     ClockChoice,
+    ClockGrid,
     as_platform_model,
     point_to_setting,
     search_clocks,
@@ -78,6 +87,105 @@ def exhaustive_best(
         key = _rank(choice, demands)
         if best is None or key < best_key:
             best, best_key = (choice, combo), key
+    return best
+
+
+SHARE_STEP = 0.01
+"""on-goal shares within this of each other count as equal when priorities are served in turn"""
+
+
+def goal_share_best(
+    model,
+    apps: list[tuple[PerformanceGoal, list[SubnetProfile], int, float]],
+    power_cap_w: float,
+    background_gpu: float,
+    devices: Mapping[str, str] | None = None,
+) -> tuple[ClockChoice, tuple[SubnetProfile, ...], tuple[float, ...]] | None:
+    """For goals that conflict, over every sub-network combination and clock point (within the
+    power cap where it can be held): the highest priority's predicted share of frames on goal
+    first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then
+    the least power / frames on goal per second. A frame is on goal when its sub-network meets
+    the accuracy goal and its latency the latency goal, under the board's lognormal frame jitter.
+    Returns the choice, its sub-networks and each app's predicted on-goal share; None when no
+    point puts any frame on goal.
+
+    apps: (goal, sub-networks, cluster, fps) per application; devices: app -> device (gpu)."""
+    devices = devices or {}
+    sigma = math.sqrt(math.log(1.0 + model.latency_cv**2))
+    levels = sorted({goal.priority for goal, _, _, _ in apps}, reverse=True)
+    best = None
+    best_key: tuple = ()
+    combos = itertools.product(*[subnets for _, subnets, _, _ in apps])
+    for combo in itertools.islice(combos, MAX_COMBINATIONS):
+        demands = [
+            AppDemand(
+                goal.app,
+                typical_latency_ms(s),
+                tail_ratio(s),
+                fps,
+                cluster,
+                max_tail_ms=goal.max_latency_ms,
+                device=devices.get(goal.app, "gpu"),
+                thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
+            )
+            for (goal, _, cluster, fps), s in zip(apps, combo)
+        ]
+        grid = ClockGrid(model, {d.cluster for d in demands}, True, 0, None, demands)
+        loads = [
+            d.load() if threads is None else replace(d.load(), threads=threads)
+            for d, threads in zip(demands, grid.threads)
+        ]
+        state = model.steady_state(loads, grid.cpu, grid.gpu, grid.emc, background_gpu)
+
+        def on_grid(values) -> np.ndarray:
+            return np.broadcast_to(values, grid.shape)
+
+        power = on_grid(state.power_w)
+        shares = []
+        for i, ((goal, _, _, _), s) in enumerate(zip(apps, combo)):
+            mean = on_grid(state.latency_ms[i])
+            if goal.min_accuracy and s.accuracy < goal.min_accuracy:
+                share = np.zeros(grid.shape)
+            elif goal.max_latency_ms and sigma > 1e-9:
+                # P(L <= max) for a lognormal L of this mean
+                share = ndtr(
+                    (np.log(goal.max_latency_ms / np.maximum(mean, 1e-12)) + sigma**2 / 2)
+                    / sigma
+                )
+            elif goal.max_latency_ms:
+                share = (mean <= goal.max_latency_ms).astype(float)
+            else:
+                share = np.ones(grid.shape)
+            shares.append(share)
+        on_goal_rate = sum(share * on_grid(r) for share, r in zip(shares, state.rate_hz))
+        ratio = np.where(on_goal_rate > 0, power / np.maximum(on_goal_rate, 1e-12), np.inf)
+        if power_cap_w > 0 and (power <= power_cap_w).any():
+            ratio = np.where(power <= power_cap_w, ratio, np.inf)
+        served = [
+            np.floor(
+                np.min([sh for sh, (g, _, _, _) in zip(shares, apps) if g.priority == p], axis=0)
+                / SHARE_STEP
+                + 1e-9
+            ).ravel()
+            for p in levels
+        ]
+        # np.lexsort sorts by its last key first: the least ratio among the best-served points
+        flat = int(np.lexsort([ratio.ravel(), *[-s for s in reversed(served)]])[0])
+        index = np.unravel_index(flat, grid.shape)
+        key = tuple(-s[flat] for s in served) + (float(ratio[index]),)
+        if not math.isfinite(key[-1]) or (best is not None and key >= best_key):
+            continue
+        rate = float(sum(on_grid(r)[index] for r in state.rate_hz))
+        choice = ClockChoice(
+            grid.point(index),
+            float(power[index]),
+            tuple(float(on_grid(state.latency_ms[i])[index]) * d.tail_ratio
+                  for i, d in enumerate(demands)),
+            False,
+            float(power[index]) / rate if rate > 0 else float(power[index]),
+            grid.threads_at(index),
+        )
+        best, best_key = (choice, combo, tuple(float(sh[index]) for sh in shares)), key
     return best
 
 
@@ -153,63 +261,46 @@ class OraclePolicy(Policy):
             for g in goals.values()
             if g.model not in profiles
         }
-        # the same priority rule as the hierarchical manager: lowest priority first, each
-        # sub-network
-        # below its accuracy goal (most accurate first), then give it up; the top app is never
-        # given up
-        lowest_first = sorted(served, key=lambda g: (g.priority, g.app))
-        ladder: list[tuple[str, SubnetProfile | None]] = []
-        for g in lowest_first:
-            below = [s for s in profiles[g.model].subnets if s.accuracy < g.min_accuracy]
-            ladder += [(g.app, s) for s in sorted(below, key=lambda s: -s.accuracy)]
-            if g is not lowest_first[-1]:
-                ladder.append((g.app, None))
-        forced: dict[str, SubnetProfile] = {}
-        dropped: set[str] = set()
-        found = None
-        for step in range(len(ladder) + 1):
-            apps = []
-            for g in served:
-                subnets = list(profiles[g.model].subnets)
-                if g.app in dropped:
-                    allowed = subnets
-                elif g.app in forced:
-                    allowed = [forced[g.app]]
-                else:
-                    allowed = [s for s in subnets if s.accuracy >= g.min_accuracy] or [
-                        max(subnets, key=lambda s: s.accuracy)
-                    ]
-                apps.append((g, allowed, clusters[g.app], fps[g.app], g.app not in dropped))
-            cap = min(
-                (g.max_power_w for g in served if g.max_power_w and g.app not in dropped),
-                default=0.0,
+        cap = min((g.max_power_w for g in served if g.max_power_w), default=0.0)
+        strict = []
+        for g in served:
+            subnets = list(profiles[g.model].subnets)
+            accurate = [s for s in subnets if s.accuracy >= g.min_accuracy]
+            strict.append(
+                (g, accurate or [max(subnets, key=lambda s: s.accuracy)], clusters[g.app],
+                 fps[g.app], True)
             )
-            found = exhaustive_best(self.model, apps, cap, self.background_gpu, devices=devices)
-            if found is not None or step == len(ladder):
-                break
-            app, subnet = ladder[step]
-            if subnet is None:
-                dropped.add(app)
-                given_up[app] = "given up for higher priorities"
-            else:
-                forced[app] = subnet
-                given_up[app] = f"accuracy goal relaxed to {subnet.id}"
-        if found is None:  # even the highest priority cannot be met: least worst lateness
+        found = exhaustive_best(self.model, strict, cap, self.background_gpu, devices=devices)
+        reason = "exhaustive optimum"
+        if found is None or not all(any(s.accuracy >= g.min_accuracy for s in allowed)
+                                    for g, allowed, _, _, _ in strict):
+            # the goals conflict: every sub-network and clock point, judged by frames on goal
+            everything = [
+                (g, list(profiles[g.model].subnets), clusters[g.app], fps[g.app]) for g in served
+            ]
+            conflict = goal_share_best(self.model, everything, cap, self.background_gpu, devices)
+            if conflict is not None:
+                choice, combo, shares = conflict
+                found = (choice, combo)
+                reason = "goals conflict: frames on goal by priority, then energy per frame"
+                given_up.update(
+                    {
+                        g.app: f"goals conflict: {100 * share:.0f} % of frames predicted on goal"
+                        for g, share in zip(served, shares)
+                        if share < 0.99
+                    }
+                )
+        if found is None:  # no frame of any app can meet its goals: least worst lateness
             found = exhaustive_best(
-                self.model, apps, cap, self.background_gpu, best_effort=True, devices=devices
+                self.model, strict, cap, self.background_gpu, best_effort=True, devices=devices
             )
-            given_up.update(
-                {
-                    g.app: "best effort: target cannot be met"
-                    for g in served
-                    if g.app not in dropped
-                }
-            )
+            reason = "best effort: no goal can be met"
+            given_up.update({g.app: "best effort: target cannot be met" for g in served})
         choice, combo = found
         decision = Decision(
             subnets={g.model: s.id for g, s in zip(served, combo)},
             clocks=point_to_setting(self.model, choice.point),
-            reasons={g.model: "exhaustive optimum" for g in served},
+            reasons={g.model: reason for g in served},
             given_up=given_up,
             predicted_latency_ms={g.app: p for g, p in zip(served, choice.tail_ms)},
             predicted_power_w=choice.power_w,

@@ -94,3 +94,42 @@ def test_oracle_searches_each_cluster_clock_on_its_own():
     separate = search_clocks(MODEL, demands, per_cluster=True)
     assert separate.energy_per_frame_j <= shared.energy_per_frame_j
     assert all(t <= d.max_tail_ms for t, d in zip(separate.tail_ms, demands))
+
+
+def test_oracle_serves_frames_on_goal_when_goals_conflict():
+    """No point meets the p99 goal: the oracle takes the point with the most frames predicted on
+    goal (in SHARE_STEP steps), then the least power per frame on goal, as a brute force does."""
+    import math
+
+    from scipy.special import ndtr
+
+    from dyndnn_ros.policies.oracle import SHARE_STEP
+
+    goal = PerformanceGoal("cam", "m", max_latency_ms=57, min_accuracy=0.78)
+    sigma = math.sqrt(math.log(1.0 + MODEL.latency_cv**2))
+    clocks = MODEL.description.clocks
+    low = clocks.cpu_available_khz[0]
+    best = None
+    for s, g, e, c in itertools.product(
+        PROFILE.subnets, clocks.gpu_available_hz, clocks.emc_available_hz, clocks.cpu_available_khz
+    ):
+        state = MODEL.steady_state([AppLoad(s.latency_mean_ms, 10, 0)], (c, low, low), g, e)
+        mean = float(state.latency_ms[0])
+        share = 0.0 if s.accuracy < goal.min_accuracy else float(
+            ndtr((math.log(goal.max_latency_ms / mean) + sigma**2 / 2) / sigma)
+        )
+        if share <= 0:
+            continue
+        key = (-math.floor(share / SHARE_STEP + 1e-9),
+               float(state.power_w) / (share * float(state.rate_hz[0])))
+        if best is None or key < best[0]:
+            best = (key, s.id, g, e, c)
+    d = create_policy("oracle", MODEL).decide(
+        {"cam": goal}, {"m": PROFILE},
+        Observation(input_fps={"cam": 10}, app_cluster={"cam": "cluster0"}),
+    )
+    assert "goals conflict" in d.reasons["m"]
+    assert 0 < best[0][0] * -SHARE_STEP < 0.99  # the p99 goal cannot be met, some frames can
+    assert (d.subnets["m"], d.clocks.gpu_hz, d.clocks.emc_hz, d.clocks.cpu_khz["cluster0"]) == (
+        best[1:]
+    )
