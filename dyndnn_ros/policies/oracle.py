@@ -7,20 +7,16 @@ every clock combination, each CPU cluster's clock on its own. Where some point m
 (p99 latency, accuracy, power cap) it takes the least energy per frame among those points. Only
 where none does (the goals conflict) do priorities count: over every sub-network and clock point it
 serves the highest priority as many frames on goal as the board allows, then the next, and takes
-the least energy per frame on goal among those points (`goal_share_best`); a frame is on goal as
-the report counts it, its latency under the board's lognormal frame jitter. Evaluation only: a
+the least energy per frame on goal among those points (`goal_share_best`,
+search.most_on_goal); a frame is on goal as the report counts it, its latency under the board's
+lognormal frame jitter. Evaluation only: a
 robot cannot know the truth.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from dataclasses import replace
 from typing import Any, Mapping
-
-import numpy as np
-from scipy.special import ndtr  # the standard normal CDF, vectorised
 
 from dyndnn_ros.policies.base import (
     Decision,
@@ -33,8 +29,8 @@ from dyndnn_ros.policies.base import (
 from dyndnn_ros.policies.search import (
     AppDemand,
     ClockChoice,
-    ClockGrid,
     as_platform_model,
+    most_on_goal,
     point_to_setting,
     search_clocks,
     tail_ratio,
@@ -90,10 +86,6 @@ def exhaustive_best(
     return best
 
 
-SHARE_STEP = 0.01
-"""on-goal shares within this of each other count as equal when priorities are served in turn"""
-
-
 def goal_share_best(
     model,
     apps: list[tuple[PerformanceGoal, list[SubnetProfile], int, float]],
@@ -101,92 +93,39 @@ def goal_share_best(
     background_gpu: float,
     devices: Mapping[str, str] | None = None,
 ) -> tuple[ClockChoice, tuple[SubnetProfile, ...], tuple[float, ...]] | None:
-    """For goals that conflict, over every sub-network combination and clock point (within the
-    power cap where it can be held): the highest priority's predicted share of frames on goal
-    first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then
-    the least power / frames on goal per second. A frame is on goal when its sub-network meets
-    the accuracy goal and its latency the latency goal, under the board's lognormal frame jitter.
-    Returns the choice, its sub-networks and each app's predicted on-goal share; None when no
-    point puts any frame on goal.
-
-    apps: (goal, sub-networks, cluster, fps) per application; devices: app -> device (gpu)."""
+    """For goals that conflict: `most_on_goal` over every sub-network combination (at most
+    MAX_COMBINATIONS). apps: (goal, sub-networks, cluster, fps) per application."""
     devices = devices or {}
-    sigma = math.sqrt(math.log(1.0 + model.latency_cv**2))
-    levels = sorted({goal.priority for goal, _, _, _ in apps}, reverse=True)
-    best = None
-    best_key: tuple = ()
-    combos = itertools.product(*[subnets for _, subnets, _, _ in apps])
-    for combo in itertools.islice(combos, MAX_COMBINATIONS):
-        demands = [
-            AppDemand(
-                goal.app,
-                typical_latency_ms(s),
-                tail_ratio(s),
-                fps,
-                cluster,
-                max_tail_ms=goal.max_latency_ms,
-                device=devices.get(goal.app, "gpu"),
-                thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
-            )
-            for (goal, _, cluster, fps), s in zip(apps, combo)
-        ]
-        grid = ClockGrid(model, {d.cluster for d in demands}, True, 0, None, demands)
-        loads = [
-            d.load() if threads is None else replace(d.load(), threads=threads)
-            for d, threads in zip(demands, grid.threads)
-        ]
-        state = model.steady_state(loads, grid.cpu, grid.gpu, grid.emc, background_gpu)
-
-        def on_grid(values) -> np.ndarray:
-            return np.broadcast_to(values, grid.shape)
-
-        power = on_grid(state.power_w)
-        shares = []
-        for i, ((goal, _, _, _), s) in enumerate(zip(apps, combo)):
-            mean = on_grid(state.latency_ms[i])
-            if goal.min_accuracy and s.accuracy < goal.min_accuracy:
-                share = np.zeros(grid.shape)
-            elif goal.max_latency_ms and sigma > 1e-9:
-                # P(L <= max) for a lognormal L of this mean
-                share = ndtr(
-                    (np.log(goal.max_latency_ms / np.maximum(mean, 1e-12)) + sigma**2 / 2)
-                    / sigma
-                )
-            elif goal.max_latency_ms:
-                share = (mean <= goal.max_latency_ms).astype(float)
-            else:
-                share = np.ones(grid.shape)
-            shares.append(share)
-        on_goal_rate = sum(share * on_grid(r) for share, r in zip(shares, state.rate_hz))
-        ratio = np.where(on_goal_rate > 0, power / np.maximum(on_goal_rate, 1e-12), np.inf)
-        if power_cap_w > 0 and (power <= power_cap_w).any():
-            ratio = np.where(power <= power_cap_w, ratio, np.inf)
-        served = [
-            np.floor(
-                np.min([sh for sh, (g, _, _, _) in zip(shares, apps) if g.priority == p], axis=0)
-                / SHARE_STEP
-                + 1e-9
-            ).ravel()
-            for p in levels
-        ]
-        # np.lexsort sorts by its last key first: the least ratio among the best-served points
-        flat = int(np.lexsort([ratio.ravel(), *[-s for s in reversed(served)]])[0])
-        index = np.unravel_index(flat, grid.shape)
-        key = tuple(-s[flat] for s in served) + (float(ratio[index]),)
-        if not math.isfinite(key[-1]) or (best is not None and key >= best_key):
-            continue
-        rate = float(sum(on_grid(r)[index] for r in state.rate_hz))
-        choice = ClockChoice(
-            grid.point(index),
-            float(power[index]),
-            tuple(float(on_grid(state.latency_ms[i])[index]) * d.tail_ratio
-                  for i, d in enumerate(demands)),
-            False,
-            float(power[index]) / rate if rate > 0 else float(power[index]),
-            grid.threads_at(index),
+    goals = [goal for goal, _, _, _ in apps]
+    combos = list(
+        itertools.islice(
+            itertools.product(*[subnets for _, subnets, _, _ in apps]), MAX_COMBINATIONS
         )
-        best, best_key = (choice, combo, tuple(float(sh[index]) for sh in shares)), key
-    return best
+    )
+    candidates = [
+        (
+            [
+                AppDemand(
+                    goal.app,
+                    typical_latency_ms(s),
+                    tail_ratio(s),
+                    fps,
+                    cluster,
+                    max_tail_ms=goal.max_latency_ms,
+                    device=devices.get(goal.app, "gpu"),
+                    thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
+                )
+                for (goal, _, cluster, fps), s in zip(apps, combo)
+            ],
+            [s.accuracy for s in combo],
+        )
+        for combo in combos
+    ]
+    best = most_on_goal(model, goals, candidates, power_cap_w, background_gpu)
+    if best is None:
+        return None
+    k, choice, shares, _ = best
+    return choice, combos[k], shares
 
 
 def _lateness(choice: ClockChoice, demands: list[AppDemand], soft: bool) -> float:

@@ -13,10 +13,12 @@ the lowest clock when a smaller thread count leaves them idle.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.special import ndtr  # the standard normal CDF, vectorised
 
 from dyndnn_ros.platforms.description import PlatformDescription
 from dyndnn_ros.platforms.model import AppLoad, OperatingPoint, PlatformModel, typical_latency_ms
@@ -369,3 +371,91 @@ def _choice(
         float(cost[index]),
         grid.threads_at(index),
     )
+
+
+SHARE_STEP = 0.01
+"""on-goal shares within this of each other count as equal when priorities are served in turn"""
+
+
+def most_on_goal(
+    model: PlatformModel,
+    goals: Sequence[Any],
+    candidates: Sequence[tuple[Sequence[AppDemand], Sequence[float]]],
+    power_cap_w: float = 0.0,
+    background_gpu: float = 0.0,
+    power_scale: float = 1.0,
+    cpu_budget: int = 0,
+) -> tuple[int, ClockChoice, tuple[float, ...], tuple] | None:
+    """For goals that conflict: over every candidate (one demand and one sub-network accuracy per
+    goal, in the goals' order) and every clock point (each used cluster on its own axis, within
+    the power cap where it can be held), the highest priority's predicted share of frames on goal
+    first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then the
+    least power / frames on goal per second. A frame is on goal as the evaluation counts it: its
+    sub-network meets the accuracy goal and its latency the latency goal (`max_latency_ms`, no
+    headroom), under the model's lognormal frame jitter.
+
+    Returns (candidate index, choice, each app's predicted on-goal share, ranking key), or None
+    when no point puts any frame on goal."""
+    sigma = math.sqrt(math.log(1.0 + model.latency_cv**2))
+    levels = sorted({g.priority for g in goals}, reverse=True)
+    best = None
+    for k, (demands, accuracies) in enumerate(candidates):
+        grid = ClockGrid(model, {d.cluster for d in demands}, True, cpu_budget, None, demands)
+        loads = [
+            d.load() if threads is None else replace(d.load(), threads=threads)
+            for d, threads in zip(demands, grid.threads)
+        ]
+        state = model.steady_state(loads, grid.cpu, grid.gpu, grid.emc, background_gpu)
+
+        def on_grid(values) -> np.ndarray:
+            return np.broadcast_to(values, grid.shape)
+
+        power = on_grid(state.power_w) * power_scale
+        shares = []
+        for i, (goal, accuracy) in enumerate(zip(goals, accuracies)):
+            mean = on_grid(state.latency_ms[i])
+            if goal.min_accuracy and accuracy < goal.min_accuracy:
+                share = np.zeros(grid.shape)
+            elif goal.max_latency_ms and sigma > 1e-9:
+                # P(L <= max) for a lognormal L of this mean
+                share = ndtr(
+                    (np.log(goal.max_latency_ms / np.maximum(mean, 1e-12)) + sigma**2 / 2)
+                    / sigma
+                )
+            elif goal.max_latency_ms:
+                share = (mean <= goal.max_latency_ms).astype(float)
+            else:
+                share = np.ones(grid.shape)
+            shares.append(share)
+        on_goal_rate = sum(share * on_grid(r) for share, r in zip(shares, state.rate_hz))
+        ratio = np.where(on_goal_rate > 0, power / np.maximum(on_goal_rate, 1e-12), np.inf)
+        if power_cap_w > 0 and (power <= power_cap_w).any():
+            ratio = np.where(power <= power_cap_w, ratio, np.inf)
+        served = [
+            np.floor(
+                np.min([sh for sh, g in zip(shares, goals) if g.priority == p], axis=0)
+                / SHARE_STEP
+                + 1e-9
+            ).ravel()
+            for p in levels
+        ]
+        # np.lexsort sorts by its last key first: the least ratio among the best-served points
+        flat = int(np.lexsort([ratio.ravel(), *[-s for s in reversed(served)]])[0])
+        index = np.unravel_index(flat, grid.shape)
+        key = tuple(-float(s[flat]) for s in served) + (float(ratio[index]),)
+        if not math.isfinite(key[-1]) or (best is not None and key >= best[3]):
+            continue
+        rate = float(sum(on_grid(r)[index] for r in state.rate_hz))
+        choice = ClockChoice(
+            grid.point(index),
+            float(power[index]),
+            tuple(
+                float(on_grid(state.latency_ms[i])[index]) * d.tail_ratio
+                for i, d in enumerate(demands)
+            ),
+            False,
+            float(power[index]) / rate if rate > 0 else float(power[index]),
+            grid.threads_at(index),
+        )
+        best = (k, choice, tuple(float(sh[index]) for sh in shares), key)
+    return best

@@ -18,9 +18,14 @@ Hierarchical manager (after Xun, Hare, Merrett):
   accuracy goal (most accurate sub-network first), then is given up (fastest sub-network, goals
   ignored), and so on upwards; the highest-priority app is never given up but gets best effort
   (least worst lateness within the power cap). Every relaxation is reported in Decision.given_up.
+- conflicting goals: where that ladder relaxed a goal, the hierarchical manager also tries each
+  app's accurate app-level choice with its latency held on fewer frames, and takes whichever
+  puts more of each priority's frames within both goals (highest priority first), then the
+  least energy per such frame: a frame a little late beats one below its accuracy goal.
 """
 from __future__ import annotations
 
+import itertools
 from abc import abstractmethod
 from typing import Any, Mapping
 
@@ -41,6 +46,7 @@ from dyndnn_ros.policies.search import (
     AppDemand,
     ClockChoice,
     as_platform_model,
+    most_on_goal,
     point_to_setting,
     predict,
     search_clocks,
@@ -54,6 +60,9 @@ from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 COARSE_FACTOR = 8
 """the relaxation ladder searches CPU clocks on a grid this many times smaller than the final one
 """
+MAX_CONFLICT_COMBINATIONS = 64
+"""where goals conflict, the ladder's and the app level's sub-networks are tried in every
+combination up to this many (six apps); beyond, the ladder's choice stands"""
 
 
 class SystemLevelPolicy(Policy):
@@ -368,6 +377,26 @@ class SystemLevelPolicy(Policy):
                         f"{f' within {power_cap:g} W' if power_cap else ''}; best effort,"
                         f" predicted p99 {choice.tail_ms[i]:.1f} ms"
                     )
+        if (forced or not choice.met) and self.relax_accuracy_first:
+            conflict = self._serve_frames_on_goal(
+                served, profiles, proposals, chosen, clusters, observation, power_scale, shared_gpu
+            )
+            if conflict is not None:
+                chosen, choice, shares = conflict
+                forced = {
+                    g.app: chosen[g.app]
+                    for g in served.values()
+                    if chosen[g.app].accuracy < g.min_accuracy
+                }
+                dropped = set()
+                for g, share in zip(served.values(), shares):
+                    given_up.pop(g.app, None)
+                    if share < 0.99:
+                        given_up[g.app] = (
+                            f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
+                            f" {100 * share:.0f} % of frames predicted within"
+                            f" {g.max_latency_ms:g} ms and accuracy {g.min_accuracy:g}"
+                        )
         if self._hold_relaxations(served, chosen, forced, dropped, given_up):
             demands = [
                 self._demand(
@@ -402,6 +431,46 @@ class SystemLevelPolicy(Policy):
             choice.power_w,
             threads,
         )
+
+    def _serve_frames_on_goal(
+        self, served, profiles, proposals, chosen, clusters, observation, power_scale, shared_gpu
+    ) -> tuple[dict[str, SubnetProfile], ClockChoice, tuple[float, ...]] | None:
+        """Where the ladder had to relax goals: each app's ladder choice or its app-level
+        proposal, whichever combination and clocks put more of each priority's frames on goal
+        (search.most_on_goal with the filtered predictions); None when the ladder's sub-networks
+        do as well. A latency goal missed on a few frames then beats an accuracy goal missed on
+        every frame."""
+        goals = list(served.values())
+        options = [
+            list({s.id: s for s in (chosen[g.app], proposals[g.app][0])}.values()) for g in goals
+        ]
+        if int(np.prod([len(o) for o in options])) > MAX_CONFLICT_COMBINATIONS:
+            return None
+        power_cap = min((g.max_power_w for g in goals if g.max_power_w), default=0.0)
+
+        def candidate(combo):
+            return (
+                [
+                    self._demand(g, s, clusters[g.app], observation, True, 0.0)
+                    for g, s in zip(goals, combo)
+                ],
+                [s.accuracy for s in combo],
+            )
+
+        combos = list(itertools.product(*options))
+        search_args = (power_cap, shared_gpu, power_scale, self.cpu_budget)
+        best = most_on_goal(self.model, goals, [candidate(c) for c in combos], *search_args)
+        if best is None:
+            return None
+        ladder = most_on_goal(
+            self.model, goals, [candidate([chosen[g.app] for g in goals])], *search_args
+        )
+        # the ladder's choice may put no frame on goal at all (every share 0)
+        served_by_ladder = ladder[3][:-1] if ladder is not None else (0.0,) * (len(best[3]) - 1)
+        if best[3][:-1] >= served_by_ladder:
+            return None
+        k, choice, shares, _ = best
+        return {g.app: s for g, s in zip(goals, combos[k])}, choice, shares
 
     def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> bool:
         """An app whose accuracy was relaxed goes back up only after `hold_periods` periods in a

@@ -20,18 +20,17 @@ BOARDS = {name: PlatformModel.load(name) for name in ("xavier_nx", "agx_orin_max
 CASES = [("xavier_nx", seed) for seed in range(10)] + [
     ("agx_orin_maxn", seed) for seed in range(3)
 ]
-# Where the goals conflict, the oracle serves frames on goal (the report's measure) and the
-# manager relaxes accuracy first, as the thesis' manager does. Seed 4 (2026-11-27): the oracle
-# keeps the accurate sub-network and lets 12.8 % of frames run late; the manager runs 19 % of
-# frames below the accuracy goal with none late, at +9 % energy per frame and +20 % per frame on
-# goal.
-# The manager never beats the oracle there; it does not track it within 5 %.
+# Seed 4 (2026-11-27): from 6.2 s a background job takes 40 % of the GPU and app1's goals cannot
+# be met by any sub-network. The manager keeps app1 running at best-effort latency (issue 9 item
+# 5) on frames that are all off goal; the oracle, judged on frames on goal, lets app1 crawl at the
+# cheapest clocks: the manager uses +8.5 % energy per frame and +19 % per frame on goal, with
+# fewer late frames. It never beats the oracle; there it does not track it within 5 %.
 CONFLICT_GAP = {("xavier_nx", 4)}
 CASES = [
     pytest.param(
         *case,
         marks=pytest.mark.xfail(
-            strict=True, reason="goals conflict: the manager relaxes accuracy first (issue 9)"
+            strict=True, reason="goals conflict: a given-up app keeps best-effort latency"
         ),
     )
     if case in CONFLICT_GAP

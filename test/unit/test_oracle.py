@@ -103,7 +103,7 @@ def test_oracle_serves_frames_on_goal_when_goals_conflict():
 
     from scipy.special import ndtr
 
-    from dyndnn_ros.policies.oracle import SHARE_STEP
+    from dyndnn_ros.policies.search import SHARE_STEP
 
     goal = PerformanceGoal("cam", "m", max_latency_ms=57, min_accuracy=0.78)
     sigma = math.sqrt(math.log(1.0 + MODEL.latency_cv**2))
