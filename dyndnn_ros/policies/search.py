@@ -429,13 +429,19 @@ def most_on_goal(
             shares.append(share)
         on_goal_rate = sum(share * on_grid(r) for share, r in zip(shares, state.rate_hz))
         ratio = np.where(on_goal_rate > 0, power / np.maximum(on_goal_rate, 1e-12), np.inf)
+        allowed = np.ones(grid.shape, dtype=bool)
         if power_cap_w > 0 and (power <= power_cap_w).any():
-            ratio = np.where(power <= power_cap_w, ratio, np.inf)
+            allowed = power <= power_cap_w
+        ratio = np.where(allowed, ratio, np.inf)
         served = [
-            np.floor(
-                np.min([sh for sh, g in zip(shares, goals) if g.priority == p], axis=0)
-                / SHARE_STEP
-                + 1e-9
+            np.where(
+                allowed,
+                np.floor(
+                    np.min([sh for sh, g in zip(shares, goals) if g.priority == p], axis=0)
+                    / SHARE_STEP
+                    + 1e-9
+                ),
+                -1.0,  # over the power cap: behind every point within it
             ).ravel()
             for p in levels
         ]

@@ -47,3 +47,18 @@ def test_more_slowdown_needs_more_power():
     slowed = search_clocks(MODEL, [AppDemand("cam", 50.0, 1.07, 10.0, 0, 1.3, 100.0)])
     assert slowed.power_w > easy.power_w
     assert slowed.tail_ms[0] <= 100.0
+
+
+def test_most_on_goal_stays_within_a_power_cap_it_can_hold():
+    """A cap that only slow clocks meet: the point within it that puts the most frames on goal,
+    not a faster point over it (the share ranking must not look past the cap)."""
+    from dyndnn_ros.policies.base import PerformanceGoal
+    from dyndnn_ros.policies.search import most_on_goal
+
+    goal = PerformanceGoal("cam", "m", max_latency_ms=60.0, min_accuracy=0.7)
+    free = most_on_goal(MODEL, [goal], [([demand(60.0)], [0.75])])
+    cap = 0.8 * free[1].power_w
+    capped = most_on_goal(MODEL, [goal], [([demand(60.0)], [0.75])], power_cap_w=cap)
+    assert free[2][0] > 0.99 and capped[1].power_w <= cap
+    # below the accuracy goal no frame is on goal, however fast
+    assert most_on_goal(MODEL, [goal], [([demand(60.0)], [0.65])]) is None
