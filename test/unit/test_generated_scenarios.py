@@ -20,22 +20,25 @@ BOARDS = {name: PlatformModel.load(name) for name in ("xavier_nx", "agx_orin_max
 CASES = [("xavier_nx", seed) for seed in range(10)] + [
     ("agx_orin_maxn", seed) for seed in range(3)
 ]
-# Seed 4 (2026-11-27): from 6.2 s a background job takes 40 % of the GPU and app1's goals cannot
-# be met by any sub-network. The manager keeps app1 running at best-effort latency (issue 9 item
-# 5) on frames that are all off goal; the oracle, judged on frames on goal, lets app1 crawl at the
-# cheapest clocks: the manager uses +8.5 % energy per frame and +19 % per frame on goal, with
-# fewer late frames. It never beats the oracle; there it does not track it within 5 %.
-CONFLICT_GAP = {("xavier_nx", 4)}
+# Where goals conflict the two part ways, and these seeds pin how (2026-11-27; over 24 + 6 seeds
+# the manager never came in more than 0.9 % below the oracle per frame on goal):
+# - Xavier NX seed 4: from 6.2 s a background job takes 40 % of the GPU and no sub-network of app1
+#   meets its goals. The manager keeps app1 at best-effort latency (issue 9 item 5), on frames
+#   all off goal; the oracle, judged on frames on goal, lets app1 crawl at the cheapest clocks.
+#   Manager +8.5 % energy per frame, +19 % per frame on goal, fewer late frames.
+# - Xavier NX seed 17: +6.5 % per frame and +4.2 points late frames (27.1 against 22.9 %).
+# - AGX Orin seed 4: +5.9 % per frame and +21 % per frame on goal.
+CONFLICT_GAP = {("xavier_nx", 4), ("xavier_nx", 17), ("agx_orin_maxn", 4)}
 CASES = [
     pytest.param(
         *case,
         marks=pytest.mark.xfail(
-            strict=True, reason="goals conflict: a given-up app keeps best-effort latency"
+            strict=True, reason="goals conflict: the manager does not track the oracle"
         ),
     )
     if case in CONFLICT_GAP
     else case
-    for case in CASES
+    for case in [*CASES, ("xavier_nx", 17), ("agx_orin_maxn", 4)]
 ]
 
 
