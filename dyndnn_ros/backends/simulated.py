@@ -31,7 +31,7 @@ import numpy as np
 from dyndnn_ros.backends.base import BackendError, FrameResult, InferenceBackend
 from dyndnn_ros.hardware.sysfs_clocks import ClockError, ClockState, SysfsClockController
 from dyndnn_ros.models.registry import UnknownSubnetError
-from dyndnn_ros.paths import config_dir
+from dyndnn_ros.paths import resolve_config
 from dyndnn_ros.platforms.model import AppLoad, PlatformModel, typical_latency_ms
 from dyndnn_ros.platforms.sysfs_board import read_app_activity, read_background, write_app_activity
 from dyndnn_ros.profiles import ModelProfile, ProfileError, load_profile
@@ -67,10 +67,8 @@ class SimulatedBackend(InferenceBackend):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        path = Path(self.model)
-        if not path.suffix:
-            path = config_dir() / "profiles" / f"{self.model}.yaml"
         try:
+            path = resolve_config("profiles", self.model, "profile", ProfileError)
             self.profile = load_profile(path)
         except ProfileError as exc:
             raise BackendError(f"simulation back end: {exc}") from exc
