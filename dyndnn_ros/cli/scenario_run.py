@@ -21,7 +21,7 @@ import numpy as np
 
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
 from dyndnn_ros.cli.ros_client import DyndnnClient
-from dyndnn_ros.evaluation.report import frame_figures
+from dyndnn_ros.evaluation.report import Metrics, frame_metrics
 from dyndnn_ros.evaluation.scenario import Scenario, ScenarioError
 from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
@@ -30,19 +30,6 @@ from dyndnn_ros.platforms.sysfs_board import SIM_DIR
 from dyndnn_ros.profiles import save_profile
 
 STARTUP_TIMEOUT_S = 60.0
-
-
-@dataclass
-class RosRunMetrics:
-    energy_j: float
-    frames: int
-    energy_per_frame_mj: float
-    mean_latency_ms: float
-    p95_latency_ms: float
-    violation_pct: float
-    violation_settled_pct: float
-    mean_accuracy: float
-    duration_s: float
 
 
 @dataclass
@@ -188,10 +175,9 @@ class RosScenarioRun:
     def stop(self) -> dict[str, int]:
         return self.group.stop() if self.group else {}
 
-    def metrics(self, client: DyndnnClient) -> RosRunMetrics:
+    def metrics(self, client: DyndnnClient) -> Metrics:
         """Frames whose input frame arrived during the scenario, judged as the evaluation judges
-        its
-        frames; energy from the board power the hardware monitor reported."""
+        its frames; energy from the board power the hardware monitor reported."""
         app_of = {a.profile.model: a.app for a in self.scenario.apps}
         wall_t0 = time.time() - (time.monotonic() - self.t0)
         with client.lock:
@@ -212,7 +198,6 @@ class RosScenarioRun:
                             float(s.accuracy),
                         )
                     )
-        figures = frame_figures(self.scenario, frames)
         times = np.array([t for t, _ in self.power_samples])
         power = np.array([w for _, w in self.power_samples])
         energy = (
@@ -220,15 +205,4 @@ class RosScenarioRun:
             if times.size > 1
             else 0.0
         )
-        n = figures.frames
-        return RosRunMetrics(
-            energy_j=energy,
-            frames=n,
-            energy_per_frame_mj=1000 * energy / n if n else float("nan"),
-            mean_latency_ms=figures.mean_latency_ms,
-            p95_latency_ms=figures.p95_latency_ms,
-            violation_pct=figures.violation_pct,
-            violation_settled_pct=figures.violation_settled_pct,
-            mean_accuracy=figures.mean_accuracy,
-            duration_s=self.scenario.duration_s,
-        )
+        return frame_metrics(self.scenario, frames, energy)
