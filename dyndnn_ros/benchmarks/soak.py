@@ -49,7 +49,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.msg import InferenceStats, ManagerStatus, PerformanceTarget, TargetStatus
 from dyndnn_ros.nodes import common
 from dyndnn_ros.platforms.description import load_platform
@@ -79,7 +79,7 @@ def system(
             argv=[
                 sys.executable,
                 "-m",
-                "dyndnn_ros.platforms.sysfs_board",
+                "dyndnn_ros.simulation.sysfs_board",
                 "--root",
                 str(root),
                 "--platform",

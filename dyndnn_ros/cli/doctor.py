@@ -78,7 +78,7 @@ class Doctor:
 
     def board(self) -> None:
         from dyndnn_ros.platforms.description import PlatformError, load_platform
-        from dyndnn_ros.platforms.detect import AUTO, detect_platform
+        from dyndnn_ros.hardware.detect import AUTO, detect_platform
         from dyndnn_ros.platforms.model import PlatformModel
 
         name = str(self.params["dvfs_node"].get("platform", AUTO))

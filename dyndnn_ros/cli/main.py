@@ -28,10 +28,10 @@ from rich.markup import escape
 from dyndnn_ros import system
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
 from dyndnn_ros.hardware import sysfs_paths
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.platforms.description import load_platform
-from dyndnn_ros.platforms.detect import AUTO
+from dyndnn_ros.hardware.detect import AUTO
 
 console = Console()
 
@@ -91,7 +91,7 @@ def simulated_platform(platform: str) -> str:
 def simulated_board(sysfs_root: Path, platform: str) -> NodeProcess:
     """The board behind a simulated tree: without it nothing writes the rails: power reads 0 W."""
     return NodeProcess("sysfs_board", "simulated_board", argv=[
-        sys.executable, "-m", "dyndnn_ros.platforms.sysfs_board", "--root", str(sysfs_root),
+        sys.executable, "-m", "dyndnn_ros.simulation.sysfs_board", "--root", str(sysfs_root),
         "--platform", platform, "--keep-tree"])
 
 

@@ -2,11 +2,11 @@
 """Run an evaluation scenario through the real ROS system, in real time, on the simulated board.
 
 The same scenario files the faster-than-real-time evaluation uses (config/scenarios/*.yaml) drive
-the real nodes here: a simulated Xavier NX (platforms/sysfs_board.py) owns a sysfs tree, one camera
-and one inference node (simulation back end) per application, the resource manager, the DVFS node
-writing the tree, and the hardware monitor reading it. Targets are published on the targets topic
-at each phase's time, and a background GPU job is set through the board's side file. The figures
-(energy, latency, late frames, accuracy) are computed from what the nodes publish.
+the real nodes here: a simulated Xavier NX (simulation/sysfs_board.py) owns a sysfs tree, one
+camera and one inference node (simulation back end) per application, the resource manager, the DVFS
+node writing the tree, and the hardware monitor reading it. Targets are published on the targets
+topic at each phase's time, and a background GPU job is set through the board's side file. The
+figures (energy, latency, late frames, accuracy) are computed from what the nodes publish.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from dyndnn_ros.bringup import NodeGroup, NodeProcess
 from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.evaluation.report import Metrics, frame_metrics
 from dyndnn_ros.evaluation.scenario import Scenario, ScenarioError
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
-from dyndnn_ros.platforms.simulator import Frame
-from dyndnn_ros.platforms.sysfs_board import SIM_DIR
+from dyndnn_ros.simulation.simulator import Frame
+from dyndnn_ros.simulation.sysfs_board import SIM_DIR
 from dyndnn_ros.profiles import save_profile
 
 STARTUP_TIMEOUT_S = 60.0
@@ -68,7 +68,7 @@ class RosScenarioRun:
                 argv=[
                     sys.executable,
                     "-m",
-                    "dyndnn_ros.platforms.sysfs_board",
+                    "dyndnn_ros.simulation.sysfs_board",
                     "--root",
                     str(self.root),
                     "--platform",

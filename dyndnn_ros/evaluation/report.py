@@ -10,7 +10,7 @@ import numpy as np
 
 from dyndnn_ros.evaluation.runner import BASELINE_LABEL, THESIS_BASELINE_LABEL, RunResult
 from dyndnn_ros.evaluation.scenario import Scenario
-from dyndnn_ros.platforms.simulator import Frame
+from dyndnn_ros.simulation.simulator import Frame
 
 
 @dataclass(frozen=True)

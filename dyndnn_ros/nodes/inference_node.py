@@ -31,7 +31,7 @@ from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_message
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
 from dyndnn_ros.paths import config_path
-from dyndnn_ros.platforms.detect import AUTO, resolve_platform
+from dyndnn_ros.hardware.detect import AUTO, resolve_platform
 from dyndnn_ros.profiles import load_profile, smallest_subnet
 from dyndnn_ros.profiling.profile import profile_model
 

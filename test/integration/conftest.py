@@ -27,7 +27,7 @@ try:
 except Exception as exc:  # ImportError, BringupError: not built / not sourced
     INSTALLED, WHY_NOT = False, f"dyndnn_ros is not built and sourced ({exc}); run `make test`"
 
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ from typing import Iterator
 import pytest
 
 from dyndnn_ros.bringup import NodeGroup, NodeProcess, executable_path
-from dyndnn_ros.hardware.board_fixtures import FIXTURES
-from dyndnn_ros.hardware.simulated_tree import BoardKernel, create_board_tree
+from dyndnn_ros.simulation.board_fixtures import FIXTURES
+from dyndnn_ros.simulation.simulated_tree import BoardKernel, create_board_tree
 from dyndnn_ros.msg import CpuClock, DvfsCommand
 from dyndnn_ros.platforms.description import load_platform
 

@@ -16,7 +16,7 @@ from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.cli.scenario_run import RosScenarioRun
 from dyndnn_ros.evaluation.scenario import parse_scenario
 from dyndnn_ros.msg import DvfsCommand
-from dyndnn_ros.platforms.sysfs_board import SIM_DIR
+from dyndnn_ros.simulation.sysfs_board import SIM_DIR
 
 NAV, INSPECT = "ofa_gpu_a", "ofa_gpu_b"
 SETTLE_S = 4.0

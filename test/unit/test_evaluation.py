@@ -10,7 +10,7 @@ from dyndnn_ros.evaluation.runner import BASELINE_LABEL, DEFAULT_SPECS, run_poli
 from dyndnn_ros.evaluation.scenario import all_scenarios, load_scenario
 from dyndnn_ros.platforms.model import PlatformModel
 from dyndnn_ros.policies import Observation, create_policy
-from dyndnn_ros.platforms.simulator import Frame
+from dyndnn_ros.simulation.simulator import Frame
 
 MODEL = PlatformModel.load("xavier_nx")
 

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from dyndnn_ros.hardware import sysfs_paths as paths
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.hardware.sysfs_clocks import discover_cpu_policies, discover_emc, discover_gpu
 from dyndnn_ros.platforms.model import AppLoad, PlatformModel
-from dyndnn_ros.platforms.simulator import BoardSimulator
+from dyndnn_ros.simulation.simulator import BoardSimulator
 
 SIM_DIR = "run/dyndnn_sim"
 STALE_S = 2.0
@@ -215,7 +215,7 @@ class SysfsBoard:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a simulated board in real time: python -m dyndnn_ros.platforms.sysfs_board --root
+    """Run a simulated board in real time: python -m dyndnn_ros.simulation.sysfs_board --root
     /tmp/jetson"""
     import argparse
 
