@@ -75,6 +75,7 @@ def frame_metrics(
             settled_total += 1
             settled_late += over
     n = len(frames)
+    energy_j = float(energy_j)
     return Metrics(
         energy_j=energy_j,
         frames=n,
