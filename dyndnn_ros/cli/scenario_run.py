@@ -10,7 +10,6 @@ figures (energy, latency, late frames, accuracy) are computed from what the node
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from dyndnn_ros.evaluation.scenario import Scenario, ScenarioError
 from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
 from dyndnn_ros.simulation.simulator import Frame
-from dyndnn_ros.simulation.sysfs_board import SIM_DIR
+from dyndnn_ros.simulation.sysfs_board import SIM_DIR, board_process
 from dyndnn_ros.profiles import save_profile
 
 STARTUP_TIMEOUT_S = 60.0
@@ -62,20 +61,7 @@ class RosScenarioRun:
     def nodes(self) -> list[NodeProcess]:
         period = self.scenario.control_period_s
         nodes = [
-            NodeProcess(
-                "sysfs_board",
-                "simulated_board",
-                argv=[
-                    sys.executable,
-                    "-m",
-                    "dyndnn_ros.simulation.sysfs_board",
-                    "--root",
-                    str(self.root),
-                    "--platform",
-                    self.platform,
-                    "--keep-tree",
-                ],
-            ),
+            board_process(self.root, self.platform),
             NodeProcess(
                 "resource_manager_node",
                 "resource_manager_node",
