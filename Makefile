@@ -56,8 +56,9 @@ build: tooling
 
 # Both dynamic-network families trained on Fashion-MNIST (the demo's model). The results are
 # committed under models/, so a fresh clone's demo and tests train nothing. `make models`
-# reproduces them (see the README for its time on a busy 2-core machine; every finished stage is
-# kept in build/stages/, so a rerun resumes), then profiles them on this CPU into config/profiles/.
+# reproduces them (docs/dynamic-dnns.md gives its time on a busy 2-core machine; every finished
+# stage is kept in build/stages/, so a rerun resumes), then profiles them on this CPU into
+# config/profiles/.
 FASHION_GROUPCONV := models/groupconv_fashion/checkpoint.pt
 TRAIN_GROUPCONV := python -m dyndnn_ros.models.train_groupconv --dataset fashion-mnist --no-dense \
 	--head-pool-candidates 1 3 --out $(dir $(FASHION_GROUPCONV)) \

@@ -7,7 +7,7 @@ background job sharing the GPU, with the board's frame jitter. Energy per frame 
 the model predicts times that latency. In real time (`realtime=True`, the ROS demo) `infer` sleeps
 for the modelled time; otherwise it returns at once (tests, fast runs).
 
-With `sysfs_root` the back end lives on a simulated board (platforms/sysfs_board.py): it reads
+With `sysfs_root` the back end lives on a simulated board (simulation/sysfs_board.py): it reads
 the current clocks from the tree's cpufreq/devfreq/EMC files and announces its own work there, so
 the board's governors, power rails and GPU load see it. Without it, clocks are the reference
 (max) clocks and the model runs alone.
@@ -31,9 +31,13 @@ import numpy as np
 from dyndnn_ros.backends.base import BackendError, FrameResult, InferenceBackend
 from dyndnn_ros.hardware.sysfs_clocks import ClockError, ClockState, SysfsClockController
 from dyndnn_ros.models.registry import UnknownSubnetError
-from dyndnn_ros.paths import config_dir
+from dyndnn_ros.paths import resolve_config
 from dyndnn_ros.platforms.model import AppLoad, PlatformModel, typical_latency_ms
-from dyndnn_ros.platforms.sysfs_board import read_app_activity, read_background, write_app_activity
+from dyndnn_ros.simulation.sysfs_board import (
+    read_app_activity,
+    read_background,
+    write_app_activity,
+)
 from dyndnn_ros.profiles import ModelProfile, ProfileError, load_profile
 
 RATE_SMOOTHING = 0.2
@@ -67,10 +71,8 @@ class SimulatedBackend(InferenceBackend):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        path = Path(self.model)
-        if not path.suffix:
-            path = config_dir() / "profiles" / f"{self.model}.yaml"
         try:
+            path = resolve_config("profiles", self.model, "profile", ProfileError)
             self.profile = load_profile(path)
         except ProfileError as exc:
             raise BackendError(f"simulation back end: {exc}") from exc

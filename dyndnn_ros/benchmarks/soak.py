@@ -34,7 +34,6 @@ import argparse
 import datetime as dt
 import json
 import platform
-import sys
 import tempfile
 import threading
 import time
@@ -44,15 +43,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.cli.ros_client import BackgroundSpinner
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.msg import InferenceStats, ManagerStatus, PerformanceTarget, TargetStatus
 from dyndnn_ros.nodes import common
 from dyndnn_ros.platforms.description import load_platform
+from dyndnn_ros.simulation.sysfs_board import board_process
 
 PROFILE = "dynamic_ofa_xavier_nx_gpu"
 LATENCY_LIMITS_MS = (70.0, 120.0)
@@ -73,20 +73,7 @@ def system(
 ) -> list[NodeProcess]:
     clusters = [c.name for c in load_platform(platform_name).clocks.cpu_clusters]
     nodes = [
-        NodeProcess(
-            "sysfs_board",
-            "simulated_board",
-            argv=[
-                sys.executable,
-                "-m",
-                "dyndnn_ros.platforms.sysfs_board",
-                "--root",
-                str(root),
-                "--platform",
-                platform_name,
-                "--keep-tree",
-            ],
-        ),
+        board_process(root, platform_name),
         NodeProcess(
             "resource_manager_node",
             "resource_manager_node",
@@ -156,16 +143,7 @@ class Observer:
         self.node.create_subscription(
             InferenceStats, common.INFERENCE_STATS_TOPIC, self._on_stats, common.STATS_QOS
         )
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.spinner = threading.Thread(target=self._spin, daemon=True)
-        self.spinner.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001  (the context shut down under us: stop spinning)
-            return
+        self.spinner = BackgroundSpinner(self.node)
 
     def _on_verdict(self, msg: TargetStatus) -> None:
         with self.lock:
@@ -194,7 +172,7 @@ class Observer:
                 self.last_sent[app] = msg
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
+        self.spinner.stop()
         self.node.destroy_node()
 
 

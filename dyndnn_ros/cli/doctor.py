@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List
 
 from dyndnn_ros import system
 from dyndnn_ros.hardware import sysfs_paths
-from dyndnn_ros.paths import config_dir
+from dyndnn_ros.paths import ConfigNotFoundError, config_dir, config_path, resolve_config
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 JTOP_SOCKET = "run/jtop.sock"
@@ -78,7 +78,7 @@ class Doctor:
 
     def board(self) -> None:
         from dyndnn_ros.platforms.description import PlatformError, load_platform
-        from dyndnn_ros.platforms.detect import AUTO, detect_platform
+        from dyndnn_ros.hardware.detect import AUTO, detect_platform
         from dyndnn_ros.platforms.model import PlatformModel
 
         name = str(self.params["dvfs_node"].get("platform", AUTO))
@@ -249,15 +249,10 @@ class Doctor:
         self.engine_ids = [str(e["id"]) for e in manifest["subnets"]]
 
     def _torch(self, model_config: str, device: str, checkpoint: str) -> None:
-        config = (
-            Path(model_config)
-            if Path(model_config).suffix
-            else config_dir() / "models" / f"{model_config}.yaml"
-        )
-        if not config.is_file():
-            self.say(FAIL, "model", f"no model config {config}")
-        else:
-            self.say(OK, "model", str(config))
+        try:
+            self.say(OK, "model", str(resolve_config("models", model_config, "model config")))
+        except ConfigNotFoundError as exc:
+            self.say(FAIL, "model", str(exc))
         if checkpoint and not Path(checkpoint).is_file():
             self.say(FAIL, "checkpoint", f"no checkpoint at {checkpoint}")
         elif not checkpoint:
@@ -267,11 +262,7 @@ class Doctor:
     def _profile(self, backend: str, model_config: str, profile: str) -> None:
         from dyndnn_ros.profiles import ProfileError, load_profile
 
-        path = (
-            Path(profile)
-            if profile
-            else config_dir() / "profiles" / f"{Path(model_config).stem}.yaml"
-        )
+        path = Path(profile) if profile else config_path("profiles", Path(model_config).stem)
         if not path.is_file():
             if backend == "tensorrt":
                 self.say(

@@ -28,10 +28,11 @@ from rich.markup import escape
 from dyndnn_ros import system
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
 from dyndnn_ros.hardware import sysfs_paths
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.sysfs_board import board_process
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.platforms.description import load_platform
-from dyndnn_ros.platforms.detect import AUTO
+from dyndnn_ros.hardware.detect import AUTO
 
 console = Console()
 
@@ -88,13 +89,6 @@ def simulated_platform(platform: str) -> str:
     return SIMULATED_DEFAULT_PLATFORM if platform == AUTO else platform
 
 
-def simulated_board(sysfs_root: Path, platform: str) -> NodeProcess:
-    """The board behind a simulated tree: without it nothing writes the rails: power reads 0 W."""
-    return NodeProcess("sysfs_board", "simulated_board", argv=[
-        sys.executable, "-m", "dyndnn_ros.platforms.sysfs_board", "--root", str(sysfs_root),
-        "--platform", platform, "--keep-tree"])
-
-
 def system_nodes(args: argparse.Namespace, sysfs_root: Path, simulated: bool,
                  log_dir: Path) -> list[NodeProcess]:
     """The nodes of dyndnn_ros/system.py, each with the parameters `ros2 launch` would give it,
@@ -131,7 +125,7 @@ def start_system(args: argparse.Namespace, echo: bool,
     console.print(f"node logs and parameters: {log_dir}")
     nodes = system_nodes(args, sysfs_root, simulated, log_dir)
     if simulated and board:
-        nodes.append(simulated_board(sysfs_root, simulated_platform(args.platform)))
+        nodes.append(board_process(sysfs_root, simulated_platform(args.platform)))
     group = NodeGroup(nodes, on_line=show, log_dir=log_dir, work_dir=run_dir)
     return group.start(), sysfs_root, simulated
 

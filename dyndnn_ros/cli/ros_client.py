@@ -31,6 +31,26 @@ from dyndnn_ros.nodes import common
 from dyndnn_ros.target_book import MAX_NAME_CHARS
 
 
+class BackgroundSpinner:
+    """Spins a node in a daemon thread, so its callbacks run while a script waits or sleeps."""
+
+    def __init__(self, node: Node) -> None:
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001  (the context shut down under us: stop spinning)
+            return
+
+    def stop(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.thread.join(timeout=2.0)
+
+
 class DyndnnClient:
     """Publishes targets and keeps the latest of everything the system reports, spinning in a
     thread."""
@@ -101,16 +121,7 @@ class DyndnnClient:
         ]
         for msg_type, topic, qos, callback in subscriptions:
             self.node.create_subscription(msg_type, topic, callback, qos)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.spinner = threading.Thread(target=self._spin, daemon=True)
-        self.spinner.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # context shut down under us: stop spinning
-            pass
+        self.spinner = BackgroundSpinner(self.node)
 
     def _keep(self, table: dict, key: str, msg: object) -> None:
         with self.lock:
@@ -225,11 +236,10 @@ class DyndnnClient:
         return found[0] if self.wait_until(check, timeout) else None
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
+        self.spinner.stop()
         self.node.destroy_node()
         if self._owns_context:
             rclpy.try_shutdown()
-        self.spinner.join(timeout=2.0)
 
     def __enter__(self) -> "DyndnnClient":
         return self

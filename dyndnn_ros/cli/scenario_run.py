@@ -2,15 +2,14 @@
 """Run an evaluation scenario through the real ROS system, in real time, on the simulated board.
 
 The same scenario files the faster-than-real-time evaluation uses (config/scenarios/*.yaml) drive
-the real nodes here: a simulated Xavier NX (platforms/sysfs_board.py) owns a sysfs tree, one camera
-and one inference node (simulation back end) per application, the resource manager, the DVFS node
-writing the tree, and the hardware monitor reading it. Targets are published on the targets topic
-at each phase's time, and a background GPU job is set through the board's side file. The figures
-(energy, latency, late frames, accuracy) are computed from what the nodes publish.
+the real nodes here: a simulated Xavier NX (simulation/sysfs_board.py) owns a sysfs tree, one
+camera and one inference node (simulation back end) per application, the resource manager, the DVFS
+node writing the tree, and the hardware monitor reading it. Targets are published on the targets
+topic at each phase's time, and a background GPU job is set through the board's side file. The
+figures (energy, latency, late frames, accuracy) are computed from what the nodes publish.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,28 +20,15 @@ import numpy as np
 
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
 from dyndnn_ros.cli.ros_client import DyndnnClient
-from dyndnn_ros.evaluation.report import frame_figures
+from dyndnn_ros.evaluation.report import Metrics, frame_metrics
 from dyndnn_ros.evaluation.scenario import Scenario, ScenarioError
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
-from dyndnn_ros.platforms.simulator import Frame
-from dyndnn_ros.platforms.sysfs_board import SIM_DIR
+from dyndnn_ros.simulation.simulator import Frame
+from dyndnn_ros.simulation.sysfs_board import SIM_DIR, board_process
 from dyndnn_ros.profiles import save_profile
 
 STARTUP_TIMEOUT_S = 60.0
-
-
-@dataclass
-class RosRunMetrics:
-    energy_j: float
-    frames: int
-    energy_per_frame_mj: float
-    mean_latency_ms: float
-    p95_latency_ms: float
-    violation_pct: float
-    violation_settled_pct: float
-    mean_accuracy: float
-    duration_s: float
 
 
 @dataclass
@@ -75,20 +61,7 @@ class RosScenarioRun:
     def nodes(self) -> list[NodeProcess]:
         period = self.scenario.control_period_s
         nodes = [
-            NodeProcess(
-                "sysfs_board",
-                "simulated_board",
-                argv=[
-                    sys.executable,
-                    "-m",
-                    "dyndnn_ros.platforms.sysfs_board",
-                    "--root",
-                    str(self.root),
-                    "--platform",
-                    self.platform,
-                    "--keep-tree",
-                ],
-            ),
+            board_process(self.root, self.platform),
             NodeProcess(
                 "resource_manager_node",
                 "resource_manager_node",
@@ -188,10 +161,9 @@ class RosScenarioRun:
     def stop(self) -> dict[str, int]:
         return self.group.stop() if self.group else {}
 
-    def metrics(self, client: DyndnnClient) -> RosRunMetrics:
+    def metrics(self, client: DyndnnClient) -> Metrics:
         """Frames whose input frame arrived during the scenario, judged as the evaluation judges
-        its
-        frames; energy from the board power the hardware monitor reported."""
+        its frames; energy from the board power the hardware monitor reported."""
         app_of = {a.profile.model: a.app for a in self.scenario.apps}
         wall_t0 = time.time() - (time.monotonic() - self.t0)
         with client.lock:
@@ -212,7 +184,6 @@ class RosScenarioRun:
                             float(s.accuracy),
                         )
                     )
-        figures = frame_figures(self.scenario, frames)
         times = np.array([t for t, _ in self.power_samples])
         power = np.array([w for _, w in self.power_samples])
         energy = (
@@ -220,15 +191,4 @@ class RosScenarioRun:
             if times.size > 1
             else 0.0
         )
-        n = figures.frames
-        return RosRunMetrics(
-            energy_j=energy,
-            frames=n,
-            energy_per_frame_mj=1000 * energy / n if n else float("nan"),
-            mean_latency_ms=figures.mean_latency_ms,
-            p95_latency_ms=figures.p95_latency_ms,
-            violation_pct=figures.violation_pct,
-            violation_settled_pct=figures.violation_settled_pct,
-            mean_accuracy=figures.mean_accuracy,
-            duration_s=self.scenario.duration_s,
-        )
+        return frame_metrics(self.scenario, frames, energy)

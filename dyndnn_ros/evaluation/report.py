@@ -2,7 +2,7 @@
 """Metrics of a run, the markdown report and the plots."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -10,12 +10,16 @@ import numpy as np
 
 from dyndnn_ros.evaluation.runner import BASELINE_LABEL, THESIS_BASELINE_LABEL, RunResult
 from dyndnn_ros.evaluation.scenario import Scenario
-from dyndnn_ros.platforms.simulator import Frame
+from dyndnn_ros.simulation.simulator import Frame
 
 
 @dataclass(frozen=True)
 class Metrics:
+    """What a run's frames show against its scenario's goals, however they were produced (the
+    fast evaluation, the ROS nodes, one app's share of a run)."""
+
     energy_j: float
+    """nan where only frames are judged"""
     frames: int
     energy_per_frame_mj: float
     mean_latency_ms: float
@@ -31,11 +35,11 @@ class Metrics:
     """frames that met their app's latency and accuracy goals"""
     energy_per_frame_on_goal_mj: float
     """energy for a fixed amount of useful work: run energy / frames that met their goals"""
-    decide_ms: float
-    """mean time of one Policy.decide call"""
-    subnet_switches: int
+    decide_ms: float = 0.0
+    """mean time of one Policy.decide call (the fast evaluation only)"""
+    subnet_switches: int = 0
     """sub-network changes over the run, all models together"""
-    clock_changes: int
+    clock_changes: int = 0
     """ticks at which any clock (CPU clusters, GPU, EMC) changed"""
 
 
@@ -43,26 +47,12 @@ def change_times(scenario: Scenario) -> list[float]:
     return [p.at_s for p in scenario.phases if p.at_s > 0]
 
 
-@dataclass
-class FrameFigures:
-    """What the frames of a run show against the scenario's goals, however the frames were
-    produced."""
-
-    frames: int
-    mean_latency_ms: float
-    p95_latency_ms: float
-    violation_pct: float
-    violation_settled_pct: float
-    mean_accuracy: float
-    accuracy_short_pct: float
-    frames_on_goal: int = 0
-    """frames within their app's latency and accuracy goals"""
-
-
-def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
-    """Latency, late frames (all, and outside settle_s after the start and each change) and
-    accuracy, each frame
-    judged against its app's goal in force when it started."""
+def frame_metrics(
+    scenario: Scenario, frames: Sequence[Frame], energy_j: float = float("nan")
+) -> Metrics:
+    """Latency, late frames (all, and outside settle_s after the start and each change),
+    accuracy and energy per frame, each frame judged against its app's goal in force when it
+    started; `energy_j` is what the run used while these frames ran."""
     changes = np.array(
         [0.0, *change_times(scenario)]
     )  # the first goals arrive at 0 s: a change too
@@ -85,8 +75,11 @@ def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
             settled_total += 1
             settled_late += over
     n = len(frames)
-    return FrameFigures(
+    energy_j = float(energy_j)
+    return Metrics(
+        energy_j=energy_j,
         frames=n,
+        energy_per_frame_mj=1000.0 * energy_j / n if n else float("nan"),
         mean_latency_ms=float(latency.mean()) if n else float("nan"),
         p95_latency_ms=float(np.percentile(latency, 95)) if n else float("nan"),
         violation_pct=100.0 * late / counted if counted else 0.0,
@@ -94,27 +87,15 @@ def frame_figures(scenario: Scenario, frames: Sequence[Frame]) -> FrameFigures:
         mean_accuracy=float(np.mean([f.accuracy for f in frames])) if n else float("nan"),
         accuracy_short_pct=100.0 * short / n if n else 0.0,
         frames_on_goal=on_goal,
+        energy_per_frame_on_goal_mj=1000.0 * energy_j / on_goal if on_goal else float("inf"),
     )
 
 
 def metrics(result: RunResult) -> Metrics:
+    """A fast-evaluation run: its frames, energy, decision time and how often it switched."""
     frames = result.frames
-    figures = frame_figures(result.scenario, frames)
-    n = figures.frames
-    return Metrics(
-        energy_j=result.energy_j,
-        frames=n,
-        energy_per_frame_mj=1000.0 * result.energy_j / n if n else float("nan"),
-        mean_latency_ms=figures.mean_latency_ms,
-        p95_latency_ms=figures.p95_latency_ms,
-        violation_pct=figures.violation_pct,
-        violation_settled_pct=figures.violation_settled_pct,
-        mean_accuracy=figures.mean_accuracy,
-        accuracy_short_pct=figures.accuracy_short_pct,
-        frames_on_goal=figures.frames_on_goal,
-        energy_per_frame_on_goal_mj=1000.0 * result.energy_j / figures.frames_on_goal
-        if figures.frames_on_goal
-        else float("inf"),
+    return replace(
+        frame_metrics(result.scenario, frames, result.energy_j),
         decide_ms=float(np.mean(result.decide_ms)) if result.decide_ms else 0.0,
         subnet_switches=sum(
             a.subnet != b.subnet
@@ -177,7 +158,7 @@ def app_table(results: Sequence[RunResult]) -> str:
     ]
     for r in results:
         for a in r.scenario.apps:
-            figures = frame_figures(r.scenario, [f for f in r.frames if f.app == a.app])
+            figures = frame_metrics(r.scenario, [f for f in r.frames if f.app == a.app])
             threads = sorted({p.threads[a.profile.model] for p in r.periods
                               if a.profile.model in p.threads})
             cells = [

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dyndnn_ros.platforms.model import PlatformModel
-from dyndnn_ros.platforms.simulator import BoardSimulator, Frame, TickLog
+from dyndnn_ros.simulation.simulator import BoardSimulator, Frame, TickLog
 from dyndnn_ros.policies.base import ClockSetting, Observation, create_policy
 from dyndnn_ros.evaluation.scenario import Scenario
 

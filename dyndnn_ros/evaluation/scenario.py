@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from dyndnn_ros.paths import config_dir
+from dyndnn_ros.paths import config_path, known_configs, resolve_config
 from dyndnn_ros.policies.base import PerformanceGoal, validate_goals
 from dyndnn_ros.profiles import ModelProfile, load_profile
 
@@ -76,10 +76,8 @@ def parse_scenario(doc: dict[str, Any]) -> Scenario:
     try:
         apps = []
         for a in doc["apps"]:
-            path = Path(a["profile"])
-            profile = load_profile(
-                path if path.is_absolute() else config_dir() / "profiles" / path
-            )
+            path = resolve_config("profiles", a["profile"], "profile", ScenarioError)
+            profile = load_profile(path)
             device = str(a.get("device", "gpu"))
             measured_on = profile.device.rsplit("/", 1)[-1]
             if device not in DEVICES or (measured_on in DEVICES and measured_on != device):
@@ -131,17 +129,12 @@ def parse_scenario(doc: dict[str, Any]) -> Scenario:
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = config_dir() / "scenarios" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (config_dir() / "scenarios").glob("*.yaml"))
-        raise ScenarioError(f"no scenario {str(name_or_path)!r}; known: {known}")
+    path = resolve_config("scenarios", name_or_path, "scenario", ScenarioError)
     return parse_scenario(yaml.safe_load(path.read_text()))
 
 
 def all_scenarios() -> list[Scenario]:
-    return [load_scenario(p) for p in sorted((config_dir() / "scenarios").glob("*.yaml"))]
+    return [load_scenario(name) for name in known_configs("scenarios")]
 
 
 GENERATED_PROFILES = ("dynamic_ofa_xavier_nx_gpu.yaml", "dynamic_ofa_xavier_nx_gpu_b.yaml")
@@ -173,7 +166,7 @@ def generate_scenario(
     accuracy = {}
     for a in apps:
         levels = [
-            s.accuracy for s in load_profile(config_dir() / "profiles" / a["profile"]).subnets
+            s.accuracy for s in load_profile(config_path("profiles", a["profile"])).subnets
         ]
         accuracy[a["app"]] = (min(levels), max(levels))
     latency = {a["app"]: float(rng.uniform(80.0, 200.0)) for a in apps}

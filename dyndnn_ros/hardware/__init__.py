@@ -1,3 +1,3 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Hardware back ends: Jetson clock files (sysfs), hardware status sources (jtop, sysfs/procfs,
-simulation)."""
+"""The real board's files: which board and power mode this is, its clock files (sysfs, jtop), and
+hardware status sources (jtop, sysfs/procfs under a root that is `/` on a robot)."""

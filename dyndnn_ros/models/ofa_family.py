@@ -24,7 +24,7 @@ from dyndnn_ros.models.registry import (
     UnknownSubnetError,
     register_family,
 )
-from dyndnn_ros.paths import config_dir
+from dyndnn_ros.paths import resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,7 @@ BNStats = Dict[str, torch.Tensor]  # typing.Dict: a run-time alias must work on 
 
 
 def load_subnet_set(name_or_path: str | Path) -> dict[str, Any]:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = config_dir() / "subnets" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (config_dir() / "subnets").glob("*.yaml"))
-        raise ModelConfigError(
-            f"no sub-network set {str(name_or_path)!r} (looked at {path}); known sets: {known}"
-        )
+    path = resolve_config("subnets", name_or_path, "sub-network set", ModelConfigError)
     doc = yaml.safe_load(path.read_text()) or {}
     if not doc.get("subnets"):
         raise ModelConfigError(f"sub-network set {path} lists no sub-networks")

@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from dyndnn_ros.paths import config_dir, share_dir
+from dyndnn_ros.paths import known_configs, resolve_config, share_dir
 from dyndnn_ros.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def available_families() -> list[str]:
 
 
 def available_model_configs() -> list[str]:
-    return sorted(p.stem for p in (config_dir() / "models").glob("*.yaml"))
+    return known_configs("models")
 
 
 def load_model_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -91,12 +91,7 @@ def load_model_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
     if isinstance(config, dict):
         doc = dict(config)
     else:
-        path = Path(config)
-        if not path.suffix:
-            path = config_dir() / "models" / f"{config}.yaml"
-        if not path.is_file():
-            raise ModelConfigError(f"no model config {str(config)!r} (looked at {path}); "
-                                   f"known configs: {available_model_configs()}")
+        path = resolve_config("models", config, "model config", ModelConfigError)
         doc = yaml.safe_load(path.read_text()) or {}
     if not isinstance(doc, dict) or "family" not in doc or "name" not in doc:
         raise ModelConfigError(f"model config {config!r} needs at least 'name' and 'family'")

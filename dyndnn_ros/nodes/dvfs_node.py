@@ -31,7 +31,7 @@ from dyndnn_ros.hardware.sysfs_clocks import (
 from dyndnn_ros.msg import CpuClock, DvfsCommand
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.diagnostic_messages import diagnostic_array
-from dyndnn_ros.platforms.detect import resolve_platform
+from dyndnn_ros.hardware.detect import resolve_platform
 
 
 def clock_domains(clocks) -> dict:

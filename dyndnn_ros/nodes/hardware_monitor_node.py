@@ -17,7 +17,7 @@ from dyndnn_ros.hardware.status import HardwareSample, open_status_source
 from dyndnn_ros.msg import CpuClusterStatus, HardwareStatus, PowerRail, Temperature
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.diagnostic_messages import diagnostic_array
-from dyndnn_ros.platforms.detect import resolve_platform
+from dyndnn_ros.hardware.detect import resolve_platform
 
 
 def to_message(sample: HardwareSample) -> HardwareStatus:

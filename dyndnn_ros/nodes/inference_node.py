@@ -30,8 +30,8 @@ from dyndnn_ros.msg import (ClassScore, HardwareStatus, InferenceResult, Inferen
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.profile_messages import profile_message
 from dyndnn_ros.profiles import ModelProfile as CoreProfile
-from dyndnn_ros.paths import config_dir
-from dyndnn_ros.platforms.detect import AUTO, resolve_platform
+from dyndnn_ros.paths import config_path
+from dyndnn_ros.hardware.detect import AUTO, resolve_platform
 from dyndnn_ros.profiles import load_profile, smallest_subnet
 from dyndnn_ros.profiling.profile import profile_model
 
@@ -144,7 +144,7 @@ class InferenceNode(common.DyndnnNode):
         loaded = load_profile(profile_file) if profile_file else None
         if loaded is None and backend_name == "tensorrt":  # no accuracy can be measured here
             raise ValueError(f"the tensorrt back end needs a profile: set 'profile', or write "
-                             f"{config_dir() / 'profiles' / (Path(model_config).stem + '.yaml')} "
+                             f"{config_path('profiles', Path(model_config).stem)} "
                              "(python -m dyndnn_ros.profiling.profile on the robot)")
         self.backend = create_backend(backend_name, **options)
         self.profile = loaded or self.startup_profile()
@@ -203,7 +203,7 @@ class InferenceNode(common.DyndnnNode):
         """The profile to load: the parameter's, else config/profiles/<model_config>.yaml."""
         if path:
             return Path(path)
-        fallback = config_dir() / "profiles" / f"{Path(model_config).stem}.yaml"
+        fallback = config_path("profiles", Path(model_config).stem)
         if fallback.is_file():
             self.get_logger().info(f"profile: {fallback}")
             return fallback

@@ -50,7 +50,7 @@ from dyndnn_ros.msg import (
 from dyndnn_ros.nodes import common
 from dyndnn_ros.nodes.diagnostic_messages import diagnostic_array
 from dyndnn_ros.nodes.profile_messages import profile_from_message
-from dyndnn_ros.platforms.detect import resolve_platform
+from dyndnn_ros.hardware.detect import resolve_platform
 from dyndnn_ros.policies import ClockSetting, PerformanceGoal, create_policy
 from dyndnn_ros.profiles import ProfileError
 from dyndnn_ros.target_book import MAX_NAME_CHARS, TargetState, Verdict

@@ -1,2 +1,3 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Platform descriptions (what a board offers) and models of how sub-networks behave on it."""
+"""The platform model the policies use: board descriptions (what a board offers) and models of how
+sub-networks behave on it."""

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Tuple
 
 import yaml
 
-from dyndnn_ros.paths import config_dir
+from dyndnn_ros.paths import known_configs, resolve_config
 
 
 class PlatformError(ValueError):
@@ -96,15 +96,7 @@ def _merged(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _read_doc(name_or_path: str | Path, seen: Tuple[str, ...] = ()) -> Dict[str, Any]:
-    platforms_dir = config_dir() / "platforms"
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = platforms_dir / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in platforms_dir.glob("*.yaml"))
-        raise PlatformError(
-            f"no platform description {str(name_or_path)!r}; known boards: {known}"
-        )
+    path = resolve_config("platforms", name_or_path, "platform description", PlatformError)
     with path.open() as f:
         doc = yaml.safe_load(f) or {}
     parent = doc.pop("extends", None)
@@ -122,4 +114,4 @@ def load_platform(name_or_path: str | Path) -> PlatformDescription:
 
 
 def known_platforms() -> List[str]:
-    return sorted(p.stem for p in (config_dir() / "platforms").glob("*.yaml"))
+    return known_configs("platforms")

@@ -70,6 +70,7 @@ def exhaustive_best(
                 1.0,
                 goal.max_latency_ms,
                 best_effort=not constrained,
+                max_energy_mj=goal.max_energy_mj if constrained else 0.0,
                 device=devices.get(goal.app, "gpu"),
                 thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
             )

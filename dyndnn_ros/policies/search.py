@@ -228,6 +228,9 @@ class AppDemand:
     """CPU device: threads in force (0: the device's reference threads)"""
     thread_options: tuple[int, ...] = ()
     """CPU device: thread counts the search may choose (empty: `threads` stays)"""
+    max_energy_mj: float = 0.0
+    """energy ceiling per frame (0 = none): board power x the frame's mean latency, the rule the
+    inference node reports energy by, so a frame is charged the board's power while it runs"""
 
     def load(self) -> AppLoad:
         return AppLoad(
@@ -254,6 +257,8 @@ class ClockChoice:
     """predicted board power / frames per second of all the apps (power when no app runs)"""
     threads: tuple[int, ...] = ()
     """per demand: the thread count chosen (0 where it has no thread options)"""
+    energy_mj: tuple[float, ...] = ()
+    """per demand: predicted energy per frame (AppDemand.max_energy_mj's rule)"""
 
 
 def point_to_setting(model: PlatformModel, point: OperatingPoint) -> ClockSetting:
@@ -301,17 +306,19 @@ def search_clocks(
     per_cluster: bool = False,
     cpu_budget: int = 0,
 ) -> ClockChoice | None:
-    """Least energy-per-frame clocks meeting every hard demand's p99 latency and the power cap;
-    None if none does. Best-effort demands (`AppDemand.best_effort`) then get the least lateness
-    among those points, the cheapest within 1 % of it.
+    """Least energy-per-frame clocks meeting every hard demand's p99 latency and energy ceiling
+    (`AppDemand.max_energy_mj`) and the power cap; None if none does. Best-effort demands
+    (`AppDemand.best_effort`) then get the least lateness among those points, the cheapest within
+    1 % of it.
 
     `keep`: the clocks now in force; they are kept unless the best point saves more than
     `min_saving` (a fraction) of energy per frame, so small prediction changes do not make clocks
     oscillate; they stay while every predicted p99 is within (1 + `keep_slack`) of its limit (a
     dead band: new clocks must meet the limit, clocks in force may use the slack).
     `best_effort`: when nothing meets every hard target, return the point with the least worst
-    lateness (p99 / target over every demand with a target) within the power cap where the cap can
-    be held, the cheapest among points within 1 % of that lateness; marked met=False.
+    lateness (p99 / target over every demand with a target) within the power cap and the energy
+    ceilings where they can be held, the cheapest among points within 1 % of that lateness; marked
+    met=False.
     `per_cluster`, `cpu_budget`: see ClockGrid."""
     grid = ClockGrid(
         model, {d.cluster for d in demands}, per_cluster, cpu_budget, keep, demands
@@ -330,7 +337,11 @@ def search_clocks(
     )
     hard = _lateness(demands, tail, shape, lambda d: not d.best_effort)
     soft = _lateness(demands, tail, shape, lambda d: d.best_effort)
+    latency = [np.broadcast_to(state.latency_ms[i], shape) for i in range(len(demands))]
     capped = power <= power_cap_w if power_cap_w > 0 else np.ones(shape, dtype=bool)
+    for i, d in enumerate(demands):
+        if d.max_energy_mj > 0 and not d.best_effort:
+            capped = capped & (power * latency[i] <= d.max_energy_mj)  # W x ms = mJ
     ok = capped & (hard <= 1.0)
     keep_index = grid.index(keep) if keep is not None else None
     if keep_index is not None:
@@ -341,7 +352,8 @@ def search_clocks(
             return None
         allowed = capped if capped.any() else np.ones(shape, dtype=bool)
         near = _least_late(allowed, np.maximum(hard, soft))
-        return _choice(grid, np.argmin(np.where(near, cost, np.inf)), power, cost, tail, met=False)
+        index = np.argmin(np.where(near, cost, np.inf))
+        return _choice(grid, index, power, cost, tail, latency, met=False)
     if soft.any():
         ok = _least_late(ok, soft) if ok.any() else ok
     best = np.unravel_index(int(np.argmin(np.where(ok, cost, np.inf))), shape)
@@ -349,7 +361,7 @@ def search_clocks(
         not ok.any() or cost[keep_index] <= cost[best] * (1.0 + min_saving)
     ):
         best = keep_index
-    return _choice(grid, best, power, cost, tail)
+    return _choice(grid, best, power, cost, tail, latency)
 
 
 def _choice(
@@ -358,6 +370,7 @@ def _choice(
     power: np.ndarray,
     cost: np.ndarray,
     tail: np.ndarray,
+    latency: list[np.ndarray],
     met: bool = True,
 ) -> ClockChoice:
     if not isinstance(index, tuple):
@@ -370,6 +383,7 @@ def _choice(
         met,
         float(cost[index]),
         grid.threads_at(index),
+        tuple(float(power[index] * m[index]) for m in latency),
     )
 
 
@@ -462,6 +476,10 @@ def most_on_goal(
             False,
             float(power[index]) / rate if rate > 0 else float(power[index]),
             grid.threads_at(index),
+            tuple(
+                float(power[index]) * float(on_grid(state.latency_ms[i])[index])
+                for i in range(len(demands))
+            ),
         )
         best = (k, choice, tuple(float(sh[index]) for sh in shares), key)
     return best

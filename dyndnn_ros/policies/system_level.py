@@ -6,7 +6,8 @@ Hierarchical manager (after Xun, Hare, Merrett):
   the fastest one with accuracy >= min_accuracy (in this platform model a faster sub-network costs
   less energy at any clocks, so this choice is also the energy-optimal one);
 - system level: the CPU/GPU/EMC clocks that meet every application's latency goal (held on the
-  predicted p99, with `headroom`) and the power cap at the least predicted board power (search.py);
+  predicted p99, with `headroom`), its energy ceiling per frame and the power cap at the least
+  predicted energy per frame (search.py);
 - feedback: each app's latency prediction is multiplied by a Kalman-filtered slowdown factor
   (measured / predicted for what ran), and predicted power by a filtered measured/predicted ratio;
 - hysteresis: a faster sub-network must be proposed `hold_periods` periods in a row unless
@@ -161,6 +162,7 @@ class SystemLevelPolicy(Policy):
             device=device,
             threads=int(observation.threads.get(goal.model, 0)),
             thread_options=self.model.thread_options(device, cluster),
+            max_energy_mj=goal.max_energy_mj if constrained else 0.0,
         )
 
     def _update_feedback(
@@ -356,14 +358,15 @@ class SystemLevelPolicy(Policy):
                 given_up[app] = (
                     f"priority {goal.priority}: accuracy >= {goal.min_accuracy:g}"
                     f" relaxed to {subnet.accuracy:.4f} ({subnet.id}): no clocks meet every"
-                    " latency goal with more accurate sub-networks"
+                    " latency and energy goal with more accurate sub-networks"
                 )
             else:
                 dropped.add(app)
                 forced[app] = self.dropped_subnet(profiles[goal.model])
                 given_up[app] = (
                     f"priority {goal.priority}: given up (latency {goal.max_latency_ms:g} ms"
-                    f"{f', power {goal.max_power_w:g} W' if goal.max_power_w else ''});"
+                    f"{f', power {goal.max_power_w:g} W' if goal.max_power_w else ''}"
+                    f"{f', energy {goal.max_energy_mj:g} mJ' if goal.max_energy_mj else ''});"
                     f" runs {forced[app].id} so higher-priority goals can be met, its latency"
                     " as best effort"
                 )
@@ -374,7 +377,8 @@ class SystemLevelPolicy(Policy):
                     given_up[goal.app] = (
                         f"priority {goal.priority}: latency {goal.max_latency_ms:g} ms"
                         " cannot be met"
-                        f"{f' within {power_cap:g} W' if power_cap else ''}; best effort,"
+                        f"{f' within {power_cap:g} W' if power_cap else ''}"
+                        f"{' and its energy ceiling' if goal.max_energy_mj else ''}; best effort,"
                         f" predicted p99 {choice.tail_ms[i]:.1f} ms"
                     )
         if (forced or not choice.met) and self.relax_accuracy_first:
@@ -420,7 +424,9 @@ class SystemLevelPolicy(Policy):
                 threads[goal.model] = choice.threads[i]
             predicted[goal.app] = choice.tail_ms[i]
             why = proposals[goal.app][1] if goal.app not in forced else given_up.get(goal.app, "")
-            reasons[goal.model] = f"{why}; predicted p99 {choice.tail_ms[i]:.1f} ms"
+            reasons[goal.model] = f"{why}; predicted p99 {choice.tail_ms[i]:.1f} ms" + (
+                f", {choice.energy_mj[i]:.1f} mJ/frame" if goal.max_energy_mj else ""
+            )
         self._last_point = choice.point
         return Decision(
             subnets,

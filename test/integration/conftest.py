@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -27,7 +28,7 @@ try:
 except Exception as exc:  # ImportError, BringupError: not built / not sourced
     INSTALLED, WHY_NOT = False, f"dyndnn_ros is not built and sourced ({exc}); run `make test`"
 
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
 
 if TYPE_CHECKING:
@@ -35,6 +36,27 @@ if TYPE_CHECKING:
 
 PLATFORM = load_platform("xavier_nx")
 MODEL = "digits"
+
+
+def send(client, until, timeout: float = 15.0, cpu=(), **fields) -> bool:
+    """Publish a DVFS command every 0.5 s until `until()` holds: discovery may still be completing
+    on the node's side when our publisher already sees it, and a volatile topic drops what came
+    before. `cpu`: (cluster, kHz) pairs."""
+    from dyndnn_ros.msg import CpuClock, DvfsCommand
+
+    clocks = [CpuClock(cluster=name, frequency_khz=khz) for name, khz in cpu]
+    msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test",
+                      cpu_clocks=clocks, **fields)
+    pub = client.node.create_publisher(DvfsCommand, "dyndnn/dvfs/command", 10)
+    assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), (
+        "dvfs_node never subscribed"
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pub.publish(msg)
+        if client.wait_until(until, 0.5):
+            return True
+    return False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -20,16 +20,17 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from conftest import send
+
 from dyndnn_ros.bringup import NodeGroup, NodeProcess, executable_path
-from dyndnn_ros.hardware.board_fixtures import FIXTURES
-from dyndnn_ros.hardware.simulated_tree import BoardKernel, create_board_tree
-from dyndnn_ros.msg import CpuClock, DvfsCommand
+from dyndnn_ros.simulation.board_fixtures import FIXTURES
+from dyndnn_ros.simulation.simulated_tree import BoardKernel, create_board_tree
+from dyndnn_ros.msg import DvfsCommand
 from dyndnn_ros.platforms.description import load_platform
 
 BOARDS = sorted(FIXTURES)
@@ -91,24 +92,6 @@ def node(executable: str, params: dict, runner: dict | None) -> NodeProcess:
     if runner is not None:
         proc.argv = NOBODY + [runner["python"]] + proc.command(None)
     return proc
-
-
-def send(client, until, timeout: float = 15.0, cpu=(), **fields) -> bool:
-    """Publish a command every 0.5 s until `until()` holds (discovery may still be completing).
-    `cpu`: (cluster, kHz) pairs."""
-    clocks = [CpuClock(cluster=name, frequency_khz=khz) for name, khz in cpu]
-    msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test",
-                      cpu_clocks=clocks, **fields)
-    pub = client.node.create_publisher(DvfsCommand, "dyndnn/dvfs/command", 10)
-    assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), (
-        "dvfs_node never subscribed"
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pub.publish(msg)
-        if client.wait_until(until, 0.5):
-            return True
-    return False
 
 
 # Fast DDS shared-memory segments are 0644 files of their creator, so root and nobody cannot

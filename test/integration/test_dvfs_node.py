@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
-from conftest import PLATFORM
+from conftest import PLATFORM, send
 
 from dyndnn_ros.bringup import NodeProcess
-from dyndnn_ros.msg import CpuClock, DvfsCommand
+from dyndnn_ros.msg import DvfsCommand
 
 GPU = PLATFORM.clocks.gpu_devfreq_path
 CPU0 = "sys/devices/system/cpu/cpufreq/policy0"
@@ -33,26 +32,6 @@ def dvfs_node(root: Path, watchdog_s: float = 0.0) -> NodeProcess:
         "dvfs_node",
         {"sysfs_root": str(root), "platform": "xavier_nx", "watchdog_s": watchdog_s},
     )
-
-
-def send(client, until, timeout: float = 15.0, cpu=(), **fields) -> bool:
-    """Publish a command every 0.5 s until `until()` holds: discovery may still be completing on
-    the
-    node's side when our publisher already sees it, and a volatile topic drops what came before.
-    `cpu`: (cluster, kHz) pairs."""
-    clocks = [CpuClock(cluster=name, frequency_khz=khz) for name, khz in cpu]
-    msg = DvfsCommand(mode=fields.pop("mode", DvfsCommand.MODE_SET), reason="test",
-                      cpu_clocks=clocks, **fields)
-    pub = client.node.create_publisher(DvfsCommand, "dyndnn/dvfs/command", 10)
-    assert client.wait_until(lambda: pub.get_subscription_count() > 0, 15), (
-        "dvfs_node never subscribed"
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pub.publish(msg)
-        if client.wait_until(until, 0.5):
-            return True
-    return False
 
 
 def test_writes_only_allowed_frequencies_and_restores_on_sigterm(start_nodes, client, sim_root):

@@ -16,11 +16,21 @@ from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.cli.scenario_run import RosScenarioRun
 from dyndnn_ros.evaluation.scenario import parse_scenario
 from dyndnn_ros.msg import DvfsCommand
-from dyndnn_ros.platforms.sysfs_board import SIM_DIR
+from dyndnn_ros.simulation.sysfs_board import SIM_DIR
 
 NAV, INSPECT = "ofa_gpu_a", "ofa_gpu_b"
 SETTLE_S = 4.0
 STEP_S = 20.0
+
+
+NAVIGATION = {
+    "app": "navigation", "profile": "dynamic_ofa_xavier_nx_gpu.yaml", "fps": 10,
+    "cluster": "cluster0",
+}
+INSPECTION = {
+    "app": "inspection", "profile": "dynamic_ofa_xavier_nx_gpu_b.yaml", "fps": 5,
+    "cluster": "cluster1",
+}
 
 
 def board(tmp_path, apps: list[dict], policy: str = "hierarchical") -> RosScenarioRun:
@@ -64,17 +74,7 @@ def mean_latency(client, model: str, seconds: float = 2.0) -> float:
 
 @pytest.mark.timeout(180)
 def test_a_looser_latency_target_lowers_the_clocks(tmp_path, client):
-    run = board(
-        tmp_path,
-        [
-            {
-                "app": "navigation",
-                "profile": "dynamic_ofa_xavier_nx_gpu.yaml",
-                "fps": 10,
-                "cluster": "cluster0",
-            }
-        ],
-    )
+    run = board(tmp_path, [NAVIGATION])
     try:
         run.start(client)
         client.set_target("navigation", NAV, max_latency_ms=60.0)
@@ -96,23 +96,7 @@ def test_a_looser_latency_target_lowers_the_clocks(tmp_path, client):
 
 @pytest.mark.timeout(180)
 def test_b_two_apps_are_managed_at_once(tmp_path, client):
-    run = board(
-        tmp_path,
-        [
-            {
-                "app": "navigation",
-                "profile": "dynamic_ofa_xavier_nx_gpu.yaml",
-                "fps": 10,
-                "cluster": "cluster0",
-            },
-            {
-                "app": "inspection",
-                "profile": "dynamic_ofa_xavier_nx_gpu_b.yaml",
-                "fps": 5,
-                "cluster": "cluster1",
-            },
-        ],
-    )
+    run = board(tmp_path, [NAVIGATION, INSPECTION])
     try:
         run.start(client)
         client.set_target("navigation", NAV, max_latency_ms=150.0, min_accuracy=0.76, priority=2)
@@ -140,17 +124,7 @@ def test_b_two_apps_are_managed_at_once(tmp_path, client):
 
 @pytest.mark.timeout(180)
 def test_c_a_background_gpu_job_is_absorbed_by_the_feedback(tmp_path, client):
-    run = board(
-        tmp_path,
-        [
-            {
-                "app": "navigation",
-                "profile": "dynamic_ofa_xavier_nx_gpu.yaml",
-                "fps": 10,
-                "cluster": "cluster0",
-            }
-        ],
-    )
+    run = board(tmp_path, [NAVIGATION])
     try:
         run.start(client)
         client.set_target("navigation", NAV, max_latency_ms=100.0, min_accuracy=0.76)
@@ -183,18 +157,7 @@ def test_c_a_background_gpu_job_is_absorbed_by_the_feedback(tmp_path, client):
 @pytest.mark.timeout(120)
 def test_slow_inference_keeps_only_the_newest_frame(tmp_path, client):
     # 60 fps into a model taking 40-60 ms per frame: most frames must be dropped, none queued
-    run = board(
-        tmp_path,
-        [
-            {
-                "app": "navigation",
-                "profile": "dynamic_ofa_xavier_nx_gpu.yaml",
-                "fps": 60,
-                "cluster": "cluster0",
-            }
-        ],
-        policy="static",
-    )
+    run = board(tmp_path, [{**NAVIGATION, "fps": 60}], policy="static")
     try:
         run.start(client)
         assert client.wait_until(lambda: len(client.stats[NAV]) >= 40, STEP_S)

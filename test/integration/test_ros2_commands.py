@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
 
 pytestmark = pytest.mark.skipif(

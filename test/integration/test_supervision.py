@@ -20,7 +20,7 @@ from conftest import PLATFORM
 from dyndnn_ros.msg import DvfsCommand
 
 from dyndnn_ros.bringup import executable_path
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 
 STARTUP_S = 90.0
 STOP_S = 40.0

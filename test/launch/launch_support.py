@@ -1,23 +1,35 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What the launch tests share: a simulated board to launch on, and a probe node to talk to it.
+"""What the launch tests share: a simulated board to launch on, a probe node to talk to it, and
+the checks after shutdown.
 
 Imported by the launch test files (pytest's launch_testing plugin, `launch_test` and `colcon test`
-all load them as plain files, so each puts this folder on sys.path first).
+all load them as plain files, so each puts this folder on sys.path first). Where launch is not
+installed, importing this skips the test file that imports it.
 """
 import atexit
 import os
 import shutil
 import tempfile
 import time
+import unittest
 from pathlib import Path
 
-import rclpy
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
+import pytest
 
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
-from dyndnn_ros.platforms.description import load_platform
+pytest.importorskip("launch", reason="launch is not installed (it comes with a ROS 2 install; "
+                    "`make test` builds it from ../shared/ros2-tooling)")
+pytest.importorskip("launch_testing", reason="launch_testing is not installed")
+pytest.importorskip("launch_ros", reason="launch_ros is not installed")
+
+import launch_testing  # noqa: E402
+import launch_testing.asserts  # noqa: E402
+import rclpy  # noqa: E402
+from ament_index_python.packages import get_package_share_directory  # noqa: E402
+from launch.actions import IncludeLaunchDescription  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+
+from dyndnn_ros.platforms.description import load_platform  # noqa: E402
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson  # noqa: E402
 
 # Set before any rclpy context exists; the launched nodes inherit them.
 os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
@@ -69,3 +81,33 @@ class Probe:
         while not condition() and time.monotonic() < deadline:
             rclpy.spin_once(self.node, timeout_sec=0.1)
         return bool(condition())
+
+
+class ProbeTest(unittest.TestCase):
+    """Active tests with a probe node of their own (`probe_name`), for the class's lifetime."""
+
+    probe_name = "dyndnn_launch_test"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.probe = Probe(cls.probe_name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.probe.close()
+
+
+def clean_shutdown_test(board: Path, boot_files: dict) -> type:
+    """The post-shutdown tests every launch test makes; bind the result to a name in the test
+    file, where launch_testing looks for test cases: every node exited cleanly and every file of
+    the simulated board is as it was before the launch."""
+
+    @launch_testing.post_shutdown_test()
+    class TestCleanShutdown(unittest.TestCase):
+        def test_every_node_exited_cleanly(self, proc_info):
+            launch_testing.asserts.assertExitCodes(proc_info)
+
+        def test_board_is_as_it_was(self):
+            self.assertEqual(file_contents(board), boot_files)
+
+    return TestCleanShutdown

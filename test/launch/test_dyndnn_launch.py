@@ -8,21 +8,15 @@ exits cleanly and every file of the board is as it was before the launch.
 Run by `make test` (pytest's launch_testing plugin), `launch_test` and `colcon test`.
 """
 import sys
-import unittest
 from pathlib import Path
 
 import pytest
 
-launch = pytest.importorskip("launch", reason="launch is not installed (it comes with a ROS 2 "
-                             "install; `make test` builds it from ../shared/ros2-tooling)")
-pytest.importorskip("launch_testing", reason="launch_testing is not installed")
-pytest.importorskip("launch_ros", reason="launch_ros is not installed")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import launch_support  # noqa: E402
+import launch_support  # noqa: E402  (skips this file where launch is not installed)
+import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
 
 from dyndnn_ros.msg import (  # noqa: E402
     DvfsCommand,
@@ -42,14 +36,8 @@ def generate_test_description():
     return launch.LaunchDescription([system, launch_testing.actions.ReadyToTest()])
 
 
-class TestTargetIsManaged(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.probe = launch_support.Probe("dyndnn_launch_test")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.probe.close()
+class TestTargetIsManaged(launch_support.ProbeTest):
+    probe_name = "dyndnn_launch_test"
 
     def test_target_switches_subnet_and_pins_clocks(self, proc_output):
         probe = self.probe
@@ -80,10 +68,4 @@ class TestTargetIsManaged(unittest.TestCase):
         proc_output.assertWaitFor("target of app 'launch_test'", timeout=10, stream="stderr")
 
 
-@launch_testing.post_shutdown_test()
-class TestCleanShutdown(unittest.TestCase):
-    def test_every_node_exited_cleanly(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)
-
-    def test_board_is_as_it_was(self):
-        self.assertEqual(launch_support.file_contents(BOARD), BOOT_FILES)
+TestCleanShutdown = launch_support.clean_shutdown_test(BOARD, BOOT_FILES)

@@ -10,21 +10,15 @@ publishes image_raw in the namespace. subnet_only leaves the clocks to the gover
 board's files never change; on shutdown every node exits cleanly.
 """
 import sys
-import unittest
 from pathlib import Path
 
 import pytest
 
-launch = pytest.importorskip("launch", reason="launch is not installed (it comes with a ROS 2 "
-                             "install; `make test` builds it from ../shared/ros2-tooling)")
-pytest.importorskip("launch_testing", reason="launch_testing is not installed")
-pytest.importorskip("launch_ros", reason="launch_ros is not installed")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import launch_support  # noqa: E402
+import launch_support  # noqa: E402  (skips this file where launch is not installed)
+import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dyndnn_ros.msg import (  # noqa: E402
@@ -72,14 +66,8 @@ def image(frame_id: str) -> Image:
     return msg
 
 
-class TestArgumentsReachTheirNodes(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.probe = launch_support.Probe("dyndnn_launch_arguments_test")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.probe.close()
+class TestArgumentsReachTheirNodes(launch_support.ProbeTest):
+    probe_name = "dyndnn_launch_arguments_test"
 
     def test_subnet_only_external_camera_namespace(self, proc_output):
         probe = self.probe
@@ -130,10 +118,4 @@ class TestArgumentsReachTheirNodes(unittest.TestCase):
                                   timeout=10, stream="stderr")
 
 
-@launch_testing.post_shutdown_test()
-class TestCleanShutdown(unittest.TestCase):
-    def test_every_node_exited_cleanly(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)
-
-    def test_board_is_as_it_was(self):
-        self.assertEqual(launch_support.file_contents(BOARD), BOOT_FILES)
+TestCleanShutdown = launch_support.clean_shutdown_test(BOARD, BOOT_FILES)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dyndnn_ros.hardware import sysfs_paths
-from dyndnn_ros.hardware.board_fixtures import FIXTURES
-from dyndnn_ros.hardware.simulated_tree import (
+from dyndnn_ros.simulation.board_fixtures import FIXTURES
+from dyndnn_ros.simulation.simulated_tree import (
     BoardKernel,
     create_board_tree,
     create_simulated_jetson,
@@ -18,7 +18,7 @@ from dyndnn_ros.hardware.simulated_tree import (
 from dyndnn_ros.hardware.status import SysfsStatusSource
 from dyndnn_ros.hardware.sysfs_clocks import ClockRejected, ClockRequest, SysfsClockController
 from dyndnn_ros.platforms.description import PlatformError, load_platform
-from dyndnn_ros.platforms.detect import detect_platform, resolve_platform
+from dyndnn_ros.hardware.detect import detect_platform, resolve_platform
 
 BOARDS = sorted(FIXTURES)
 

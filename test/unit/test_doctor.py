@@ -11,8 +11,8 @@ import yaml
 
 from dyndnn_ros.cli.doctor import add_parser
 from dyndnn_ros.hardware import sysfs_paths
-from dyndnn_ros.hardware.board_fixtures import FIXTURES
-from dyndnn_ros.hardware.simulated_tree import create_board_tree, create_simulated_jetson
+from dyndnn_ros.simulation.board_fixtures import FIXTURES
+from dyndnn_ros.simulation.simulated_tree import create_board_tree, create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
 
 

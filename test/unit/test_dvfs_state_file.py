@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.hardware.sysfs_clocks import (
     ClockError,
     ClockRequest,

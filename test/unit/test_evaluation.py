@@ -4,13 +4,13 @@
 
 import dataclasses
 
-from dyndnn_ros.evaluation.report import metrics, write_report
+from dyndnn_ros.evaluation.report import frame_metrics, metrics, write_report
 from dyndnn_ros.evaluation.report import oracle_beaten
 from dyndnn_ros.evaluation.runner import BASELINE_LABEL, DEFAULT_SPECS, run_policy
 from dyndnn_ros.evaluation.scenario import all_scenarios, load_scenario
 from dyndnn_ros.platforms.model import PlatformModel
 from dyndnn_ros.policies import Observation, create_policy
-from dyndnn_ros.platforms.simulator import Frame
+from dyndnn_ros.simulation.simulator import Frame
 
 MODEL = PlatformModel.load("xavier_nx")
 
@@ -88,7 +88,22 @@ def test_violations_and_settling_window_are_counted_per_frame():
         Frame("camera", 15.2, 70.0, "a3", 0.7754),  # late, inside the settling window
         Frame("camera", 17.0, 50.0, "a3", 0.7754),
     ]
+    result.energy_j = 4.0
     m = metrics(result)
     assert m.violation_pct == 50.0
     assert abs(m.violation_settled_pct - 100 / 3) < 1e-9
     assert m.accuracy_short_pct == 0.0  # 0.7754 >= 0.76 and 0.74
+    assert (m.frames, m.frames_on_goal) == (4, 2)
+    assert (m.energy_per_frame_mj, m.energy_per_frame_on_goal_mj) == (1000.0, 2000.0)
+    # the ROS run and the per-app tables judge frames with the same record and rules
+    frames_only = frame_metrics(scenario, result.frames)
+    assert frames_only.energy_j != frames_only.energy_j  # nan: no energy was measured
+    assert dataclasses.replace(
+        frames_only,
+        energy_j=4.0,
+        energy_per_frame_mj=1000.0,
+        energy_per_frame_on_goal_mj=2000.0,
+        decide_ms=m.decide_ms,
+        subnet_switches=m.subnet_switches,
+        clock_changes=m.clock_changes,
+    ) == m

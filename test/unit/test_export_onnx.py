@@ -53,5 +53,5 @@ def test_ofa_subnet_matches_onnxruntime(tmp_path: Path) -> None:
 
 
 def test_unknown_model_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="known configs"):
+    with pytest.raises(ValueError, match="known model configs"):
         export_model("no_such_model", tmp_path, progress=False)

@@ -3,7 +3,7 @@
 from hypothesis import given, settings, strategies as st
 
 from dyndnn_ros.platforms.description import load_platform
-from dyndnn_ros.platforms.governors import (
+from dyndnn_ros.simulation.governors import (
     ActivityGovernor,
     GovernorConfig,
     PodGov,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.hardware.status import SysfsStatusSource, open_status_source
 from dyndnn_ros.platforms.description import load_platform
 

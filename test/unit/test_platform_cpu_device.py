@@ -14,7 +14,7 @@ from dyndnn_ros.evaluation.scenario import ScenarioError, load_scenario, parse_s
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.platforms.description import PlatformError
 from dyndnn_ros.platforms.model import AppLoad, PlatformModel
-from dyndnn_ros.platforms.simulator import BoardSimulator
+from dyndnn_ros.simulation.simulator import BoardSimulator
 from dyndnn_ros.policies import Observation, create_policy
 from dyndnn_ros.policies.search import AppDemand, search_clocks
 from dyndnn_ros.profiles import load_profile

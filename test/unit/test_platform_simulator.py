@@ -6,7 +6,7 @@ import pytest
 
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.platforms.model import PlatformModel
-from dyndnn_ros.platforms.simulator import BoardSimulator
+from dyndnn_ros.simulation.simulator import BoardSimulator
 from dyndnn_ros.profiles import load_profile
 
 MODEL = PlatformModel.load("xavier_nx")

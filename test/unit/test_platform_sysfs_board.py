@@ -8,7 +8,7 @@ from dyndnn_ros.hardware import sysfs_paths as paths
 from dyndnn_ros.hardware.status import SysfsStatusSource
 from dyndnn_ros.hardware.sysfs_clocks import ClockRequest, SysfsClockController
 from dyndnn_ros.platforms.model import PlatformModel
-from dyndnn_ros.platforms.sysfs_board import SIM_DIR, SysfsBoard
+from dyndnn_ros.simulation.sysfs_board import SIM_DIR, SysfsBoard
 
 MODEL = PlatformModel.load("xavier_nx")
 GPU = MODEL.description.clocks.gpu_available_hz

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The system-level clock search: least power, dead band on the clocks in force, best effort."""
+"""The system-level clock search: least power, dead band on the clocks in force, best effort,
+energy ceilings per frame."""
+
+from dataclasses import replace
 
 from dyndnn_ros.platforms.model import OperatingPoint, PlatformModel
 from dyndnn_ros.policies.search import AppDemand, predict, search_clocks
@@ -62,3 +65,36 @@ def test_most_on_goal_stays_within_a_power_cap_it_can_hold():
     assert free[2][0] > 0.99 and capped[1].power_w <= cap
     # below the accuracy goal no frame is on goal, however fast
     assert most_on_goal(MODEL, [goal], [([demand(60.0)], [0.65])]) is None
+
+
+def frame_energy_mj(d: AppDemand, point: OperatingPoint) -> float:
+    """Board power x mean latency at `point`, predicted independently of the search."""
+    latency, power = predict(MODEL, [d], point)
+    return power * latency[0]
+
+
+def test_an_energy_ceiling_per_frame_is_met_at_a_price():
+    free = search_clocks(MODEL, [demand(90.0)])
+    spent = free.energy_mj[0]
+    assert abs(spent - frame_energy_mj(demand(90.0), free.point)) < 1e-6 * spent
+    # the least-power point runs slow, so each frame holds the board longer: a ceiling below
+    # its energy per frame needs faster clocks, paid for in board power
+    ceiling = 0.9 * spent
+    bound = AppDemand("cam", 50.0, 1.07, 10.0, 0, 1.0, 90.0, max_energy_mj=ceiling)
+    held = search_clocks(MODEL, [bound])
+    assert held is not None and held.met and held.tail_ms[0] <= 90.0
+    assert frame_energy_mj(bound, held.point) <= ceiling < frame_energy_mj(bound, free.point)
+    assert held.power_w > free.power_w
+    # clocks in force that break the ceiling are not kept, however small the saving
+    kept = search_clocks(MODEL, [bound], keep=free.point, min_saving=0.5, keep_slack=0.1)
+    assert kept.point != free.point and kept.energy_mj[0] <= ceiling
+
+
+def test_an_impossible_energy_ceiling_fails_and_binds_only_hard_demands():
+    tiny = AppDemand("cam", 50.0, 1.07, 10.0, 0, 1.0, 90.0, max_energy_mj=0.01)
+    assert search_clocks(MODEL, [tiny]) is None
+    best = search_clocks(MODEL, [tiny], best_effort=True)
+    assert not best.met
+    given_up = AppDemand("cam", 50.0, 1.07, 10.0, 0, 1.0, 90.0, best_effort=True)
+    unbound = search_clocks(MODEL, [given_up])
+    assert search_clocks(MODEL, [replace(given_up, max_energy_mj=0.01)]).point == unbound.point

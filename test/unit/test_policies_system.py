@@ -208,3 +208,43 @@ def test_a_new_target_is_not_delayed_by_a_relaxation_held_for_the_old_one():
     loose = PerformanceGoal("cam", "m1", max_latency_ms=200, min_accuracy=0.78, priority=1)
     second = policy.decide({"cam": loose}, PROFILES, observe(first))
     assert second.subnets["m1"] == "l" and not second.given_up
+
+
+def energy_ceiling_of(policy_name: str, **params):
+    """The energy per frame the policy spends on one app without a ceiling, and its decision for
+    a ceiling 10 % below that."""
+    goal = PerformanceGoal("cam", "m1", max_latency_ms=90, min_accuracy=0.74)
+    free = create_policy(policy_name, MODEL, **params).decide(
+        {"cam": goal}, PROFILES, Observation(input_fps={"cam": 10})
+    )
+    demand = AppDemand("cam", PROFILES["m1"].subnet(free.subnets["m1"]).latency_mean_ms, 1.07,
+                       10.0, 0)
+    latency, power = predict(MODEL, [demand], setting_to_point(MODEL, free.clocks))
+    spent = power * latency[0]
+    bound = PerformanceGoal("cam", "m1", max_latency_ms=90, min_accuracy=0.74,
+                            max_energy_mj=0.9 * spent)
+    d = create_policy(policy_name, MODEL, **params).decide(
+        {"cam": bound}, PROFILES, Observation(input_fps={"cam": 10})
+    )
+    latency, power = predict(MODEL, [demand], setting_to_point(MODEL, d.clocks))
+    return spent, d, power * latency[0]
+
+
+def test_clock_setting_policies_honour_an_energy_ceiling_per_frame():
+    for name, params in (("hierarchical", {}), ("dvfs_only", {"subnets": {"m1": "m"}})):
+        spent, d, now = energy_ceiling_of(name, **params)
+        assert not d.given_up and d.subnets == {"m1": "m"}, name
+        assert now <= 0.9 * spent, (name, now, spent)
+        assert "mJ/frame" in d.reasons["m1"]
+
+
+def test_an_energy_ceiling_no_clocks_meet_relaxes_the_lowest_priority_first():
+    policy = create_policy("hierarchical", MODEL)
+    goals = {
+        "nav": PerformanceGoal("nav", "m1", max_latency_ms=90, min_accuracy=0.72, priority=2),
+        "arm": PerformanceGoal("arm", "m2", max_latency_ms=90, min_accuracy=0.78, priority=1,
+                               max_energy_mj=0.01),
+    }
+    d = policy.decide(goals, PROFILES, Observation(input_fps={"nav": 10, "arm": 10}))
+    assert "nav" not in d.given_up
+    assert "energy 0.01 mJ" in d.given_up["arm"] and d.subnets["m2"] == "s"

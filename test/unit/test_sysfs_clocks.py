@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dyndnn_ros.hardware import sysfs_paths
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.hardware.sysfs_clocks import (
     ClockError,
     ClockRejected,

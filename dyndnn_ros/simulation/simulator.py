@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dyndnn_ros.platforms.description import PlatformError
-from dyndnn_ros.platforms.governors import ActivityGovernor, GovernorConfig, PodGov, Schedutil
+from dyndnn_ros.simulation.governors import ActivityGovernor, GovernorConfig, PodGov, Schedutil
 from dyndnn_ros.platforms.model import AppLoad, LoadState, PlatformModel, typical_latency_ms
 from dyndnn_ros.profiles import ModelProfile
 

@@ -35,65 +35,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
-# Carmel (Xavier) and Cortex-A78AE (Orin) cpufreq tables, as tegra194/tegra186-cpufreq list them.
-XAVIER_CPU_KHZ = (
-    115200,
-    192000,
-    268800,
-    345600,
-    422400,
-    499200,
-    576000,
-    652800,
-    729600,
-    806400,
-    883200,
-    960000,
-    1036800,
-    1113600,
-    1190400,
-    1267200,
-    1344000,
-    1420800,
-    1497600,
-    1574400,
-    1651200,
-    1728000,
-    1804800,
-    1881600,
-    1907200,
-)
-ORIN_CPU_KHZ = (
-    115200,
-    192000,
-    268800,
-    345600,
-    422400,
-    499200,
-    576000,
-    652800,
-    729600,
-    806400,
-    883200,
-    960000,
-    1036800,
-    1113600,
-    1190400,
-    1267200,
-    1344000,
-    1420800,
-    1497600,
-    1574400,
-    1651200,
-    1728000,
-    1804800,
-    1881600,
-    1958400,
-    2035200,
-    2112000,
-    2188800,
-    2201600,
-)
+# Carmel (Xavier) and Cortex-A78AE (Orin) cpufreq tables, as tegra194/tegra186-cpufreq list them:
+# the driver fills its table from the NDIV range BPMP reports in even steps (76.8 MHz here, from
+# 115.2 MHz) and appends the cluster's top frequency.
+XAVIER_CPU_KHZ = tuple(range(115200, 1881600 + 1, 76800)) + (1907200,)
+ORIN_CPU_KHZ = tuple(range(115200, 2188800 + 1, 76800)) + (2201600,)
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,17 @@ tree, `run/dyndnn_sim/` (not a Jetson path; nothing on a real board reads or wri
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from pathlib import Path
 
+from dyndnn_ros.bringup import NodeProcess
 from dyndnn_ros.hardware import sysfs_paths as paths
-from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
+from dyndnn_ros.simulation.simulated_tree import create_simulated_jetson
 from dyndnn_ros.hardware.sysfs_clocks import discover_cpu_policies, discover_emc, discover_gpu
 from dyndnn_ros.platforms.model import AppLoad, PlatformModel
-from dyndnn_ros.platforms.simulator import BoardSimulator
+from dyndnn_ros.simulation.simulator import BoardSimulator
 
 SIM_DIR = "run/dyndnn_sim"
 STALE_S = 2.0
@@ -214,8 +216,16 @@ class SysfsBoard:
         self._stop.set()
 
 
+def board_process(root: Path, platform: str) -> NodeProcess:
+    """This board as a process beside the nodes, on the tree the caller made at `root` (and
+    removes): without it nothing writes the rails, and power reads 0 W."""
+    return NodeProcess("sysfs_board", "simulated_board", argv=[
+        sys.executable, "-m", "dyndnn_ros.simulation.sysfs_board", "--root", str(root),
+        "--platform", platform, "--keep-tree"])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run a simulated board in real time: python -m dyndnn_ros.platforms.sysfs_board --root
+    """Run a simulated board in real time: python -m dyndnn_ros.simulation.sysfs_board --root
     /tmp/jetson"""
     import argparse
 

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from dyndnn_ros.hardware import sysfs_paths as paths
-from dyndnn_ros.hardware.board_fixtures import BoardFixture, fixture_for
+from dyndnn_ros.simulation.board_fixtures import BoardFixture, fixture_for
 from dyndnn_ros.platforms.description import PlatformDescription
 
 THERMAL_ZONES = ("CPU-therm", "GPU-therm", "AUX-therm")
