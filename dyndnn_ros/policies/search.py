@@ -406,7 +406,8 @@ def most_on_goal(
     first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then the
     least power / frames on goal per second. A frame is on goal as the evaluation counts it: its
     sub-network meets the accuracy goal and its latency the latency goal (`max_latency_ms`, no
-    headroom), under the model's lognormal frame jitter.
+    headroom), under the model's lognormal frame jitter; and, where a goal sets one, its energy
+    (board power x mean latency) is within `max_energy_mj`.
 
     Returns (candidate index, choice, each app's predicted on-goal share, ranking key), or None
     when no point puts any frame on goal."""
@@ -440,6 +441,8 @@ def most_on_goal(
                 share = (mean <= goal.max_latency_ms).astype(float)
             else:
                 share = np.ones(grid.shape)
+            if goal.max_energy_mj:  # a frame over its energy ceiling is off goal too
+                share = np.where(power * mean <= goal.max_energy_mj, share, 0.0)
             shares.append(share)
         on_goal_rate = sum(share * on_grid(r) for share, r in zip(shares, state.rate_hz))
         ratio = np.where(on_goal_rate > 0, power / np.maximum(on_goal_rate, 1e-12), np.inf)
