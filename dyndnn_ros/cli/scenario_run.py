@@ -43,6 +43,8 @@ class RosRunMetrics:
     violation_settled_pct: float
     mean_accuracy: float
     duration_s: float
+    host_overhead_ms: dict[str, float] = field(default_factory=dict)
+    """app -> mean host work per frame its inference node reported (outside the inference)"""
 
 
 @dataclass
@@ -197,10 +199,12 @@ class RosScenarioRun:
         with client.lock:
             history = {model: list(stats) for model, stats in client.stats.items()}
         frames = []
+        overhead: dict[str, list[float]] = {}
         for model, stats in history.items():
             if model not in app_of:
                 continue
             for s in stats:
+                overhead.setdefault(app_of[model], []).append(float(s.host_overhead_ms))
                 t = s.frame_stamp.sec + s.frame_stamp.nanosec * 1e-9 - wall_t0
                 if 0 <= t <= self.scenario.duration_s:
                     frames.append(
@@ -231,4 +235,5 @@ class RosScenarioRun:
             violation_settled_pct=figures.violation_settled_pct,
             mean_accuracy=figures.mean_accuracy,
             duration_s=self.scenario.duration_s,
+            host_overhead_ms={app: float(np.mean(v)) for app, v in overhead.items()},
         )

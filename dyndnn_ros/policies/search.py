@@ -226,6 +226,8 @@ class AppDemand:
     """CPU device: threads in force (0: the device's reference threads)"""
     thread_options: tuple[int, ...] = ()
     """CPU device: thread counts the search may choose (empty: `threads` stays)"""
+    host_overhead_ms: float = 0.0
+    """the node's per-frame work outside the inference (AppLoad.host_overhead_ms)"""
 
     def load(self) -> AppLoad:
         return AppLoad(
@@ -235,6 +237,7 @@ class AppDemand:
             self.slowdown,
             device=self.device,
             threads=self.threads,
+            host_overhead_ms=self.host_overhead_ms,
         )
 
     def with_slowdown(self, slowdown: float) -> "AppDemand":

@@ -22,11 +22,12 @@ Hierarchical manager (after Xun, Hare, Merrett):
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
 
-from dyndnn_ros.platforms.model import AppLoad, OperatingPoint
+from dyndnn_ros.platforms.model import OperatingPoint
 from dyndnn_ros.policies.base import (
     Decision,
     Observation,
@@ -152,6 +153,7 @@ class SystemLevelPolicy(Policy):
             device=device,
             threads=int(observation.threads.get(goal.model, 0)),
             thread_options=self.model.thread_options(device, cluster),
+            host_overhead_ms=float(observation.host_overhead_ms.get(goal.app, 0.0)),
         )
 
     def _update_feedback(
@@ -176,6 +178,7 @@ class SystemLevelPolicy(Policy):
                         clusters[goal.app],
                         device=observation.app_device.get(goal.app, "gpu"),
                         threads=int(observation.threads.get(goal.model, 0)),
+                        host_overhead_ms=float(observation.host_overhead_ms.get(goal.app, 0.0)),
                     ),
                 )
             )
@@ -207,7 +210,7 @@ class SystemLevelPolicy(Policy):
         frames each app was seen to run times the GPU time one frame takes there. Measured rates,
         not predicted ones: contention the model does not know of lowers the rates."""
         state = self.model.steady_state(
-            [AppLoad(d.reference_latency_ms, d.fps, d.cluster, 1.0, rates[d.app]) for _, d in ran],
+            [replace(d.load(), slowdown=1.0, measured_rate_hz=rates[d.app]) for _, d in ran],
             point.cpu_khz,
             point.gpu_hz,
             point.emc_hz,

@@ -6,19 +6,17 @@ processes, DDS, the DVFS node writing the board's clock files, the hardware moni
 rails) and the evaluation runner (same policy code called directly) must give the same figures.
 Both follow one frame timeline (the inference node's newest-frame slot: the next frame starts when
 the previous ends if one arrived meanwhile) and one power model (from the frames actually run; the
-real-time board takes each back end's measured frame rate). Settled late frames leave out the
-first second after the start and after each change, when DDS hops make the ROS run lag.
-Measured on a 2-core machine shared with other jobs, when it kept up (94-98 % of the frames):
-energy +1.2, -2.6 and -3.6 %, mean latency -1.2 to -6 %, settled late frames +0.9 to +3.0 points
-(the issue's goal is 1: the ROS run has a transient about 2 s in, a few navigation frames at
-115-125 ms against 100, and a few frames just over the target right after the change at 10 s,
-that the fast run does not show; not explained yet). Under heavier load the nodes fall behind real
-time (78 % of the frames or fewer) and the figures part. Energy is held to the issue's 5 %, late
-frames to what the runs achieve (3 points, was 8), and the frame count checks real time was kept:
+real-time board takes each back end's measured frame rate). A frame's cycle in the node is its
+inference plus the node's own work (image conversion, publishing: measured here at about 2-3 ms a
+frame on this machine, InferenceStats.host_overhead_ms); the fast run is given the overhead the ROS
+run measured, as its scenario's `host_overhead_ms` assumption, and the test prints it.
+Settled late frames leave out the first second after the start and after each change, when DDS
+hops make the ROS run lag.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -39,15 +37,17 @@ MIN_FRAME_SHARE = 0.9  # ROS frames / fast-run frames: both follow the same fram
 SCENARIO = Path(__file__).parent / "scenarios" / "short_two_models.yaml"
 
 
-# Since the GPU time-slicing model was corrected (fair shares instead of a fixed point that did
-# not converge), both apps of this scenario run back to back, and there the ROS run processes
-# 84-91 % of the fast run's frames (6 runs on this 2-core machine, 2026-11-27: 375-405 frames
-# against 437-466; mean latency +2 to +5 %): each frame through the real inference node costs
-# about 6 ms more than its modelled latency (callback, image conversion, DDS), which the fast
-# model does not include. Energy then differs by 3-10 % and settled late frames by 1.4-7.6 points.
-# Until that per-frame overhead is modelled (issue 9 item 1), the agreement is reported, not held.
-@pytest.mark.xfail(strict=False, reason="ROS run ~10 % fewer frames than the fast run when apps "
-                   "run back to back: the node's per-frame overhead is not modelled (issue 9)")
+# Measured on this 2-core machine shared with other jobs (load average 7-9), 2026-11-27, with the
+# measured overhead fed to the fast run: 94-99 % of the fast run's frames, energy -3.9 to -5.3 %,
+# settled late frames +4.2 to +7.1 points (goal: 1). Before the node's overhead was measured and
+# modelled: 84-91 % of the frames, energy 3-10 % apart, late frames 1.4-7.6 points apart.
+# The late frames left: after the change at 10 s both apps' goals cannot all be met and the
+# manager moves between relaxed choices every few periods; in the ROS run some of those choices
+# run 5-15 % over the manager's prediction for up to a second, which the fast run does not show
+# (not explained yet; candidates: the DDS and clock-file hops between a switch and its clocks,
+# board readings sampled where the fast run averages them). Until then it is reported, not held.
+@pytest.mark.xfail(strict=False, reason="ROS run has 4-7 points more settled late frames than "
+                   "the fast run in the phase where goals conflict (issue 9)")
 @pytest.mark.timeout(240)
 def test_ros_run_matches_the_fast_evaluation(tmp_path):
     scenario = load_scenario(SCENARIO)
@@ -61,8 +61,18 @@ def test_ros_run_matches_the_fast_evaluation(tmp_path):
             codes = run.stop()
     assert all(code == 0 for code in codes.values()), codes
     spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
-    fast = metrics(run_policy(scenario, spec, PlatformModel.load("xavier_nx")))
-    report = f"ROS {ros}\nfast {fast}"
+    measured = tuple(
+        dataclasses.replace(a, host_overhead_ms=ros.host_overhead_ms.get(a.app, 0.0))
+        for a in scenario.apps
+    )
+    fast_scenario = dataclasses.replace(scenario, apps=measured)
+    fast = metrics(run_policy(fast_scenario, spec, PlatformModel.load("xavier_nx")))
+    report = (
+        f"ROS {ros}\nfast {fast}\nhost overhead measured and given to the fast run (ms): "
+        f"{ros.host_overhead_ms}\nframes {ros.frames / fast.frames:.1%} of the fast run's, "
+        f"energy {ros.energy_j / fast.energy_j - 1:+.1%}, settled late frames "
+        f"{ros.violation_settled_pct - fast.violation_settled_pct:+.1f} points"
+    )
     print(report)  # the figures behind the tolerances below (pytest -s shows them)
     assert ros.frames >= MIN_FRAME_SHARE * fast.frames, report
     assert abs(ros.energy_j / fast.energy_j - 1) <= ENERGY_TOLERANCE, report
