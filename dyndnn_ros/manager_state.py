@@ -251,11 +251,14 @@ class ManagerState:
                         cpu_cluster: str) -> Tuple[bool, List[Verdict]]:
         """(whether the model is new, the parked targets it brings into force)"""
         new = model not in self.profiles
+        device = device_of(profile.device)
+        board = getattr(self.policy, "model", None)  # the policy's platform model, if it has one
+        if device == "cpu" and board is not None:
+            profile = board.at_reference_threads(profile, device)
         self.profiles[model] = profile
         self.active[model] = active_subnet
         if cpu_cluster:
             self.clusters[model] = cpu_cluster
-        device = device_of(profile.device)
         if device:
             self.devices[model] = device
         return new, self.book.model_announced(model)

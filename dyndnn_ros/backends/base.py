@@ -95,6 +95,11 @@ class InferenceBackend(ABC):
     def pending_subnet(self) -> str | None:
         return self._pending
 
+    @property
+    def pending_threads(self) -> int:
+        """threads requested for the next frame; 0 = none pending"""
+        return self._pending_threads
+
     def request_switch(self, subnet_id: str) -> None:
         if subnet_id not in self.available_subnets():
             raise UnknownSubnetError(subnet_id, self.available_subnets())

@@ -22,7 +22,7 @@ import numpy as np
 from dyndnn_ros.bringup import NodeGroup, NodeProcess
 from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.evaluation.report import frame_figures
-from dyndnn_ros.evaluation.scenario import Scenario, ScenarioError
+from dyndnn_ros.evaluation.scenario import Scenario
 from dyndnn_ros.hardware.simulated_tree import create_simulated_jetson
 from dyndnn_ros.platforms.description import load_platform
 from dyndnn_ros.platforms.simulator import Frame
@@ -60,12 +60,6 @@ class RosScenarioRun:
     echo: Callable[[str, str], None] | None = None
 
     def __post_init__(self) -> None:
-        on_cpu = [a.app for a in self.scenario.apps if a.device != "gpu"]
-        if on_cpu:  # the simulated back end and the inference node know no CPU device yet
-            raise ScenarioError(
-                f"scenario {self.scenario.name!r}: {on_cpu} run on the CPU, which the ROS nodes"
-                " do not model yet; evaluate it with python -m dyndnn_ros.evaluation.run"
-            )
         self.root = self.work_dir / "jetson"
         self.log_dir = self.work_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -260,7 +260,9 @@ class InferenceNode(common.DyndnnNode):
     def on_switch(self, msg: SubnetSwitch) -> None:
         if msg.model_id != self.model_id:
             return
-        if msg.threads and msg.threads != self.backend.cpu_threads:
+        # the manager repeats a command until the stats show it: a pending one is not news
+        if msg.threads and msg.threads not in (self.backend.cpu_threads,
+                                               self.backend.pending_threads):
             try:
                 self.backend.request_threads(int(msg.threads))
             except (BackendError, ValueError) as exc:

@@ -31,14 +31,14 @@ frames show.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 from scipy.special import ndtr  # the standard normal CDF, vectorised
 
 from dyndnn_ros.platforms.description import PlatformDescription, PlatformError, load_platform
-from dyndnn_ros.profiles import SubnetProfile
+from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 
 def typical_latency_ms(subnet: SubnetProfile) -> float:
@@ -306,6 +306,22 @@ class PlatformModel:
             before += size
             cluster += 1
         return spans
+
+    def at_reference_threads(self, profile: ModelProfile, device: str) -> ModelProfile:
+        """A CPU profile measured on other than the device's reference threads, its latencies
+        moved to the reference threads by the device's Amdahl factor (the model's latencies are
+        relative to them); other profiles as they are."""
+        dev = self.device(device)
+        if dev.on_gpu or not profile.threads or profile.threads == dev.reference_threads:
+            return profile
+        factor = float(dev.compute_factor(dev.reference_threads) / dev.compute_factor(
+            profile.threads))
+
+        def scaled(s: SubnetProfile) -> SubnetProfile:
+            return replace(s, **{name: getattr(s, name) * factor for name in (
+                "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")})
+        return replace(profile, subnets=tuple(scaled(s) for s in profile.subnets),
+                       threads=dev.reference_threads)
 
     def thread_options(self, device: str, cluster: int) -> tuple[int, ...]:
         """Thread counts a manager may give a CPU app on this cluster (those its cores fit)."""
