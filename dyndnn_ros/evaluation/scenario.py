@@ -4,9 +4,9 @@ load."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import yaml
@@ -130,6 +130,15 @@ def parse_scenario(doc: dict[str, Any]) -> Scenario:
             " and positive duration / control period"
         )
     return scenario
+
+
+def with_host_overhead(scenario: Scenario, overhead_ms: Mapping[str, float]) -> Scenario:
+    """The scenario with the named apps' `host_overhead_ms` replaced (what a ROS run measured)."""
+    apps = tuple(
+        replace(a, host_overhead_ms=float(overhead_ms.get(a.app, a.host_overhead_ms)))
+        for a in scenario.apps
+    )
+    return replace(scenario, apps=apps)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:

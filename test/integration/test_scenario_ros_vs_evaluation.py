@@ -16,7 +16,6 @@ hops make the ROS run lag.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -25,29 +24,31 @@ from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.cli.scenario_run import RosScenarioRun
 from dyndnn_ros.evaluation.report import metrics
 from dyndnn_ros.evaluation.runner import DEFAULT_SPECS, run_policy
-from dyndnn_ros.evaluation.scenario import load_scenario
+from dyndnn_ros.evaluation.scenario import load_scenario, with_host_overhead
 from dyndnn_ros.platforms.model import PlatformModel
 
 ENERGY_TOLERANCE = 0.05  # relative
 MEAN_LATENCY_TOLERANCE = 0.15  # relative
 ACCURACY_TOLERANCE = 0.01  # absolute, top-1 fraction
 LATE_TOLERANCE_PP = 3.0  # points of frames over their latency target (settled); goal: 1
-MIN_FRAME_SHARE = 0.9  # ROS frames / fast-run frames: both follow the same frame timeline
+FRAME_SHARE_TOLERANCE = 0.1  # |ROS frames / fast-run frames - 1|: one timeline, one overhead
 
 SCENARIO = Path(__file__).parent / "scenarios" / "short_two_models.yaml"
 
 
-# Measured on this 2-core machine shared with other jobs (load average 7-9), 2026-11-27, with the
-# measured overhead fed to the fast run: 94-99 % of the fast run's frames, energy -3.9 to -5.3 %,
-# settled late frames +4.2 to +7.1 points (goal: 1). Before the node's overhead was measured and
-# modelled: 84-91 % of the frames, energy 3-10 % apart, late frames 1.4-7.6 points apart.
-# The late frames left: after the change at 10 s both apps' goals cannot all be met and the
-# manager moves between relaxed choices every few periods; in the ROS run some of those choices
-# run 5-15 % over the manager's prediction for up to a second, which the fast run does not show
-# (not explained yet; candidates: the DDS and clock-file hops between a switch and its clocks,
-# board readings sampled where the fast run averages them). Until then it is reported, not held.
-@pytest.mark.xfail(strict=False, reason="ROS run has 4-7 points more settled late frames than "
-                   "the fast run in the phase where goals conflict (issue 9)")
+# Held: both runs process the same frames. Reported as an expected failure, not held, while any
+# of the others is outside its tolerance. Measured on this 2-core machine shared with other jobs
+# (load average 7-12), 2026-11-27, with the measured overhead (1.6-6.6 ms) fed to the fast run,
+# 7 runs: 94-106 % of the fast run's frames, energy -2.8 to -9.9 %, settled late frames +3.5 to
+# +11.7 points (goal: 1). Before the node's overhead was measured and modelled: 84-91 % of the
+# frames, energy 3-10 % apart, late frames 1.4-7.6 points apart. The late frames left come from
+# the phase after the change at 10 s, where both apps' goals cannot all be met and the manager
+# moves between relaxed choices every few periods (settled late frames 1-10 s: ROS 0-4 of 180,
+# fast 0; 11-20 s: ROS 17-24 of about 180, fast 0-2); there some of the ROS run's choices run
+# 5-15 % over the manager's prediction for up to a second. Traced (one run each): the manager's
+# feedback settles elsewhere over ROS, navigation's slowdown at 0.80 (0.70-0.87) against 0.94 in
+# the fast run and the unexplained GPU load it infers at 0.16 (up to 0.39) against 0.05, from
+# observations of 1-4 frames per 0.25 s period and one board reading; not explained further yet.
 @pytest.mark.timeout(240)
 def test_ros_run_matches_the_fast_evaluation(tmp_path):
     scenario = load_scenario(SCENARIO)
@@ -61,11 +62,7 @@ def test_ros_run_matches_the_fast_evaluation(tmp_path):
             codes = run.stop()
     assert all(code == 0 for code in codes.values()), codes
     spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
-    measured = tuple(
-        dataclasses.replace(a, host_overhead_ms=ros.host_overhead_ms.get(a.app, 0.0))
-        for a in scenario.apps
-    )
-    fast_scenario = dataclasses.replace(scenario, apps=measured)
+    fast_scenario = with_host_overhead(scenario, ros.host_overhead_ms)
     fast = metrics(run_policy(fast_scenario, spec, PlatformModel.load("xavier_nx")))
     report = (
         f"ROS {ros}\nfast {fast}\nhost overhead measured and given to the fast run (ms): "
@@ -74,8 +71,18 @@ def test_ros_run_matches_the_fast_evaluation(tmp_path):
         f"{ros.violation_settled_pct - fast.violation_settled_pct:+.1f} points"
     )
     print(report)  # the figures behind the tolerances below (pytest -s shows them)
-    assert ros.frames >= MIN_FRAME_SHARE * fast.frames, report
-    assert abs(ros.energy_j / fast.energy_j - 1) <= ENERGY_TOLERANCE, report
-    assert abs(ros.mean_latency_ms / fast.mean_latency_ms - 1) <= MEAN_LATENCY_TOLERANCE, report
-    assert abs(ros.mean_accuracy - fast.mean_accuracy) <= ACCURACY_TOLERANCE, report
-    assert abs(ros.violation_settled_pct - fast.violation_settled_pct) <= LATE_TOLERANCE_PP, report
+    assert abs(ros.frames / fast.frames - 1) <= FRAME_SHARE_TOLERANCE, report
+    outside = [
+        name
+        for name, within in (
+            ("energy", abs(ros.energy_j / fast.energy_j - 1) <= ENERGY_TOLERANCE),
+            ("mean latency",
+             abs(ros.mean_latency_ms / fast.mean_latency_ms - 1) <= MEAN_LATENCY_TOLERANCE),
+            ("accuracy", abs(ros.mean_accuracy - fast.mean_accuracy) <= ACCURACY_TOLERANCE),
+            ("settled late frames",
+             abs(ros.violation_settled_pct - fast.violation_settled_pct) <= LATE_TOLERANCE_PP),
+        )
+        if not within
+    ]
+    if outside:
+        pytest.xfail(f"ROS and fast runs differ in {', '.join(outside)} (issue 9):\n{report}")
