@@ -32,8 +32,9 @@ class ScenarioApp:
     """an assumption: the inference node's own work per frame outside the inference (taking the
     image, converting it, publishing the result), which lengthens every frame's cycle and keeps a
     core of the app's cluster busy (AppLoad.host_overhead_ms). 0 leaves it out. The ROS node
-    measures it (InferenceStats.host_overhead_ms): about 2 ms a frame on this 2-core x86 machine
-    for a 32x32 image into a 224x224 input (the ROS scenario run reports it per app)."""
+    measures it (InferenceStats.host_overhead_ms): 2-3 ms a frame on a 2-core x86 host for a
+    32x32 image into a 224x224 input, more when the host is loaded (the ROS scenario run reports
+    it per app)."""
 
 
 DEVICES = ("gpu", "cpu")
