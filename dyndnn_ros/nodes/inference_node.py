@@ -170,6 +170,8 @@ class InferenceNode(common.DyndnnNode):
         self.backend.request_switch(start)
 
         self.latest_frame: Image | None = None
+        self.latest_arrival = 0.0
+        """monotonic time the waiting frame arrived"""
         self.frame_lock = threading.Lock()
         self.frame_ready = threading.Event()
         self.stopping = threading.Event()
@@ -298,7 +300,7 @@ class InferenceNode(common.DyndnnNode):
         with self.frame_lock:
             if self.latest_frame is not None:
                 self.frames_dropped += 1
-            self.latest_frame = msg
+            self.latest_frame, self.latest_arrival = msg, now
         self.frame_ready.set()
 
     def reject_frame(self, why: ImageFormatError) -> None:
@@ -308,15 +310,19 @@ class InferenceNode(common.DyndnnNode):
 
     def run_inference(self) -> None:
         announced = self.backend.active_subnet
+        cycle_end = 0.0
         while not self.stopping.is_set():
             if not self.frame_ready.wait(timeout=0.2):
                 continue
             with self.frame_lock:
                 msg, self.latest_frame = self.latest_frame, None
+                arrival = self.latest_arrival
                 self.frame_ready.clear()
             if msg is None:
                 continue
-            taken = time.perf_counter()
+            # the frame's cycle starts when the worker could take it: when it arrived, or when
+            # the previous cycle ended if it was waiting (the loop and the wake-up are the node's)
+            started = max(arrival, cycle_end)
             try:
                 frame = image_to_array(msg.data, msg.height, msg.width, msg.encoding, msg.step)
             except ImageFormatError as exc:
@@ -335,7 +341,8 @@ class InferenceNode(common.DyndnnNode):
             if self.backend.active_subnet != announced:
                 announced = self.backend.active_subnet
                 self.announce()
-            self.note_host_overhead((time.perf_counter() - taken) * 1e3 - result.latency_ms)
+            cycle_end = time.monotonic()
+            self.note_host_overhead((cycle_end - started) * 1e3 - result.latency_ms)
 
     def note_host_overhead(self, overhead_ms: float) -> None:
         """The worker's time on this frame beyond the latency the back end reports."""
