@@ -11,9 +11,8 @@ The node turns messages into these calls and the results back into messages:
   by each control step) and the board's clocks, utilisation and power;
 - `control_step` asks the policy for a decision and returns a `Step`: the SubnetSwitch commands
   (only where the model does not run the chosen sub-network, or a CPU model the chosen thread
-  count, or it was not commanded yet), the
-  DvfsCommand (repeated every period as the DVFS node's heartbeat, except a hand-back to the
-  governors, sent once), the status report and what to log;
+  count, or it was not commanded yet), the DvfsCommand (repeated every period as the DVFS node's
+  heartbeat, except a hand-back to the governors, sent once), the status report and what to log;
 - `diagnostics` says what is wrong: targets waiting for a model no node announced (no profile),
   goals not met or given up, a stale board status, a control loop running late.
 """
@@ -374,8 +373,8 @@ class ManagerState:
                 continue
             reason = decision.reasons.get(model, "")
             on = f" on {threads} threads" if threads else ""
-            new = (self.commanded.get(model) != subnet
-                   or (threads and self.commanded_threads.get(model) != threads))
+            new = self.commanded.get(model) != subnet or (
+                bool(threads) and self.commanded_threads.get(model) != threads)
             log = f"{model}: switch to {subnet!r}{on} ({reason})" if new else ""
             commands.append(SwitchCommand(model, subnet, reason, log, threads))
             self.commanded[model] = subnet

@@ -90,10 +90,8 @@ class SimulatedBackend(InferenceBackend):
         device_model = self.board.device(self._device)
         self._threads = 0
         if not device_model.on_gpu:
-            self._threads = device_model.reference_threads
-            if self.threads:
-                self._check_threads(self.threads)
-                self._threads = int(self.threads)
+            self._threads = int(self.threads or device_model.reference_threads)
+            self._check_threads(self._threads)
         self._host_overhead_ms = 0.0
         self.name = "simulation"
         self.model_id = self.profile.model

@@ -84,13 +84,14 @@ def test_ros_run_matches_the_fast_evaluation(tmp_path):
     spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
     fast_scenario = with_host_overhead(scenario, ros.host_overhead_ms)
     fast = metrics(run_policy(fast_scenario, spec, PlatformModel.load("xavier_nx")))
+    beyond_ms, reported_ms = cycle_beyond_latency_ms(navigation)
     report = (
         f"ROS {ros}\nfast {fast}\nhost overhead measured and given to the fast run (ms): "
         f"{ros.host_overhead_ms}\nframes {ros.frames / fast.frames:.1%} of the fast run's, "
         f"energy {ros.energy_j / fast.energy_j - 1:+.1%}, settled late frames "
         f"{ros.violation_settled_pct - fast.violation_settled_pct:+.1f} points\n"
         "navigation, cycle beyond its latency where the next frame was waiting / overhead it "
-        "reported (ms): {:.2f} / {:.2f}".format(*cycle_beyond_latency_ms(navigation))
+        f"reported (ms): {beyond_ms:.2f} / {reported_ms:.2f}"
     )
     print(report)  # the figures behind the tolerances below (pytest -s shows them)
     outside = [

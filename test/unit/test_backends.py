@@ -238,8 +238,9 @@ def test_simulated_cpu_model_runs_the_threads_it_is_given_as_the_platform_model_
         assert mean_ms() == pytest.approx(expected, rel=0.01)
     with pytest.raises(BackendError, match="allows"):
         backend.request_threads(5)
-    with pytest.raises(BackendError, match="allows"):
-        simulated("dynamic_ofa_xavier_nx_cpu", cluster="cluster2", threads=3)
+    for threads in (3, None):  # cluster2 has 2 cores, and no cluster after it
+        with pytest.raises(BackendError, match="allows"):
+            simulated("dynamic_ofa_xavier_nx_cpu", cluster="cluster2", threads=threads)
 
 
 def test_a_gpu_model_has_no_thread_count() -> None:
