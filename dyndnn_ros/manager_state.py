@@ -357,7 +357,7 @@ class ManagerState:
             return decision
         # the apps decide() maps to clusters: those whose model is announced
         served = {app: g for app, g in self.goals.items() if g.model in self.profiles}
-        used = in_use(served, observation)
+        used = in_use(served, observation, decision.threads)
         pinned = {n: f for n, f in clocks.cpu_khz.items() if n in used}
         kept = dataclasses.replace(clocks, cpu_khz=pinned)
         return dataclasses.replace(decision, clocks=kept)

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from dyndnn_ros.platforms.model import OperatingPoint
+from dyndnn_ros.platforms.model import AppLoad, OperatingPoint
 from dyndnn_ros.policies.base import (
     Decision,
     Observation,
@@ -123,11 +123,25 @@ class SystemLevelPolicy(Policy):
             mapping[app] = names.index(named) if named in names else index % len(names)
         return mapping
 
-    def clusters_in_use(self, goals: Mapping[str, PerformanceGoal], observation: Observation):
-        """Names of the CPU clusters some app's inference thread runs on; the others are best
-        left to their governor (DDS, executors, camera and pre-processing threads run there)."""
+    def clusters_in_use(
+        self,
+        goals: Mapping[str, PerformanceGoal],
+        observation: Observation,
+        threads: Mapping[str, int] | None = None,
+    ):
+        """Names of the CPU clusters some app's inference runs on: a GPU app's thread, a CPU
+        app's threads (`threads`: model -> the count decided, else the count it runs now), which
+        fill its cluster and then the next ones. The others are best left to their governor
+        (DDS, executors, camera and pre-processing threads run there)."""
         names = [c.name for c in self.model.description.clocks.cpu_clusters]
-        return {names[i] for i in self._clusters(goals, observation).values()}
+        used = set()
+        for app, cluster in self._clusters(goals, observation).items():
+            model = goals[app].model
+            count = (threads or {}).get(model) or observation.threads.get(model, 0)
+            load = AppLoad(0.0, 0.0, cluster, device=observation.app_device.get(app, "gpu"),
+                           threads=int(count))
+            used |= {names[c] for c, cores in self.model.occupied_cores(load) if cores > 0}
+        return used
 
     def _demand(
         self,

@@ -268,3 +268,16 @@ def test_a_cpu_profile_measured_on_other_threads_is_moved_to_the_boards_referenc
     assert kept.subnet("c1").latency_p99_ms == pytest.approx(800.0 * 1.07 * factor)
     manager.model_announced("m2", dataclasses.replace(PROFILE, model="m2"), "s", "")
     assert manager.profiles["m2"] == dataclasses.replace(PROFILE, model="m2"), "GPU: as it is"
+
+
+def test_the_clusters_a_cpu_models_threads_fill_are_pinned_with_its_own():
+    """Threads beyond its cluster's two cores run on the next cluster: that clock is the model's
+    too and must not be left to a governor (which, on a board, may hold it at its minimum)."""
+    manager = state("hierarchical")
+    manager.model_announced("m1", CPU_PROFILE, "c0", "cluster1")
+    manager.submit(goal(max_latency_ms=900.0, min_accuracy=0.72), 0.0, (1, 0))
+    manager.record_stats("m1", 500.0, 0.0, "c0", 30.0, threads=4)
+    step = manager.control_step(0.5, 0.5)
+    threads = step.decision.threads["m1"]
+    expected = {"cluster1", "cluster2"} if threads > 2 else {"cluster1"}
+    assert set(step.clocks.clocks.cpu_khz) == expected, threads
