@@ -273,6 +273,8 @@ class InferenceNode(common.DyndnnNode):
             else:
                 self.get_logger().info(f"{self.model_id}: {msg.threads} CPU threads from the "
                                        f"next frame: {msg.reason}")
+        if msg.subnet_id == self.backend.pending_subnet:
+            return  # a repeat of the command waiting for the next frame (a CPU frame takes ~1 s)
         if (
             self._request_switch(msg.subnet_id, msg.reason)
             and msg.subnet_id != self.backend.active_subnet
