@@ -10,9 +10,9 @@ The node turns messages into these calls and the results back into messages:
 - `record_stats` / `record_board` collect the period's latencies and energies (a window emptied
   by each control step) and the board's clocks, utilisation and power;
 - `control_step` asks the policy for a decision and returns a `Step`: the SubnetSwitch commands
-  (only where the model does not run the chosen sub-network or it was not commanded yet), the
-  DvfsCommand (repeated every period as the DVFS node's heartbeat, except a hand-back to the
-  governors, sent once), the status report and what to log;
+  (only where the model does not run the chosen sub-network, or a CPU model the chosen thread
+  count, or it was not commanded yet), the DvfsCommand (repeated every period as the DVFS node's
+  heartbeat, except a hand-back to the governors, sent once), the status report and what to log;
 - `diagnostics` says what is wrong: targets waiting for a model no node announced (no profile),
   goals not met or given up, a stale board status, a control loop running late.
 """
@@ -88,7 +88,18 @@ class SwitchCommand:
     subnet: str
     reason: str
     log: str
-    """an INFO line where the commanded sub-network changes; '' for a repeat"""
+    """an INFO line where the commanded sub-network or threads change; '' for a repeat"""
+    threads: int = 0
+    """a CPU model: threads to run (0: leave as is)"""
+
+
+def device_of(profile_device: str) -> Optional[str]:
+    """The platform model's device ('cpu' or 'gpu') of a profile's device ('xavier_nx/gpu', 'cpu',
+    torch's 'cuda'); None where it names neither."""
+    name = profile_device.rsplit("/", 1)[-1]
+    if name == "cpu":
+        return "cpu"
+    return "gpu" if name == "gpu" or name.startswith("cuda") else None
 
 
 @dataclass(frozen=True)
@@ -190,6 +201,13 @@ class ManagerState:
         """model -> sub-network it reports running"""
         self.clusters: Dict[str, str] = {}
         self.input_fps: Dict[str, float] = {}
+        self.devices: Dict[str, str] = {}
+        """model -> device ('cpu' or 'gpu') its profile was measured on"""
+        self.threads: Dict[str, int] = {}
+        """model -> CPU threads it reports running (CPU models)"""
+        self.host_overhead_ms: Dict[str, float] = {}
+        """model -> its node's reported host work per frame"""
+        self.commanded_threads: Dict[str, int] = {}
         self.latency_window: Dict[str, List[float]] = defaultdict(list)
         self.energy_window: Dict[str, List[float]] = defaultdict(list)
         self.board: Optional[BoardReading] = None
@@ -232,18 +250,27 @@ class ManagerState:
                         cpu_cluster: str) -> Tuple[bool, List[Verdict]]:
         """(whether the model is new, the parked targets it brings into force)"""
         new = model not in self.profiles
+        device = device_of(profile.device)
+        board = getattr(self.policy, "model", None)  # the policy's platform model, if it has one
+        if device == "cpu" and board is not None:
+            profile = board.at_reference_threads(profile, device)
         self.profiles[model] = profile
         self.active[model] = active_subnet
         if cpu_cluster:
             self.clusters[model] = cpu_cluster
+        if device:
+            self.devices[model] = device
         return new, self.book.model_announced(model)
 
     def record_stats(self, model: str, latency_ms: float, energy_mj: float, active_subnet: str,
-                     input_fps: float) -> None:
+                     input_fps: float, host_overhead_ms: float = 0.0, threads: int = 0) -> None:
         self.latency_window[model].append(latency_ms)
         self.energy_window[model].append(energy_mj)
         self.active[model] = active_subnet
         self.input_fps[model] = input_fps
+        self.host_overhead_ms[model] = host_overhead_ms
+        if threads:
+            self.threads[model] = threads
 
     def record_board(self, reading: BoardReading, now: float) -> None:
         self.board = reading
@@ -303,6 +330,12 @@ class ManagerState:
                        if g.model in self.input_fps},
             app_cluster={app: self.clusters[g.model] for app, g in goals.items()
                          if g.model in self.clusters},
+            app_device={app: self.devices[g.model] for app, g in goals.items()
+                        if g.model in self.devices},
+            threads={g.model: self.threads[g.model] for g in goals.values()
+                     if g.model in self.threads},
+            host_overhead_ms={app: self.host_overhead_ms[g.model] for app, g in goals.items()
+                              if g.model in self.host_overhead_ms},
         )
 
     def _clear_windows(self) -> None:
@@ -324,7 +357,7 @@ class ManagerState:
             return decision
         # the apps decide() maps to clusters: those whose model is announced
         served = {app: g for app, g in self.goals.items() if g.model in self.profiles}
-        used = in_use(served, observation)
+        used = in_use(served, observation, decision.threads)
         pinned = {n: f for n, f in clocks.cpu_khz.items() if n in used}
         kept = dataclasses.replace(clocks, cpu_khz=pinned)
         return dataclasses.replace(decision, clocks=kept)
@@ -332,13 +365,21 @@ class ManagerState:
     def _command_subnets(self, decision: Decision) -> List[SwitchCommand]:
         commands = []
         for model, subnet in decision.subnets.items():
-            if self.commanded.get(model) == subnet and self.active.get(model) == subnet:
+            threads = int(decision.threads.get(model, 0))
+            threads_done = not threads or (self.commanded_threads.get(model) == threads
+                                           and self.threads.get(model) == threads)
+            if (self.commanded.get(model) == subnet and self.active.get(model) == subnet
+                    and threads_done):
                 continue
             reason = decision.reasons.get(model, "")
-            new = self.commanded.get(model) != subnet
-            log = f"{model}: switch to {subnet!r} ({reason})" if new else ""
-            commands.append(SwitchCommand(model, subnet, reason, log))
+            on = f" on {threads} threads" if threads else ""
+            new = self.commanded.get(model) != subnet or (
+                bool(threads) and self.commanded_threads.get(model) != threads)
+            log = f"{model}: switch to {subnet!r}{on} ({reason})" if new else ""
+            commands.append(SwitchCommand(model, subnet, reason, log, threads))
             self.commanded[model] = subnet
+            if threads:
+                self.commanded_threads[model] = threads
         return commands
 
     def _command_clocks(self, decision: Decision) -> Optional[ClockCommand]:
@@ -360,6 +401,7 @@ class ManagerState:
             return None
         self.last_clocks = ClockSetting.default_governors()
         self.commanded.clear()
+        self.commanded_threads.clear()
         return ClockCommand(self.last_clocks, NO_TARGETS,
                             f"{NO_TARGETS}: clocks back to the board's governors")
 

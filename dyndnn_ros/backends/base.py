@@ -2,9 +2,10 @@
 """The interface the ROS inference node calls, whatever runs the network (torch, TensorRT,
 simulation).
 
-Protocol per frame: the node may call `request_switch(id)` at any time (from any thread); the
-switch is validated at once and applied before the next frame, never during one. `infer(batch)`
-runs one frame on the active sub-network and returns its scores with the measured latency.
+Protocol per frame: the node may call `request_switch(id)` (and, for a model on the CPU,
+`request_threads(n)`) at any time (from any thread); the request is validated at once and applied
+before the next frame, never during one. `infer(batch)` runs one frame on the active sub-network
+and returns its scores with the measured latency.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class InferenceBackend(ABC):
         self._frame_lock = threading.Lock()
         self._switch_lock = threading.Lock()
         self._pending: str | None = None
+        self._pending_threads = 0
         self.last_latency_ms = 0.0
 
     # ---- what a subclass provides
@@ -69,6 +71,19 @@ class InferenceBackend(ABC):
     def close(self) -> None:
         """Release what the back end holds (GPU memory, engines)."""
 
+    @property
+    def cpu_threads(self) -> int:
+        """CPU threads the inference runs on; 0 where the thread count is not a knob (GPU)."""
+        return 0
+
+    def _set_threads(self, threads: int) -> None:
+        """Run on `threads` CPU threads; called only between frames, where `threads` is a knob."""
+        raise BackendError(f"the {self.name} back end has no CPU thread count to set")
+
+    def report_host_overhead(self, overhead_ms: float) -> None:
+        """The node's own time per frame outside infer(); a simulated board charges it to the
+        app's cluster. Other back ends ignore it."""
+
     # ---- the public protocol
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -80,11 +95,32 @@ class InferenceBackend(ABC):
     def pending_subnet(self) -> str | None:
         return self._pending
 
+    @property
+    def pending_threads(self) -> int:
+        """threads requested for the next frame; 0 = none pending"""
+        return self._pending_threads
+
     def request_switch(self, subnet_id: str) -> None:
         if subnet_id not in self.available_subnets():
             raise UnknownSubnetError(subnet_id, self.available_subnets())
         with self._switch_lock:
             self._pending = subnet_id
+        if self._frame_lock.acquire(blocking=False):  # idle: apply at once
+            try:
+                self._apply_pending()
+            finally:
+                self._frame_lock.release()
+
+    def request_threads(self, threads: int) -> None:
+        """Run the next frames on `threads` CPU threads (a model on the CPU: torch's intra-op
+        threads)."""
+        if not self.cpu_threads:
+            raise BackendError(f"the {self.name} back end of {self.model_id!r} does not run on "
+                               "the CPU: it has no thread count")
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        with self._switch_lock:
+            self._pending_threads = int(threads)
         if self._frame_lock.acquire(blocking=False):  # idle: apply at once
             try:
                 self._apply_pending()
@@ -105,8 +141,11 @@ class InferenceBackend(ABC):
     def _apply_pending(self) -> None:
         with self._switch_lock:
             pending, self._pending = self._pending, None
+            threads, self._pending_threads = self._pending_threads, 0
         if pending is not None and pending != self.active_subnet:
             self._activate(pending)
+        if threads and threads != self.cpu_threads:
+            self._set_threads(threads)
 
     def _check_batch(self, batch: np.ndarray) -> np.ndarray:
         if not isinstance(batch, np.ndarray):

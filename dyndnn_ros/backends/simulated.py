@@ -12,6 +12,11 @@ the current clocks from the tree's cpufreq/devfreq/EMC files and announces its o
 the board's governors, power rails and GPU load see it. Without it, clocks are the reference
 (max) clocks and the model runs alone.
 
+The profile's device (`xavier_nx/gpu`, `xavier_nx/cpu`, or `cpu` for a model measured on a CPU)
+picks the board's device model. On the CPU the thread count is a knob, as torch's is: frames take
+the time the platform model gives that many threads (its Amdahl factor), and the threads occupy
+that many cores on the board.
+
     backend = SimulatedBackend(model="dynamic_ofa_xavier_nx_gpu", sysfs_root="/tmp/sim")
 
 To reach it through create_backend("simulation", ...), backends/__init__.py registers a lazy
@@ -61,10 +66,11 @@ class SimulatedBackend(InferenceBackend):
     input_shape_chw: tuple[int, int, int] = (3, 224, 224)
     num_classes: int = 1000
     initial_subnet: str | None = None
+    threads: int | None = None
+    """CPU device: threads to start with; None = the device's reference threads"""
     # accepted so the inference node can pass the same parameters to every back end; unused here
     checkpoint: Any = None
     device: str = "cpu"
-    threads: int | None = None
     mode: str = "resident"
     profile: ModelProfile = field(init=False)
     last_energy_mj: float | None = field(init=False, default=None)
@@ -81,6 +87,14 @@ class SimulatedBackend(InferenceBackend):
         if self.cluster and self.cluster not in names:
             raise BackendError(f"unknown CPU cluster {self.cluster!r}; known: {names}")
         self._cluster = names.index(self.cluster) if self.cluster else 0
+        measured_on = self.profile.device.rsplit("/", 1)[-1]
+        self._device = "cpu" if measured_on == "cpu" else "gpu"
+        device_model = self.board.device(self._device)
+        self._threads = 0
+        if not device_model.on_gpu:
+            self._threads = int(self.threads or device_model.reference_threads)
+            self._check_threads(self._threads)
+        self._host_overhead_ms = 0.0
         self.name = "simulation"
         self.model_id = self.profile.model
         self._instance = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance or self.profile.model)
@@ -114,17 +128,40 @@ class SimulatedBackend(InferenceBackend):
     def _activate(self, subnet_id: str) -> None:
         self._active = subnet_id
 
+    @property
+    def cpu_threads(self) -> int:
+        return self._threads
+
+    def _check_threads(self, threads: int) -> None:
+        options = self.board.thread_options(self._device, self._cluster)
+        if int(threads) not in options:
+            raise BackendError(f"{self.profile.model}: {threads} threads; the board allows "
+                               f"{options} from cluster {self._cluster}")
+
+    def request_threads(self, threads: int) -> None:
+        if self._threads:
+            self._check_threads(threads)
+        super().request_threads(threads)
+
+    def _set_threads(self, threads: int) -> None:
+        self._threads = threads
+
+    def report_host_overhead(self, overhead_ms: float) -> None:
+        self._host_overhead_ms = max(0.0, float(overhead_ms))
+
     def modelled_frame(self) -> tuple[float, float]:
         """(latency ms, energy mJ) of one frame of the active sub-network on the board as it is
         now."""
         reference = typical_latency_ms(self.profile.subnet(self._active))
         # the rate this back end processes frames at, measured (0 before the second frame)
-        me = AppLoad(reference, 0.0, self._cluster, measured_rate_hz=self._fps)
+        me = AppLoad(reference, 0.0, self._cluster, measured_rate_hz=self._fps,
+                     device=self._device, threads=self._threads,
+                     host_overhead_ms=self._host_overhead_ms)
         others: list[AppLoad] = []
         background = 0.0
         if self._clock_reader() is not None:
             root = Path(self.sysfs_root)
-            write_app_activity(root, self._instance, reference, self._fps, self._cluster)
+            write_app_activity(root, self._instance, me)
             others = [
                 load for name, load in read_app_activity(root).items() if name != self._instance
             ]
@@ -169,10 +206,14 @@ class SimulatedBackend(InferenceBackend):
         return self._clocks
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        started = time.monotonic()
         latency, energy = self.modelled_frame()
         self.last_modelled_ms, self.last_energy_mj = latency, energy
         if self.realtime:
-            time.sleep(latency / 1000.0)
+            # The frame ends `latency` after it started: the time spent modelling it (reading the
+            # tree, the platform model; about 3.5 ms a frame here) is the simulator's, not the
+            # board's, and must not lengthen every frame of the timeline.
+            time.sleep(max(0.0, started + latency / 1000.0 - time.monotonic()))
         return self._rng.standard_normal((batch.shape[0], self.num_classes)).astype(np.float32)
 
     def infer(self, batch: np.ndarray) -> FrameResult:

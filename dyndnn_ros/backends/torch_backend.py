@@ -56,6 +56,14 @@ class TorchBackend(InferenceBackend):
     def _activate(self, subnet_id: str) -> None:
         self.dynamic_model.switch(subnet_id)  # no frame runs now, so it applies immediately
 
+    @property
+    def cpu_threads(self) -> int:
+        """torch's intra-op threads where the model runs on the CPU (0 on a GPU)."""
+        return torch.get_num_threads() if self.dynamic_model.device.type == "cpu" else 0
+
+    def _set_threads(self, threads: int) -> None:
+        torch.set_num_threads(threads)  # process-wide: one model per inference node
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(self.dynamic_model.device)
         return self.dynamic_model.forward(x).float().cpu().numpy()

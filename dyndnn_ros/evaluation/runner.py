@@ -96,6 +96,7 @@ def _observation(
         app_cluster={a.app: a.cluster for a in scenario.apps},
         app_device={a.app: a.device for a in scenario.apps},
         threads={a.profile.model: a.threads for a in sim.apps.values() if a.threads},
+        host_overhead_ms={a.app: a.host_overhead_ms for a in scenario.apps},
     )
 
 
@@ -105,7 +106,10 @@ def run_policy(
     names = [c.name for c in model.description.clocks.cpu_clusters]
     sim = BoardSimulator(model, seed=seed)
     for a in scenario.apps:  # the first decision, at 0 s, switches before any frame runs
-        sim.add_app(a.app, a.profile, a.fps, names.index(a.cluster), device=a.device)
+        sim.add_app(
+            a.app, a.profile, a.fps, names.index(a.cluster), device=a.device,
+            host_overhead_ms=a.host_overhead_ms,
+        )
     policy = create_policy(spec.policy, model, **spec.params)
     sim.use_governors(spec.governors)
     app_of_model = {a.profile.model: a.app for a in scenario.apps}

@@ -4,9 +4,9 @@ load."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import yaml
@@ -28,6 +28,13 @@ class ScenarioApp:
     cluster: str
     device: str = "gpu"
     """'gpu' or 'cpu': the device of the board's platform model the app's model runs on"""
+    host_overhead_ms: float = 0.0
+    """an assumption: the inference node's own work per frame outside the inference (taking the
+    image, converting it, publishing the result), which lengthens every frame's cycle and keeps a
+    core of the app's cluster busy (AppLoad.host_overhead_ms). 0 leaves it out. The ROS node
+    measures it (InferenceStats.host_overhead_ms): 2-3 ms a frame on a 2-core x86 host for a
+    32x32 image into a 224x224 input, more when the host is loaded (the ROS scenario run reports
+    it per app)."""
 
 
 DEVICES = ("gpu", "cpu")
@@ -85,9 +92,15 @@ def parse_scenario(doc: dict[str, Any]) -> Scenario:
                     f"app {a['app']!r}: device must be one of {DEVICES} and match its profile's"
                     f" ({profile.device!r}), got {device!r}"
                 )
+            overhead = float(a.get("host_overhead_ms", 0.0))
+            if not (overhead >= 0 and np.isfinite(overhead)):
+                raise ScenarioError(
+                    f"app {a['app']!r}: host_overhead_ms must be a time >= 0, got {overhead}"
+                )
             apps.append(
                 ScenarioApp(
-                    str(a["app"]), profile, float(a.get("fps", 0)), str(a["cluster"]), device
+                    str(a["app"]), profile, float(a.get("fps", 0)), str(a["cluster"]), device,
+                    overhead,
                 )
             )
         models = {a.app: a.profile.model for a in apps}
@@ -126,6 +139,15 @@ def parse_scenario(doc: dict[str, Any]) -> Scenario:
             " and positive duration / control period"
         )
     return scenario
+
+
+def with_host_overhead(scenario: Scenario, overhead_ms: Mapping[str, float]) -> Scenario:
+    """The scenario with the named apps' `host_overhead_ms` replaced (what a ROS run measured)."""
+    apps = tuple(
+        replace(a, host_overhead_ms=float(overhead_ms.get(a.app, a.host_overhead_ms)))
+        for a in scenario.apps
+    )
+    return replace(scenario, apps=apps)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:

@@ -4,8 +4,12 @@
 Frames arrive on `image_raw`; only the newest waiting frame is kept, so latency stays bounded when
 inference is slower than the camera. A worker thread runs the back end (torch, TensorRT or the
 simulated board) and publishes the top-k result and InferenceStats per frame. SubnetSwitch commands
-are validated and applied between frames. The sub-networks and their profiles are announced on a
-latched topic for the resource manager.
+(the sub-network, and a CPU model's thread count) are validated and applied between frames. The
+sub-networks and their profiles are announced on a latched topic for the resource manager.
+
+Each frame's cycle on the worker is its inference plus the node's own work (converting the image,
+publishing the results); the stats report that host overhead, measured and smoothed, because it
+sets how many frames the model runs and so the load the manager must predict.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from typing import Optional
 import numpy as np
 from sensor_msgs.msg import Image
 
-from dyndnn_ros.backends import FrameResult, create_backend
+from dyndnn_ros.backends import BackendError, FrameResult, create_backend
 from dyndnn_ros.imaging import (
     DEFAULT_MAX_IMAGE_BYTES,
     ImageFormatError,
@@ -34,6 +38,10 @@ from dyndnn_ros.paths import config_path
 from dyndnn_ros.hardware.detect import AUTO, resolve_platform
 from dyndnn_ros.profiles import load_profile, smallest_subnet
 from dyndnn_ros.profiling.profile import profile_model
+
+
+HOST_OVERHEAD_SMOOTHING = 0.1
+"""weight of the newest frame in the smoothed host overhead (about the last 10 frames)"""
 
 
 def softmax_top_k(scores: np.ndarray, k: int) -> tuple[list[int], list[float]]:
@@ -162,6 +170,8 @@ class InferenceNode(common.DyndnnNode):
         self.backend.request_switch(start)
 
         self.latest_frame: Image | None = None
+        self.latest_arrival = 0.0
+        """monotonic time the waiting frame arrived"""
         self.frame_lock = threading.Lock()
         self.frame_ready = threading.Event()
         self.stopping = threading.Event()
@@ -170,6 +180,7 @@ class InferenceNode(common.DyndnnNode):
         self.input_fps = 0.0
         self.last_frame_time: float | None = None
         self.board_power_w = 0.0
+        self.host_overhead_ms: float | None = None
 
         self.result_pub = self.create_publisher(InferenceResult, common.RESULT_TOPIC,
                                                 common.STATS_QOS)
@@ -251,6 +262,19 @@ class InferenceNode(common.DyndnnNode):
     def on_switch(self, msg: SubnetSwitch) -> None:
         if msg.model_id != self.model_id:
             return
+        # the manager repeats a command until the stats show it: a pending one is not news
+        if msg.threads and msg.threads not in (self.backend.cpu_threads,
+                                               self.backend.pending_threads):
+            try:
+                self.backend.request_threads(int(msg.threads))
+            except (BackendError, ValueError) as exc:
+                self.get_logger().warning(f"rejected {msg.threads} threads for "
+                                          f"{self.model_id!r}: {exc}", throttle_duration_sec=5.0)
+            else:
+                self.get_logger().info(f"{self.model_id}: {msg.threads} CPU threads from the "
+                                       f"next frame: {msg.reason}")
+        if msg.subnet_id == self.backend.pending_subnet:
+            return  # a repeat of the command waiting for the next frame (a CPU frame takes ~1 s)
         if (
             self._request_switch(msg.subnet_id, msg.reason)
             and msg.subnet_id != self.backend.active_subnet
@@ -278,7 +302,7 @@ class InferenceNode(common.DyndnnNode):
         with self.frame_lock:
             if self.latest_frame is not None:
                 self.frames_dropped += 1
-            self.latest_frame = msg
+            self.latest_frame, self.latest_arrival = msg, now
         self.frame_ready.set()
 
     def reject_frame(self, why: ImageFormatError) -> None:
@@ -288,14 +312,19 @@ class InferenceNode(common.DyndnnNode):
 
     def run_inference(self) -> None:
         announced = self.backend.active_subnet
+        cycle_end = 0.0
         while not self.stopping.is_set():
             if not self.frame_ready.wait(timeout=0.2):
                 continue
             with self.frame_lock:
                 msg, self.latest_frame = self.latest_frame, None
+                arrival = self.latest_arrival
                 self.frame_ready.clear()
             if msg is None:
                 continue
+            # the frame's cycle starts when the worker could take it: when it arrived, or when
+            # the previous cycle ended if it was waiting (the loop and the wake-up are the node's)
+            started = max(arrival, cycle_end)
             try:
                 frame = image_to_array(msg.data, msg.height, msg.width, msg.encoding, msg.step)
             except ImageFormatError as exc:
@@ -314,6 +343,16 @@ class InferenceNode(common.DyndnnNode):
             if self.backend.active_subnet != announced:
                 announced = self.backend.active_subnet
                 self.announce()
+            cycle_end = time.monotonic()
+            self.note_host_overhead((cycle_end - started) * 1e3 - result.latency_ms)
+
+    def note_host_overhead(self, overhead_ms: float) -> None:
+        """The worker's time on this frame beyond the latency the back end reports."""
+        overhead_ms = max(0.0, overhead_ms)
+        smoothed = self.host_overhead_ms
+        self.host_overhead_ms = overhead_ms if smoothed is None else (
+            (1 - HOST_OVERHEAD_SMOOTHING) * smoothed + HOST_OVERHEAD_SMOOTHING * overhead_ms)
+        self.backend.report_host_overhead(self.host_overhead_ms)
 
     def publish(self, frame: Image, result: FrameResult) -> None:
         subnet = result.subnet_id
@@ -336,6 +375,8 @@ class InferenceNode(common.DyndnnNode):
         stats.accuracy = float(self.profile.subnet(subnet).accuracy)
         stats.frames_dropped = self.frames_dropped
         stats.input_fps = float(self.input_fps)
+        stats.host_overhead_ms = float(self.host_overhead_ms or 0.0)
+        stats.threads = int(self.backend.cpu_threads)
         self.stats_pub.publish(stats)
 
     def on_shutdown(self) -> None:

@@ -11,7 +11,8 @@ def profile_message(
     profile: CoreProfile, model_id: str, backend: str, active: str
 ) -> ModelProfile:
     msg = ModelProfile(
-        model_id=model_id, device=profile.device, backend=backend, active_subnet=active
+        model_id=model_id, device=profile.device, backend=backend, active_subnet=active,
+        threads=int(profile.threads),
     )
     msg.subnets = [
         SubnetProfile(
@@ -49,4 +50,5 @@ def profile_from_message(msg: ModelProfile) -> CoreProfile:
             for s in msg.subnets
         ),
         metadata={"backend": msg.backend},
+        threads=int(msg.threads),
     )

@@ -301,7 +301,8 @@ class ResourceManagerNode(common.DyndnnNode):
 
     def on_stats(self, msg: InferenceStats) -> None:
         self.state.record_stats(msg.model_id, float(msg.latency_ms), float(msg.energy_mj),
-                                msg.active_subnet, float(msg.input_fps))
+                                msg.active_subnet, float(msg.input_fps),
+                                float(msg.host_overhead_ms), int(msg.threads))
 
     def on_hardware(self, msg: HardwareStatus) -> None:
         self.state.record_board(board_from_status(msg), time.monotonic())
@@ -320,7 +321,7 @@ class ResourceManagerNode(common.DyndnnNode):
             self.answer(verdict)
         for switch in step.switches:
             msg = SubnetSwitch(model_id=switch.model, subnet_id=switch.subnet,
-                               reason=switch.reason)
+                               reason=switch.reason, threads=switch.threads)
             msg.header.stamp = self.get_clock().now().to_msg()
             self.switch_pub.publish(msg)
             if switch.log:

@@ -20,21 +20,25 @@ Functions accept numpy arrays for the clocks so a search can evaluate a whole cl
 
 Frame rate follows the inference node's frame timeline: it keeps only the newest camera frame, so
 when a frame finishes the next starts at once if one arrived meanwhile, else at the next arrival.
-With frames every T = 1000 / fps ms and lognormal latency L, a frame occupies max(L, T) on average
-and the rate is 1000 / E[max(L, T)] (closed form below), the rate the simulator's frames show.
+A frame's cycle is its inference latency L plus the node's own per-frame host work h (taking the
+image, converting it to the model's input, publishing the result: `AppLoad.host_overhead_ms`, a
+fixed time measured by the node at the clocks in force; it keeps one core of the app's cluster
+busy). With frames every T = 1000 / fps ms and lognormal L, a frame occupies max(L + h, T) on
+average and the rate is 1000 / E[max(L + h, T)] (closed form below), the rate the simulator's
+frames show.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 from scipy.special import ndtr  # the standard normal CDF, vectorised
 
 from dyndnn_ros.platforms.description import PlatformDescription, PlatformError, load_platform
-from dyndnn_ros.profiles import SubnetProfile
+from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 
 def typical_latency_ms(subnet: SubnetProfile) -> float:
@@ -42,20 +46,25 @@ def typical_latency_ms(subnet: SubnetProfile) -> float:
     return subnet.latency_mean_ms if subnet.latency_mean_ms > 0 else subnet.latency_p50_ms
 
 
-def frame_period_ms(latency_ms: Any, fps: Any, latency_cv: float) -> Any:
-    """Mean time one frame occupies the model: E[max(L, T)] for a lognormal L of this mean and
-    coefficient of variation, T the camera period (fps 0: back-to-back, the latency itself)."""
+def frame_period_ms(
+    latency_ms: Any, fps: Any, latency_cv: float, host_overhead_ms: Any = 0.0
+) -> Any:
+    """Mean time one frame occupies the inference thread: E[max(L + h, T)] for a lognormal L of
+    this mean and coefficient of variation, h the node's per-frame host work, T the camera period
+    (fps 0: back-to-back, L + h)."""
     latency = np.asarray(latency_ms, dtype=float)
     fps = np.asarray(fps, dtype=float)
-    period = np.where(fps > 0, 1000.0 / np.maximum(fps, 1e-9), 0.0)
+    host = np.asarray(host_overhead_ms, dtype=float)
+    # E[max(L + h, T)] = h + E[max(L, T - h)]; a camera period within h is no wait at all
+    period = np.where(fps > 0, np.maximum(1000.0 / np.maximum(fps, 1e-9) - host, 0.0), 0.0)
     sigma = math.sqrt(math.log(1.0 + latency_cv**2))
     if sigma < 1e-9:
-        return np.maximum(latency, period)
+        return host + np.maximum(latency, period)
     # E[(L - T)+] = m Phi(d1) - T Phi(d2) (the lognormal's partial expectation)
     with np.errstate(divide="ignore"):
         d1 = (np.log(latency / np.maximum(period, 1e-12)) + sigma * sigma / 2) / sigma
     excess = latency * ndtr(d1) - period * ndtr(d1 - sigma)
-    return np.where(fps > 0, period + excess, latency)
+    return host + np.where(period > 0, period + excess, latency)
 
 
 def _fair_shares(demand: np.ndarray, capacity: Any) -> np.ndarray:
@@ -175,6 +184,9 @@ class AppLoad:
     threads: Any = 0
     """CPU device: threads (one per core); 0 = the device's reference threads. A search passes a
     numpy axis to evaluate every thread count at once."""
+    host_overhead_ms: float = 0.0
+    """the inference node's own work per frame outside the inference (image in, results out), on
+    one core of `cluster`: it lengthens each frame's cycle, not its latency"""
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,8 @@ class LoadState:
     gpu_busy: Any
     emc_busy: Any
     power_w: Any
+    host_busy: np.ndarray
+    """per app: fraction of time its thread does per-frame host work (AppLoad.host_overhead_ms)"""
 
 
 class PlatformModel:
@@ -293,6 +307,22 @@ class PlatformModel:
             cluster += 1
         return spans
 
+    def at_reference_threads(self, profile: ModelProfile, device: str) -> ModelProfile:
+        """A CPU profile measured on other than the device's reference threads, its latencies
+        moved to the reference threads by the device's Amdahl factor (the model's latencies are
+        relative to them); other profiles as they are."""
+        dev = self.device(device)
+        if dev.on_gpu or not profile.threads or profile.threads == dev.reference_threads:
+            return profile
+        factor = float(dev.compute_factor(dev.reference_threads) / dev.compute_factor(
+            profile.threads))
+
+        def scaled(s: SubnetProfile) -> SubnetProfile:
+            return replace(s, **{name: getattr(s, name) * factor for name in (
+                "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")})
+        return replace(profile, subnets=tuple(scaled(s) for s in profile.subnets),
+                       threads=dev.reference_threads)
+
     def thread_options(self, device: str, cluster: int) -> tuple[int, ...]:
         """Thread counts a manager may give a CPU app on this cluster (those its cores fit)."""
         dev = self.device(device)
@@ -391,11 +421,11 @@ class PlatformModel:
         )
         fps = np.array([a.fps for a in apps], dtype=float).reshape((n,) + (1,) * len(shape))
         measured = np.array([a.measured_rate_hz for a in apps], dtype=float).reshape(fps.shape)
+        overhead = np.array([a.host_overhead_ms for a in apps], dtype=float).reshape(fps.shape)
 
         def rate_of(latency: np.ndarray) -> np.ndarray:
-            return np.where(
-                measured > 0, measured, 1000.0 / frame_period_ms(latency, fps, self.latency_cv)
-            )
+            cycle = frame_period_ms(latency, fps, self.latency_cv, overhead)
+            return np.where(measured > 0, measured, 1000.0 / cycle)
 
         # The GPU is time-sliced between contexts: each app gets the GPU time it asks for, up to an
         # equal share of what is left when the GPU is oversubscribed (water-filling), and its GPU
@@ -423,8 +453,9 @@ class PlatformModel:
         busy = np.minimum(
             1.0, rate * latency / 1000.0
         )  # fraction of time each app has a frame running
+        host_busy = np.minimum(1.0 - busy, rate * overhead / 1000.0)
         gpu_busy, emc_busy, cluster_busy = self.utilisation(
-            apps, busy, host_share, gpu_share, emc_share, background_gpu
+            apps, busy, host_share, gpu_share, emc_share, background_gpu, host_busy
         )
         power = self.power_w(cpu, gpu_hz, emc_hz, cluster_busy, gpu_busy, emc_busy)
         return LoadState(
@@ -437,6 +468,7 @@ class PlatformModel:
             gpu_busy,
             emc_busy,
             power,
+            host_busy,
         )
 
     def utilisation(
@@ -447,9 +479,11 @@ class PlatformModel:
         gpu_share: Any,
         emc_share: Any,
         background_gpu: float = 0.0,
+        host_busy: Any = None,
     ) -> tuple[Any, Any, np.ndarray]:
         """GPU and EMC busy fractions and busy cores per cluster when app i has a frame running a
-        fraction busy[i] of the time (the steady state's expectation, or a simulator tick's
+        fraction busy[i] of the time and does its per-frame host work a fraction host_busy[i] (on
+        one core of its cluster) (the steady state's expectation, or a simulator tick's
         timeline)."""
         busy = np.asarray(busy, dtype=float)
         gpu_busy = np.minimum(1.0, background_gpu + (busy * gpu_share).sum(axis=0))
@@ -457,6 +491,8 @@ class PlatformModel:
         host = busy * host_share
         cluster_busy = np.zeros((self.clusters,) + np.shape(host)[1:])
         for i, a in enumerate(apps):
+            if host_busy is not None:
+                cluster_busy[a.cluster] += host_busy[i]
             if self.device(a.device).on_gpu:
                 cluster_busy[a.cluster] += host[i]
                 continue

@@ -233,12 +233,13 @@ class StaticForTargetsPolicy(Policy):
         ]
         # a CPU model is measured with the threads it runs by default (its reference threads)
         devices = [observation.app_device.get(g.app, "gpu") for g in served]
+        overheads = [observation.host_overhead_ms.get(g.app, 0.0) for g in served]
         best, best_key = None, None
         combos = itertools.product(*[profiles[g.model].subnets for g in served])
         for combo in itertools.islice(combos, MAX_TARGET_COMBINATIONS):
             loads = [
-                AppLoad(typical_latency_ms(s), f, c, device=d)
-                for s, f, c, d in zip(combo, fps, clusters, devices)
+                AppLoad(typical_latency_ms(s), f, c, device=d, host_overhead_ms=h)
+                for s, f, c, d, h in zip(combo, fps, clusters, devices, overheads)
             ]
             latency = self.model.steady_state(
                 loads, top.cpu_khz, top.gpu_hz, top.emc_hz

@@ -158,6 +158,9 @@ class Observation:
     gpu. A CPU app's threads fill its cluster, then the next ones."""
     threads: Mapping[str, int] = field(default_factory=dict)
     """model -> threads a CPU model runs now (missing: the device's reference threads)"""
+    host_overhead_ms: Mapping[str, float] = field(default_factory=dict)
+    """app -> time its inference node spends per frame outside the inference (image in, results
+    out), measured; it lengthens each frame's cycle (missing: 0)"""
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,8 @@ class AppDemand:
     max_energy_mj: float = 0.0
     """energy ceiling per frame (0 = none): board power x the frame's mean latency, the rule the
     inference node reports energy by, so a frame is charged the board's power while it runs"""
+    host_overhead_ms: float = 0.0
+    """the node's per-frame work outside the inference (AppLoad.host_overhead_ms)"""
 
     def load(self) -> AppLoad:
         return AppLoad(
@@ -240,6 +242,7 @@ class AppDemand:
             self.slowdown,
             device=self.device,
             threads=self.threads,
+            host_overhead_ms=self.host_overhead_ms,
         )
 
     def with_slowdown(self, slowdown: float) -> "AppDemand":

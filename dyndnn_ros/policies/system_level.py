@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 from abc import abstractmethod
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -132,11 +133,25 @@ class SystemLevelPolicy(Policy):
             mapping[app] = names.index(named) if named in names else index % len(names)
         return mapping
 
-    def clusters_in_use(self, goals: Mapping[str, PerformanceGoal], observation: Observation):
-        """Names of the CPU clusters some app's inference thread runs on; the others are best
-        left to their governor (DDS, executors, camera and pre-processing threads run there)."""
+    def clusters_in_use(
+        self,
+        goals: Mapping[str, PerformanceGoal],
+        observation: Observation,
+        threads: Mapping[str, int] | None = None,
+    ):
+        """Names of the CPU clusters some app's inference runs on: a GPU app's thread, a CPU
+        app's threads (`threads`: model -> the count decided, else the count it runs now), which
+        fill its cluster and then the next ones. The others are best left to their governor
+        (DDS, executors, camera and pre-processing threads run there)."""
         names = [c.name for c in self.model.description.clocks.cpu_clusters]
-        return {names[i] for i in self._clusters(goals, observation).values()}
+        used = set()
+        for app, cluster in self._clusters(goals, observation).items():
+            model = goals[app].model
+            count = (threads or {}).get(model) or observation.threads.get(model, 0)
+            load = AppLoad(0.0, 0.0, cluster, device=observation.app_device.get(app, "gpu"),
+                           threads=int(count))
+            used |= {names[c] for c, cores in self.model.occupied_cores(load) if cores > 0}
+        return used
 
     def _demand(
         self,
@@ -163,6 +178,7 @@ class SystemLevelPolicy(Policy):
             threads=int(observation.threads.get(goal.model, 0)),
             thread_options=self.model.thread_options(device, cluster),
             max_energy_mj=goal.max_energy_mj if constrained else 0.0,
+            host_overhead_ms=float(observation.host_overhead_ms.get(goal.app, 0.0)),
         )
 
     def _update_feedback(
@@ -187,6 +203,7 @@ class SystemLevelPolicy(Policy):
                         clusters[goal.app],
                         device=observation.app_device.get(goal.app, "gpu"),
                         threads=int(observation.threads.get(goal.model, 0)),
+                        host_overhead_ms=float(observation.host_overhead_ms.get(goal.app, 0.0)),
                     ),
                 )
             )
@@ -218,7 +235,7 @@ class SystemLevelPolicy(Policy):
         frames each app was seen to run times the GPU time one frame takes there. Measured rates,
         not predicted ones: contention the model does not know of lowers the rates."""
         state = self.model.steady_state(
-            [AppLoad(d.reference_latency_ms, d.fps, d.cluster, 1.0, rates[d.app]) for _, d in ran],
+            [replace(d.load(), slowdown=1.0, measured_rate_hz=rates[d.app]) for _, d in ran],
             point.cpu_khz,
             point.gpu_hz,
             point.emc_hz,

@@ -4,7 +4,8 @@
 Time advances in ticks (10 ms by default). Each tick the platform model gives every app's latency
 for the clocks in force; frames that start in the tick get that latency times a lognormal jitter.
 Frames follow the inference node's timeline: it keeps only the newest camera frame, so a frame
-starts when the previous one ends if a camera frame arrived meanwhile, else at the next arrival.
+starts when the previous one ends (its inference, then the node's per-frame host work) if a camera
+frame arrived meanwhile, else at the next arrival.
 Utilisation and board power of a tick come from the time each app's frames actually ran in it;
 the governors (schedutil per CPU cluster, nvhost_podgov on the GPU, the EMC activity rule)
 then pick the next clocks from that, within each domain's [min, max] range, as the kernel does;
@@ -45,7 +46,11 @@ class SimulatedApp:
     next_start_s: float = 0.0
     switched: bool = False
     running_until_s: float = 0.0
-    """end of the frame started last (it may run into later ticks)"""
+    """end of the inference of the frame started last (it may run into later ticks)"""
+    host_overhead_ms: float = 0.0
+    """the inference node's host work after each inference (AppLoad.host_overhead_ms)"""
+    host_until_s: float = 0.0
+    """end of the host work of the frame started last"""
 
 
 @dataclass(frozen=True)
@@ -149,9 +154,14 @@ class BoardSimulator:
         cluster: int,
         subnet: str | None = None,
         device: str = "gpu",
+        host_overhead_ms: float = 0.0,
     ) -> None:
         """Run `profile` for `app`; on a CPU device with the threads its latencies were measured
-        with (the device's reference threads) until request_threads says otherwise."""
+        with (the device's reference threads) until request_threads says otherwise.
+        `host_overhead_ms`: the node's own work per frame after the inference."""
+        if not (math.isfinite(host_overhead_ms) and host_overhead_ms >= 0):
+            raise PlatformError(f"app {app!r}: host_overhead_ms must be >= 0, got "
+                                f"{host_overhead_ms}")
         start = subnet or max(profile.subnets, key=lambda s: s.accuracy).id
         profile.subnet(start)  # raises on an unknown id
         dev = self.model.device(device)
@@ -161,7 +171,8 @@ class BoardSimulator:
                 f"profile {profile.model!r} was measured with {profile.threads} threads, the"
                 f" board's {device} model with {threads}"
             )
-        sim = SimulatedApp(app, profile, fps, cluster, start, device, threads)
+        sim = SimulatedApp(app, profile, fps, cluster, start, device, threads,
+                           host_overhead_ms=float(host_overhead_ms))
         sim.next_start_s = self.time_s
         self.model.occupied_cores(self._load(sim))  # raises if its threads do not fit
         self.apps[app] = sim
@@ -224,7 +235,8 @@ class BoardSimulator:
     @staticmethod
     def _load(sim: SimulatedApp) -> AppLoad:
         latency = typical_latency_ms(sim.profile.subnet(sim.subnet))
-        return AppLoad(latency, sim.fps, sim.cluster, device=sim.device, threads=sim.threads)
+        return AppLoad(latency, sim.fps, sim.cluster, device=sim.device, threads=sim.threads,
+                       host_overhead_ms=sim.host_overhead_ms)
 
     def _state(self) -> LoadState:
         apps = tuple(self._load(a) for a in self.apps.values())
@@ -255,11 +267,17 @@ class BoardSimulator:
         state = self._state()
         sigma = math.sqrt(math.log(1.0 + self.model.latency_cv**2))
         running = np.zeros(len(self.apps))
+        host = np.zeros(len(self.apps))
+
+        def overlap(a: float, b: float) -> float:
+            return max(0.0, min(b, end) - max(a, start))
+
         for i, sim in enumerate(self.apps.values()):
             mean_ms = float(state.latency_ms[i])
             subnet = sim.profile.subnet(sim.subnet)
             # the frame started in an earlier tick that still runs
             running[i] = max(0.0, min(sim.running_until_s, end) - start)
+            host[i] = overlap(sim.running_until_s, sim.host_until_s)
             bound = (
                 int(dt * 1000.0 / max(mean_ms * 0.5, 1e-3)) + 2
             )  # at most this many frames start in a tick
@@ -277,10 +295,12 @@ class BoardSimulator:
                         Frame(sim.app, sim.next_start_s, latency, sim.subnet, subnet.accuracy)
                     )
                 done = sim.next_start_s + latency / 1000.0
+                freed = done + sim.host_overhead_ms / 1000.0
                 running[i] += min(done, end) - sim.next_start_s
-                sim.running_until_s = done
-                sim.next_start_s = self._next_start(sim.next_start_s, done, sim.fps)
-        activity = self._activity(state, running / dt)
+                host[i] += overlap(done, freed)
+                sim.running_until_s, sim.host_until_s = done, freed
+                sim.next_start_s = self._next_start(sim.next_start_s, freed, sim.fps)
+        activity = self._activity(state, running / dt, host / dt)
         self.energy_j += activity.power_w * dt
         self._ticks += 1
         self.time_s = end
@@ -292,22 +312,26 @@ class BoardSimulator:
 
     @staticmethod
     def _next_start(started_s: float, done_s: float, fps: float) -> float:
-        """The inference node keeps the newest camera frame: if one arrived while this frame ran,
-        the next starts when it ends; otherwise at the next arrival (frames at k / fps)."""
+        """The inference node keeps the newest camera frame: if one arrived while this frame ran
+        (until `done_s`, its host work included), the next starts when it ends; otherwise at the
+        next arrival (frames at k / fps)."""
         if fps <= 0:
             return done_s
         next_arrival = (math.floor(started_s * fps + 1e-9) + 1) / fps
         return max(done_s, next_arrival)
 
-    def _activity(self, state: LoadState, busy: np.ndarray) -> TickActivity:
-        """Utilisations and power from the fraction of the tick each app had a frame running
-        (work run elsewhere, external_loads, counts at its steady-state rate)."""
+    def _activity(self, state: LoadState, busy: np.ndarray, host: np.ndarray) -> TickActivity:
+        """Utilisations and power from the fraction of the tick each app had a frame running and
+        did its host work (work run elsewhere, external_loads, counts at its steady-state rate)."""
         n = len(self.apps)
         shares = (state.host_share, state.gpu_share, state.emc_share)
         loads = [self._load(a) for a in self.apps.values()] + list(self.external_loads)
         external = np.minimum(1.0, state.rate_hz[n:] * state.latency_ms[n:] / 1000.0)
         busy_all = np.concatenate([np.minimum(1.0, busy), external])
-        gpu, emc, clusters = self.model.utilisation(loads, busy_all, *shares, self.background_gpu)
+        host_all = np.concatenate([np.minimum(1.0, host), state.host_busy[n:]])
+        gpu, emc, clusters = self.model.utilisation(
+            loads, busy_all, *shares, self.background_gpu, host_all
+        )
         power = self.model.power_w(self.cpu_khz, self.gpu_hz, self.emc_hz, clusters, gpu, emc)
         return TickActivity(clusters, float(gpu), float(emc), float(power))
 

@@ -9,9 +9,9 @@ simulated back ends (backends/simulated.py), which announce it in a small side d
 tree, `run/dyndnn_sim/` (not a Jetson path; nothing on a real board reads or writes it):
 
 - `run/dyndnn_sim/apps/<model_id>`: "<reference latency ms> <frames per second> <cluster index>
-<wall time>"
-  written by each back end, the frames per second it processes (its frame timeline, measured);
-  entries older than STALE_S are ignored (node stopped);
+<wall time> <host overhead ms> <device> <threads>"
+  written by each back end, the frames per second it processes (its frame timeline, measured) and
+  its node's host work per frame; entries older than STALE_S are ignored (node stopped);
 - `run/dyndnn_sim/background_gpu`: the GPU share a background job takes (0..1), for experiments.
 """
 from __future__ import annotations
@@ -44,14 +44,14 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_app_activity(
-    root: Path, model_id: str, reference_latency_ms: float, fps: float, cluster: int
-) -> None:
-    """What a simulated back end announces about its work."""
+def write_app_activity(root: Path, model_id: str, load: AppLoad) -> None:
+    """What a simulated back end announces about its work (its measured frame rate)."""
     directory = Path(root) / SIM_DIR / "apps"
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(
-        directory / model_id, f"{reference_latency_ms:.4f} {fps:.4f} {cluster} {time.time():.3f}\n"
+        directory / model_id,
+        f"{load.reference_latency_ms:.4f} {load.measured_rate_hz:.4f} {load.cluster}"
+        f" {time.time():.3f} {load.host_overhead_ms:.4f} {load.device} {int(load.threads)}\n",
     )
 
 
@@ -60,12 +60,14 @@ def read_app_activity(root: Path, now: float | None = None) -> dict[str, AppLoad
     loads = {}
     for entry in sorted((Path(root) / SIM_DIR / "apps").glob("[!.]*")):
         try:
-            latency, fps, cluster, stamp = entry.read_text().split()
+            latency, fps, cluster, stamp, overhead, device, threads = entry.read_text().split()
         except (OSError, ValueError):
             continue
         if now - float(stamp) <= STALE_S:
-            rate = float(fps)
-            loads[entry.name] = AppLoad(float(latency), 0.0, int(cluster), measured_rate_hz=rate)
+            loads[entry.name] = AppLoad(
+                float(latency), 0.0, int(cluster), measured_rate_hz=float(fps), device=device,
+                threads=int(threads), host_overhead_ms=float(overhead),
+            )
     return loads
 
 

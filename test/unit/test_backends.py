@@ -197,3 +197,88 @@ def test_switch_storm_never_mixes_subnets_within_a_frame(tmp_path) -> None:
         stop.set()
         thread.join(10)
     assert seen == {"thin", "wide"}
+
+
+def test_torch_threads_are_set_between_frames(torch_backend) -> None:
+    """A CPU model's thread count is a knob the manager turns: torch.set_num_threads, applied
+    before the next frame like a switch."""
+    before = torch.get_num_threads()
+    try:
+        assert torch_backend.cpu_threads == 1
+        torch_backend.request_threads(2)
+        assert torch.get_num_threads() == 2 == torch_backend.cpu_threads
+        with pytest.raises(ValueError):
+            torch_backend.request_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def simulated(profile: str, **options):
+    return create_backend("simulation", model=profile, realtime=False, **options)
+
+
+def test_simulated_cpu_model_runs_the_threads_it_is_given_as_the_platform_model_does() -> None:
+    from dyndnn_ros.platforms.model import AppLoad, PlatformModel, typical_latency_ms
+
+    board = PlatformModel.load("xavier_nx")
+    backend = simulated("dynamic_ofa_xavier_nx_cpu", cluster="cluster1", seed=3)
+    assert backend.cpu_threads == board.device("cpu").reference_threads == 4
+    reference = typical_latency_ms(backend.profile.subnet(backend.active_subnet))
+
+    def mean_ms(frames=200) -> float:
+        return float(np.mean([backend.modelled_frame()[0] for _ in range(frames)]))
+
+    ref = board.reference
+    for threads in (4, 1, 2):
+        backend.request_threads(threads)
+        assert backend.cpu_threads == threads
+        load = AppLoad(reference, 0.0, 1, device="cpu", threads=threads)
+        expected = float(board.steady_state([load], ref.cpu_khz, ref.gpu_hz,
+                                            ref.emc_hz).latency_ms[0])
+        assert mean_ms() == pytest.approx(expected, rel=0.01)
+    with pytest.raises(BackendError, match="allows"):
+        backend.request_threads(5)
+    for threads in (3, None):  # cluster2 has 2 cores, and no cluster after it
+        with pytest.raises(BackendError, match="allows"):
+            simulated("dynamic_ofa_xavier_nx_cpu", cluster="cluster2", threads=threads)
+
+
+def test_a_gpu_model_has_no_thread_count() -> None:
+    backend = simulated("dynamic_ofa_xavier_nx_gpu")
+    assert backend.cpu_threads == 0
+    with pytest.raises(BackendError, match="no thread count"):
+        backend.request_threads(2)
+
+
+def test_the_simulated_frame_lasts_its_modelled_latency_with_the_modelling_inside_it(
+        monkeypatch) -> None:
+    """In real time the back end's own bookkeeping (reading the board, the platform model: about
+    3.5 ms a frame in the ROS runs) runs inside the frame's modelled time, not after it."""
+    import dyndnn_ros.backends.simulated as module
+
+    clock = {"now": 100.0}
+    slept: list[float] = []
+
+    class FakeTime:
+        @staticmethod
+        def monotonic() -> float:
+            return clock["now"]
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            clock["now"] += seconds
+
+    monkeypatch.setattr(module, "time", FakeTime)
+    backend = simulated("dynamic_ofa_xavier_nx_gpu")
+    backend.realtime = True
+    modelled = backend.modelled_frame
+
+    def slow_modelling():
+        clock["now"] += 0.004  # the bookkeeping takes 4 ms of the frame
+        return modelled()
+
+    monkeypatch.setattr(backend, "modelled_frame", slow_modelling)
+    batch = np.zeros((1, *backend.input_shape), dtype=np.float32)
+    latency_ms = backend.infer(batch).latency_ms
+    assert slept == [pytest.approx(latency_ms / 1000.0 - 0.004)]

@@ -107,3 +107,39 @@ def test_violations_and_settling_window_are_counted_per_frame():
         subnet_switches=m.subnet_switches,
         clock_changes=m.clock_changes,
     ) == m
+
+
+def test_the_host_overhead_assumption_reaches_the_simulator_and_the_policy(monkeypatch):
+    """A scenario's host_overhead_ms (the node's own work per frame) costs frames on the board
+    and is what the manager is told; a negative one is refused."""
+    import pytest
+
+    from dyndnn_ros.evaluation.scenario import ScenarioError, parse_scenario, with_host_overhead
+
+    scenario = short("b_two_models", 5.0)
+    spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
+    plain = run_policy(scenario, spec, MODEL)
+    loaded = with_host_overhead(scenario, {"navigation": 8.0})
+    assert [a.host_overhead_ms for a in loaded.apps] == [8.0, 0.0]
+    slowed = run_policy(loaded, spec, MODEL)
+    assert sum(f.app == "navigation" for f in slowed.frames) < sum(
+        f.app == "navigation" for f in plain.frames)
+    seen: list[Observation] = []
+    policy = create_policy("hierarchical", MODEL)
+    original = policy.decide
+
+    def spy(goals, profiles, observation):
+        seen.append(observation)
+        return original(goals, profiles, observation)
+
+    policy.decide = spy
+    from dyndnn_ros.evaluation import runner
+
+    monkeypatch.setattr(runner, "create_policy", lambda *args, **kwargs: policy)
+    run_policy(loaded, spec, MODEL)
+    assert seen[0].host_overhead_ms == {"navigation": 8.0, "inspection": 0.0}
+    doc = {"name": "x", "duration_s": 1, "phases": [{"at_s": 0}], "apps": [
+        {"app": "a", "profile": "dynamic_ofa_xavier_nx_gpu.yaml", "cluster": "cluster0",
+         "host_overhead_ms": -1}]}
+    with pytest.raises(ScenarioError, match="host_overhead_ms"):
+        parse_scenario(doc)

@@ -5,6 +5,8 @@ hand-made profile tables."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dyndnn_ros.diagnostics import Level
@@ -229,3 +231,53 @@ def test_a_burst_of_changed_targets_costs_one_early_step():
     assert gate.request(10.05) is None and gate.request(10.06) is None  # already due
     gate.stepped(10.1)
     assert not gate.pending and gate.request(10.25) == 0.0
+
+
+CPU_PROFILE = ModelProfile("m1", "xavier_nx/cpu", (subnet("c0", 0.72, 500.0),
+                                                   subnet("c1", 0.75, 800.0)), threads=4)
+
+
+def test_a_cpu_model_is_observed_on_the_cpu_and_told_the_threads_the_policy_chose():
+    """The profile's device says CPU; the threads the node reports reach the policy, and the
+    threads it chooses go out with the switch, repeated until the node runs them."""
+    manager = state("hierarchical")
+    manager.model_announced("m1", CPU_PROFILE, "c0", "cluster1")
+    manager.submit(goal(max_latency_ms=2000.0, min_accuracy=0.75), 0.0, (1, 0))
+    manager.record_stats("m1", 800.0, 0.0, "c0", 30.0, host_overhead_ms=2.5, threads=4)
+    observation = manager.observe(0.5)
+    assert observation.app_device == {"cam": "cpu"} and observation.threads == {"m1": 4}
+    assert observation.host_overhead_ms == {"cam": 2.5}
+    step = manager.control_step(0.5, 0.5)
+    chosen = step.decision.threads["m1"]
+    assert [(s.subnet, s.threads) for s in step.switches] == [("c1", chosen)]
+    manager.record_stats("m1", 800.0, 0.0, "c1", 30.0, threads=chosen)
+    assert manager.control_step(1.0, 1.0).switches == []
+
+
+def test_a_cpu_profile_measured_on_other_threads_is_moved_to_the_boards_reference_threads():
+    """Latencies measured on 1 thread are longer than the board's 4-thread reference by Amdahl's
+    factor; the manager's policy predicts from the reference."""
+    manager = state("hierarchical")
+    one_thread = dataclasses.replace(CPU_PROFILE, threads=1)
+    manager.model_announced("m1", one_thread, "c0", "")
+    cpu = manager.policy.model.device("cpu")
+    factor = cpu.amdahl(cpu.reference_threads) / cpu.amdahl(1)
+    kept = manager.profiles["m1"]
+    assert kept.threads == cpu.reference_threads
+    assert kept.subnet("c0").latency_mean_ms == pytest.approx(500.0 * factor)
+    assert kept.subnet("c1").latency_p99_ms == pytest.approx(800.0 * 1.07 * factor)
+    manager.model_announced("m2", dataclasses.replace(PROFILE, model="m2"), "s", "")
+    assert manager.profiles["m2"] == dataclasses.replace(PROFILE, model="m2"), "GPU: as it is"
+
+
+def test_the_clusters_a_cpu_models_threads_fill_are_pinned_with_its_own():
+    """Threads beyond its cluster's two cores run on the next cluster: that clock is the model's
+    too and must not be left to a governor (which, on a board, may hold it at its minimum)."""
+    manager = state("hierarchical")
+    manager.model_announced("m1", CPU_PROFILE, "c0", "cluster1")
+    manager.submit(goal(max_latency_ms=900.0, min_accuracy=0.72), 0.0, (1, 0))
+    manager.record_stats("m1", 500.0, 0.0, "c0", 30.0, threads=4)
+    step = manager.control_step(0.5, 0.5)
+    threads = step.decision.threads["m1"]
+    expected = {"cluster1", "cluster2"} if threads > 2 else {"cluster1"}
+    assert set(step.clocks.clocks.cpu_khz) == expected, threads

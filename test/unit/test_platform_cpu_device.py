@@ -193,10 +193,3 @@ def test_oracle_is_never_worse_than_the_manager_on_scenario_f():
     scene_frames = [fr for fr in manager_run.frames if fr.app == "scene"]
     assert len(scene_frames) >= 10
     assert f"| hierarchical | scene | {len(scene_frames)} |" in app_table([manager_run])
-
-
-def test_the_ros_scenario_run_refuses_a_cpu_app_it_cannot_model():
-    from dyndnn_ros.cli.scenario_run import RosScenarioRun
-
-    with pytest.raises(ScenarioError, match="do not model yet"):
-        RosScenarioRun(load_scenario("f_cpu_and_gpu"))

@@ -84,3 +84,30 @@ def test_voltage_curve_is_flat_then_rises():
     f_max = MODEL.gpu_power.f_max
     assert v.ratio(0.1 * f_max, f_max) == pytest.approx(v.min_v / v.max_v)
     assert v.ratio(f_max, f_max) == pytest.approx(1.0)
+
+
+def test_host_overhead_is_added_to_the_frame_cycle_and_keeps_a_core_busy():
+    """E[max(L + h, T)]: within the camera period the overhead costs no frames, beyond it every
+    frame's cycle grows by h; the host work shows as CPU load on the app's cluster."""
+    from dyndnn_ros.platforms.model import frame_period_ms
+
+    assert frame_period_ms(50.0, 0.0, 0.0, 5.0) == pytest.approx(55.0)
+    assert frame_period_ms(50.0, 10.0, 0.0, 5.0) == pytest.approx(100.0)
+    assert frame_period_ms(50.0, 30.0, 0.0, 5.0) == pytest.approx(55.0)
+    jittered = frame_period_ms(50.0, 30.0, 0.1, 5.0)
+    assert jittered == pytest.approx(5.0 + frame_period_ms(50.0, 1000.0 / (1000.0 / 30 - 5), 0.1))
+    ref = MODEL.reference
+
+    def alone(fps, h):
+        return MODEL.steady_state([AppLoad(50.0, fps, 1, host_overhead_ms=h)], ref.cpu_khz,
+                                  ref.gpu_hz, ref.emc_hz)
+
+    busy = alone(0, 5.0)
+    assert float(busy.rate_hz[0]) == pytest.approx(1000.0 / 55.0, rel=1e-3)
+    assert float(busy.host_busy[0]) == pytest.approx(5.0 / 55.0, rel=1e-3)
+    assert float(busy.latency_ms[0]) == pytest.approx(float(alone(0, 0.0).latency_ms[0]))
+    plain, busy = alone(10.0, 0.0), alone(10.0, 5.0)  # 10 frames/s either way
+    assert float(busy.rate_hz[0]) == pytest.approx(float(plain.rate_hz[0]))
+    assert float(busy.cluster_busy_cores[1] - plain.cluster_busy_cores[1]) == pytest.approx(
+        10 * 5.0 / 1000.0, rel=0.02)
+    assert float(busy.power_w) > float(plain.power_w)

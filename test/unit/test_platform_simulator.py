@@ -5,6 +5,7 @@ up."""
 import pytest
 
 from dyndnn_ros.paths import config_dir
+from dyndnn_ros.platforms.description import PlatformError
 from dyndnn_ros.platforms.model import PlatformModel
 from dyndnn_ros.simulation.simulator import BoardSimulator
 from dyndnn_ros.profiles import load_profile
@@ -97,3 +98,37 @@ def test_work_announced_from_elsewhere_counts_at_its_measured_rate():
     shares = MODEL.device("gpu").shares.gpu + MODEL.device("gpu").shares.emc
     alone = 10.0 * 0.050 * shares + 3.0 * 0.060 * shares  # GPU work per second, no waiting counted
     assert sim.last_activity.gpu_busy == pytest.approx(alone, rel=1e-6)
+
+
+def test_host_overhead_lengthens_the_frame_cycle_as_the_model_predicts():
+    """The node's own work after each inference (image conversion, publishing) delays the next
+    frame: back to back, frames come every L + h; the model's rate and power (that work keeps a
+    core of the app's cluster busy) match what the simulator's frames did."""
+    from dyndnn_ros.platforms.model import AppLoad, typical_latency_ms
+
+    latency = typical_latency_ms(PROFILE.subnet("a3"))
+    cpu, gpu, emc = MODEL.reference.cpu_khz[0], MODEL.reference.gpu_hz, MODEL.reference.emc_hz
+    rates, powers = [], []
+    for overhead_ms in (0.0, 6.0):
+        sim = BoardSimulator(MODEL, seed=1)
+        sim.add_app("cam", PROFILE, 30.0, 0, "a3", host_overhead_ms=overhead_ms)
+        sim.pin({0: cpu}, gpu_hz=gpu, emc_hz=emc)
+        sim.run_until(1.0)
+        energy, frames = sim.energy_j, len(sim.frames)
+        sim.run_until(21.0)
+        load = AppLoad(latency, 30.0, 0, host_overhead_ms=overhead_ms)
+        state = MODEL.steady_state([load], (cpu, 115200, 115200), gpu, emc)
+        rate = (len(sim.frames) - frames) / 20.0
+        assert rate == pytest.approx(float(state.rate_hz[0]), rel=0.02)
+        assert (sim.energy_j - energy) / 20.0 == pytest.approx(float(state.power_w), rel=0.01)
+        rates.append(rate)
+        powers.append(float(state.power_w))
+    # a3 takes longer than the camera period: the overhead costs frames one for one in time
+    assert rates[1] == pytest.approx(rates[0] * latency / (latency + 6.0), rel=0.02)
+    assert 0 < powers[0] - powers[1], "fewer GPU frames a second, a little more CPU: less power"
+
+
+def test_a_negative_host_overhead_is_refused():
+    sim = BoardSimulator(MODEL, seed=1)
+    with pytest.raises(PlatformError, match="host_overhead_ms"):
+        sim.add_app("cam", PROFILE, 30.0, 0, "a3", host_overhead_ms=-1.0)
