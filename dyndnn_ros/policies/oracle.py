@@ -49,13 +49,14 @@ def exhaustive_best(
     background_gpu: float,
     best_effort: bool = False,
     devices: Mapping[str, str] | None = None,
+    overheads: Mapping[str, float] | None = None,
 ) -> tuple[ClockChoice, tuple[SubnetProfile, ...]] | None:
     """Least energy-per-frame (sub-networks, clocks and a CPU app's every thread count) meeting
     every constrained app's p99 latency and the power cap.
 
     apps: (goal, allowed sub-networks, cluster, fps, latency constrained?) per application;
-    devices: app -> device (missing: gpu)."""
-    devices = devices or {}
+    devices: app -> device (missing: gpu); overheads: app -> host work per frame in ms (0)."""
+    devices, overheads = devices or {}, overheads or {}
     best: tuple[ClockChoice, tuple[SubnetProfile, ...]] | None = None
     best_key: tuple = ()
     combos = itertools.product(*[allowed for _, allowed, _, _, _ in apps])
@@ -73,6 +74,7 @@ def exhaustive_best(
                 max_energy_mj=goal.max_energy_mj if constrained else 0.0,
                 device=devices.get(goal.app, "gpu"),
                 thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
+                host_overhead_ms=float(overheads.get(goal.app, 0.0)),
             )
             for (goal, _, cluster, fps, constrained), s in zip(apps, combo)
         ]
@@ -93,10 +95,11 @@ def goal_share_best(
     power_cap_w: float,
     background_gpu: float,
     devices: Mapping[str, str] | None = None,
+    overheads: Mapping[str, float] | None = None,
 ) -> tuple[ClockChoice, tuple[SubnetProfile, ...], tuple[float, ...]] | None:
     """For goals that conflict: `most_on_goal` over every sub-network combination (at most
     MAX_COMBINATIONS). apps: (goal, sub-networks, cluster, fps) per application."""
-    devices = devices or {}
+    devices, overheads = devices or {}, overheads or {}
     goals = [goal for goal, _, _, _ in apps]
     combos = list(
         itertools.islice(
@@ -115,6 +118,7 @@ def goal_share_best(
                     max_tail_ms=goal.max_latency_ms,
                     device=devices.get(goal.app, "gpu"),
                     thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
+                    host_overhead_ms=float(overheads.get(goal.app, 0.0)),
                 )
                 for (goal, _, cluster, fps), s in zip(apps, combo)
             ],
@@ -187,12 +191,14 @@ class OraclePolicy(Policy):
         }
         fps = {g.app: float(observation.input_fps.get(g.app, 0.0)) for g in served}
         devices = {g.app: observation.app_device.get(g.app, "gpu") for g in served}
+        overheads = {g.app: float(observation.host_overhead_ms.get(g.app, 0.0)) for g in served}
         key = (
             tuple(served),
             tuple(sorted(fps.items())),
             tuple(sorted(clusters.items())),
             self.background_gpu,
             tuple(sorted(devices.items())),
+            tuple(sorted(overheads.items())),
         )
         if key in self._cache:
             return self._cache[key]
@@ -210,7 +216,9 @@ class OraclePolicy(Policy):
                 (g, accurate or [max(subnets, key=lambda s: s.accuracy)], clusters[g.app],
                  fps[g.app], True)
             )
-        found = exhaustive_best(self.model, strict, cap, self.background_gpu, devices=devices)
+        found = exhaustive_best(
+            self.model, strict, cap, self.background_gpu, devices=devices, overheads=overheads
+        )
         reason = "exhaustive optimum"
         if found is None or not all(any(s.accuracy >= g.min_accuracy for s in allowed)
                                     for g, allowed, _, _, _ in strict):
@@ -218,7 +226,9 @@ class OraclePolicy(Policy):
             everything = [
                 (g, list(profiles[g.model].subnets), clusters[g.app], fps[g.app]) for g in served
             ]
-            conflict = goal_share_best(self.model, everything, cap, self.background_gpu, devices)
+            conflict = goal_share_best(
+                self.model, everything, cap, self.background_gpu, devices, overheads
+            )
             if conflict is not None:
                 choice, combo, shares = conflict
                 found = (choice, combo)
@@ -232,7 +242,8 @@ class OraclePolicy(Policy):
                 )
         if found is None:  # no frame of any app can meet its goals: least worst lateness
             found = exhaustive_best(
-                self.model, strict, cap, self.background_gpu, best_effort=True, devices=devices
+                self.model, strict, cap, self.background_gpu, best_effort=True, devices=devices,
+                overheads=overheads,
             )
             reason = "best effort: no goal can be met"
             given_up.update({g.app: "best effort: target cannot be met" for g in served})

@@ -133,3 +133,16 @@ def test_oracle_serves_frames_on_goal_when_goals_conflict():
     assert (d.subnets["m"], d.clocks.gpu_hz, d.clocks.emc_hz, d.clocks.cpu_khz["cluster0"]) == (
         best[1:]
     )
+
+
+def test_oracle_counts_the_nodes_host_work_per_frame():
+    """The inference node's own work per frame (Observation.host_overhead_ms) lengthens each
+    frame's cycle and keeps a core busy: the oracle predicts with it, as the manager does."""
+    goal = {"cam": PerformanceGoal("cam", "m", max_latency_ms=120, min_accuracy=0.74)}
+
+    def decide(overhead_ms):
+        return create_policy("oracle", MODEL).decide(goal, {"m": PROFILE}, Observation(
+            input_fps={"cam": 30}, app_cluster={"cam": "cluster0"},
+            host_overhead_ms={"cam": overhead_ms}))
+
+    assert decide(0.0).predicted_power_w != decide(30.0).predicted_power_w
