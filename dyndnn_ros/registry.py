@@ -29,8 +29,8 @@ class Registry(Generic[T]):
 
     def register(self, name: str, factory: Factory | None = None, **tags: Any):
         """`register(name, factory)`, or `@register(name)` on a class or function. Tags (e.g.
-        evaluation_only=True) filter `names`. A second, different factory for a name is an
-        error."""
+        evaluation_only=True) filter `names`. A second, different factory for a name is an error.
+        """
 
         def add(target: Factory) -> Factory:
             if name in self._factories and self._factories[name] != target:

@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Inference back ends by name: `create_backend('torch', model='groupconv_digits')`; also
-'tensorrt',
-'simulation'."""
+'tensorrt', 'simulation'."""
 from __future__ import annotations
 
 from typing import Any

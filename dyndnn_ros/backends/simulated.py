@@ -60,8 +60,8 @@ class SimulatedBackend(InferenceBackend):
     realtime: bool = True
     instance: str = ""
     """name of this model instance on the board (the inference node's model_id); empty = the
-    profile's
-    model name. Two nodes running the same profile on one simulated board need different names."""
+    profile's model name. Two nodes running the same profile on one simulated board need different
+    names."""
     seed: int = 0
     input_shape_chw: tuple[int, int, int] = (3, 224, 224)
     num_classes: int = 1000

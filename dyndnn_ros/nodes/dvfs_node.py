@@ -1,15 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """DVFS node: applies DvfsCommand messages to the board's clock files and reports what it applied.
 
-It saves the clock settings it finds at start and puts them back on shutdown (Ctrl-C, SIGTERM),
-on a
-MODE_RESTORE command, after a failed write, and when no command has arrived for `watchdog_s`, so a
-crashed or silent manager never leaves the board pinned. The saved settings are also kept in a
-state file; a node killed outright (SIGKILL, OOM) leaves it behind, and the next one restores
-from it before it saves anew. Clocks it cannot control (offline CPUs, files this user cannot
-write, root-only debugfs) are named once with the reason and left alone. /diagnostics says, once a
-second and after each command, whether the clocks are pinned, throttled (held a table step or more
-below the pin), uncontrollable, or in trouble (a failed write or restore: ERROR).
+It saves the clock settings it finds at start and puts them back on shutdown (Ctrl-C, SIGTERM), on
+a MODE_RESTORE command, after a failed write, and when no command has arrived for `watchdog_s`, so
+a crashed or silent manager never leaves the board pinned. The saved settings are also kept in a
+state file; a node killed outright (SIGKILL, OOM) leaves it behind, and the next one restores from
+it before it saves anew. Clocks it cannot control (offline CPUs, files this user cannot write,
+root-only debugfs) are named once with the reason and left alone. /diagnostics says, once a second
+and after each command, whether the clocks are pinned, throttled (held a table step or more below
+the pin), uncontrollable, or in trouble (a failed write or restore: ERROR).
 """
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ the slowest clock among the clusters it occupies (each layer waits for every thr
 Functions accept numpy arrays for the clocks so a search can evaluate a whole clock grid at once.
 
 Frame rate follows the inference node's frame timeline: it keeps only the newest camera frame, so
-when a frame finishes the next starts at once if one arrived meanwhile, else at the next arrival.
-A frame's cycle is its inference latency L plus the node's own per-frame host work h (taking the
+when a frame finishes the next starts at once if one arrived meanwhile, else at the next arrival. A
+frame's cycle is its inference latency L plus the node's own per-frame host work h (taking the
 image, converting it to the model's input, publishing the result: `AppLoad.host_overhead_ms`, a
 fixed time measured by the node at the clocks in force; it keeps one core of the app's cluster
 busy). With frames every T = 1000 / fps ms and lognormal L, a frame occupies max(L + h, T) on

@@ -152,8 +152,8 @@ class StaticPolicy(Policy):
     """A fixed sub-network per model and no DVFS commands: what a plain DNN node plus governors
     does.
 
-    `subnets` maps model -> sub-network id; models not named run their most accurate
-    sub-network."""
+    `subnets` maps model -> sub-network id; models not named run their most accurate sub-network.
+    """
 
     name = "static"
 

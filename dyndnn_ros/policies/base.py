@@ -151,8 +151,7 @@ class Observation:
     """app -> frames per second offered to it (camera rate); missing/0 = runs back-to-back"""
     app_cluster: Mapping[str, str] = field(default_factory=dict)
     """app -> CPU cluster its inference thread runs on (platform cluster name); missing: apps in
-    name
-    order are spread over the clusters in order"""
+    name order are spread over the clusters in order"""
     app_device: Mapping[str, str] = field(default_factory=dict)
     """app -> device its model runs on ('gpu' or 'cpu', a device of the platform model); missing:
     gpu. A CPU app's threads fill its cluster, then the next ones."""

@@ -19,8 +19,7 @@ class SlowdownFilter:
     but passes more noise: 0.0005 settles a step in about 3 periods)."""
     measurement_variance: float = 0.002
     """Variance of one frame's measured/predicted ratio (frame jitter of a few %, plus model
-    error);
-    a period's mean over n frames has 1/n of it."""
+    error); a period's mean over n frames has 1/n of it."""
     estimate: float = 1.0
     variance: float = 1.0
     min_factor: float = 0.2
@@ -91,8 +90,7 @@ class SwitchHysteresis:
 
     A switch forced because the current choice no longer meets the goal is applied at once;
     switches that only improve (more accuracy, less energy) must persist, so noise does not make
-    the
-    choice oscillate."""
+    the choice oscillate."""
 
     hold_periods: int = 3
     current: object = None

@@ -497,9 +497,9 @@ class SystemLevelPolicy(Policy):
 
     def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> bool:
         """An app whose accuracy was relaxed goes back up only after `hold_periods` periods in a
-        row
-        that allow it, so a target near the edge does not make its sub-network flip every period.
-        Returns True when a sub-network was held back (the clocks must be searched again)."""
+        row that allow it, so a target near the edge does not make its sub-network flip every
+        period. Returns True when a sub-network was held back (the clocks must be searched again).
+        """
         held = False
         for goal in served.values():
             previous = self._relaxed_last.get(goal.app)
@@ -524,8 +524,8 @@ class SystemLevelPolicy(Policy):
     def _ladder(self, served, profiles, proposals) -> list[tuple[str, SubnetProfile | None]]:
         """Relaxations in order, lowest priority first: each faster sub-network below the app's
         accuracy goal, most accurate first (hierarchical only), then give the app up (None). The
-        highest-priority app is never given up: if even it cannot be served, it gets best
-        effort."""
+        highest-priority app is never given up: if even it cannot be served, it gets best effort.
+        """
         lowest_first = sorted(served.values(), key=lambda g: (g.priority, g.app))
         ladder: list[tuple[str, SubnetProfile | None]] = []
         for goal in lowest_first:

@@ -74,11 +74,10 @@ def _trunc_div(a: float, b: float) -> int:
 
 @dataclass
 class PodGov:
-    """nvhost_podgov: per poll, smooth the normalised cycles; every block window compute
-    boost = bias * f * (busyness - target) / (100 * target) (MHz), or max/3 when the raw load
-    exceeds
-    load_max; average the request (smooth), damp it, clamp to [min, max], round up onto the
-    table."""
+    """nvhost_podgov: per poll, smooth the normalised cycles; every block window compute boost =
+    bias * f * (busyness - target) / (100 * target) (MHz), or max/3 when the raw load exceeds
+    load_max; average the request (smooth), damp it, clamp to [min, max], round up onto the table.
+    """
 
     available_hz: tuple[int, ...]
     block_window_s: float = 0.05

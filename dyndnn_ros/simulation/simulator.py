@@ -212,8 +212,8 @@ class BoardSimulator:
 
     def use_governors(self, mode: str = "default") -> None:
         """Hand every clock back to a governor over the full range: 'default' (schedutil,
-        nvhost_podgov, EMC activity), 'performance' (all max, like jetson_clocks) or
-        'powersave'."""
+        nvhost_podgov, EMC activity), 'performance' (all max, like jetson_clocks) or 'powersave'.
+        """
         if mode not in ("default", "performance", "powersave"):
             raise ValueError(f"unknown governor mode {mode!r}")
         for c in self.cpu:

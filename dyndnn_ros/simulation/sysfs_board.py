@@ -145,8 +145,7 @@ class SysfsBoard:
                 f"{int(round(1000 * float(state.gpu_busy)))}\n",
             )
         # Re-read the lock: the DVFS node may have locked and set the rate since read_controls, and
-        # a
-        # locked rate is the one it wrote (it reads it back to check).
+        # a locked rate is the one it wrote (it reads it back to check).
         if (
             self.emc
             and not sim.emc_locked_hz

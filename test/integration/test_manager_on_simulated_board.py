@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """The resource manager over DDS on the simulated Xavier NX (simulation back end), issue cases
-(a)-(c),
-and the inference node keeping only the newest frame.
+(a)-(c), and the inference node keeping only the newest frame.
 
 Each test starts the real executables with RosScenarioRun (simulated board, cameras, inference
 nodes, manager, DVFS node, hardware monitor) and publishes targets as an application would.

@@ -3,10 +3,9 @@
 
 `ros2 launch` starts the system on a simulated board; `ros2 topic pub --once` sets targets
 (volatile, the default, and transient-local), `ros2 topic echo --once` reads what the DVFS node
-applied, `ros2 param describe` and `ros2 node list` inspect the nodes, `ros2 run dyndnn_ros
-dyndnn status --once` shows the live view, and a Ctrl-C (SIGINT to the launch's process group,
-as a terminal
-sends it) stops everything and leaves the board's files as they were.
+applied, `ros2 param describe` and `ros2 node list` inspect the nodes, `ros2 run dyndnn_ros dyndnn
+status --once` shows the live view, and a Ctrl-C (SIGINT to the launch's process group, as a
+terminal sends it) stops everything and leaves the board's files as they were.
 """
 from __future__ import annotations
 

@@ -164,8 +164,7 @@ def test_switch_storm_never_mixes_subnets_within_a_frame(tmp_path) -> None:
             )  # keep switching for the whole run instead of using up the budget at once
 
     # the DynamicModel layer, where a shared-mode switch reconfigures the super-network: every
-    # frame
-    # must be exactly one of the two sub-networks
+    # frame must be exactly one of the two sub-networks
     thread = threading.Thread(target=switcher, args=(model.switch,))
     thread.start()
     try:
