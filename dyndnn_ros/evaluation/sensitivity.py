@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dyndnn_ros.evaluation.report import ORACLE_MARGIN
 from dyndnn_ros.platforms.description import PlatformDescription, parse_platform
 from dyndnn_ros.platforms.model import PlatformModel
 
@@ -107,6 +108,16 @@ def sensitivity_table(
         values = [d for (_, sc), d in cells.items() if sc == s]
         schedutil = _verdict([d["vs schedutil"] for d in values])
         lines.append(f"| {s} | {schedutil} | {_verdict([d['vs largest'] for d in values])} |")
+    beaten = [
+        f"{label} / {s}: {d['vs oracle']:+.1f} %"
+        for (label, s), d in cells.items()
+        if d["vs oracle"] < -100.0 * ORACLE_MARGIN
+    ]
+    lines += [
+        "",
+        "Variants where hierarchical beats the oracle (energy per frame on goal lower by more"
+        f" than {100 * ORACLE_MARGIN:g} %): " + ("; ".join(beaten) if beaten else "none") + ".",
+    ]
     return lines
 
 

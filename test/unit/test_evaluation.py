@@ -143,3 +143,15 @@ def test_the_host_overhead_assumption_reaches_the_simulator_and_the_policy(monke
          "host_overhead_ms": -1}]}
     with pytest.raises(ScenarioError, match="host_overhead_ms"):
         parse_scenario(doc)
+
+
+def test_sensitivity_table_names_variants_where_a_policy_beats_the_oracle():
+    from dyndnn_ros.evaluation.sensitivity import sensitivity_table
+
+    def row(variant, vs_oracle):
+        return (variant, "s", {"vs schedutil": -10.0, "vs largest": -20.0,
+                               "vs oracle": vs_oracle})
+
+    beaten = sensitivity_table([row("v1", 0.5), row("v2", -1.8)], ["s"])
+    assert beaten[-1].endswith("v2 / s: -1.8 %.") and "v1" not in beaten[-1]
+    assert sensitivity_table([row("v1", -0.9)], ["s"])[-1].endswith("none.")
