@@ -226,8 +226,7 @@ def train_incremental(
             _fit(stage, data, budget, generator, progress)
             stage.commit()
             if saved is not None:
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({"net": net.state_dict(), "generator": generator.get_state()}, saved)
+                save_stage({"net": net.state_dict(), "generator": generator.get_state()}, saved)
         if after_stage is not None:
             after_stage(k)
     net.eval()
@@ -255,10 +254,8 @@ def train_static_baseline(
     torch.manual_seed(seed + 1000 * k)
     model = GroupConvSubnet(spec, k, dense)
     _fit(model, data, budget, torch.Generator().manual_seed(seed), progress)
-    if saved is not None:  # written whole, then renamed: a parallel run never reads half a file
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), saved.with_suffix(".tmp"))
-        saved.with_suffix(".tmp").replace(saved)
+    if saved is not None:
+        save_stage(model.state_dict(), saved)
     return model
 
 
@@ -273,6 +270,14 @@ def default_threads() -> int:
     """One per core where OpenMP's waiting threads sleep (OMP_WAIT_POLICY=PASSIVE), else 1."""
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     return torch.get_num_threads() if passive else 1
+
+
+def save_stage(state: object, path: Path) -> None:
+    """A finished stage, written whole and then renamed: a parallel or interrupted run never
+    reads half a file (both trainers resume from these)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
 
 
 def run_key(*what: object) -> str:
@@ -300,8 +305,7 @@ def choose_head_pool(
             model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
         else:
             _fit(model, data, budget, torch.Generator().manual_seed(seed), None)
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), saved)
+            save_stage(model.state_dict(), saved)
         scores[pool] = accuracy(model.eval(), data.x_val, data.y_val)
         log.info("head_pool %d probe (%d epochs): validation top-1 %.4f", pool, budget.epochs,
                  scores[pool])

@@ -59,6 +59,7 @@ from dyndnn_ros.models.train_groupconv import (
     default_threads,
     load_fashion_data,
     run_key,
+    save_stage,
 )
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.profiling.measure import LatencyStats, time_calls
@@ -253,8 +254,7 @@ class Shrinking:
                 if saved is not None:
                     state = {"net": net.state_dict(), "optimiser": optimiser.state_dict(),
                              "lr_schedule": lr_schedule.state_dict()}
-                    torch.save(state, saved.with_suffix(".tmp"))  # whole, then renamed
-                    saved.with_suffix(".tmp").replace(saved)
+                    save_stage(state, saved)
                 log.info("phase %s done in %.0f s", phase.name, time.perf_counter() - started)
             if i == 0 and self.distill == "teacher":
                 set_arch(net, largest, resolution)
@@ -523,8 +523,7 @@ def from_scratch(
             progress.update(steps_for(epochs, len(train.x_train), args.batch_size))
     else:
         fit(static, train, epochs, SCRATCH_LR, args.batch_size, args.seed + 100, progress)
-        torch.save(static.state_dict(), saved.with_suffix(".tmp"))  # whole, then renamed
-        saved.with_suffix(".tmp").replace(saved)
+        save_stage(static.state_dict(), saved)
     return static.eval()
 
 
