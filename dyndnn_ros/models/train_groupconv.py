@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -166,19 +167,21 @@ def _fit(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, budget.lr, total_steps=budget.epochs * steps_per_epoch
     )
-    module.train()
+    # NHWC: the CPU (oneDNN) convolutions train these small nets 1.5-2x faster than in NCHW
+    module.train().to(memory_format=torch.channels_last)
     for _ in range(budget.epochs):
         order = torch.randperm(len(data.x_train), generator=generator)
         for start in range(0, len(order), budget.batch_size):
             idx = order[start : start + budget.batch_size]
-            loss = F.cross_entropy(module(data.x_train[idx]), data.y_train[idx])
+            x = data.x_train[idx].contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(module(x), data.y_train[idx])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
         if progress is not None:
             progress.update(1)
-    module.eval()
+    module.eval().to(memory_format=torch.contiguous_format)
 
 
 @torch.no_grad()
@@ -223,8 +226,7 @@ def train_incremental(
             _fit(stage, data, budget, generator, progress)
             stage.commit()
             if saved is not None:
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({"net": net.state_dict(), "generator": generator.get_state()}, saved)
+                save_stage({"net": net.state_dict(), "generator": generator.get_state()}, saved)
         if after_stage is not None:
             after_stage(k)
     net.eval()
@@ -252,11 +254,30 @@ def train_static_baseline(
     torch.manual_seed(seed + 1000 * k)
     model = GroupConvSubnet(spec, k, dense)
     _fit(model, data, budget, torch.Generator().manual_seed(seed), progress)
-    if saved is not None:  # written whole, then renamed: a parallel run never reads half a file
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), saved.with_suffix(".tmp"))
-        saved.with_suffix(".tmp").replace(saved)
+    if saved is not None:
+        save_stage(model.state_dict(), saved)
     return model
+
+
+THREADS_HELP = (
+    "torch threads (default: one per core where OMP_WAIT_POLICY=PASSIVE, as make models sets "
+    "it, else 1: OpenMP threads that spin while they wait trained 13x slower than 1 thread on "
+    "a busy 2-core machine, and 1.5x faster when they sleep)"
+)
+
+
+def default_threads() -> int:
+    """One per core where OpenMP's waiting threads sleep (OMP_WAIT_POLICY=PASSIVE), else 1."""
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    return torch.get_num_threads() if passive else 1
+
+
+def save_stage(state: object, path: Path) -> None:
+    """A finished stage, written whole and then renamed: a parallel or interrupted run never
+    reads half a file (both trainers resume from these)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
 
 
 def run_key(*what: object) -> str:
@@ -284,8 +305,7 @@ def choose_head_pool(
             model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
         else:
             _fit(model, data, budget, torch.Generator().manual_seed(seed), None)
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), saved)
+            save_stage(model.state_dict(), saved)
         scores[pool] = accuracy(model.eval(), data.x_val, data.y_val)
         log.info("head_pool %d probe (%d epochs): validation top-1 %.4f", pool, budget.epochs,
                  scores[pool])
@@ -307,11 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads; the network is tiny, and on a busy machine a 2-thread region "
-        "waits for the other core to come free",
+        "--threads", type=int, default=default_threads(), help=THREADS_HELP
     )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the static from-scratch baselines"

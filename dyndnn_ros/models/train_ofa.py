@@ -6,18 +6,20 @@ its CPU Pareto set with latency measured on this machine, and compare with train
 
 1. Progressive shrinking (Cai et al., "Once for All", ICLR 2020, sec. 3.2): train the largest
    network; then sample elastic kernel sizes; then elastic depth (first the deeper choices, then
-   all); then elastic expand ratio (likewise). One sampled sub-network per step; after the first
-   phase every step also distils from the full network (cross-entropy against its softmax, weight
-   --kd-ratio): by default the full network is trained in the same step and teaches in place
-   (--distill inplace); --distill teacher uses OFA's frozen copy from after the first phase.
+   all); then elastic expand ratio (likewise). One AdamW one-cycle schedule spans the phases
+   (the full network's curve is its from-scratch twin's). After the first phase every step
+   trains the full network on the labels, then the phase's smallest sub-network and one random
+   one, each on the labels and on the full network's detached softmax (in-place distillation
+   and the sandwich rule: Yu & Huang 2019, BigNAS; `Shrinking`). --distill teacher distils from
+   OFA's frozen copy of the first phase's network instead, --no-sandwich skips the smallest.
 2. Search: every candidate is materialised, its BatchNorm statistics recalibrated on training
    images (OFA's practice), scored on a validation split held out of the training images, and its
    batch-1 latency measured here. Random candidates, then generations of mutations and crossovers
    of the current accuracy/latency Pareto front; the final front is thinned to --set-size members
    spread over latency. Only these are then scored on the test split, for the report.
-3. Same-budget baseline: a few front members (fastest, middle, most accurate) are trained from
-   scratch, as static networks (cross-entropy only), for as many epochs as the whole
-   progressive-shrinking schedule.
+3. Same-budget baseline: a few front members (most accurate, fastest, middle) are trained from
+   scratch, as static networks (cross-entropy only, AdamW one-cycle peaking at SCRATCH_LR, the
+   same batch size), for as many passes as the whole progressive-shrinking schedule.
 
 Writes <out>/supernet.pt (loadable by the ofa_mbv3 family), <out>/bn_stats.pt (per-sub-network
 BN statistics), <out>/accuracy.yaml, <out>/search.yaml and .png (every candidate scored),
@@ -32,12 +34,13 @@ split for every choice, and the 10,000 test images for the reported accuracies o
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Tuple
+from typing import Any, Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,16 +52,22 @@ from dyndnn_ros.models.ofa_family import load_subnet_set, recalibrate_bn, save_b
 from dyndnn_ros.models.ofa_mbv3 import OFAMobileNetV3
 from dyndnn_ros.models.registry import load_model_config
 from dyndnn_ros.models.train_groupconv import (
+    THREADS_HELP,
     VALIDATION_SEED,
     Split,
     accuracy,
+    default_threads,
     load_fashion_data,
     run_key,
+    save_stage,
 )
 from dyndnn_ros.paths import config_dir
 from dyndnn_ros.profiling.measure import LatencyStats, time_calls
 
 log = logging.getLogger("train_ofa")
+
+SCRATCH_LR = 3e-3
+"""Peak learning rate of the from-scratch twins (AdamW, one-cycle): the static networks'."""
 
 Arch = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
 """Per-stage kernel sizes, expand ratios and depths."""
@@ -68,24 +77,25 @@ Arch = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]
 class Phase:
     name: str
     epochs: float
-    lr: float
     kernels: tuple[int, ...] | None = None  # None: the largest only
     expands: tuple[int, ...] | None = None
     depths: tuple[int, ...] | None = None
+
+    @property
+    def elastic(self) -> bool:
+        return (self.kernels, self.expands, self.depths) != (None, None, None)
 
 
 def shrinking_schedule(net: OFAMobileNetV3, scale: float = 1.0) -> list[Phase]:
     """OFA's order: largest, elastic kernel, elastic depth (2 steps), elastic expand (2 steps)."""
     ks, es, ds = net.ks_list, net.expand_ratio_list, net.depth_list
     return [
-        Phase("largest", 2 * scale, 3e-3),
-        Phase("kernel", scale, 1e-3, kernels=tuple(ks)),
-        Phase("depth_1", scale, 1e-3, kernels=tuple(ks), depths=tuple(ds[-2:])),
-        Phase("depth_2", scale, 1e-3, kernels=tuple(ks), depths=tuple(ds)),
-        Phase(
-            "expand_1", scale, 1e-3, kernels=tuple(ks), depths=tuple(ds), expands=tuple(es[-2:])
-        ),
-        Phase("expand_2", scale, 1e-3, kernels=tuple(ks), depths=tuple(ds), expands=tuple(es)),
+        Phase("largest", 2 * scale),
+        Phase("kernel", scale, kernels=tuple(ks)),
+        Phase("depth_1", scale, kernels=tuple(ks), depths=tuple(ds[-2:])),
+        Phase("depth_2", scale, kernels=tuple(ks), depths=tuple(ds)),
+        Phase("expand_1", scale, kernels=tuple(ks), depths=tuple(ds), expands=tuple(es[-2:])),
+        Phase("expand_2", scale, kernels=tuple(ks), depths=tuple(ds), expands=tuple(es)),
     ]
 
 
@@ -99,6 +109,19 @@ def sample_arch(phase: Phase, net: OFAMobileNetV3, rng: random.Random) -> Arch:
         pick(phase.kernels, max(net.ks_list)),
         pick(phase.expands, max(net.expand_ratio_list)),
         pick(phase.depths, max(net.depth_list)),
+    )
+
+
+def smallest_arch(phase: Phase, net: OFAMobileNetV3) -> Arch:
+    """The smallest sub-network the phase can sample (the sandwich rule's lower slice)."""
+    n = len(net.block_group_info)
+    return tuple(  # type: ignore
+        (min(choices) if choices else max(every),) * n
+        for choices, every in (
+            (phase.kernels, net.ks_list),
+            (phase.expands, net.expand_ratio_list),
+            (phase.depths, net.depth_list),
+        )
     )
 
 
@@ -138,52 +161,148 @@ def fit(
     lr: float,
     batch_size: int,
     seed: int,
-    before_step: Callable[[], None] | None = None,
     progress: tqdm | None = None,
-    teacher: nn.Module | None = None,
-    kd_ratio: float = 1.0,
-    largest: Callable[[], None] | None = None,
 ) -> None:
-    """AdamW with a one-cycle schedule; `before_step` picks the sub-network for each step.
-
-    With a `teacher` (OFA: the trained full network, frozen), the loss adds `kd_ratio` times the
-    cross-entropy against the teacher's softmax, as Once-for-All trains its sub-networks. With
-    `largest` (it selects the full network) every step instead first trains the full network on
-    the labels, and its own detached softmax is the sampled sub-network's soft target (in-place
-    distillation, Yu & Huang 2019; BigNAS): the teacher keeps learning."""
+    """A static network alone: cross-entropy, AdamW (weight decay 1e-4), one-cycle schedule."""
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
     steps = steps_for(epochs, len(data.x_train), batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps)
-    module.train()
-    done = 0
-    while done < steps:
-        for x, y in batches(data.x_train, data.y_train, batch_size, generator):
+    module.train().to(memory_format=torch.channels_last)
+    for x, y in itertools.islice(endless_batches(data, batch_size, generator), steps):
+        optimiser.zero_grad(set_to_none=True)
+        F.cross_entropy(module(x), y).backward()
+        optimiser.step()
+        schedule.step()
+        if progress is not None:
+            progress.update(1)
+    module.eval().to(memory_format=torch.contiguous_format)
+
+
+def endless_batches(
+    data: Split, size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled training batches, pass after pass, in NHWC: the CPU (oneDNN) depthwise
+    convolutions train 2-4x faster in it than in NCHW (measured on this 2-core machine)."""
+    while True:
+        for x, y in batches(data.x_train, data.y_train, size, generator):
+            yield x.contiguous(memory_format=torch.channels_last), y
+
+
+@dataclass
+class Shrinking:
+    """How the super-network is trained across the phases of a `shrinking_schedule`.
+
+    One AdamW one-cycle schedule (peak `lr`) spans all phases, as a static network's would, so
+    the full network is trained on the same curve as its from-scratch twin. After the first
+    phase every step trains, on one batch, with gradients summed into one update:
+    - the full network on the labels when `distill` is "inplace" (its detached softmax is the
+      soft target: in-place distillation, Yu & Huang 2019; BigNAS), or a frozen copy of the
+      first phase's full network only teaches when it is "teacher" (OFA's);
+    - with `sandwich`, the smallest sub-network the phase allows (the sandwich rule of
+      slimmable networks / BigNAS), then `sampled` random sub-networks of the phase;
+    each on cross-entropy plus `kd_ratio` times the cross-entropy against the soft target."""
+
+    lr: float = 3e-3
+    batch_size: int = 128
+    distill: str = "inplace"
+    kd_ratio: float = 1.0
+    sandwich: bool = True
+    sampled: int = 1
+
+    def step_archs(self, phase: Phase, net: OFAMobileNetV3, rng: random.Random) -> list[Arch]:
+        """The sub-networks trained by one step of `phase` besides an in-place teacher."""
+        if not phase.elastic:
+            return [sample_arch(phase, net, rng)]  # the full network
+        archs = [smallest_arch(phase, net)] if self.sandwich else []
+        return archs + [sample_arch(phase, net, rng) for _ in range(self.sampled)]
+
+    def train(
+        self,
+        net: OFAMobileNetV3,
+        data: Split,
+        schedule: list[Phase],
+        resolution: int,
+        seed: int,
+        stages: Path | None = None,
+        progress: tqdm | None = None,
+    ) -> None:
+        """Every finished phase is saved in `stages` (weights, optimiser, schedule) and loaded
+        instead of trained on a rerun: the same result as an unbroken run."""
+        phase_steps = [steps_for(p.epochs, len(data.x_train), self.batch_size) for p in schedule]
+        optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=1e-4)
+        lr_schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, self.lr, total_steps=sum(phase_steps)
+        )
+        largest = sample_arch(Phase("largest", 0), net, random.Random())  # no choices
+        teacher: nn.Module | None = None
+        net.to(memory_format=torch.channels_last)
+        for i, (phase, steps) in enumerate(zip(schedule, phase_steps)):
+            saved = stages / f"phase_{i}_{phase.name}.pt" if stages is not None else None
+            if saved is not None and saved.is_file():
+                state = torch.load(saved, map_location="cpu", weights_only=True)
+                net.load_state_dict(state["net"])
+                optimiser.load_state_dict(state["optimiser"])
+                lr_schedule.load_state_dict(state["lr_schedule"])
+                log.info("phase %s: loaded from %s", phase.name, saved)
+                if progress is not None:
+                    progress.update(steps)
+            else:
+                started = time.perf_counter()
+                self._phase(net, data, phase, steps, resolution, seed + i, optimiser,
+                            lr_schedule, largest, teacher, progress)
+                if saved is not None:
+                    state = {"net": net.state_dict(), "optimiser": optimiser.state_dict(),
+                             "lr_schedule": lr_schedule.state_dict()}
+                    save_stage(state, saved)
+                log.info("phase %s done in %.0f s", phase.name, time.perf_counter() - started)
+            if i == 0 and self.distill == "teacher":
+                set_arch(net, largest, resolution)
+                teacher = net.get_active_subnet().eval()
+        set_arch(net, largest, resolution)
+        net.eval().to(memory_format=torch.contiguous_format)
+
+    def _phase(
+        self,
+        net: OFAMobileNetV3,
+        data: Split,
+        phase: Phase,
+        steps: int,
+        resolution: int,
+        seed: int,
+        optimiser: torch.optim.Optimizer,
+        lr_schedule: Any,
+        largest: Arch,
+        teacher: nn.Module | None,
+        progress: tqdm | None,
+    ) -> None:
+        rng = random.Random(seed)
+        inplace = self.distill == "inplace" and phase.elastic
+        net.train()
+        generator = torch.Generator().manual_seed(seed)
+        for x, y in itertools.islice(endless_batches(data, self.batch_size, generator), steps):
             optimiser.zero_grad(set_to_none=True)
+            archs = self.step_archs(phase, net, rng)
             soft = None
-            if largest is not None:
-                largest()
-                full = module(x)
+            if inplace:
+                set_arch(net, largest, resolution)
+                full = net(x)
                 F.cross_entropy(full, y).backward()
                 soft = F.softmax(full.detach(), dim=1)
             elif teacher is not None:
                 with torch.no_grad():
                     soft = F.softmax(teacher(x), dim=1)
-            if before_step is not None:
-                before_step()
-            logits = module(x)
-            loss = F.cross_entropy(logits, y)
-            if soft is not None:
-                loss = loss + kd_ratio * soft_target_loss(logits, soft)
-            loss.backward()
+            for arch in archs:
+                set_arch(net, arch, resolution)
+                logits = net(x)
+                loss = F.cross_entropy(logits, y)
+                if soft is not None:
+                    loss = loss + self.kd_ratio * soft_target_loss(logits, soft)
+                loss.backward()
             optimiser.step()
-            schedule.step()
-            done += 1
+            lr_schedule.step()
             if progress is not None:
                 progress.update(1)
-            if done == steps:
-                break
-    module.eval()
 
 
 def materialise(
@@ -191,17 +310,28 @@ def materialise(
 ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """The sub-network as a static module with BN statistics recalibrated on `calibration`."""
     set_arch(net, arch, resolution)
-    sub = net.get_active_subnet()
+    sub = net.get_active_subnet().to(memory_format=torch.channels_last)
     stats = recalibrate_bn(sub, calibration.split(200))
-    return sub.eval(), stats
+    return sub.eval().to(memory_format=torch.contiguous_format), stats
+
+
+def nhwc_accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 of `module` (left in NHWC: evaluation in it is faster here too, see fit)."""
+    return accuracy(module.to(memory_format=torch.channels_last), x, y)
 
 
 def measure_latency(module: nn.Module, shape: tuple[int, ...], iterations: int) -> float:
+    """Batch-1 p50 on 1 thread, as the profiles (make models) measure the deployed set."""
     x = torch.randn(1, *shape)
-    with torch.no_grad():
-        return LatencyStats.of(
-            time_calls(lambda: module(x), iterations, 5, torch.device("cpu"))
-        ).p50_ms
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return LatencyStats.of(
+                time_calls(lambda: module(x), iterations, 5, torch.device("cpu"))
+            ).p50_ms
+    finally:
+        torch.set_num_threads(threads)
 
 
 def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -266,13 +396,14 @@ class Searcher:
         if key not in self.scored:
             sub, _ = materialise(self.net, arch, self.resolution, self.calibration)
             shape = (self.net.in_channels, self.resolution, self.resolution)
+            latency = measure_latency(sub, shape, self.latency_iterations)  # as deployed: NCHW
             self.scored[key] = {
                 "id": key,
                 "kernel": list(arch[0]),
                 "expand": list(arch[1]),
                 "depth": list(arch[2]),
-                "accuracy": accuracy(sub, self.data.x_val, self.data.y_val),
-                "latency_ms": measure_latency(sub, shape, self.latency_iterations),
+                "accuracy": nhwc_accuracy(sub, self.data.x_val, self.data.y_val),
+                "latency_ms": latency,
             }
         return self.scored[key]
 
@@ -280,7 +411,6 @@ class Searcher:
         rng = random.Random(seed)
         anyone = Phase(
             "all",
-            0,
             0,
             tuple(self.net.ks_list),
             tuple(self.net.expand_ratio_list),
@@ -392,9 +522,8 @@ def from_scratch(
         if progress is not None:
             progress.update(steps_for(epochs, len(train.x_train), args.batch_size))
     else:
-        fit(static, train, epochs, 3e-3, args.batch_size, args.seed + 100, progress=progress)
-        torch.save(static.state_dict(), saved.with_suffix(".tmp"))  # whole, then renamed
-        saved.with_suffix(".tmp").replace(saved)
+        fit(static, train, epochs, SCRATCH_LR, args.batch_size, args.seed + 100, progress)
+        save_stage(static.state_dict(), saved)
     return static.eval()
 
 
@@ -440,6 +569,18 @@ def main(argv: list[str] | None = None) -> int:
         help="after the first phase, distil from the full network trained alongside in every "
         "step (inplace), from its copy frozen after the first phase (teacher: OFA's), or not",
     )
+    parser.add_argument(
+        "--no-sandwich",
+        action="store_true",
+        help="after the first phase, do not also train the phase's smallest sub-network in "
+        "every step (the sandwich rule)",
+    )
+    parser.add_argument(
+        "--sampled", type=int, default=1, help="random sub-networks trained in every step"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=3e-3, help="peak of the one-cycle schedule over all phases"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--generations", type=int, default=3)
@@ -459,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency-iterations", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=default_threads(), help=THREADS_HELP)
     args = parser.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -489,26 +630,28 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     net = build_supernet(config)
     schedule = shrinking_schedule(net, args.epoch_scale)
+    shrinking = Shrinking(
+        args.lr, args.batch_size, args.distill, args.kd_ratio, not args.no_sandwich, args.sampled
+    )
+    scratch_epochs = sum(p.epochs for p in schedule)
     log.info(
-        "super-network %s: %d parameters, %d train / %d validation / %d test images; schedule %s",
+        "super-network %s: %d parameters, %d train / %d validation / %d test images, "
+        "%d thread(s); schedule %s; %s; from-scratch twins: %.2f passes, AdamW lr %g one-cycle, "
+        "batch %d, cross-entropy only",
         config["name"],
         sum(p.numel() for p in net.parameters()),
         n_train,
         n_val,
         len(train.x_test),
+        args.threads,
         schedule,
-    )
-    stages = stages / run_key(
-        config.get("supernet"),
-        schedule,
-        n_train,
+        shrinking,
+        scratch_epochs,
+        SCRATCH_LR,
         args.batch_size,
-        args.kd_ratio,
-        args.distill,
-        args.seed,
     )
+    stages = stages / run_key(config.get("supernet"), schedule, n_train, shrinking, args.seed)
     stages.mkdir(parents=True, exist_ok=True)
-    scratch_epochs = sum(p.epochs for p in schedule)
     phase_steps = [steps_for(p.epochs, n_train, args.batch_size) for p in schedule]
     if args.scratch_only:
         from_scratch(
@@ -520,43 +663,8 @@ def main(argv: list[str] | None = None) -> int:
             stages / f"scratch_{arch_id(args.scratch_only)}.pt",
         )
         return 0
-    rng = random.Random(args.seed)
-    teacher = None
-
-    def full_network() -> None:  # phase 0 samples nothing: its arch is the full network
-        set_arch(net, sample_arch(schedule[0], net, rng), args.resolution)
-
     with tqdm(total=sum(phase_steps), desc="progressive shrinking", unit="step") as bar:
-        for i, phase in enumerate(schedule):
-            saved = stages / f"phase_{i}_{phase.name}.pt"
-            if saved.is_file():
-                net.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
-                bar.update(phase_steps[i])
-                log.info("phase %s: loaded from %s", phase.name, saved)
-            else:
-                phase_started = time.perf_counter()
-                fit(
-                    net,
-                    train,
-                    phase.epochs,
-                    phase.lr,
-                    args.batch_size,
-                    args.seed + i,
-                    lambda phase=phase: set_arch(
-                        net, sample_arch(phase, net, rng), args.resolution
-                    ),
-                    bar,
-                    teacher,
-                    args.kd_ratio,
-                    full_network if i > 0 and args.distill == "inplace" else None,
-                )
-                torch.save(net.state_dict(), saved)
-                log.info(
-                    "phase %s done in %.0f s", phase.name, time.perf_counter() - phase_started
-                )
-            if i == 0 and args.distill == "teacher":  # the trained full network, frozen
-                full_network()
-                teacher = net.get_active_subnet().eval()
+        shrinking.train(net, train, schedule, args.resolution, args.seed, stages, bar)
     torch.save(net.state_dict(), args.out / "supernet.pt")
 
     search_file = stages / "search.yaml"
@@ -591,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
                 "expand": p["expand"],
                 "depth": p["depth"],
                 "resolution": args.resolution,
-                "accuracy": round(accuracy(sub, train.x_test, train.y_test), 4),
+                "accuracy": round(nhwc_accuracy(sub, train.x_test, train.y_test), 4),
                 "validation_accuracy": round(p["accuracy"], 4),
                 "search_latency_p50_ms": round(p["latency_ms"], 3),
                 "params": sum(t.numel() for t in sub.parameters()),
@@ -618,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
             static = from_scratch(
                 config, arch, train, scratch_epochs, args, stages / f"scratch_{row['id']}.pt", bar
             )
-            row["scratch_accuracy"] = round(accuracy(static, train.x_test, train.y_test), 4)
+            row["scratch_accuracy"] = round(nhwc_accuracy(static, train.x_test, train.y_test), 4)
             row["gap_to_scratch"] = round(row["scratch_accuracy"] - row["accuracy"], 4)
     elapsed = time.perf_counter() - started
 
@@ -631,9 +739,9 @@ def main(argv: list[str] | None = None) -> int:
         "validation_seed": VALIDATION_SEED,
         "batch_size": args.batch_size,
         "schedule": [vars(p) for p in schedule],
-        "distill": args.distill,
-        "kd_ratio": args.kd_ratio,
+        "shrinking": asdict(shrinking),
         "scratch_epochs": scratch_epochs,
+        "scratch_lr": SCRATCH_LR,
         "searched": len(scored),
         "validation_front": len(front),
         "threads": args.threads,

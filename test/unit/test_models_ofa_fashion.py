@@ -22,7 +22,9 @@ from dyndnn_ros.models.train_ofa import (
     pareto,
     sample_arch,
     set_arch,
+    Shrinking,
     shrinking_schedule,
+    smallest_arch,
     spread_over_latency,
 )
 
@@ -57,6 +59,8 @@ def test_schedule_follows_once_for_all_order(net) -> None:
     for _ in range(20):
         _, e, d = sample_arch(depth_1, net, rng)
         assert set(d) <= {2, 3} and set(e) == {6}
+    assert smallest_arch(depth_1, net) == ((3, 3, 3), (6, 6, 6), (2, 2, 2))
+    assert smallest_arch(shrinking_schedule(net)[0], net) == largest
 
 
 def test_pareto_keeps_only_undominated_points_and_spreads_them() -> None:
@@ -75,7 +79,7 @@ def test_pareto_keeps_only_undominated_points_and_spreads_them() -> None:
 def test_mutation_and_crossover_stay_in_the_search_space(net) -> None:
     rng = random.Random(1)
     everything = Phase(
-        "all", 0, 0, tuple(net.ks_list), tuple(net.expand_ratio_list), tuple(net.depth_list)
+        "all", 0, tuple(net.ks_list), tuple(net.expand_ratio_list), tuple(net.depth_list)
     )
     for _ in range(30):
         child = crossover(
@@ -121,23 +125,50 @@ def test_distillation_loss_is_cross_entropy_against_the_teacher() -> None:
     assert steps_for(0.5, 1000, 100) == 5 and steps_for(2, 1001, 100) == 22
 
 
-def test_in_place_distillation_trains_the_full_and_a_sampled_network_each_step(net) -> None:
+def tiny_split():
     from dyndnn_ros.models.train_groupconv import Split
-    from dyndnn_ros.models.train_ofa import fit
 
     torch.manual_seed(4)
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    data = Split(x, y, x[:2], y[:2], x[:2], y[:2])
+    return Split(x, y, x[:2], y[:2], x[:2], y[:2])
+
+
+def test_each_shrinking_step_trains_the_full_the_smallest_and_a_sampled_network(
+    net, monkeypatch
+) -> None:
     trained = build_supernet(CONFIG)
     trained.load_state_dict(net.state_dict())
     seen = []
-    largest = ((7, 7, 7), (6, 6, 6), (3, 3, 3))
-    smallest = ((3, 3, 3), (3, 3, 3), (1, 1, 1))
+    select = trained.set_active_subnet
+    monkeypatch.setattr(trained, "set_active_subnet", lambda c: (seen.append(c), select(c)))
+    kernel = Phase("kernel", 1, kernels=(3, 5, 7))
+    Shrinking(batch_size=4).train(trained, tiny_split(), [kernel], 28, seed=0)
 
-    def pick(arch):
-        return lambda: (seen.append(arch), set_arch(trained, arch, 28))
+    def arch(c):
+        return c.ks[0::3], c.e[0::3], c.d  # first block of each stage, depths
 
-    fit(trained, data, 1, 1e-3, 4, 0, pick(smallest), largest=pick(largest))
-    assert seen == [largest, smallest] * 2  # 8 images, batch 4: two steps, the full network first
+    largest, smallest = ((7, 7, 7), (6, 6, 6), (3, 3, 3)), ((3, 3, 3), (6, 6, 6), (3, 3, 3))
+    assert len(seen) == 2 * 3 + 1  # 8 images, batch 4: two steps of three, then the full one
+    for step in (seen[0:3], seen[3:6]):
+        assert [arch(c) for c in step[:2]] == [largest, smallest]
+        assert set(step[2].e) == {6} and set(step[2].d) == {3}
+    assert arch(seen[-1]) == largest
     first = dict(net.named_parameters())
     assert any(not torch.equal(p, first[n]) for n, p in trained.named_parameters())
+
+
+def test_a_resumed_shrinking_run_ends_where_an_unbroken_one_does(tmp_path) -> None:
+    schedule = [Phase("largest", 0.5), Phase("depth", 0.5, depths=(1, 2, 3))]
+
+    def run(stages):
+        torch.manual_seed(0)
+        net = build_supernet(CONFIG)
+        Shrinking(batch_size=4).train(net, tiny_split(), schedule, 28, 0, stages)
+        return net.state_dict()
+
+    unbroken = run(None)
+    run(tmp_path)
+    (tmp_path / "phase_1_depth.pt").unlink()  # stopped after the first phase
+    resumed = run(tmp_path)
+    for name, value in unbroken.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
