@@ -801,7 +801,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['id']:>22} {r['params']:>7} {r['search_latency_p50_ms']:7.3f} "
             f"{r['validation_accuracy']:7.4f} {r['accuracy']:7.4f} {scratch}"
         )
-    lines.append(f"wrote {args.out}/supernet.pt, bn_stats.pt, accuracy.yaml and {set_path}")
+    try:  # the log is committed with the models: no machine's absolute path in it
+        shown = Path(set_path).resolve().relative_to(config_dir().parent.resolve())
+    except ValueError:
+        shown = set_path
+    lines.append(f"wrote {args.out}/supernet.pt, bn_stats.pt, accuracy.yaml and {shown}")
     for line in lines:
         print(line)
     with open(args.out / "train.log", "a") as f:

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,3 +24,27 @@ def test_every_python_file_carries_the_licence_identifier():
     assert not missing, missing
     assert "Apache License" in (SOURCE_ROOT / "LICENSE").read_text()
     assert "<license>Apache-2.0</license>" in (SOURCE_ROOT / "package.xml").read_text()
+
+
+def test_shipped_files_cite_public_sources_not_this_development_environment():
+    """Sources, configs, docs and committed logs cite papers and vendors' docs, never the notes or
+    the checkout paths of the machine the package was developed on."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=SOURCE_ROOT, capture_output=True,
+                             text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout: the shipped files cannot be listed")
+    banned = re.compile(r"shared/reference|reference/(jetson|dynamic-dnn)\.md|\(jetson\.md\)|"
+                        r"/work/(main|wt|shared)")
+    found = []
+    for name in tracked:
+        path = SOURCE_ROOT / name
+        if name == "test/unit/test_package_files.py" or path.suffix in (".pt", ".png", ".pdf"):
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        found += [f"{name}: {m.group(0)}" for m in banned.finditer(text)]
+    assert not found, found

@@ -14,7 +14,7 @@ PROFILES = [
     load_profile(config_dir() / "profiles" / name)
     for name in ("dynamic_ofa_xavier_nx_gpu.yaml", "dynamic_ofa_xavier_nx_gpu_b.yaml")
 ]
-# Dynamic-OFA's published Xavier NX GPU latencies (ms), reference/dynamic-dnn.md
+# Dynamic-OFA's published Xavier NX GPU latencies (ms): Lou, Xun et al., CVPR-W 2021
 PUBLISHED = [41.2, 45.4, 49.4, 51.1, 56.7, 61.7, 37.5, 41.5, 45.4, 47.3, 48.1, 51.3, 59.1]
 
 
