@@ -29,6 +29,7 @@ from dyndnn_ros.paths import PACKAGE
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+SIG_DFL = 0  # signal.h: the default disposition, as libc's signal() takes it
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child should only call into it
 # Stop order: everything else first, the DVFS node after it (it restores the clocks), plain
 # commands (the simulated board the DVFS node writes into) last.
@@ -56,12 +57,16 @@ def executable_path(name: str) -> Path:
 
 
 def die_with_launcher(launcher_pid: int) -> Callable[[], None]:
-    """preexec_fn for a child: a session of its own, and SIGTERM from the kernel when the
-    launcher's starting thread exits. If the launcher died before prctl took effect, the child
-    stops at once."""
+    """preexec_fn for a child: a session of its own, SIGINT and SIGTERM at their defaults, and
+    SIGTERM from the kernel when the launcher's starting thread exits. If the launcher died before
+    prctl took effect, the child stops at once. (A launcher started in the background by a
+    non-interactive shell inherits SIGINT ignored, and exec keeps an ignored signal: its children
+    would then shrug off the Ctrl-C that stops them.)"""
 
     def preexec() -> None:
         os.setsid()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            _LIBC.signal(sig, SIG_DFL)
         if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
             os.write(2, b"[bringup] prctl(PR_SET_PDEATHSIG) failed: may outlive the launcher\n")
         if os.getppid() != launcher_pid:

@@ -146,7 +146,17 @@ def test_dyndnn_target_and_status_commands(digits_system, client):
         timeout=60,
     )
     assert target.returncode == 0, target.stdout + target.stderr
-    assert "target of app 'cli_app' accepted" in target.stdout  # the manager's verdict
+    # the manager's verdict: parked when it has not heard the inference node yet (discovery is
+    # pairwise: the test's client may have heard it first); it then applies once it does
+    assert (
+        "target of app 'cli_app' accepted" in target.stdout
+        or "target of app 'cli_app' parked" in target.stdout
+    ), target.stdout
+    assert client.wait_until(
+        lambda: client.manager is not None
+        and any(t.app_id == "cli_app" for t in client.manager.targets),
+        STEP_S,
+    ), "the target never came into force"
     assert group.wait_for_line("resource_manager_node", "target of app 'cli_app'", timeout=10)
     status = subprocess.run(
         ["dyndnn", "status", "--once", "--duration", "5"],

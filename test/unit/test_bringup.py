@@ -91,3 +91,18 @@ def test_only_folders_of_dead_launchers_are_removed(tmp_path):
         and folders["running"].exists()
         and folders["foreign"].exists()
     )
+
+
+def test_children_take_ctrl_c_even_when_the_launcher_ignores_it():
+    """A launcher started in the background by a non-interactive shell inherits SIGINT ignored,
+    and exec keeps an ignored signal: the children must still stop on the SIGINT stop sends."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        group = NodeGroup([NodeProcess("x", "board", argv=["sleep", "30"])]).start()
+        cmdline = Path(f"/proc/{group.nodes[0].process.pid}/cmdline")
+        deadline = time.monotonic() + 5.0
+        while not cmdline.read_bytes().startswith(b"sleep") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert group.stop(timeout=5) == {"board": -signal.SIGINT}
+    finally:
+        signal.signal(signal.SIGINT, previous)
