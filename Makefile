@@ -60,7 +60,7 @@ build: tooling
 # stage is kept in build/stages/, so a rerun resumes), then profiles them on this CPU into
 # config/profiles/.
 FASHION_GROUPCONV := models/groupconv_fashion/checkpoint.pt
-TRAIN_GROUPCONV := python -m dyndnn_ros.models.train_groupconv --dataset fashion-mnist --no-dense \
+TRAIN_GROUPCONV := python -m dyndnn_ros.training.train_groupconv --dataset fashion-mnist --no-dense \
 	--head-pool-candidates 1 3 --out $(dir $(FASHION_GROUPCONV)) \
 	--stages build/stages/groupconv_fashion
 PROFILE := python -m dyndnn_ros.profiling.profile --threads 1 --out config/profiles
@@ -74,7 +74,7 @@ $(FASHION_GROUPCONV): | build
 
 models: build
 	$(WITH_ROS) $(TRAIN_NICE) $(TRAIN_GROUPCONV)
-	$(WITH_ROS) $(TRAIN_NICE) python -m dyndnn_ros.models.train_ofa --out models/ofa_fashion \
+	$(WITH_ROS) $(TRAIN_NICE) python -m dyndnn_ros.training.train_ofa --out models/ofa_fashion \
 	  --stages build/stages/ofa_fashion
 	$(WITH_ROS) $(PROFILE) --model groupconv_fashion --iterations 300
 	$(WITH_ROS) $(PROFILE) --model ofa_fashion --iterations 200

@@ -102,7 +102,7 @@ def digits_checkpoint(tmp_path_factory) -> Path:
         [
             sys.executable,
             "-m",
-            "dyndnn_ros.models.train_groupconv",
+            "dyndnn_ros.training.train_groupconv",
             "--out",
             str(out),
             "--epochs",

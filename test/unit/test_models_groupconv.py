@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dyndnn_ros.models.groupconv import GroupConvNet, GroupConvSpec, GroupConvSubnet
-from dyndnn_ros.models.train_groupconv import (Split, TrainBudget, load_digits_data,
+from dyndnn_ros.training.train_groupconv import (Split, TrainBudget, load_digits_data,
                                                train_incremental)
 
 SPEC = GroupConvSpec(group_channels=(2, 4, 4), groups=3)
@@ -110,7 +110,7 @@ def test_training_command_writes_checkpoint_and_table(tmp_path, capsys) -> None:
     import yaml
 
     from dyndnn_ros.models import build_dynamic_model
-    from dyndnn_ros.models.train_groupconv import main
+    from dyndnn_ros.training.train_groupconv import main
 
     args = ["--out", str(tmp_path), "--epochs", "1", "--groups", "2", "--no-baseline",
             "--stages", str(tmp_path / "s")]
@@ -157,7 +157,7 @@ def test_pooled_head_unequal_subnets_match_static_networks_and_export_to_onnx(tm
 
 
 def test_validation_split_is_fixed_and_disjoint_from_training() -> None:
-    from dyndnn_ros.models.train_groupconv import carve_validation
+    from dyndnn_ros.training.train_groupconv import carve_validation
 
     x = torch.arange(100.0).reshape(100, 1, 1, 1)
     y = torch.arange(100)

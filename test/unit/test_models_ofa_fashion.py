@@ -12,7 +12,7 @@ import torch
 from dyndnn_ros.models import build_dynamic_model
 from dyndnn_ros.models.ofa_family import save_bn_stats
 from dyndnn_ros.models.registry import load_model_config
-from dyndnn_ros.models.train_ofa import (
+from dyndnn_ros.training.train_ofa import (
     Phase,
     arch_id,
     build_supernet,
@@ -116,7 +116,7 @@ def test_trained_set_loads_with_its_accuracies_and_bn_statistics(net, tmp_path) 
 def test_distillation_loss_is_cross_entropy_against_the_teacher() -> None:
     import torch.nn.functional as F
 
-    from dyndnn_ros.models.train_ofa import soft_target_loss, steps_for
+    from dyndnn_ros.training.train_ofa import soft_target_loss, steps_for
 
     logits = torch.randn(6, 10)
     labels = torch.randint(0, 10, (6,))
@@ -126,7 +126,7 @@ def test_distillation_loss_is_cross_entropy_against_the_teacher() -> None:
 
 
 def tiny_split():
-    from dyndnn_ros.models.train_groupconv import Split
+    from dyndnn_ros.training.train_groupconv import Split
 
     torch.manual_seed(4)
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))

@@ -119,13 +119,6 @@ def test_no_import_cycles():
     _assert_acyclic(graph, "import")
 
 
-PACKAGE_EDGES_ALLOWED_BACK = {
-    # the training scripts time sub-networks with profiling.measure, and profiling builds models:
-    # a tool on top of both packages that lives in models/ (moving it out is left to its owner)
-    "dyndnn_ros.models.train_ofa": {"dyndnn_ros.profiling"},
-}
-
-
 def _package(module: str) -> str:
     """dyndnn_ros.hardware.detect -> dyndnn_ros.hardware; a top-level module is its own."""
     return ".".join(module.split(".")[:2])
@@ -137,11 +130,10 @@ def test_no_package_cycles():
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
-        allowed = PACKAGE_EDGES_ALLOWED_BACK.get(module, set())
         graph.setdefault(_package(module), set()).update(
             _package(i)
             for i in _module_imports(path, deferred=True)
-            if i in modules and _package(i) != _package(module) and _package(i) not in allowed
+            if i in modules and _package(i) != _package(module)
         )
     _assert_acyclic(graph, "package import")
     for real in ("dyndnn_ros.hardware", "dyndnn_ros.platforms"):

@@ -2,7 +2,7 @@
 """Train a small elastic MobileNetV3 super-network on Fashion-MNIST as Once-for-All does, search
 its CPU Pareto set with latency measured on this machine, and compare with training from scratch.
 
-    python -m dyndnn_ros.models.train_ofa --model ofa_fashion --out models/ofa_fashion
+    python -m dyndnn_ros.training.train_ofa --model ofa_fashion --out models/ofa_fashion
 
 1. Progressive shrinking (Cai et al., "Once for All", ICLR 2020, sec. 3.2): train the largest
    network; then sample elastic kernel sizes; then elastic depth (first the deeper choices, then
@@ -51,7 +51,7 @@ from tqdm import tqdm
 from dyndnn_ros.models.ofa_family import load_subnet_set, recalibrate_bn, save_bn_stats
 from dyndnn_ros.models.ofa_mbv3 import OFAMobileNetV3
 from dyndnn_ros.models.registry import load_model_config
-from dyndnn_ros.models.train_groupconv import (
+from dyndnn_ros.training.train_groupconv import (
     THREADS_HELP,
     VALIDATION_SEED,
     Split,
@@ -751,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "accuracy.yaml").write_text(yaml.safe_dump(report, sort_keys=False))
     previous = load_subnet_set(set_path) if set_path.is_file() else {}
     header = (
-        "# Written by python -m dyndnn_ros.models.train_ofa (make models): the CPU Pareto set\n"
+        "# Written by python -m dyndnn_ros.training.train_ofa (make models): the CPU Pareto set\n"
         "# of the Fashion-MNIST super-network, latency measured on the training machine's CPU\n"
         "# (batch 1, search_latency_p50_ms); accuracy = top-1 on the 10,000 test images after\n"
         "# per-sub-network BN recalibration.\n"

@@ -2,8 +2,8 @@
 """Incremental training of the group-convolution dynamic network, on scikit-learn's digits
 (bundled, instant) or Fashion-MNIST (dyndnn_ros.datasets.fashion_mnist).
 
-    python -m dyndnn_ros.models.train_groupconv --out build/models/groupconv_digits
-    python -m dyndnn_ros.models.train_groupconv --dataset fashion-mnist \
+    python -m dyndnn_ros.training.train_groupconv --out build/models/groupconv_digits
+    python -m dyndnn_ros.training.train_groupconv --dataset fashion-mnist \
         --out models/groupconv_fashion
 
 Stage k trains group k (and head k) with groups 1..k-1 frozen. With the same per-sub-network
