@@ -48,3 +48,32 @@ def test_shipped_files_cite_public_sources_not_this_development_environment():
             continue
         found += [f"{name}: {m.group(0)}" for m in banned.finditer(text)]
     assert not found, found
+
+
+# import name -> rosdep key; the optional back ends' packages have no key (pip, or JetPack)
+ROSDEP_KEYS = {
+    "numpy": "python3-numpy", "yaml": "python3-yaml", "psutil": "python3-psutil",
+    "matplotlib": "python3-matplotlib", "tqdm": "python3-tqdm", "rich": "python3-rich",
+    "sklearn": "python3-sklearn", "scipy": "python3-scipy", "torch": "python3-torch",
+}
+OPTIONAL = {"onnx", "onnxruntime", "onnxscript", "tensorrt", "jtop", "pycuda"}
+
+
+def test_package_xml_declares_every_package_the_nodes_import():
+    """rosdep install must leave a complete install: every third-party import of dyndnn_ros is an
+    exec_depend of package.xml (ROS packages by name, Python ones by their rosdep key)."""
+    import ast
+    import sys
+
+    declared = set(re.findall(r"<(?:exec_)?depend>([\w-]+)</", (SOURCE_ROOT / "package.xml")
+                              .read_text()))
+    imported = set()
+    for path in (SOURCE_ROOT / "dyndnn_ros").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"dyndnn_ros"} - OPTIONAL
+    missing = sorted(m for m in third_party if ROSDEP_KEYS.get(m, m) not in declared)
+    assert not missing, missing
