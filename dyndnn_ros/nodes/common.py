@@ -5,6 +5,8 @@ main()."""
 from __future__ import annotations
 
 import faulthandler
+import logging
+import os
 import signal
 import sys
 import threading
@@ -193,4 +195,12 @@ def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -
 
 
 def main_entry(factory: Callable[[], DyndnnNode]) -> None:
-    sys.exit(run_node(factory, sys.argv))
+    code = run_node(factory, sys.argv)
+    # The node has shut down (clocks restored, context closed): leave now. Python's finalization
+    # would then tear torch down for about 1 s here, seconds on a loaded board, with the signal
+    # handlers back at their defaults: a launcher's SIGTERM escalation in that window killed
+    # nodes that had stopped cleanly (ros2 launch escalates after 5 s).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""run_node: a configuration error is one clear line; a bug in a callback keeps its traceback."""
+"""run_node: a configuration error is one clear line; a bug in a callback keeps its traceback;
+main_entry leaves with run_node's exit code and flushed output."""
 import os
 import subprocess
 import sys
@@ -20,9 +21,9 @@ SCRIPT = textwrap.dedent("""
             raise RuntimeError("a bug in a callback")
 
         def on_shutdown(self):
-            print("on_shutdown ran", flush=True)
+            print("on_shutdown ran")  # not flushed: main_entry must flush before it leaves
 
-    sys.exit(common.run_node(Broken, sys.argv[:1]))
+    common.main_entry(Broken)  # as every node executable does
 """)
 
 
