@@ -42,6 +42,35 @@ MAX_COMBINATIONS = 10_000
 """Bound on sub-network combinations searched (7 x 7 for two published models)."""
 
 
+def _demand(
+    model,
+    goal: PerformanceGoal,
+    subnet: SubnetProfile,
+    cluster: int,
+    fps: float,
+    devices: Mapping[str, str],
+    overheads: Mapping[str, float],
+    constrained: bool = True,
+) -> AppDemand:
+    """One app as the search sees it, with the truth: no slowdown to learn. An app whose goals
+    were given up (not `constrained`) keeps its latency target as best effort."""
+    device = devices.get(goal.app, "gpu")
+    return AppDemand(
+        goal.app,
+        typical_latency_ms(subnet),
+        tail_ratio(subnet),
+        fps,
+        cluster,
+        1.0,
+        goal.max_latency_ms,
+        best_effort=not constrained,
+        max_energy_mj=goal.max_energy_mj if constrained else 0.0,
+        device=device,
+        thread_options=model.thread_options(device, cluster),
+        host_overhead_ms=float(overheads.get(goal.app, 0.0)),
+    )
+
+
 def exhaustive_best(
     model,
     apps: list[tuple[PerformanceGoal, list[SubnetProfile], int, float, bool]],
@@ -62,20 +91,7 @@ def exhaustive_best(
     combos = itertools.product(*[allowed for _, allowed, _, _, _ in apps])
     for combo in itertools.islice(combos, MAX_COMBINATIONS):
         demands = [
-            AppDemand(
-                goal.app,
-                typical_latency_ms(s),
-                tail_ratio(s),
-                fps,
-                cluster,
-                1.0,
-                goal.max_latency_ms,
-                best_effort=not constrained,
-                max_energy_mj=goal.max_energy_mj if constrained else 0.0,
-                device=devices.get(goal.app, "gpu"),
-                thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
-                host_overhead_ms=float(overheads.get(goal.app, 0.0)),
-            )
+            _demand(model, goal, s, cluster, fps, devices, overheads, constrained)
             for (goal, _, cluster, fps, constrained), s in zip(apps, combo)
         ]
         choice = search_clocks(
@@ -109,17 +125,7 @@ def goal_share_best(
     candidates = [
         (
             [
-                AppDemand(
-                    goal.app,
-                    typical_latency_ms(s),
-                    tail_ratio(s),
-                    fps,
-                    cluster,
-                    max_tail_ms=goal.max_latency_ms,
-                    device=devices.get(goal.app, "gpu"),
-                    thread_options=model.thread_options(devices.get(goal.app, "gpu"), cluster),
-                    host_overhead_ms=float(overheads.get(goal.app, 0.0)),
-                )
+                _demand(model, goal, s, cluster, fps, devices, overheads)
                 for (goal, _, cluster, fps), s in zip(apps, combo)
             ],
             [s.accuracy for s in combo],
