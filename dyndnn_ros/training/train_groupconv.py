@@ -312,6 +312,14 @@ def choose_head_pool(
     return max(candidates, key=lambda p: (scores[p], -p)), scores
 
 
+def print_and_log(lines: list[str], out: Path) -> None:
+    """A run's summary on the terminal and appended to out/train.log (committed with the model)."""
+    for line in lines:
+        print(line)
+    with open(out / "train.log", "a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -490,10 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         lines.append(" ".join(cells))
     lines.append(f"wrote {args.out / 'checkpoint.pt'} and {args.out / 'accuracy.yaml'}")
-    for line in lines:
-        print(line)
-    with open(args.out / "train.log", "a") as f:
-        f.write("\n".join(lines) + "\n")
+    print_and_log(lines, args.out)
     return 0
 
 

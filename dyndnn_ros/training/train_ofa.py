@@ -58,6 +58,7 @@ from dyndnn_ros.training.train_groupconv import (
     accuracy,
     default_threads,
     load_fashion_data,
+    print_and_log,
     run_key,
     save_stage,
 )
@@ -806,10 +807,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         shown = set_path
     lines.append(f"wrote {args.out}/supernet.pt, bn_stats.pt, accuracy.yaml and {shown}")
-    for line in lines:
-        print(line)
-    with open(args.out / "train.log", "a") as f:
-        f.write("\n".join(lines) + "\n")
+    print_and_log(lines, args.out)
     return 0
 
 
