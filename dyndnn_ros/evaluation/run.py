@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dyndnn_ros.evaluation.report import metrics, metrics_table, write_report
+from dyndnn_ros.evaluation.report import beats_oracle, metrics, metrics_table, write_report
 from dyndnn_ros.evaluation.runner import (
     BASELINE_LABEL,
     DEFAULT_SPECS,
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             "vs schedutil": _pct(h, group[BASELINE_LABEL].energy_per_frame_on_goal_mj),
             "vs largest": _pct(h, group[THESIS_BASELINE_LABEL].energy_per_frame_on_goal_mj),
             "vs oracle": _pct(h, group["oracle"].energy_per_frame_on_goal_mj),
+            "beats oracle": float(beats_oracle(group["hierarchical"], group["oracle"])),
         }
         scenario = varied[k].scenario.name
         rows.append((variant.label, scenario, changes))

@@ -6,11 +6,13 @@ It knows what the policies must estimate (the background GPU load, given by the 
 every clock combination, each CPU cluster's clock on its own. Where some point meets every goal
 (p99 latency, accuracy, power cap) it takes the least energy per frame among those points. Only
 where none does (the goals conflict) do priorities count: over every sub-network and clock point it
-serves the highest priority as many frames on goal as the board allows, then the next, and takes
-the least energy per frame on goal among those points (`goal_share_best`,
-search.most_on_goal); a frame is on goal as the report counts it, its latency under the board's
-lognormal frame jitter. Evaluation only: a
-robot cannot know the truth.
+serves the highest priority as many frames on goal as the board allows, then the next; then
+holds each app's latency goal on as many frames as it can, whatever their accuracy (a given-up
+app keeps a best-effort latency, as the manager's does); and takes the least energy per frame on
+goal among those points (`goal_share_best`, search.most_on_goal). A frame is on goal as the
+report counts it, its latency under the board's lognormal frame jitter. Where under 1 % of any
+priority's frames can be on goal, it takes the least worst lateness. Evaluation only: a robot
+cannot know the truth.
 """
 
 from __future__ import annotations

@@ -402,23 +402,32 @@ def most_on_goal(
     background_gpu: float = 0.0,
     power_scale: float = 1.0,
     cpu_budget: int = 0,
+    keep: OperatingPoint | None = None,
+    min_saving: float = 0.0,
 ) -> tuple[int, ClockChoice, tuple[float, ...], tuple] | None:
     """For goals that conflict: over every candidate (one demand and one sub-network accuracy per
     goal, in the goals' order) and every clock point (each used cluster on its own axis, within
     the power cap where it can be held), the highest priority's predicted share of frames on goal
-    first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then the
-    least power / frames on goal per second. A frame is on goal as the evaluation counts it: its
-    sub-network meets the accuracy goal and its latency the latency goal (`max_latency_ms`, no
-    headroom), under the model's lognormal frame jitter; and, where a goal sets one, its energy
-    (board power x mean latency) is within `max_energy_mj`.
+    first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then,
+    priority by priority, the share of frames within the latency goal whatever their accuracy
+    (the best-effort latency of an app whose frames cannot be on goal); then the least power /
+    frames on goal per second. A frame is on goal as the evaluation counts it: its sub-network
+    meets the accuracy goal and its latency the latency goal (`max_latency_ms`, no headroom),
+    under the model's lognormal frame jitter; and, where a goal sets one, its energy (board power
+    x mean latency) is within `max_energy_mj`.
+
+    `keep`: the clocks in force; kept (with the candidate that ranks best at them) while they
+    serve every priority as well as the best point and cost at most `min_saving` more per frame on
+    goal, so clocks do not hop between near-equal points.
 
     Returns (candidate index, choice, each app's predicted on-goal share, ranking key), or None
-    when no point puts any frame on goal."""
+    when no point puts SHARE_STEP of any priority's frames on goal (then only best effort is
+    left)."""
     sigma = math.sqrt(math.log(1.0 + model.latency_cv**2))
     levels = sorted({g.priority for g in goals}, reverse=True)
-    best = None
+    best = kept = None
     for k, (demands, accuracies) in enumerate(candidates):
-        grid = ClockGrid(model, {d.cluster for d in demands}, True, cpu_budget, None, demands)
+        grid = ClockGrid(model, {d.cluster for d in demands}, True, cpu_budget, keep, demands)
         loads = [
             d.load() if threads is None else replace(d.load(), threads=threads)
             for d, threads in zip(demands, grid.threads)
@@ -429,21 +438,23 @@ def most_on_goal(
             return np.broadcast_to(values, grid.shape)
 
         power = on_grid(state.power_w) * power_scale
-        shares = []
+        shares, timely_shares = [], []
         for i, (goal, accuracy) in enumerate(zip(goals, accuracies)):
             mean = on_grid(state.latency_ms[i])
-            if goal.min_accuracy and accuracy < goal.min_accuracy:
-                share = np.zeros(grid.shape)
-            elif goal.max_latency_ms and sigma > 1e-9:
+            if goal.max_latency_ms and sigma > 1e-9:
                 # P(L <= max) for a lognormal L of this mean
-                share = ndtr(
+                timely = ndtr(
                     (np.log(goal.max_latency_ms / np.maximum(mean, 1e-12)) + sigma**2 / 2)
                     / sigma
                 )
             elif goal.max_latency_ms:
-                share = (mean <= goal.max_latency_ms).astype(float)
+                timely = (mean <= goal.max_latency_ms).astype(float)
             else:
-                share = np.ones(grid.shape)
+                timely = np.ones(grid.shape)
+            timely_shares.append(timely)
+            share = timely
+            if goal.min_accuracy and accuracy < goal.min_accuracy:
+                share = np.zeros(grid.shape)
             if goal.max_energy_mj:  # a frame over its energy ceiling is off goal too
                 share = np.where(power * mean <= goal.max_energy_mj, share, 0.0)
             shares.append(share)
@@ -457,35 +468,59 @@ def most_on_goal(
             np.where(
                 allowed,
                 np.floor(
-                    np.min([sh for sh, g in zip(shares, goals) if g.priority == p], axis=0)
+                    np.min([sh for sh, g in zip(kind, goals) if g.priority == p], axis=0)
                     / SHARE_STEP
                     + 1e-9
                 ),
                 -1.0,  # over the power cap: behind every point within it
             ).ravel()
+            for kind in (shares, timely_shares)
             for p in levels
         ]
+        flat_ratio = ratio.ravel()
+
+        def key_at(flat: int) -> tuple:
+            return tuple(-float(s[flat]) for s in served) + (float(flat_ratio[flat]),)
+
+        def result(flat: int) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
+            index = np.unravel_index(flat, grid.shape)
+            rate = float(sum(on_grid(r)[index] for r in state.rate_hz))
+            choice = ClockChoice(
+                grid.point(index),
+                float(power[index]),
+                tuple(
+                    float(on_grid(state.latency_ms[i])[index]) * d.tail_ratio
+                    for i, d in enumerate(demands)
+                ),
+                False,
+                float(power[index]) / rate if rate > 0 else float(power[index]),
+                grid.threads_at(index),
+                tuple(
+                    float(power[index]) * float(on_grid(state.latency_ms[i])[index])
+                    for i in range(len(demands))
+                ),
+            )
+            return k, choice, tuple(float(sh[index]) for sh in shares), key_at(flat)
+
+        def worth(key: tuple, than) -> bool:
+            # under SHARE_STEP for every priority is no frame on goal: a case for best effort
+            served_any = any(v < 0 for v in key[: len(levels)])
+            return served_any and math.isfinite(key[-1]) and (than is None or key < than[3])
+
         # np.lexsort sorts by its last key first: the least ratio among the best-served points
-        flat = int(np.lexsort([ratio.ravel(), *[-s for s in reversed(served)]])[0])
-        index = np.unravel_index(flat, grid.shape)
-        key = tuple(-float(s[flat]) for s in served) + (float(ratio[index]),)
-        if not math.isfinite(key[-1]) or (best is not None and key >= best[3]):
-            continue
-        rate = float(sum(on_grid(r)[index] for r in state.rate_hz))
-        choice = ClockChoice(
-            grid.point(index),
-            float(power[index]),
-            tuple(
-                float(on_grid(state.latency_ms[i])[index]) * d.tail_ratio
-                for i, d in enumerate(demands)
-            ),
-            False,
-            float(power[index]) / rate if rate > 0 else float(power[index]),
-            grid.threads_at(index),
-            tuple(
-                float(power[index]) * float(on_grid(state.latency_ms[i])[index])
-                for i in range(len(demands))
-            ),
-        )
-        best = (k, choice, tuple(float(sh[index]) for sh in shares), key)
+        flat = int(np.lexsort([flat_ratio, *[-s for s in reversed(served)]])[0])
+        if worth(key_at(flat), best):
+            best = result(flat)
+        kept_index = grid.index(keep) if keep is not None else None
+        if kept_index is not None:
+            kept_flat = int(np.ravel_multi_index(kept_index, grid.shape))
+            if worth(key_at(kept_flat), kept):
+                kept = result(kept_flat)
+    if (
+        best is not None
+        and kept is not None
+        and kept[3][:-1] == best[3][:-1]
+        and kept[3][-1] <= best[3][-1] * (1.0 + min_saving)
+    ):
+        return kept
     return best

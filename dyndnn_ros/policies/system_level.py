@@ -19,10 +19,11 @@ Hierarchical manager (after Xun, Hare, Merrett):
   accuracy goal (most accurate sub-network first), then is given up (fastest sub-network, goals
   ignored), and so on upwards; the highest-priority app is never given up but gets best effort
   (least worst lateness within the power cap). Every relaxation is reported in Decision.given_up.
-- conflicting goals: where that ladder relaxed a goal, the hierarchical manager also tries each
-  app's accurate app-level choice with its latency held on fewer frames, and takes whichever
-  puts more of each priority's frames within both goals (highest priority first), then the
-  least energy per such frame: a frame a little late beats one below its accuracy goal.
+- conflicting goals: where that ladder relaxed a goal, the hierarchical manager decides as the
+  oracle does (search.most_on_goal), over each app's ladder choice and its accurate app-level
+  choice: the most of each priority's frames within both goals (highest priority first), then
+  the most within the latency goal (best effort for frames that cannot be on goal), then the
+  least energy per frame on goal; a frame a little late beats one below its accuracy goal.
 """
 from __future__ import annotations
 
@@ -416,7 +417,8 @@ class SystemLevelPolicy(Policy):
                         given_up[g.app] = (
                             f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
                             f" {100 * share:.0f} % of frames predicted within"
-                            f" {g.max_latency_ms:g} ms and accuracy {g.min_accuracy:g}"
+                            f" {g.max_latency_ms:g} ms, accuracy {g.min_accuracy:g}"
+                            f"{f', energy {g.max_energy_mj:g} mJ' if g.max_energy_mj else ''}"
                         )
         if self._hold_relaxations(served, chosen, forced, dropped, given_up):
             demands = [
@@ -460,9 +462,10 @@ class SystemLevelPolicy(Policy):
     ) -> tuple[dict[str, SubnetProfile], ClockChoice, tuple[float, ...]] | None:
         """Where the ladder had to relax goals: each app's ladder choice or its app-level
         proposal, whichever combination and clocks put more of each priority's frames on goal
-        (search.most_on_goal with the filtered predictions); None when the ladder's sub-networks
-        do as well. A latency goal missed on a few frames then beats an accuracy goal missed on
-        every frame."""
+        (search.most_on_goal with the filtered predictions: the oracle's rule for conflicting
+        goals), the clocks in force kept while they do as well; None when under SHARE_STEP of
+        any priority's frames can be on goal, where the ladder's best effort stands. A latency
+        goal missed on a few frames then beats an accuracy goal missed on every frame."""
         goals = list(served.values())
         options = [
             list({s.id: s for s in (chosen[g.app], proposals[g.app][0])}.values()) for g in goals
@@ -482,15 +485,15 @@ class SystemLevelPolicy(Policy):
 
         combos = list(itertools.product(*options))
         search_args = (power_cap, shared_gpu, power_scale, self.cpu_budget)
-        best = most_on_goal(self.model, goals, [candidate(c) for c in combos], *search_args)
-        if best is None:
-            return None
-        ladder = most_on_goal(
-            self.model, goals, [candidate([chosen[g.app] for g in goals])], *search_args
+        best = most_on_goal(
+            self.model,
+            goals,
+            [candidate(c) for c in combos],
+            *search_args,
+            keep=self._last_point,
+            min_saving=self.min_saving,
         )
-        # the ladder's choice may put no frame on goal at all (every share 0)
-        served_by_ladder = ladder[3][:-1] if ladder is not None else (0.0,) * (len(best[3]) - 1)
-        if best[3][:-1] >= served_by_ladder:
+        if best is None:
             return None
         k, choice, shares, _ = best
         return {g.app: s for g, s in zip(goals, combos[k])}, choice, shares

@@ -72,11 +72,17 @@ def test_runner_closes_the_loop_for_every_policy(tmp_path):
 def test_a_policy_beating_the_oracle_is_flagged():
     scenario = short("a_changing_target", 2.0)
     oracle = run_policy(scenario, next(s for s in DEFAULT_SPECS if s.label == "oracle"), MODEL)
-    cheaper = run_policy(
-        scenario, next(s for s in DEFAULT_SPECS if s.label == BASELINE_LABEL), MODEL
-    )
-    cheaper.energy_j = oracle.energy_j / 2 * len(cheaper.frames) / len(oracle.frames)
+    baseline = next(s for s in DEFAULT_SPECS if s.label == BASELINE_LABEL)
+    # the oracle's own frames for half its energy: every priority served as well, for less
+    cheaper = dataclasses.replace(oracle, spec=baseline, energy_j=oracle.energy_j / 2)
     assert any(BASELINE_LABEL in line for line in oracle_beaten([oracle, cheaper]))
+    # as cheap, but with a fifth of the frames on goal lost: another trade, not a better one
+    frames = [
+        dataclasses.replace(f, latency_ms=1e6) if i % 5 == 0 else f
+        for i, f in enumerate(oracle.frames)
+    ]
+    worse = dataclasses.replace(cheaper, frames=frames)
+    assert not oracle_beaten([oracle, worse])
 
 
 def test_violations_and_settling_window_are_counted_per_frame():
@@ -148,10 +154,11 @@ def test_the_host_overhead_assumption_reaches_the_simulator_and_the_policy(monke
 def test_sensitivity_table_names_variants_where_a_policy_beats_the_oracle():
     from dyndnn_ros.evaluation.sensitivity import sensitivity_table
 
-    def row(variant, vs_oracle):
+    def row(variant, vs_oracle, beats):
         return (variant, "s", {"vs schedutil": -10.0, "vs largest": -20.0,
-                               "vs oracle": vs_oracle})
+                               "vs oracle": vs_oracle, "beats oracle": float(beats)})
 
-    beaten = sensitivity_table([row("v1", 0.5), row("v2", -1.8)], ["s"])
+    beaten = sensitivity_table([row("v1", 0.5, False), row("v2", -1.8, True)], ["s"])
     assert beaten[-1].endswith("v2 / s: -1.8 %.") and "v1" not in beaten[-1]
-    assert sensitivity_table([row("v1", -0.9)], ["s"])[-1].endswith("none.")
+    # cheaper by serving a priority less often is not beating it (report.beats_oracle)
+    assert sensitivity_table([row("v1", -3.0, False)], ["s"])[-1].endswith("none.")

@@ -60,11 +60,32 @@ def test_most_on_goal_stays_within_a_power_cap_it_can_hold():
 
     goal = PerformanceGoal("cam", "m", max_latency_ms=60.0, min_accuracy=0.7)
     free = most_on_goal(MODEL, [goal], [([demand(60.0)], [0.75])])
-    cap = 0.8 * free[1].power_w
+    cap = 0.9 * free[1].power_w
     capped = most_on_goal(MODEL, [goal], [([demand(60.0)], [0.75])], power_cap_w=cap)
     assert free[2][0] > 0.99 and capped[1].power_w <= cap
     # below the accuracy goal no frame is on goal, however fast
     assert most_on_goal(MODEL, [goal], [([demand(60.0)], [0.65])]) is None
+    # nor under SHARE_STEP of them at the fastest clocks: a case for best effort, not shares
+    fastest = search_clocks(MODEL, [demand(1.0)], best_effort=True).tail_ms[0] / 1.07
+    hopeless = replace(goal, max_latency_ms=0.5 * fastest)
+    assert most_on_goal(MODEL, [hopeless], [([demand(60.0)], [0.75])]) is None
+
+
+def test_most_on_goal_keeps_clocks_in_force_that_serve_as_well():
+    """One GPU step above the best point serves the goal as well at a little more energy: kept
+    inside the dead band (min_saving), left outside it."""
+    from dyndnn_ros.policies.base import PerformanceGoal
+    from dyndnn_ros.policies.search import most_on_goal
+
+    goal = PerformanceGoal("cam", "m", max_latency_ms=60.0, min_accuracy=0.7)
+    candidates = [([demand(60.0)], [0.75])]
+    best = most_on_goal(MODEL, [goal], candidates)[1]
+    g = TABLES.gpu_available_hz.index(best.point.gpu_hz)
+    above = replace(best.point, gpu_hz=TABLES.gpu_available_hz[g + 1])
+    kept = most_on_goal(MODEL, [goal], candidates, keep=above, min_saving=0.5)[1]
+    assert kept.point == above and kept.power_w > best.power_w
+    left = most_on_goal(MODEL, [goal], candidates, keep=above, min_saving=0.0)[1]
+    assert left.point == best.point
 
 
 def frame_energy_mj(d: AppDemand, point: OperatingPoint) -> float:
