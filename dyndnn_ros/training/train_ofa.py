@@ -51,6 +51,7 @@ from tqdm import tqdm
 from dyndnn_ros.models.ofa_family import load_subnet_set, recalibrate_bn, save_bn_stats
 from dyndnn_ros.models.ofa_mbv3 import OFAMobileNetV3
 from dyndnn_ros.models.registry import load_model_config
+from dyndnn_ros.training.console import log_to, progress_bar
 from dyndnn_ros.training.train_groupconv import (
     THREADS_HELP,
     VALIDATION_SEED,
@@ -599,6 +600,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only train sub-network ID (e.g. k777_e666_d333) from scratch, to run the "
         "baselines in parallel processes; a full run then finds them saved",
     )
+    parser.add_argument(
+        "--stop-after",
+        choices=("shrinking", "search"),
+        help="stop once the shrinking phases or the search are saved (parts of a run for "
+        "parallel processes: make_models)",
+    )
     parser.add_argument("--latency-iterations", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=default_threads(), help=THREADS_HELP)
@@ -607,11 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stages = args.stages or args.out / "stages"
     stages.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(message)s",
-        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
-    )
+    log_to(args.out)
     torch.set_num_threads(args.threads)
     config = load_model_config(args.model)
     set_name = str(config.get("subnets") or config["name"])
@@ -655,17 +658,16 @@ def main(argv: list[str] | None = None) -> int:
     stages.mkdir(parents=True, exist_ok=True)
     phase_steps = [steps_for(p.epochs, n_train, args.batch_size) for p in schedule]
     if args.scratch_only:
-        from_scratch(
-            config,
-            args.scratch_only,
-            train,
-            scratch_epochs,
-            args,
-            stages / f"scratch_{arch_id(args.scratch_only)}.pt",
-        )
+        name = arch_id(args.scratch_only)
+        steps = steps_for(scratch_epochs, n_train, args.batch_size)
+        with progress_bar(steps, f"from scratch {name}", "step") as bar:
+            from_scratch(config, args.scratch_only, train, scratch_epochs, args,
+                         stages / f"scratch_{name}.pt", bar)
         return 0
-    with tqdm(total=sum(phase_steps), desc="progressive shrinking", unit="step") as bar:
+    with progress_bar(sum(phase_steps), "progressive shrinking", "step") as bar:
         shrinking.train(net, train, schedule, args.resolution, args.seed, stages, bar)
+    if args.stop_after == "shrinking":
+        return 0
     torch.save(net.state_dict(), args.out / "supernet.pt")
 
     search_file = stages / "search.yaml"
@@ -674,10 +676,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         searcher = Searcher(net, args.resolution, calibration, train, args.latency_iterations)
         total = args.population * (args.generations + 1)
-        with tqdm(total=total, desc="evolutionary search", unit="subnet") as bar:
+        with progress_bar(total, "evolutionary search", "subnet") as bar:
             searcher.evolve(args.population, args.generations, args.seed, bar)
         scored = sorted(searcher.scored.values(), key=lambda p: p["latency_ms"])
         search_file.write_text(yaml.safe_dump(scored, sort_keys=False))
+    if args.stop_after == "search":
+        return 0
     front = pareto(scored)
     chosen = spread_over_latency(front, args.set_size)
     log.info(
@@ -716,10 +720,10 @@ def main(argv: list[str] | None = None) -> int:
     # the most accurate first (the OFA claim), then the fastest, then the middle one
     priority = [len(rows) - 1, 0, len(rows) // 2]
     picks = list(dict.fromkeys(priority[: max(args.scratch, 0)]))
-    with tqdm(
-        total=steps_for(scratch_epochs, n_train, args.batch_size) * len(picks),
-        desc="from scratch (same budget)",
-        unit="step",
+    with progress_bar(
+        steps_for(scratch_epochs, n_train, args.batch_size) * len(picks),
+        "from scratch (same budget)",
+        "step",
     ) as bar:
         for j in picks:
             row = rows[j]

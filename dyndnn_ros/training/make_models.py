@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`make models`: both Fashion-MNIST families, trained as jobs of two worker processes.
+
+    python -m dyndnn_ros.training.make_models [--workers 2] [--families groupconv ofa]
+
+These networks are so small that a second torch thread in one process gains little (most of a
+step is per-operation work and depthwise convolutions that do not split well), while two
+processes of one thread each train about twice as fast on two cores. So the work is cut into
+independent jobs, each a part of a trainer's own run (`--stop-after`, `--static-only`,
+`--scratch-only`) that saves its result in the trainer's stages; free workers take the first
+job whose inputs are ready, in an order that keeps the longest chains going. A last job per
+family is the trainer's whole run: it finds every stage saved, and makes its choices, tables and
+files exactly as a single process would.
+
+Two jobs start before the choice they serve is made, with its usual outcome: the group-conv
+stages and baselines are trained with the recipe's head pooling while the probes that choose it
+on the validation images run, and the from-scratch twins of the largest and the smallest
+sub-networks (the searched set's most accurate and fastest members so far) beside the
+shrinking. When a choice comes out otherwise, the final job trains what it needs itself; its
+results never depend on the guess. One thread per job also makes the weights independent of the
+machine's core count.
+
+Every job's wall and CPU time and the load average are appended to its model's train.log;
+a rerun resumes from the saved stages. Each worker has a progress bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+from tqdm import tqdm
+
+from dyndnn_ros.training import console
+
+GROUPCONV_OUT = Path("models/groupconv_fashion")
+OFA_OUT = Path("models/ofa_fashion")
+STAGES = Path("build/stages")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    family: str  # "groupconv" or "ofa"
+    argv: tuple[str, ...]
+    after: tuple[str, ...] = ()
+
+    @property
+    def out(self) -> Path:
+        """The model folder the job's trainer writes (its train.log gets the job's times)."""
+        return Path(self.argv[self.argv.index("--out") + 1])
+
+
+def groupconv_jobs() -> list[Job]:
+    common = ("--dataset", "fashion-mnist", "--no-dense", "--out", str(GROUPCONV_OUT),
+              "--stages", str(STAGES / "groupconv_fashion"), "--threads", "1")
+    candidates = ("1", "3")  # head pooling: global average, or a 3x3 grid (the recipe's)
+    probes = [Job(f"groupconv probe head_pool {p}", "groupconv",
+                  common + ("--head-pool-candidates", p, "--stop-after", "probes"))
+              for p in reversed(candidates)]
+    statics = [Job(f"groupconv static g{k}", "groupconv", common + ("--static-only", str(k)))
+               for k in (4, 3, 2, 1)]
+    incremental = Job("groupconv incremental", "groupconv",
+                      common + ("--stop-after", "incremental"))
+    final = Job("groupconv final", "groupconv", common + ("--head-pool-candidates",) + candidates,
+                tuple(j.name for j in probes + statics + [incremental]))
+    return [final, incremental, statics[0], statics[1], *probes, *statics[2:]]
+
+
+def extreme_subnets() -> tuple[str, str]:
+    """Ids of the super-network's largest and smallest sub-networks."""
+    from dyndnn_ros.models.registry import load_model_config
+    from dyndnn_ros.training.train_ofa import (
+        Phase,
+        arch_id,
+        build_supernet,
+        sample_arch,
+        smallest_arch,
+    )
+
+    net = build_supernet(load_model_config("ofa_fashion"))
+    every = Phase("every", 0, tuple(net.ks_list), tuple(net.expand_ratio_list),
+                  tuple(net.depth_list))
+    largest = sample_arch(Phase("largest", 0), net, random.Random())  # no choices
+    return arch_id(largest), arch_id(smallest_arch(every, net))
+
+
+def ofa_jobs() -> list[Job]:
+    common = ("--out", str(OFA_OUT), "--stages", str(STAGES / "ofa_fashion"), "--threads", "1")
+    largest, smallest = extreme_subnets()
+    shrinking = Job("ofa shrinking", "ofa", common + ("--stop-after", "shrinking"))
+    search = Job("ofa search", "ofa", common + ("--stop-after", "search"), (shrinking.name,))
+    twins = [Job(f"ofa from scratch {i}", "ofa", common + ("--scratch-only", i))
+             for i in (largest, smallest)]
+    final = Job("ofa final", "ofa", common, (search.name,) + tuple(t.name for t in twins))
+    return [final, search, shrinking, twins[0], twins[1]]
+
+
+def plan(families: list[str]) -> list[Job]:
+    """Every job, in the order free workers take them once their inputs are ready."""
+    gc = groupconv_jobs() if "groupconv" in families else []
+    ofa = ofa_jobs() if "ofa" in families else []
+    if not (gc and ofa):
+        return gc + ofa
+    # finals and the search first (their chains end the run), then the longest jobs
+    g_final, g_incr, g_st4, g_st3, *g_rest = gc
+    o_final, o_search, o_shrink, o_twin_large, o_twin_small = ofa
+    return [o_final, g_final, o_search, o_shrink, o_twin_large, g_incr, g_st4, o_twin_small,
+            g_st3, *g_rest]
+
+
+def run_job(job: Job) -> float:
+    """In a worker: the trainer's run with the job's arguments; returns its CPU seconds."""
+    from dyndnn_ros.training import train_groupconv, train_ofa
+
+    trainer = train_groupconv if job.family == "groupconv" else train_ofa
+    cpu = time.process_time()
+    code = trainer.main(list(job.argv))
+    if code != 0:
+        raise RuntimeError(f"{job.name}: exit status {code}")
+    return time.process_time() - cpu
+
+
+def _start_worker(queue: Any) -> None:
+    console.report_to(queue)
+
+
+class Bars:
+    """The parent's terminal: one bar per worker, fed by the workers' messages."""
+
+    def __init__(self, workers: int) -> None:
+        self.free = list(range(1, workers + 1))
+        self.slots: dict[int, int] = {}  # worker pid -> bar position
+        self.bars: dict[int, tqdm] = {}
+
+    def handle(self, message: tuple) -> None:
+        kind, pid = message[0], message[1]
+        if kind == "line":
+            tqdm.write(message[2])
+        elif kind == "open":
+            if pid not in self.slots:
+                self.slots[pid] = self.free.pop(0) if self.free else 0
+            self.close(pid)
+            desc, total, unit = message[2:]
+            self.bars[pid] = tqdm(total=total, desc=desc, unit=unit,
+                                  position=self.slots[pid], leave=False)
+        elif kind == "update" and pid in self.bars:
+            self.bars[pid].update(message[2])
+        elif kind == "close":
+            self.close(pid)
+
+    def close(self, pid: int) -> None:
+        bar = self.bars.pop(pid, None)
+        if bar is not None:
+            bar.close()
+
+
+def append_log(out: Path, line: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train.log", "a") as f:
+        f.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} make_models {line}\n")
+
+
+def run(jobs: list[Job], workers: int) -> None:
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    queue = context.Queue()
+    done: set[str] = set()
+    waiting = list(jobs)
+    running: dict[Future, tuple[Job, float]] = {}
+    bars = Bars(workers)
+    started = time.perf_counter()
+    overall = tqdm(total=len(jobs), desc="make models (jobs)", unit="job", position=0)
+    with ProcessPoolExecutor(workers, context, _start_worker, (queue,)) as pool:
+        while waiting or running:
+            for job in [j for j in waiting if set(j.after) <= done][: workers - len(running)]:
+                waiting.remove(job)
+                running[pool.submit(run_job, job)] = (job, time.perf_counter())
+                append_log(job.out, f"job {job.name!r} started")
+            if not running:
+                raise RuntimeError(f"jobs waiting on jobs that never run: {waiting}")
+            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            try:
+                while True:
+                    bars.handle(queue.get_nowait())
+            except Empty:
+                pass
+            for future in finished:
+                job, began = running.pop(future)
+                cpu = future.result()  # a failed job stops the run here
+                wall = time.perf_counter() - began
+                line = (f"job {job.name!r} done: {wall:.0f} s wall, {cpu:.0f} s CPU, "
+                        f"load average {os.getloadavg()[0]:.1f}")
+                append_log(job.out, line)
+                tqdm.write(line)
+                done.add(job.name)
+                overall.update(1)
+    overall.close()
+    total = time.perf_counter() - started
+    for out in sorted({j.out for j in jobs}):
+        append_log(out, f"all {len(jobs)} jobs done in {total:.0f} s wall")
+    print(f"make models: {len(jobs)} jobs in {total / 60:.1f} min on {workers} worker(s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="worker processes of one torch thread each (default: one per core)",
+    )
+    parser.add_argument(
+        "--families", nargs="+", choices=("groupconv", "ofa"), default=["groupconv", "ofa"]
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be positive")
+    run(plan(args.families), args.workers)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: Apache-2.0
+"""make_models: the job plan of `make models`, and two workers running real trainer jobs."""
+
+from __future__ import annotations
+
+import torch
+
+from dyndnn_ros.training.make_models import Job, extreme_subnets, plan, run
+
+
+def test_every_final_job_comes_after_every_other_job_of_its_family() -> None:
+    jobs = plan(["groupconv", "ofa"])
+    names = [j.name for j in jobs]
+    assert len(set(names)) == len(names)
+    for job in jobs:
+        assert set(job.after) <= set(names), job
+        assert "--threads" in job.argv and job.argv[job.argv.index("--threads") + 1] == "1"
+    for family in ("groupconv", "ofa"):
+        final = next(j for j in jobs if j.name == f"{family} final")
+        others = {j.name for j in jobs if j.family == family} - {final.name}
+        # everything but the search's own input is a direct input of the final run
+        assert others - set(final.after) <= {"ofa shrinking"}
+    assert extreme_subnets() == ("k777_e666_d333", "k333_e333_d111")
+    assert [j.family for j in plan(["ofa"])] == ["ofa"] * 5
+
+
+def test_two_workers_run_jobs_whose_stages_the_final_run_finds(tmp_path) -> None:
+    out, stages = tmp_path / "gc", tmp_path / "stages"
+    common = ("--out", str(out), "--stages", str(stages), "--epochs", "1", "--groups", "2",
+              "--threads", "1")
+    parts = [
+        Job("incremental", "groupconv", common + ("--stop-after", "incremental")),
+        Job("static g1", "groupconv", common + ("--static-only", "1")),
+        Job("static g2", "groupconv", common + ("--static-only", "2")),
+    ]
+    final = Job("final", "groupconv", common + ("--no-dense",), tuple(j.name for j in parts))
+    run(parts + [final], workers=2)
+    saved = sorted(p.name for p in stages.rglob("*.pt"))
+    assert saved == ["stage_g1.pt", "stage_g2.pt", "static_g1.pt", "static_g2.pt"]
+    log = (out / "train.log").read_text()
+    assert log.count("make_models job") == 8 and "stage g2: loaded from" in log
+    assert "all 4 jobs done" in log
+    first = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
+    run([Job("rerun", "groupconv", final.argv)], workers=1)  # finds every stage: no training
+    second = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
