@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             train_static_baseline(spec, args.static_only, data, budget, args.seed, progress,
                                   stage_dir=stage_dir)
         return 0
+    torch.manual_seed(args.seed)  # the same initial network whether or not probes ran first
     net = GroupConvNet(spec)
     if args.stop_after == "incremental":
         steps = steps_of(budget, data) * spec.groups

@@ -25,22 +25,33 @@ def test_every_final_job_comes_after_every_other_job_of_its_family() -> None:
 
 
 def test_two_workers_run_jobs_whose_stages_the_final_run_finds(tmp_path) -> None:
-    out, stages = tmp_path / "gc", tmp_path / "stages"
-    common = ("--out", str(out), "--stages", str(stages), "--epochs", "1", "--groups", "2",
-              "--threads", "1")
+    from dyndnn_ros.training.train_groupconv import main
+
+    def common(name: str) -> tuple[str, ...]:
+        return ("--out", str(tmp_path / name), "--stages", str(tmp_path / name / "stages"),
+                "--epochs", "1", "--groups", "2", "--threads", "1", "--no-dense")
+
+    probe = ("--head-pool-candidates", "1")  # the digits recipe's own head pooling
     parts = [
-        Job("incremental", "groupconv", common + ("--stop-after", "incremental")),
-        Job("static g1", "groupconv", common + ("--static-only", "1")),
-        Job("static g2", "groupconv", common + ("--static-only", "2")),
+        Job("incremental", "groupconv", common("jobs") + ("--stop-after", "incremental")),
+        Job("static g1", "groupconv", common("jobs") + ("--static-only", "1")),
+        Job("static g2", "groupconv", common("jobs") + ("--static-only", "2")),
+        Job("probe", "groupconv", common("jobs") + probe + ("--stop-after", "probes")),
     ]
-    final = Job("final", "groupconv", common + ("--no-dense",), tuple(j.name for j in parts))
+    final = Job("final", "groupconv", common("jobs") + probe, tuple(j.name for j in parts))
     run(parts + [final], workers=2)
-    saved = sorted(p.name for p in stages.rglob("*.pt"))
-    assert saved == ["stage_g1.pt", "stage_g2.pt", "static_g1.pt", "static_g2.pt"]
-    log = (out / "train.log").read_text()
-    assert log.count("make_models job") == 8 and "stage g2: loaded from" in log
-    assert "all 4 jobs done" in log
-    first = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
+    saved = sorted(p.name for p in (tmp_path / "jobs" / "stages").rglob("*.pt"))
+    assert saved == ["probe_head_pool1_1ep.pt", "stage_g1.pt", "stage_g2.pt", "static_g1.pt",
+                     "static_g2.pt"]
+    log = (tmp_path / "jobs" / "train.log").read_text()
+    assert log.count("make_models job") == 10 and "stage g2: loaded from" in log
+    assert "all 5 jobs done" in log
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        return torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["state_dict"]
+
+    first = weights("jobs")
     run([Job("rerun", "groupconv", final.argv)], workers=1)  # finds every stage: no training
-    second = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert main(list(common("alone") + probe)) == 0  # one process, the probe first
+    for other in (weights("jobs"), weights("alone")):
+        assert all(torch.equal(first[k], other[k]) for k in other)
