@@ -12,13 +12,12 @@ job whose inputs are ready, in an order that keeps the longest chains going. A l
 family is the trainer's whole run: it finds every stage saved, and makes its choices, tables and
 files exactly as a single process would.
 
-Two jobs start before the choice they serve is made, with its usual outcome: the group-conv
-stages and baselines are trained with the recipe's head pooling while the probes that choose it
-on the validation images run, and the from-scratch twins of the largest and the smallest
-sub-networks (the searched set's most accurate and fastest members so far) beside the
-shrinking. When a choice comes out otherwise, the final job trains what it needs itself; its
-results never depend on the guess. One thread per job also makes the weights independent of the
-machine's core count.
+The group-conv stages and baselines start before the choice they depend on is made: they are
+trained with the recipe's head pooling while the probes that choose it on the validation images
+run (they chose it by 3 points). Should the probes choose otherwise, the final job trains what
+it needs itself; its results never depend on the guess. The from-scratch twins of the searched
+set's most accurate and fastest members are two jobs that start once the search is saved. One
+thread per job also makes the weights independent of the machine's core count.
 
 Every job's wall and CPU time and the load average are appended to its model's train.log;
 a rerun resumes from the saved stages. Each worker has a progress bar.
@@ -29,7 +28,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import random
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -76,33 +74,15 @@ def groupconv_jobs() -> list[Job]:
     return [final, incremental, statics[0], statics[1], *probes, *statics[2:]]
 
 
-def extreme_subnets() -> tuple[str, str]:
-    """Ids of the super-network's largest and smallest sub-networks."""
-    from dyndnn_ros.models.registry import load_model_config
-    from dyndnn_ros.training.train_ofa import (
-        Phase,
-        arch_id,
-        build_supernet,
-        sample_arch,
-        smallest_arch,
-    )
-
-    net = build_supernet(load_model_config("ofa_fashion"))
-    every = Phase("every", 0, tuple(net.ks_list), tuple(net.expand_ratio_list),
-                  tuple(net.depth_list))
-    largest = sample_arch(Phase("largest", 0), net, random.Random())  # no choices
-    return arch_id(largest), arch_id(smallest_arch(every, net))
-
-
 def ofa_jobs() -> list[Job]:
     common = ("--out", str(OFA_OUT), "--stages", str(STAGES / "ofa_fashion"), "--threads", "1")
-    largest, smallest = extreme_subnets()
     shrinking = Job("ofa shrinking", "ofa", common + ("--stop-after", "shrinking"))
     search = Job("ofa search", "ofa", common + ("--stop-after", "search"), (shrinking.name,))
-    twins = [Job(f"ofa from scratch {i}", "ofa", common + ("--scratch-only", i))
-             for i in (largest, smallest)]
-    final = Job("ofa final", "ofa", common, (search.name,) + tuple(t.name for t in twins))
-    return [final, search, shrinking, twins[0], twins[1]]
+    twins = [Job(f"ofa from scratch, {what}", "ofa", common + ("--scratch-pick", str(n)),
+                 (search.name,))
+             for n, what in ((1, "most accurate"), (2, "fastest"))]
+    final = Job("ofa final", "ofa", common, tuple(t.name for t in twins))
+    return [final, *twins, search, shrinking]
 
 
 def plan(families: list[str]) -> list[Job]:
@@ -111,11 +91,9 @@ def plan(families: list[str]) -> list[Job]:
     ofa = ofa_jobs() if "ofa" in families else []
     if not (gc and ofa):
         return gc + ofa
-    # finals and the search first (their chains end the run), then the longest jobs
-    g_final, g_incr, g_st4, g_st3, *g_rest = gc
-    o_final, o_search, o_shrink, o_twin_large, o_twin_small = ofa
-    return [o_final, g_final, o_search, o_shrink, o_twin_large, g_incr, g_st4, o_twin_small,
-            g_st3, *g_rest]
+    # the super-network's chain first (shrinking, search, twins: the longest), then the longest
+    # group-conv jobs beside it
+    return ofa + gc
 
 
 def run_job(job: Job) -> float:

@@ -492,6 +492,13 @@ def plot_search(scored: list[dict[str, Any]], chosen: list[dict[str, Any]], path
     return path
 
 
+def scratch_picks(chosen: list[dict[str, Any]], count: int) -> list[int]:
+    """Which members of the latency-sorted set are trained from scratch: the most accurate
+    first (the OFA claim), then the fastest, then the middle one."""
+    priority = [len(chosen) - 1, 0, len(chosen) // 2]
+    return list(dict.fromkeys(priority[: max(count, 0)]))
+
+
 def build_supernet(config: dict[str, Any]) -> OFAMobileNetV3:
     return OFAMobileNetV3(**dict(config.get("supernet") or {}))
 
@@ -601,6 +608,13 @@ def main(argv: list[str] | None = None) -> int:
         "baselines in parallel processes; a full run then finds them saved",
     )
     parser.add_argument(
+        "--scratch-pick",
+        type=int,
+        metavar="N",
+        help="only train the N-th of the --scratch members (1: the most accurate) from "
+        "scratch, once the search is saved (parallel processes: make_models)",
+    )
+    parser.add_argument(
         "--stop-after",
         choices=("shrinking", "search"),
         help="stop once the shrinking phases or the search are saved (parts of a run for "
@@ -657,12 +671,16 @@ def main(argv: list[str] | None = None) -> int:
     stages = stages / run_key(config.get("supernet"), schedule, n_train, shrinking, args.seed)
     stages.mkdir(parents=True, exist_ok=True)
     phase_steps = [steps_for(p.epochs, n_train, args.batch_size) for p in schedule]
-    if args.scratch_only:
-        name = arch_id(args.scratch_only)
+
+    def train_alone(arch: Arch) -> None:
+        name = arch_id(arch)
         steps = steps_for(scratch_epochs, n_train, args.batch_size)
         with progress_bar(steps, f"from scratch {name}", "step") as bar:
-            from_scratch(config, args.scratch_only, train, scratch_epochs, args,
-                         stages / f"scratch_{name}.pt", bar)
+            from_scratch(config, arch, train, scratch_epochs, args, stages / f"scratch_{name}.pt",
+                         bar)
+
+    if args.scratch_only:
+        train_alone(args.scratch_only)
         return 0
     with progress_bar(sum(phase_steps), "progressive shrinking", "step") as bar:
         shrinking.train(net, train, schedule, args.resolution, args.seed, stages, bar)
@@ -684,6 +702,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     front = pareto(scored)
     chosen = spread_over_latency(front, args.set_size)
+    picks = scratch_picks(chosen, args.scratch)
+    if args.scratch_pick:
+        if args.scratch_pick <= len(picks):
+            p = chosen[picks[args.scratch_pick - 1]]
+            train_alone((tuple(p["kernel"]), tuple(p["expand"]), tuple(p["depth"])))
+        return 0
     log.info(
         "searched %d sub-networks; validation Pareto front %d; keeping %s",
         len(scored),
@@ -717,9 +741,6 @@ def main(argv: list[str] | None = None) -> int:
         f"recalibrated on {len(calibration)} Fashion-MNIST training images",
     )
 
-    # the most accurate first (the OFA claim), then the fastest, then the middle one
-    priority = [len(rows) - 1, 0, len(rows) // 2]
-    picks = list(dict.fromkeys(priority[: max(args.scratch, 0)]))
     with progress_bar(
         steps_for(scratch_epochs, n_train, args.batch_size) * len(picks),
         "from scratch (same budget)",

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import torch
 
-from dyndnn_ros.training.make_models import Job, extreme_subnets, plan, run
+from dyndnn_ros.training.make_models import Job, plan, run
 
 
 def test_every_final_job_comes_after_every_other_job_of_its_family() -> None:
-    jobs = plan(["groupconv", "ofa"])
-    names = [j.name for j in jobs]
-    assert len(set(names)) == len(names)
-    for job in jobs:
-        assert set(job.after) <= set(names), job
-        assert "--threads" in job.argv and job.argv[job.argv.index("--threads") + 1] == "1"
+    jobs = {j.name: j for j in plan(["groupconv", "ofa"])}
+    assert len(jobs) == len(plan(["groupconv", "ofa"]))
+
+    def inputs(name: str) -> set[str]:
+        return set(jobs[name].after).union(*(inputs(a) for a in jobs[name].after))
+
+    for job in jobs.values():
+        assert job.argv[job.argv.index("--threads") + 1] == "1"
     for family in ("groupconv", "ofa"):
-        final = next(j for j in jobs if j.name == f"{family} final")
-        others = {j.name for j in jobs if j.family == family} - {final.name}
-        # everything but the search's own input is a direct input of the final run
-        assert others - set(final.after) <= {"ofa shrinking"}
-    assert extreme_subnets() == ("k777_e666_d333", "k333_e333_d111")
+        others = {n for n, j in jobs.items() if j.family == family} - {f"{family} final"}
+        assert inputs(f"{family} final") == others
+    assert inputs("ofa from scratch, most accurate") == {"ofa search", "ofa shrinking"}
     assert [j.family for j in plan(["ofa"])] == ["ofa"] * 5
 
 
@@ -55,3 +55,12 @@ def test_two_workers_run_jobs_whose_stages_the_final_run_finds(tmp_path) -> None
     assert main(list(common("alone") + probe)) == 0  # one process, the probe first
     for other in (weights("jobs"), weights("alone")):
         assert all(torch.equal(first[k], other[k]) for k in other)
+
+
+def test_the_twins_are_the_most_accurate_then_the_fastest_member() -> None:
+    from dyndnn_ros.training.train_ofa import scratch_picks
+
+    members = [{"id": name} for name in ("fastest", "b", "middle", "d", "most accurate")]
+    assert scratch_picks(members, 2) == [4, 0]
+    assert scratch_picks(members, 3) == [4, 0, 2]
+    assert scratch_picks(members[:1], 2) == [0]
