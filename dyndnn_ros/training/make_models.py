@@ -14,9 +14,11 @@ files exactly as a single process would.
 
 The group-conv stages and baselines start before the choice they depend on is made: they are
 trained with the recipe's head pooling while the probes that choose it on the validation images
-run (they chose it by 3 points). Should the probes choose otherwise, the final job trains what
-it needs itself; its results never depend on the guess. The from-scratch twins of the searched
-set's most accurate and fastest members are two jobs that start once the search is saved. One
+run (they chose it by 3 points). Likewise the from-scratch twins of the searched set's most
+accurate and fastest members: they are two jobs that start once the search is saved, but the
+twins of the last run's (models/ofa_fashion/accuracy.yaml) start beside the shrinking, and
+these jobs find them saved when the search picks the same members. Should a guess be wrong, the
+jobs after it train what they need; results never depend on a guess, only the time does. One
 thread per job also makes the weights independent of the machine's core count.
 
 Every job's wall and CPU time and the load average are appended to its model's train.log;
@@ -36,6 +38,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
+import yaml
 from tqdm import tqdm
 
 from dyndnn_ros.training import console
@@ -74,15 +77,38 @@ def groupconv_jobs() -> list[Job]:
     return [final, incremental, statics[0], statics[1], *probes, *statics[2:]]
 
 
+def last_twins() -> list[str]:
+    """The sub-networks the last run trained from scratch, the most accurate first: valid ids
+    of the super-network's search space from models/ofa_fashion/accuracy.yaml, if any."""
+    from dyndnn_ros.models.registry import load_model_config
+    from dyndnn_ros.training.train_ofa import build_supernet, parse_arch_id
+
+    try:
+        rows = yaml.safe_load((OFA_OUT / "accuracy.yaml").read_text())["subnets"]
+        ids = [str(r["id"]) for r in rows if "scratch_accuracy" in r][::-1]
+        archs = [parse_arch_id(i) for i in ids]
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return []
+    net = build_supernet(load_model_config("ofa_fashion"))
+    n = len(net.block_group_info)
+    choices = (net.ks_list, net.expand_ratio_list, net.depth_list)
+    return [i for i, arch in zip(ids, archs)
+            if all(len(part) == n and set(part) <= set(c) for part, c in zip(arch, choices))]
+
+
 def ofa_jobs() -> list[Job]:
     common = ("--out", str(OFA_OUT), "--stages", str(STAGES / "ofa_fashion"), "--threads", "1")
     shrinking = Job("ofa shrinking", "ofa", common + ("--stop-after", "shrinking"))
     search = Job("ofa search", "ofa", common + ("--stop-after", "search"), (shrinking.name,))
+    guesses = [Job(f"ofa from scratch {i} (a twin of the last run)", "ofa",
+                   common + ("--scratch-only", i))
+               for i in last_twins()]
+    # after the guesses: a pick never trains a twin that a guess is still training
     twins = [Job(f"ofa from scratch, {what}", "ofa", common + ("--scratch-pick", str(n)),
-                 (search.name,))
+                 (search.name,) + tuple(g.name for g in guesses))
              for n, what in ((1, "most accurate"), (2, "fastest"))]
     final = Job("ofa final", "ofa", common, tuple(t.name for t in twins))
-    return [final, *twins, search, shrinking]
+    return [final, *twins, search, shrinking, *guesses]
 
 
 def plan(families: list[str]) -> list[Job]:

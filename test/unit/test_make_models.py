@@ -20,8 +20,26 @@ def test_every_final_job_comes_after_every_other_job_of_its_family() -> None:
     for family in ("groupconv", "ofa"):
         others = {n for n, j in jobs.items() if j.family == family} - {f"{family} final"}
         assert inputs(f"{family} final") == others
-    assert inputs("ofa from scratch, most accurate") == {"ofa search", "ofa shrinking"}
-    assert [j.family for j in plan(["ofa"])] == ["ofa"] * 5
+    assert {"ofa search", "ofa shrinking"} <= inputs("ofa from scratch, most accurate")
+    assert {j.family for j in plan(["ofa"])} == {"ofa"}
+
+
+def test_twins_of_the_last_run_start_beside_the_shrinking(tmp_path, monkeypatch) -> None:
+    import yaml
+
+    from dyndnn_ros.training import make_models
+
+    monkeypatch.setattr(make_models, "OFA_OUT", tmp_path)
+    assert make_models.last_twins() == []  # no last run: the twins wait for the search
+    rows = [{"id": "k333_e333_d111", "scratch_accuracy": 0.88}, {"id": "k357_e346_d123"},
+            {"id": "k999_e666_d333", "scratch_accuracy": 0.5},  # not in the search space
+            {"id": "k777_e664_d323", "scratch_accuracy": 0.89}]
+    (tmp_path / "accuracy.yaml").write_text(yaml.safe_dump({"subnets": rows}))
+    assert make_models.last_twins() == ["k777_e664_d323", "k333_e333_d111"]
+    jobs = {j.name: j for j in make_models.ofa_jobs()}
+    guess = jobs["ofa from scratch k777_e664_d323 (a twin of the last run)"]
+    assert guess.after == () and guess.argv[-2:] == ("--scratch-only", "k777_e664_d323")
+    assert guess.name in jobs["ofa from scratch, fastest"].after
 
 
 def test_two_workers_run_jobs_whose_stages_the_final_run_finds(tmp_path) -> None:
