@@ -4,8 +4,8 @@
     python -m dyndnn_ros.training.make_models [--workers 2] [--families groupconv ofa]
 
 These networks are so small that a second torch thread in one process gains little (most of a
-step is per-operation work and depthwise convolutions that do not split well), while two
-processes of one thread each train about twice as fast on two cores. So the work is cut into
+step is small convolutions, depthwise ones above all, that split poorly over threads) and costs
+CPU, while two processes of one thread each keep both cores busy. So the work is cut into
 independent jobs, each a part of a trainer's own run (`--stop-after`, `--static-only`,
 `--scratch-only`) that saves its result in the trainer's stages; free workers take the first
 job whose inputs are ready, in an order that keeps the longest chains going. A last job per
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -228,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be positive")
-    run(plan(args.families), args.workers)
+    try:
+        run(plan(args.families), args.workers)
+    except KeyboardInterrupt:
+        print(f"make models: interrupted; the finished stages are kept in {STAGES}/ and a rerun "
+              "resumes from them", file=sys.stderr)
+        return 130
     return 0
 
 
