@@ -60,9 +60,8 @@ build: tooling
 # stage is kept in build/stages/, so a rerun resumes), then profiles them on this CPU into
 # config/profiles/.
 FASHION_GROUPCONV := models/groupconv_fashion/checkpoint.pt
-TRAIN_GROUPCONV := python -m dyndnn_ros.training.train_groupconv --dataset fashion-mnist --no-dense \
-	--head-pool-candidates 1 3 --out $(dir $(FASHION_GROUPCONV)) \
-	--stages build/stages/groupconv_fashion
+# jobs of both trainers in one 1-thread worker process per core (dyndnn_ros/training/make_models.py)
+TRAIN_MODELS := python -m dyndnn_ros.training.make_models
 PROFILE := python -m dyndnn_ros.profiling.profile --threads 1 --out config/profiles
 # OpenMP threads that sleep while they wait: spinning ones trained 13x slower than one
 # thread on a busy 2-core machine (default_threads in train_groupconv.py)
@@ -70,12 +69,10 @@ TRAIN_NICE := OMP_WAIT_POLICY=PASSIVE nice -n 10
 
 $(FASHION_GROUPCONV): | build
 	@echo "==> training the group-convolution Fashion-MNIST model (first run only)"
-	$(WITH_ROS) $(TRAIN_NICE) $(TRAIN_GROUPCONV)
+	$(WITH_ROS) $(TRAIN_NICE) $(TRAIN_MODELS) --families groupconv
 
 models: build
-	$(WITH_ROS) $(TRAIN_NICE) $(TRAIN_GROUPCONV)
-	$(WITH_ROS) $(TRAIN_NICE) python -m dyndnn_ros.training.train_ofa --out models/ofa_fashion \
-	  --stages build/stages/ofa_fashion
+	$(WITH_ROS) $(TRAIN_NICE) $(TRAIN_MODELS)
 	$(WITH_ROS) $(PROFILE) --model groupconv_fashion --iterations 300
 	$(WITH_ROS) $(PROFILE) --model ofa_fashion --iterations 200
 

@@ -17,6 +17,7 @@ baseline is saved under <out>/stages (or --stages), so an interrupted run resume
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import logging
 import os
@@ -39,6 +40,7 @@ from dyndnn_ros.models.groupconv import (
     GroupStage,
     subnet_ids,
 )
+from dyndnn_ros.training.console import echo, log_to, progress_bar
 
 log = logging.getLogger("train_groupconv")
 
@@ -94,6 +96,7 @@ def load_digits_data(seed: int = 0, test_fraction: float = 0.2, val_images: int 
 FASHION_VALIDATION_IMAGES = 5000
 
 
+@functools.lru_cache(maxsize=1)  # once per process: a make_models worker runs several jobs
 def load_fashion_data(seed: int = 0) -> Split:
     """Fashion-MNIST, 1 x 28 x 28 in [0, 1]: 55,000 training and 5,000 validation images from
     its 60,000 training images, and its 10,000 test images."""
@@ -154,6 +157,11 @@ DATASETS = {
 }
 
 
+def steps_of(budget: TrainBudget, data: Split) -> int:
+    """Optimiser steps of one network's training: `budget.epochs` passes over the images."""
+    return budget.epochs * -(-len(data.x_train) // budget.batch_size)
+
+
 def _fit(
     module: nn.Module,
     data: Split,
@@ -163,9 +171,8 @@ def _fit(
 ) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
-    steps_per_epoch = -(-len(data.x_train) // budget.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, budget.lr, total_steps=budget.epochs * steps_per_epoch
+        optimiser, budget.lr, total_steps=steps_of(budget, data)
     )
     # NHWC: the CPU (oneDNN) convolutions train these small nets 1.5-2x faster than in NCHW
     module.train().to(memory_format=torch.channels_last)
@@ -179,8 +186,8 @@ def _fit(
             loss.backward()
             optimiser.step()
             schedule.step()
-        if progress is not None:
-            progress.update(1)
+            if progress is not None:
+                progress.update(1)
     module.eval().to(memory_format=torch.contiguous_format)
 
 
@@ -220,7 +227,7 @@ def train_incremental(
             generator.set_state(state["generator"])
             log.info("stage g%d: loaded from %s", k, saved)
             if progress is not None:
-                progress.update(budget.epochs)
+                progress.update(steps_of(budget, data))
         else:
             stage = GroupStage(net, k)
             _fit(stage, data, budget, generator, progress)
@@ -249,7 +256,7 @@ def train_static_baseline(
     if saved is not None and saved.is_file():
         model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
         if progress is not None:
-            progress.update(budget.epochs)
+            progress.update(steps_of(budget, data))
         return model.eval()
     torch.manual_seed(seed + 1000 * k)
     model = GroupConvSubnet(spec, k, dense)
@@ -304,7 +311,8 @@ def choose_head_pool(
         if saved.is_file():
             model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
         else:
-            _fit(model, data, budget, torch.Generator().manual_seed(seed), None)
+            with progress_bar(steps_of(budget, data), f"head_pool {pool} probe", "step") as bar:
+                _fit(model, data, budget, torch.Generator().manual_seed(seed), bar)
             save_stage(model.state_dict(), saved)
         scores[pool] = accuracy(model.eval(), data.x_val, data.y_val)
         log.info("head_pool %d probe (%d epochs): validation top-1 %.4f", pool, budget.epochs,
@@ -315,7 +323,7 @@ def choose_head_pool(
 def print_and_log(lines: list[str], out: Path) -> None:
     """A run's summary on the terminal and appended to out/train.log (committed with the model)."""
     for line in lines:
-        print(line)
+        echo(line)
     with open(out / "train.log", "a") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -361,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only train the static baseline of g<K> into the stages (to run baselines "
         "in parallel processes; a run without it then finds them saved)",
     )
+    parser.add_argument(
+        "--stop-after",
+        choices=("probes", "incremental"),
+        help="stop once the head-pooling probes or the incremental stages are saved (parts "
+        "of a run for parallel processes: make_models)",
+    )
     args = parser.parse_args(argv)
     recipe = DATASETS[args.dataset]
     budget = replace(recipe.budget, epochs=args.epochs or recipe.budget.epochs)
@@ -369,11 +383,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     stage_dir = args.stages or args.out / "stages"
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(message)s",
-        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
-    )
+    log_to(args.out)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     scale = recipe.spec.group_scale
@@ -402,16 +412,27 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             stage_dir,
         )
+        if args.stop_after == "probes":
+            return 0
         spec = replace(spec, head_pool=pool)
         log.info("head_pool %d chosen on the validation images", pool)
     stage_dir = stage_dir / run_key(spec, budget, args.seed, len(data.x_train))
     if args.static_only:
-        train_static_baseline(spec, args.static_only, data, budget, args.seed, stage_dir=stage_dir)
+        steps = steps_of(budget, data)
+        with progress_bar(steps, f"static g{args.static_only}", "step") as progress:
+            train_static_baseline(spec, args.static_only, data, budget, args.seed, progress,
+                                  stage_dir=stage_dir)
         return 0
+    torch.manual_seed(args.seed)  # the same initial network whether or not probes ran first
     net = GroupConvNet(spec)
+    if args.stop_after == "incremental":
+        steps = steps_of(budget, data) * spec.groups
+        with progress_bar(steps, f"incremental g1..g{spec.groups}", "step") as progress:
+            train_incremental(net, data, budget, args.seed, progress, stage_dir=stage_dir)
+        return 0
     runs = 1 if args.no_baseline else (2 if args.no_dense else 3)
-    with tqdm(
-        total=budget.epochs * spec.groups * runs, desc="train groupconv (epochs)", unit="ep"
+    with progress_bar(
+        steps_of(budget, data) * spec.groups * runs, "train groupconv", "step"
     ) as progress:
         train_incremental(net, data, budget, args.seed, progress, stage_dir=stage_dir)
         table = []

@@ -51,6 +51,7 @@ from tqdm import tqdm
 from dyndnn_ros.models.ofa_family import load_subnet_set, recalibrate_bn, save_bn_stats
 from dyndnn_ros.models.ofa_mbv3 import OFAMobileNetV3
 from dyndnn_ros.models.registry import load_model_config
+from dyndnn_ros.training.console import log_to, progress_bar
 from dyndnn_ros.training.train_groupconv import (
     THREADS_HELP,
     VALIDATION_SEED,
@@ -491,6 +492,13 @@ def plot_search(scored: list[dict[str, Any]], chosen: list[dict[str, Any]], path
     return path
 
 
+def scratch_picks(chosen: list[dict[str, Any]], count: int) -> list[int]:
+    """Which members of the latency-sorted set are trained from scratch: the most accurate
+    first (the OFA claim), then the fastest, then the middle one."""
+    priority = [len(chosen) - 1, 0, len(chosen) // 2]
+    return list(dict.fromkeys(priority[: max(count, 0)]))
+
+
 def build_supernet(config: dict[str, Any]) -> OFAMobileNetV3:
     return OFAMobileNetV3(**dict(config.get("supernet") or {}))
 
@@ -599,6 +607,19 @@ def main(argv: list[str] | None = None) -> int:
         help="only train sub-network ID (e.g. k777_e666_d333) from scratch, to run the "
         "baselines in parallel processes; a full run then finds them saved",
     )
+    parser.add_argument(
+        "--scratch-pick",
+        type=int,
+        metavar="N",
+        help="only train the N-th of the --scratch members (1: the most accurate) from "
+        "scratch, once the search is saved (parallel processes: make_models)",
+    )
+    parser.add_argument(
+        "--stop-after",
+        choices=("shrinking", "search"),
+        help="stop once the shrinking phases or the search are saved (parts of a run for "
+        "parallel processes: make_models)",
+    )
     parser.add_argument("--latency-iterations", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=default_threads(), help=THREADS_HELP)
@@ -607,11 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stages = args.stages or args.out / "stages"
     stages.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(message)s",
-        handlers=[logging.FileHandler(args.out / "train.log"), logging.StreamHandler()],
-    )
+    log_to(args.out)
     torch.set_num_threads(args.threads)
     config = load_model_config(args.model)
     set_name = str(config.get("subnets") or config["name"])
@@ -654,18 +671,21 @@ def main(argv: list[str] | None = None) -> int:
     stages = stages / run_key(config.get("supernet"), schedule, n_train, shrinking, args.seed)
     stages.mkdir(parents=True, exist_ok=True)
     phase_steps = [steps_for(p.epochs, n_train, args.batch_size) for p in schedule]
+
+    def train_alone(arch: Arch) -> None:
+        name = arch_id(arch)
+        steps = steps_for(scratch_epochs, n_train, args.batch_size)
+        with progress_bar(steps, f"from scratch {name}", "step") as bar:
+            from_scratch(config, arch, train, scratch_epochs, args, stages / f"scratch_{name}.pt",
+                         bar)
+
     if args.scratch_only:
-        from_scratch(
-            config,
-            args.scratch_only,
-            train,
-            scratch_epochs,
-            args,
-            stages / f"scratch_{arch_id(args.scratch_only)}.pt",
-        )
+        train_alone(args.scratch_only)
         return 0
-    with tqdm(total=sum(phase_steps), desc="progressive shrinking", unit="step") as bar:
+    with progress_bar(sum(phase_steps), "progressive shrinking", "step") as bar:
         shrinking.train(net, train, schedule, args.resolution, args.seed, stages, bar)
+    if args.stop_after == "shrinking":
+        return 0
     torch.save(net.state_dict(), args.out / "supernet.pt")
 
     search_file = stages / "search.yaml"
@@ -674,12 +694,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         searcher = Searcher(net, args.resolution, calibration, train, args.latency_iterations)
         total = args.population * (args.generations + 1)
-        with tqdm(total=total, desc="evolutionary search", unit="subnet") as bar:
+        with progress_bar(total, "evolutionary search", "subnet") as bar:
             searcher.evolve(args.population, args.generations, args.seed, bar)
         scored = sorted(searcher.scored.values(), key=lambda p: p["latency_ms"])
         search_file.write_text(yaml.safe_dump(scored, sort_keys=False))
+    if args.stop_after == "search":
+        return 0
     front = pareto(scored)
     chosen = spread_over_latency(front, args.set_size)
+    picks = scratch_picks(chosen, args.scratch)
+    if args.scratch_pick:
+        if args.scratch_pick <= len(picks):
+            p = chosen[picks[args.scratch_pick - 1]]
+            train_alone((tuple(p["kernel"]), tuple(p["expand"]), tuple(p["depth"])))
+        return 0
     log.info(
         "searched %d sub-networks; validation Pareto front %d; keeping %s",
         len(scored),
@@ -713,13 +741,10 @@ def main(argv: list[str] | None = None) -> int:
         f"recalibrated on {len(calibration)} Fashion-MNIST training images",
     )
 
-    # the most accurate first (the OFA claim), then the fastest, then the middle one
-    priority = [len(rows) - 1, 0, len(rows) // 2]
-    picks = list(dict.fromkeys(priority[: max(args.scratch, 0)]))
-    with tqdm(
-        total=steps_for(scratch_epochs, n_train, args.batch_size) * len(picks),
-        desc="from scratch (same budget)",
-        unit="step",
+    with progress_bar(
+        steps_for(scratch_epochs, n_train, args.batch_size) * len(picks),
+        "from scratch (same budget)",
+        "step",
     ) as bar:
         for j in picks:
             row = rows[j]
