@@ -282,7 +282,8 @@ class ManagerState:
         control_step's `time_s` clock."""
         self.board = reading
         self.board_time = now
-        self.frames.clocks(pinned_clocks(reading.clocks, self.last_clocks), read_s)
+        self.frames.clocks(pinned_clocks(reading.clocks, self.last_clocks,
+                                         self.policy.predicts_at_clocks), read_s)
 
     # -- decisions -------------------------------------------------------------------------------
     def control_step(self, now: float, time_s: float) -> Step:

@@ -37,12 +37,15 @@ def frame_rate_hz(finished_s: Sequence[float], now_s: float,
     return (len(recent) - 1) / span if span > 0 else None
 
 
-def pinned_clocks(read: ClockSetting, commanded: Optional[ClockSetting]) -> Hashable:
+def pinned_clocks(read: ClockSetting, commanded: Optional[ClockSetting],
+                  predicts_at_clocks: bool = True) -> Hashable:
     """What of a board reading's clocks starts a new configuration: the clocks the manager pinned
-    (`commanded`), as read. Under the governors, a constant: they move the clocks every few ticks,
-    and the policies that leave them there do not predict with them."""
+    (`commanded`), as read. Under the governors, None: they move the clocks every few ticks, so
+    what a frame ran at between two readings is not known, and a policy that predicts at the
+    clocks read (`predicts_at_clocks`) must not learn from it; one that does not judges frames at
+    whatever clocks the governors ran, and for it they stand still."""
     if commanded is None or commanded.use_default_governors:
-        return "governors"
+        return None if predicts_at_clocks else "governors"
     pinned = sorted(name for name, khz in commanded.cpu_khz.items() if khz)
     cpu = tuple((name, read.cpu_khz.get(name, 0)) for name in pinned)
     return cpu, read.gpu_hz if commanded.gpu_hz else 0, read.emc_hz if commanded.emc_hz else 0
@@ -71,6 +74,7 @@ class FrameLog:
         """model -> (started, finished) of its frames of the last horizon"""
         self._subnet: Dict[Hashable, str] = {}
         self._clocks: Hashable = None
+        self._read = False
         self.stood_since = float("-inf")
         """the configuration standing now was first seen then (a switch's first frame started,
         or a board reading showed new clocks)"""
@@ -90,15 +94,19 @@ class FrameLog:
             finished.popleft()
 
     def clocks(self, clocks: Hashable, time_s: float) -> None:
-        """A board reading's clocks (pinned_clocks), read at `time_s`."""
+        """A board reading's clocks (pinned_clocks; None: not known between readings), read at
+        `time_s`."""
         if clocks != self._clocks:  # the first reading too: what ran before is not known
             self.stood_since = max(self.stood_since, time_s)
         self._clocks = clocks
+        self._read = True
 
     def period(self, model: Hashable, now_s: float) -> PeriodFrames:
         """The model's frames since the last call, and its frame rate; forgets them."""
-        counted = [lat for started, _, lat in self._new.pop(model, [])
-                   if started >= self.stood_since]
+        new = self._new.pop(model, [])
+        if self._read and self._clocks is None:  # the clocks the frames ran at are not known
+            return PeriodFrames(0.0, 0, None)
+        counted = [lat for started, _, lat in new if started >= self.stood_since]
         finished = self._finished.get(model, ())
         rate = frame_rate_hz(
             [end for started, end in finished if started >= self.stood_since], now_s,

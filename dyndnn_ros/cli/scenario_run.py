@@ -117,6 +117,8 @@ class RosScenarioRun:
                 f"models {sorted(models - set(client.profiles))} never announced; logs in "
                 f"{self.log_dir}"
             )
+        for app in self.scenario.apps:  # matched now, so targets go out at their phase's time
+            client.target_publisher(app.app, wait_for_manager_s=STARTUP_TIMEOUT_S)
 
     def drive(
         self,
@@ -132,8 +134,10 @@ class RosScenarioRun:
         while (elapsed := time.monotonic() - self.t0) < duration:
             phase = self.scenario.phase_at(elapsed)
             if phase is not applied_phase:
-                for goal in phase.goals.values():
-                    client.set_target(
+                # every app's target goes out at the phase's time, as in the scenario; waiting
+                # for each verdict in turn held the next app's target back (up to 2 s under load)
+                stamps = {
+                    goal.app: client.publish_target(
                         goal.app,
                         goal.model,
                         goal.max_latency_ms,
@@ -143,6 +147,11 @@ class RosScenarioRun:
                         goal.priority,
                         wait_for_manager_s=2.0,
                     )
+                    for goal in phase.goals.values()
+                }
+                deadline = time.monotonic() + 2.0
+                for app, stamp in stamps.items():
+                    client.wait_for_verdict(app, stamp, max(0.0, deadline - time.monotonic()))
                 (self.root / SIM_DIR / "background_gpu").write_text(f"{phase.background_gpu}\n")
                 applied_phase = phase
             with client.lock:

@@ -149,7 +149,7 @@ def run_policy(
 
     def read_clocks() -> None:
         read = ClockSetting(dict(zip(names, sim.cpu_khz)), sim.gpu_hz, sim.emc_hz)
-        watch.log.clocks(pinned_clocks(read, commanded), sim.time_s)
+        watch.log.clocks(pinned_clocks(read, commanded, policy.predicts_at_clocks), sim.time_s)
 
     read_clocks()  # the monitor's first reading, before the first decision
     for k in range(steps):

@@ -189,6 +189,10 @@ class Policy(ABC):
     """A runtime-management policy; one instance holds its own state (filters, hysteresis)."""
 
     name: str = ""
+    predicts_at_clocks: bool = False
+    """its feedback compares latencies with predictions at the clocks read from the board, so a
+    frame run at other clocks must not count (observed_frames.py); others judge frames at
+    whatever clocks the governors ran"""
 
     @abstractmethod
     def decide(

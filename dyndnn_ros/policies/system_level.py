@@ -73,6 +73,7 @@ class SystemLevelPolicy(Policy):
     hysteresis."""
 
     relax_accuracy_first = True
+    predicts_at_clocks = True
 
     def __init__(
         self,

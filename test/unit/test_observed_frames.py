@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dyndnn_ros.observed_frames import FrameLog, frame_rate_hz, pinned_clocks
+from dyndnn_ros.observed_frames import FrameLog, PeriodFrames, frame_rate_hz, pinned_clocks
 from dyndnn_ros.policies import ClockSetting
 
 
@@ -56,7 +56,7 @@ def test_only_frames_that_ran_wholly_in_the_configuration_count():
     assert log.period("b", 0.6).frames == 1
 
 
-def test_only_the_clocks_the_manager_pinned_start_a_configuration():
+def test_the_clocks_the_manager_pinned_or_the_governors_moved_start_a_configuration():
     commanded = ClockSetting({"cluster0": 1190400}, 1109250000, 0)
     read = ClockSetting({"cluster0": 1190400, "cluster1": 115200}, 1109250000, 1600000000)
     moved = ClockSetting({"cluster0": 1190400, "cluster1": 729600}, 1109250000, 1331200000)
@@ -65,4 +65,24 @@ def test_only_the_clocks_the_manager_pinned_start_a_configuration():
     new_gpu = ClockSetting(dict(read.cpu_khz), 1007250000, 1600000000)
     assert pinned_clocks(new_gpu, commanded) != pinned_clocks(read, commanded)
     governors = ClockSetting.default_governors()
-    assert pinned_clocks(read, governors) == pinned_clocks(new_gpu, None) == "governors"
+    assert pinned_clocks(read, governors) is None and pinned_clocks(moved, None) is None
+    judged_at_any_clocks = [pinned_clocks(c, governors, predicts_at_clocks=False)
+                            for c in (read, moved, new_gpu)]
+    assert judged_at_any_clocks == ["governors"] * 3
+
+
+def test_frames_under_the_governors_do_not_count_for_a_policy_predicting_at_clocks():
+    """Between two readings the governors may have moved the clocks: a frame run then is not
+    compared with a prediction at any of them; once the manager's clocks are read, frames count
+    again."""
+    log = FrameLog()
+    log.clocks(None, 0.0)
+    log.frame("a", 0.2, 150.0, "a1")
+    log.frame("a", 0.3, 90.0, "a1")
+    assert log.period("a", 0.3) == PeriodFrames(0.0, 0, None)
+    log.clocks("pinned", 0.35)
+    log.frame("a", 0.40, 90.0, "a1")  # started before the reading
+    log.frame("a", 0.49, 60.0, "a1")
+    log.frame("a", 0.55, 60.0, "a1")
+    seen = log.period("a", 0.6)
+    assert (seen.frames, seen.latency_ms, seen.rate_hz) == (2, 60.0, pytest.approx(1 / 0.06))
