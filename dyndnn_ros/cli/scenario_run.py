@@ -29,6 +29,8 @@ from dyndnn_ros.simulation.sysfs_board import SIM_DIR, board_process
 from dyndnn_ros.profiles import save_profile
 
 STARTUP_TIMEOUT_S = 60.0
+WARM_FRAMES = 10
+"""frames each model runs before the scenario's timeline starts"""
 
 
 @dataclass
@@ -119,6 +121,15 @@ class RosScenarioRun:
             )
         for app in self.scenario.apps:  # matched now, so targets go out at their phase's time
             client.target_publisher(app.app, wait_for_manager_s=STARTUP_TIMEOUT_S)
+        # The scenario's apps run from its start: the timeline begins once every model is running
+        # frames (a node's first frames, while the board still idles at boot clocks, took up to
+        # 0.4 s each, and the late frames of that warm-up were counted as the manager's).
+        def running() -> bool:
+            with client.lock:
+                return all(len(client.stats.get(m, ())) >= WARM_FRAMES for m in models)
+
+        if not client.wait_until(running, STARTUP_TIMEOUT_S):
+            raise RuntimeError(f"models {sorted(models)} ran no frames; logs in {self.log_dir}")
 
     def drive(
         self,
