@@ -29,7 +29,11 @@ CASES = [("xavier_nx", seed) for seed in range(10)] + [
 #   Manager +8.5 % energy per frame, +19 % per frame on goal, fewer late frames.
 # - Xavier NX seed 17: +5.1 % per frame and +4.2 points late frames (26.9 against 22.7 %).
 # - AGX Orin seed 4: +5.9 % per frame and +21 % per frame on goal.
-CONFLICT_GAP = {("xavier_nx", 4), ("xavier_nx", 17), ("agx_orin_maxn", 4)}
+# - Xavier NX seed 0: a 20 % background job from the start and both apps' goals out of reach; with
+#   the manager's feedback from what frames ran (observed_frames.py) it has fewer late frames than
+#   the oracle (44 against 58 %) at 1.2 % less energy per frame on goal (0.5 % more before): the
+#   oracle's choice is not the best here.
+CONFLICT_GAP = {("xavier_nx", 0), ("xavier_nx", 4), ("xavier_nx", 17), ("agx_orin_maxn", 4)}
 CASES = [
     pytest.param(
         *case,
