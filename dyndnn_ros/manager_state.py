@@ -28,6 +28,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from dyndnn_ros.diagnostics import Diagnostic, Level, stale_warning, summary
 from dyndnn_ros.log_limits import shorten
+from dyndnn_ros.observed_frames import FrameLog, pinned_clocks
 from dyndnn_ros.policies import ClockSetting, Decision, Observation, PerformanceGoal, Policy
 from dyndnn_ros.profiles import ModelProfile
 from dyndnn_ros.target_book import (
@@ -208,7 +209,8 @@ class ManagerState:
         self.host_overhead_ms: Dict[str, float] = {}
         """model -> its node's reported host work per frame"""
         self.commanded_threads: Dict[str, int] = {}
-        self.latency_window: Dict[str, List[float]] = defaultdict(list)
+        self.frames = FrameLog()
+        """the period's frames, in the control steps' `time_s` clock"""
         self.energy_window: Dict[str, List[float]] = defaultdict(list)
         self.board: Optional[BoardReading] = None
         self.board_time: Optional[float] = None
@@ -263,8 +265,11 @@ class ManagerState:
         return new, self.book.model_announced(model)
 
     def record_stats(self, model: str, latency_ms: float, energy_mj: float, active_subnet: str,
-                     input_fps: float, host_overhead_ms: float = 0.0, threads: int = 0) -> None:
-        self.latency_window[model].append(latency_ms)
+                     input_fps: float, host_overhead_ms: float = 0.0, threads: int = 0, *,
+                     finished_s: float) -> None:
+        """`finished_s`: when the frame finished (its stats' stamp), on control_step's `time_s`
+        clock."""
+        self.frames.frame(model, finished_s, latency_ms, active_subnet)
         self.energy_window[model].append(energy_mj)
         self.active[model] = active_subnet
         self.input_fps[model] = input_fps
@@ -272,9 +277,13 @@ class ManagerState:
         if threads:
             self.threads[model] = threads
 
-    def record_board(self, reading: BoardReading, now: float) -> None:
+    def record_board(self, reading: BoardReading, now: float, *, read_s: float) -> None:
+        """`now`: monotonic time (staleness); `read_s`: when the board was read, on
+        control_step's `time_s` clock."""
         self.board = reading
         self.board_time = now
+        self.frames.clocks(pinned_clocks(reading.clocks, self.last_clocks,
+                                         self.policy.predicts_at_clocks), read_s)
 
     # -- decisions -------------------------------------------------------------------------------
     def control_step(self, now: float, time_s: float) -> Step:
@@ -307,19 +316,20 @@ class ManagerState:
 
     def observe(self, time_s: float) -> Observation:
         """The period's means per app (windows emptied) and the board's latest status."""
-        latency, frames = {}, {}
+        latency, frames, rates = {}, {}, {}
         for app, goal in self.goals.items():
-            samples = self.latency_window.pop(goal.model, [])
-            if samples:
-                latency[app] = sum(samples) / len(samples)
-                frames[app] = len(samples)
-        self.latency_window.clear()
+            seen = self.frames.period(goal.model, time_s)
+            if seen.frames:
+                latency[app], frames[app] = seen.latency_ms, seen.frames
+            rates[app] = math.nan if seen.rate_hz is None else seen.rate_hz
+        self.frames.forget_unread()
         board = self.board or BoardReading()
         goals = self.goals
         return Observation(
             time_s=time_s,
             latency_ms=latency,
             frames=frames,
+            frame_rate_hz=rates,
             active_subnets=dict(self.active),
             clocks=board.clocks,
             cpu_util=dict(board.cpu_util),
@@ -340,7 +350,7 @@ class ManagerState:
 
     def _clear_windows(self) -> None:
         """With no target, nothing reads the period's figures; keep them from piling up."""
-        self.latency_window.clear()
+        self.frames.forget_unread()
         self.energy_window.clear()
 
     def _energy_per_frame(self) -> Dict[str, float]:

@@ -84,6 +84,10 @@ class InferenceBackend(ABC):
         """The node's own time per frame outside infer(); a simulated board charges it to the
         app's cluster. Other back ends ignore it."""
 
+    def report_input_fps(self, fps: float) -> None:
+        """The rate the node's camera offers frames (0: unknown); a simulated board counts the
+        GPU time the model asks for from it. Other back ends ignore it."""
+
     # ---- the public protocol
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -95,6 +95,7 @@ class SimulatedBackend(InferenceBackend):
             self._threads = int(self.threads or device_model.reference_threads)
             self._check_threads(self._threads)
         self._host_overhead_ms = 0.0
+        self._input_fps = 0.0
         self.name = "simulation"
         self.model_id = self.profile.model
         self._instance = re.sub(r"[^A-Za-z0-9_.-]", "_", self.instance or self.profile.model)
@@ -149,12 +150,16 @@ class SimulatedBackend(InferenceBackend):
     def report_host_overhead(self, overhead_ms: float) -> None:
         self._host_overhead_ms = max(0.0, float(overhead_ms))
 
+    def report_input_fps(self, fps: float) -> None:
+        self._input_fps = max(0.0, float(fps))
+
     def modelled_frame(self) -> tuple[float, float]:
         """(latency ms, energy mJ) of one frame of the active sub-network on the board as it is
         now."""
         reference = typical_latency_ms(self.profile.subnet(self._active))
-        # the rate this back end processes frames at, measured (0 before the second frame)
-        me = AppLoad(reference, 0.0, self._cluster, measured_rate_hz=self._fps,
+        # the rate this back end processes frames at, measured (0 before the second frame), and
+        # the rate its camera offers them (0 unknown: back to back)
+        me = AppLoad(reference, self._input_fps, self._cluster, measured_rate_hz=self._fps,
                      device=self._device, threads=self._threads,
                      host_overhead_ms=self._host_overhead_ms)
         others: list[AppLoad] = []

@@ -15,6 +15,7 @@ from typing import Callable
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 
 from dyndnn_ros.log_limits import shorten
 from dyndnn_ros.msg import (
@@ -70,9 +71,11 @@ class DyndnnClient:
         self.hardware: HardwareStatus | None = None
         self.manager: ManagerStatus | None = None
         self.verdicts: deque[TargetStatus] = deque(maxlen=history)
-        self.target_pub = self.node.create_publisher(
-            PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS
-        )
+        self.target_pubs: dict[str, Publisher] = {}
+        """app -> its latched target publisher: one per app, as each app publishes its own (a
+        latched writer keeps one sample, so one writer for several apps would hand a manager
+        that joins later only the last app's target, and could drop one written before the last
+        was delivered)"""
         subscriptions = [
             (
                 PerformanceTarget,
@@ -162,6 +165,27 @@ class DyndnnClient:
         """Publish a target (latched while this client lives) and wait for the manager's verdict
         on it (TargetStatus: accepted, parked, rejected with its reason, withdrawn); None if no
         manager answered within `wait_for_manager_s`."""
+        deadline = time.monotonic() + wait_for_manager_s
+        stamp = self.publish_target(app, model, max_latency_ms, min_accuracy, max_power_w,
+                                    max_energy_mj, priority, wait_for_manager_s, manager_node,
+                                    clear)
+        return self.wait_for_verdict(app, stamp, max(0.0, deadline - time.monotonic()))
+
+    def publish_target(
+        self,
+        app: str,
+        model: str,
+        max_latency_ms: float = 0.0,
+        min_accuracy: float = 0.0,
+        max_power_w: float = 0.0,
+        max_energy_mj: float = 0.0,
+        priority: int = 0,
+        wait_for_manager_s: float = 5.0,
+        manager_node: str = "resource_manager_node",
+        clear: bool = False,
+    ):
+        """Publish a target without waiting for the verdict (several apps' targets go out
+        together); returns its header stamp, for wait_for_verdict."""
         msg = PerformanceTarget(
             app_id=app,
             model_id=model,
@@ -172,14 +196,28 @@ class DyndnnClient:
             priority=int(priority),
             clear=clear,
         )
+        publisher = self.target_publisher(app, wait_for_manager_s, manager_node)
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        deadline = time.monotonic() + wait_for_manager_s
-        # The verdict topic must be matched before publishing, or the answer could pass unheard.
-        self.wait_until(lambda: manager_node in self.other_readers(self.target_pub.topic_name)
+        publisher.publish(msg)
+        return msg.header.stamp
+
+    def target_publisher(self, app: str, wait_for_manager_s: float = 5.0,
+                         manager_node: str = "resource_manager_node") -> Publisher:
+        """The app's target publisher, once the manager's readers and its verdict topic are
+        matched (or `wait_for_manager_s` passed): a new writer is matched a while after it is
+        created (seconds on a loaded machine), and its target would wait that long, and the
+        verdict could pass unheard. Call it ahead to have targets go out at once."""
+        publisher = self.target_pubs.get(app)
+        if publisher is None:
+            publisher = self.target_pubs[app] = self.node.create_publisher(
+                PerformanceTarget, common.TARGETS_TOPIC, common.TARGETS_QOS)
+        topic = publisher.topic_name
+        self.wait_until(lambda: manager_node in self.other_readers(topic)
+                        and publisher.get_subscription_count()
+                        >= len(self.node.get_subscriptions_info_by_topic(topic))
                         and self.node.count_publishers(common.TARGET_STATUS_TOPIC) > 0,
                         wait_for_manager_s)
-        self.target_pub.publish(msg)
-        return self.wait_for_verdict(app, msg.header.stamp, max(0.0, deadline - time.monotonic()))
+        return publisher
 
     def clear_target(self, app: str, wait_for_manager_s: float = 5.0) -> TargetStatus | None:
         """Withdraw the app's target; the manager's verdict, or None if none came in time."""

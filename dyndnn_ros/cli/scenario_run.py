@@ -29,6 +29,8 @@ from dyndnn_ros.simulation.sysfs_board import SIM_DIR, board_process
 from dyndnn_ros.profiles import save_profile
 
 STARTUP_TIMEOUT_S = 60.0
+WARM_FRAMES = 10
+"""frames each model runs before the scenario's timeline starts"""
 
 
 @dataclass
@@ -117,6 +119,17 @@ class RosScenarioRun:
                 f"models {sorted(models - set(client.profiles))} never announced; logs in "
                 f"{self.log_dir}"
             )
+        for app in self.scenario.apps:  # matched now, so targets go out at their phase's time
+            client.target_publisher(app.app, wait_for_manager_s=STARTUP_TIMEOUT_S)
+        # The scenario's apps run from its start: the timeline begins once every model is running
+        # frames (a node's first frames, while the board still idles at boot clocks, took up to
+        # 0.4 s each, and the late frames of that warm-up were counted as the manager's).
+        def running() -> bool:
+            with client.lock:
+                return all(len(client.stats.get(m, ())) >= WARM_FRAMES for m in models)
+
+        if not client.wait_until(running, STARTUP_TIMEOUT_S):
+            raise RuntimeError(f"models {sorted(models)} ran no frames; logs in {self.log_dir}")
 
     def drive(
         self,
@@ -132,8 +145,10 @@ class RosScenarioRun:
         while (elapsed := time.monotonic() - self.t0) < duration:
             phase = self.scenario.phase_at(elapsed)
             if phase is not applied_phase:
-                for goal in phase.goals.values():
-                    client.set_target(
+                # every app's target goes out at the phase's time, as in the scenario; waiting
+                # for each verdict in turn held the next app's target back (up to 2 s under load)
+                stamps = {
+                    goal.app: client.publish_target(
                         goal.app,
                         goal.model,
                         goal.max_latency_ms,
@@ -143,6 +158,11 @@ class RosScenarioRun:
                         goal.priority,
                         wait_for_manager_s=2.0,
                     )
+                    for goal in phase.goals.values()
+                }
+                deadline = time.monotonic() + 2.0
+                for app, stamp in stamps.items():
+                    client.wait_for_verdict(app, stamp, max(0.0, deadline - time.monotonic()))
                 (self.root / SIM_DIR / "background_gpu").write_text(f"{phase.background_gpu}\n")
                 applied_phase = phase
             with client.lock:

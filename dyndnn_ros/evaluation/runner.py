@@ -8,6 +8,7 @@ the sub-networks and clocks. Baselines pair fixed sub-networks with a governor m
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from dyndnn_ros.platforms.model import PlatformModel
 from dyndnn_ros.simulation.simulator import BoardSimulator, Frame, TickLog
 from dyndnn_ros.policies.base import ClockSetting, Observation, create_policy
+from dyndnn_ros.observed_frames import FrameLog, pinned_clocks
 from dyndnn_ros.evaluation.scenario import Scenario
 
 
@@ -70,20 +72,46 @@ class RunResult:
     """the simulated board's display name"""
 
 
+@dataclass
+class FrameWatch:
+    """Hands each frame to the manager's FrameLog when it finishes, as its stats would reach the
+    manager node."""
+
+    log: FrameLog = field(default_factory=FrameLog)
+    first_unfinished: int = 0
+    """frames before this index were handed over"""
+
+    def catch_up(self, sim: BoardSimulator, since_s: float) -> None:
+        """Hand over the frames that finished after `since_s`, by now."""
+        ends = []
+        first = None
+        for i in range(self.first_unfinished, len(sim.frames)):
+            f = sim.frames[i]
+            end = f.start_s + f.latency_ms / 1000.0
+            if end > sim.time_s:
+                first = i if first is None else first
+            elif end > since_s:
+                ends.append((end, f))
+        self.first_unfinished = len(sim.frames) if first is None else first
+        for end, f in sorted(ends, key=lambda pair: pair[0]):
+            self.log.frame(f.app, end, f.latency_ms, f.subnet)
+
+
 def _observation(
-    sim: BoardSimulator, scenario: Scenario, since_s: float, frames_from: int, power_from: int
+    sim: BoardSimulator, scenario: Scenario, since_s: float, watch: FrameWatch, power_from: int
 ) -> Observation:
     names = [c.name for c in sim.model.description.clocks.cpu_clusters]
-    recent: dict[str, list[float]] = {}
-    for f in sim.frames[frames_from:]:
-        if f.start_s >= since_s:
-            recent.setdefault(f.app, []).append(f.latency_ms)
+    watch.catch_up(sim, since_s)
+    seen = {a.app: watch.log.period(a.app, sim.time_s) for a in scenario.apps}
     state = sim.last_activity
     powers = sim.log.power_w[power_from:]
     return Observation(
         time_s=sim.time_s,
-        latency_ms={app: float(np.mean(v)) for app, v in recent.items()},
-        frames={app: len(v) for app, v in recent.items()},
+        latency_ms={app: p.latency_ms for app, p in seen.items() if p.frames},
+        frames={app: p.frames for app, p in seen.items() if p.frames},
+        frame_rate_hz={
+            app: math.nan if p.rate_hz is None else p.rate_hz for app, p in seen.items()
+        },
         active_subnets={a.profile.model: a.subnet for a in sim.apps.values()},
         clocks=ClockSetting(dict(zip(names, sim.cpu_khz)), sim.gpu_hz, sim.emc_hz),
         cpu_util={n: float(min(1.0, state.cluster_busy_cores[i])) for i, n in enumerate(names)}
@@ -116,15 +144,22 @@ def run_policy(
     periods: list[Period] = []
     decide_ms: list[float] = []
     steps = int(round(scenario.duration_s / scenario.control_period_s))
-    frames_from = power_from = 0
+    watch, power_from = FrameWatch(), 0
+    commanded: ClockSetting | None = None
+
+    def read_clocks() -> None:
+        read = ClockSetting(dict(zip(names, sim.cpu_khz)), sim.gpu_hz, sim.emc_hz)
+        watch.log.clocks(pinned_clocks(read, commanded, policy.predicts_at_clocks), sim.time_s)
+
+    read_clocks()  # the monitor's first reading, before the first decision
     for k in range(steps):
         t = k * scenario.control_period_s
         phase = scenario.phase_at(t)
         sim.background_gpu = phase.background_gpu
         if hasattr(policy, "set_truth"):
             policy.set_truth(phase.background_gpu)
-        obs = _observation(sim, scenario, t - scenario.control_period_s, frames_from, power_from)
-        frames_from, power_from = len(sim.frames), len(sim.log.power_w)
+        obs = _observation(sim, scenario, t - scenario.control_period_s, watch, power_from)
+        power_from = len(sim.log.power_w)
         started = time.perf_counter()
         decision = policy.decide(phase.goals, scenario.profiles, obs)
         decide_ms.append((time.perf_counter() - started) * 1000.0)
@@ -133,6 +168,7 @@ def run_policy(
         for model_name, threads in decision.threads.items():
             sim.request_threads(app_of_model[model_name], threads)
         if decision.clocks is not None:
+            commanded = decision.clocks
             if decision.clocks.use_default_governors:
                 sim.use_governors("default")
             else:
@@ -150,6 +186,9 @@ def run_policy(
                 dict(obs.threads),
             )
         )
+        # a hardware monitor reads the board once a period, half-way between two control steps
+        sim.run_until(t + scenario.control_period_s / 2)
+        read_clocks()
         sim.run_until(t + scenario.control_period_s)
     return RunResult(
         scenario,

@@ -353,6 +353,7 @@ class InferenceNode(common.DyndnnNode):
         self.host_overhead_ms = overhead_ms if smoothed is None else (
             (1 - HOST_OVERHEAD_SMOOTHING) * smoothed + HOST_OVERHEAD_SMOOTHING * overhead_ms)
         self.backend.report_host_overhead(self.host_overhead_ms)
+        self.backend.report_input_fps(self.input_fps)
 
     def publish(self, frame: Image, result: FrameResult) -> None:
         subnet = result.subnet_id

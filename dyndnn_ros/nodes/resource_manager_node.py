@@ -16,6 +16,7 @@ import functools
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.time import Time
 
 try:
     from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
@@ -299,13 +300,22 @@ class ResourceManagerNode(common.DyndnnNode):
         for verdict in verdicts:
             self.answer(verdict)
 
+    def since_start(self, stamp) -> float:
+        """A message's stamp (its sender's time; now where unstamped) on the control steps'
+        clock."""
+        when = Time.from_msg(stamp) if stamp.sec or stamp.nanosec else self.get_clock().now()
+        return (when - self.started).nanoseconds / 1e9
+
     def on_stats(self, msg: InferenceStats) -> None:
+        # stamped when the frame finished: frame rates and which clocks it ran at come from it
         self.state.record_stats(msg.model_id, float(msg.latency_ms), float(msg.energy_mj),
                                 msg.active_subnet, float(msg.input_fps),
-                                float(msg.host_overhead_ms), int(msg.threads))
+                                float(msg.host_overhead_ms), int(msg.threads),
+                                finished_s=self.since_start(msg.header.stamp))
 
     def on_hardware(self, msg: HardwareStatus) -> None:
-        self.state.record_board(board_from_status(msg), time.monotonic())
+        self.state.record_board(board_from_status(msg), time.monotonic(),
+                                read_s=self.since_start(msg.header.stamp))
 
     # -- decisions -------------------------------------------------------------------------------
     def on_control_timer(self) -> None:

@@ -178,7 +178,8 @@ class AppLoad:
     """extra factor on the whole latency (the policies' measured slowdown); 1 for the truth"""
     measured_rate_hz: float = 0.0
     """frames per second the app was seen to process (a real-time board's view of work run
-    elsewhere); > 0 replaces the rate derived from fps and latency"""
+    elsewhere); > 0 replaces the rate derived from fps and latency in utilisation and power (the
+    frames actually run), not in the GPU time it asks for (its demand: fps and latency)"""
     device: str = "gpu"
     """the device model it runs on (performance.devices of the board description)"""
     threads: Any = 0
@@ -423,9 +424,11 @@ class PlatformModel:
         measured = np.array([a.measured_rate_hz for a in apps], dtype=float).reshape(fps.shape)
         overhead = np.array([a.host_overhead_ms for a in apps], dtype=float).reshape(fps.shape)
 
+        def demand_rate(latency: np.ndarray) -> np.ndarray:
+            return 1000.0 / frame_period_ms(latency, fps, self.latency_cv, overhead)
+
         def rate_of(latency: np.ndarray) -> np.ndarray:
-            cycle = frame_period_ms(latency, fps, self.latency_cv, overhead)
-            return np.where(measured > 0, measured, 1000.0 / cycle)
+            return np.where(measured > 0, measured, demand_rate(latency))
 
         # The GPU is time-sliced between contexts: each app gets the GPU time it asks for, up to an
         # equal share of what is left when the GPU is oversubscribed (water-filling), and its GPU
@@ -434,7 +437,9 @@ class PlatformModel:
         # no stable fixed point under overload (one app's slowdown frees GPU time for the others,
         # which slows it further) and did not converge on much of the clock grid.
         # (a CPU app's memory-bound part is its own cores' work, not the GPU's)
-        work = rate_of(t_cpu + t_gpu + t_mem) * ((t_gpu + t_mem) * on_gpu) / 1000.0
+        # The demand, not a measured rate: a rate measured under contention is what is left of
+        # the demand, and time slicing shares the GPU by what each context asks for.
+        work = demand_rate(t_cpu + t_gpu + t_mem) * ((t_gpu + t_mem) * on_gpu) / 1000.0
         served = _fair_shares(work, 1.0 - background_gpu)
         others = background_gpu + served.sum(axis=0) - served
         gpu_stretch = 1.0 / (1.0 - np.minimum(others, self.max_gpu_contention))

@@ -132,10 +132,15 @@ class Observation:
 
     time_s: float = 0.0
     latency_ms: Mapping[str, float] = field(default_factory=dict)
-    """app -> mean measured inference latency over the last control period"""
+    """app -> mean measured inference latency over the last control period, of the frames that
+    ran wholly with the active sub-networks and the clocks below (observed_frames.py)"""
     frames: Mapping[str, int] = field(default_factory=dict)
     """app -> frames behind that mean (0 or missing: no fresh measurement, feedback skips the app)
     """
+    frame_rate_hz: Mapping[str, float] = field(default_factory=dict)
+    """app -> frames per second it finished while the configuration stood, from its frames' times
+    (observed_frames.py); NaN: too few frames since the last change; missing: frames over the
+    time since the last observation"""
     active_subnets: Mapping[str, str] = field(default_factory=dict)
     """model -> sub-network the measurements were taken with"""
     clocks: ClockSetting = field(default_factory=ClockSetting)
@@ -184,6 +189,10 @@ class Policy(ABC):
     """A runtime-management policy; one instance holds its own state (filters, hysteresis)."""
 
     name: str = ""
+    predicts_at_clocks: bool = False
+    """its feedback compares latencies with predictions at the clocks read from the board, so a
+    frame run at other clocks must not count (observed_frames.py); others judge frames at
+    whatever clocks the governors ran"""
 
     @abstractmethod
     def decide(

@@ -28,6 +28,7 @@ Hierarchical manager (after Xun, Hare, Merrett):
 from __future__ import annotations
 
 import itertools
+import math
 from abc import abstractmethod
 from dataclasses import replace
 from typing import Any, Mapping
@@ -73,6 +74,7 @@ class SystemLevelPolicy(Policy):
     hysteresis."""
 
     relax_accuracy_first = True
+    predicts_at_clocks = True
 
     def __init__(
         self,
@@ -213,8 +215,11 @@ class SystemLevelPolicy(Policy):
         point = setting_to_point(self.model, observation.clocks)
         window = observation.time_s - self._last_time if self._last_time is not None else 0.0
         self._last_time = observation.time_s
-        if observation.gpu_util > 0 and window > 0:
-            rates = {g.app: observation.frames.get(g.app, 0) / window for g, _ in ran}
+        counted = {app: n / window for app, n in observation.frames.items()} if window else {}
+        rates = {g.app: observation.frame_rate_hz.get(g.app, counted.get(g.app, math.nan))
+                 for g, _ in ran}
+        # a rate not yet measured since the configuration changed says nothing of other load
+        if observation.gpu_util > 0 and not any(map(math.isnan, rates.values())):
             self._shared.update(observation.gpu_util, self._managed_gpu_busy(ran, point, rates))
         latencies, _ = predict(self.model, [d for _, d in ran], point, self._shared.estimate)
         for (goal, _), predicted in zip(ran, latencies):
@@ -224,12 +229,16 @@ class SystemLevelPolicy(Policy):
                     predicted,
                     observation.frames[goal.app],
                 )
-        if observation.power_w > 0:
-            # with the slowdowns applied, the rates (and so the power) are what the board saw
-            slowed = [d.with_slowdown(self._slowdown[d.app].estimate) for _, d in ran]
-            self._power.update(
-                observation.power_w, predict(self.model, slowed, point, self._shared.estimate)[1]
-            )
+        if observation.power_w > 0 and not any(map(math.isnan, rates.values())):
+            # the power of the frames the board ran: the slowed latencies at the measured rates
+            ran_loads = [
+                replace(d.load(), slowdown=self._slowdown[d.app].estimate,
+                        measured_rate_hz=rates[d.app])
+                for _, d in ran
+            ]
+            state = self.model.steady_state(ran_loads, point.cpu_khz, point.gpu_hz, point.emc_hz,
+                                            self._shared.estimate)
+            self._power.update(observation.power_w, float(state.power_w))
 
     def _managed_gpu_busy(self, ran, point: OperatingPoint, rates: dict[str, float]) -> float:
         """The GPU busy fraction the managed apps' frames account for at the clocks in force: the

@@ -9,9 +9,11 @@ simulated back ends (backends/simulated.py), which announce it in a small side d
 tree, `run/dyndnn_sim/` (not a Jetson path; nothing on a real board reads or writes it):
 
 - `run/dyndnn_sim/apps/<model_id>`: "<reference latency ms> <frames per second> <cluster index>
-<wall time> <host overhead ms> <device> <threads>"
-  written by each back end, the frames per second it processes (its frame timeline, measured) and
-  its node's host work per frame; entries older than STALE_S are ignored (node stopped);
+<wall time> <host overhead ms> <device> <threads> <camera frames per second>"
+  written by each back end, the frames per second it processes (its frame timeline, measured:
+  they set the board's utilisation and power), its node's host work per frame and the rate its
+  camera offers frames (with its latency, the GPU time it asks for, which sets the contention);
+  entries older than STALE_S are ignored (node stopped);
 - `run/dyndnn_sim/background_gpu`: the GPU share a background job takes (0..1), for experiments.
 """
 from __future__ import annotations
@@ -51,7 +53,8 @@ def write_app_activity(root: Path, model_id: str, load: AppLoad) -> None:
     write_atomic(
         directory / model_id,
         f"{load.reference_latency_ms:.4f} {load.measured_rate_hz:.4f} {load.cluster}"
-        f" {time.time():.3f} {load.host_overhead_ms:.4f} {load.device} {int(load.threads)}\n",
+        f" {time.time():.3f} {load.host_overhead_ms:.4f} {load.device} {int(load.threads)}"
+        f" {load.fps:.4f}\n",
     )
 
 
@@ -60,13 +63,14 @@ def read_app_activity(root: Path, now: float | None = None) -> dict[str, AppLoad
     loads = {}
     for entry in sorted((Path(root) / SIM_DIR / "apps").glob("[!.]*")):
         try:
-            latency, fps, cluster, stamp, overhead, device, threads = entry.read_text().split()
+            latency, fps, cluster, stamp, overhead, device, threads, camera = (
+                entry.read_text().split())
         except (OSError, ValueError):
             continue
         if now - float(stamp) <= STALE_S:
             loads[entry.name] = AppLoad(
-                float(latency), 0.0, int(cluster), measured_rate_hz=float(fps), device=device,
-                threads=int(threads), host_overhead_ms=float(overhead),
+                float(latency), float(camera), int(cluster), measured_rate_hz=float(fps),
+                device=device, threads=int(threads), host_overhead_ms=float(overhead),
             )
     return loads
 

@@ -31,7 +31,7 @@ from dyndnn_ros.platforms.model import PlatformModel
 ENERGY_TOLERANCE = 0.05  # relative
 MEAN_LATENCY_TOLERANCE = 0.15  # relative
 ACCURACY_TOLERANCE = 0.01  # absolute, top-1 fraction
-LATE_TOLERANCE_PP = 3.0  # points of frames over their latency target (settled); goal: 1
+LATE_TOLERANCE_PP = 1.0  # points of frames over their latency target (settled)
 FRAME_SHARE_TOLERANCE = 0.1  # |ROS frames / fast-run frames - 1|: one timeline, one overhead
 
 SCENARIO = Path(__file__).parent / "scenarios" / "short_two_models.yaml"
@@ -54,22 +54,25 @@ def cycle_beyond_latency_ms(stats) -> tuple[float, float]:
 
 # Every figure is reported as an expected failure, not held, while any is outside its tolerance.
 # Measured on this 2-core machine shared with other jobs, 2026-11-27, with the measured overhead
-# fed to the fast run, 20 runs: 88-106 % of the fast run's frames, energy -9.9 to +2.3 %, settled
-# late frames +2.2 to +11.7 points (goal: 5 % and 1 point; two runs passed the 3 points held
-# here); the 3 runs at load average 3-4 (overhead 2.4-2.5 ms): 95-99 % of the frames, energy
-# -3.3 to +0.2 %, late frames +2.2 to +8.1 points; the 17 at 7-12 (overhead 1.6-27 ms: it grows
-# with the load) gave the wider spread. Before the node's overhead was measured and modelled:
-# 84-91 % of the frames, energy 3-10 % apart, late frames 1.4-7.6 points apart. The overhead
-# accounts for the node's cycle: navigation's time between results beyond its latency, where a
-# frame was waiting, against the overhead reported, 2.5/2.5, 3.3/3.4, 3.5/3.3, 10.1/10.7, 14.0/12.5
-# and 24.2/25.1 ms (the report line below). What is left is the manager deciding differently over
-# ROS: its feedback settles elsewhere (traced, one run each: navigation's slowdown 0.80 against
-# 0.94 in the fast run, the unmanaged GPU load it infers 0.16 against 0.05, from 1-4 frames per
-# 0.25 s period, windows made irregular by late control steps, and one board reading a period), so
-# it picks lower clocks in the first phase (GPU 1007 against 1058 MHz: inspection 8 % slower,
-# board power 9 % lower) and, after the change at 10 s where both goals cannot be met, choices that
-# run 5-15 % over its prediction (settled late frames 11-20 s: ROS 17-24 of about 180, fast 0-2;
-# 1-10 s: ROS 0-4, fast 0).
+# fed to the fast run, 14 runs (load average 2-6; 3 with three busy loops beside them): 97.8-102.5
+# % of the fast run's frames, energy -0.5 to -2.7 %, settled late frames -0.8 to 0.0 points.
+# Before (20 runs): 88-106 % of the frames, energy -9.9 to +2.3 %, late frames +2.2 to +11.7
+# points. What was behind it, traced per control step in both runs:
+# - the manager's feedback counted 1-4 frames per 0.25 s window: the managed apps' GPU share from
+#   those counts read as unmanaged GPU load (0.16 over ROS, 0.05-0.16 in the fast run), and right
+#   after a switch or on a short early step (0 frames) as up to 0.5, giving navigation up. Rates
+#   now come from frame finish times; latencies count only frames that ran wholly in the
+#   configuration predicted for (observed_frames.py: over ROS a board reading shows new clocks up
+#   to a period late), and no unmanaged load is inferred until the rates are measured again;
+# - the real-time board stretched each app by the others' rates measured under contention, the
+#   fast run by their demand (navigation 5-20 % faster and inspection slower over ROS, slowdowns
+#   0.80 against 0.94): both now take the demand (the back ends announce their camera rate);
+# - a frame run under the governors before the first decision (up to 0.4 s at boot clocks) set a
+#   slowdown of 1.8-4.5; the driver sent the second app's target 1-2 s after the first (it waited
+#   for each verdict, and a new writer is matched late) and started the timeline before the nodes
+#   ran frames. Still different: the ROS run starts a few frames later (its switches wait for a
+#   DDS hop), hence about 1 % less energy and a few late frames fewer. The node's measured host
+#   overhead accounts for its cycle (the report's last line, e.g. 2.5 / 2.5 ms).
 @pytest.mark.timeout(240)
 def test_ros_run_matches_the_fast_evaluation(tmp_path):
     scenario = load_scenario(SCENARIO)

@@ -6,6 +6,7 @@ hand-made profile tables."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -79,28 +80,50 @@ def test_a_switch_is_repeated_until_the_model_runs_it_and_logged_once():
     assert [s.subnet for s in first] == ["l"] and first[0].log
     again = manager.control_step(1.0, 1.0).switches
     assert [s.subnet for s in again] == ["l"] and again[0].log == "", "a repeat, not a change"
-    manager.record_stats("m1", 50.0, 0.0, "l", 10.0)
+    manager.record_stats("m1", 50.0, 0.0, "l", 10.0, finished_s=1.2)
     assert manager.control_step(1.5, 1.5).switches == []
 
 
 def test_latencies_are_averaged_over_one_period_then_forgotten():
     manager = announced(state())
     manager.submit(goal(max_latency_ms=100.0), 0.0, (1, 0))
-    for latency in (10.0, 20.0):
-        manager.record_stats("m1", latency, 2.0, "s", 12.5)
-    manager.record_stats("other_model", 99.0, 2.0, "x", 1.0)
+    for finished, latency in ((0.7, 10.0), (0.8, 20.0)):
+        manager.record_stats("m1", latency, 2.0, "s", 12.5, finished_s=finished)
+    manager.record_stats("other_model", 99.0, 2.0, "x", 1.0, finished_s=0.8)
     observation = manager.observe(time_s=1.0)
     assert observation.latency_ms == {"cam": 15.0} and observation.frames == {"cam": 2}
     assert observation.input_fps == {"cam": 12.5}
     assert manager.observe(time_s=2.0).latency_ms == {}, "each period starts empty"
 
 
+def test_frame_rates_come_from_the_stats_stamps_and_new_clocks_start_a_new_period():
+    """The rate from when frames finished, not from how many fell in the period; frames that
+    started before a board reading showed the clocks the manager pinned are not compared with a
+    prediction at those clocks."""
+    manager = announced(state("hierarchical"))
+    manager.submit(goal(max_latency_ms=100.0), 0.0, (1, 0))
+    pinned = manager.control_step(0.1, 0.1).clocks.clocks
+    manager.record_board(BoardReading(clocks=pinned), now=0.2, read_s=0.2)
+    for k in range(1, 6):
+        manager.record_stats("m1", 40.0, 1.0, "s", 10.0, finished_s=0.2 + 0.1 * k)
+    observation = manager.observe(0.75)
+    assert observation.frames == {"cam": 5}
+    assert observation.frame_rate_hz == {"cam": pytest.approx(10.0)}
+    other = dataclasses.replace(pinned, gpu_hz=pinned.gpu_hz // 2)
+    manager.record_board(BoardReading(clocks=other), now=0.8, read_s=0.8)
+    manager.record_stats("m1", 40.0, 1.0, "s", 10.0, finished_s=0.81)  # started 0.77
+    manager.record_stats("m1", 40.0, 1.0, "s", 10.0, finished_s=0.85)  # started 0.81
+    observation = manager.observe(0.9)
+    assert observation.frames == {"cam": 1}
+    assert math.isnan(observation.frame_rate_hz["cam"]), "one frame at the new clocks: no rate"
+
+
 def test_without_targets_the_windows_do_not_pile_up():
     manager = announced(state())
-    for _ in range(100):
-        manager.record_stats("m1", 10.0, 1.0, "s", 10.0)
+    for k in range(100):
+        manager.record_stats("m1", 10.0, 1.0, "s", 10.0, finished_s=0.1 + 0.001 * k)
     manager.control_step(0.5, 0.5)
-    assert not any(manager.latency_window.values()) and not any(manager.energy_window.values())
+    assert manager.observe(1.0).frames == {} and not any(manager.energy_window.values())
 
 
 def test_clocks_repeat_every_period_and_go_back_to_the_governors_once_with_no_target():
@@ -142,11 +165,11 @@ def test_a_parked_target_expires_and_leaves_the_status():
 def test_given_up_and_unmet_goals_are_reported_when_they_change():
     manager = announced(state())
     manager.submit(goal(max_latency_ms=5.0), 0.0, (1, 0))
-    manager.record_stats("m1", 31.0, 0.0, "s", 10.0)
+    manager.record_stats("m1", 31.0, 0.0, "s", 10.0, finished_s=0.4)
     first = manager.control_step(0.5, 0.5)
     assert first.given_up_changed and "cam" in first.decision.given_up
     assert "latency 31.00 ms > 5 ms" in first.newly_unmet["cam"]
-    manager.record_stats("m1", 31.0, 0.0, "s", 10.0)
+    manager.record_stats("m1", 31.0, 0.0, "s", 10.0, finished_s=0.9)
     second = manager.control_step(1.0, 1.0)
     assert not second.given_up_changed and second.newly_unmet == {}
     assert "cam" in second.unmet, "still listed in the status, only not logged again"
@@ -163,7 +186,7 @@ def test_diagnostics_warn_about_missing_profiles_stale_board_status_and_a_late_l
     assert reports["dyndnn/manager/control_loop"].level == Level.OK
 
     manager.withdraw("cam", 1.0, (2, 0))
-    manager.record_board(BoardReading(power_w=5.0), now=1.0)
+    manager.record_board(BoardReading(power_w=5.0), now=1.0, read_s=1.0)
     reports = {r.name: r for r in manager.diagnostics(now=2.5, period_s=0.5, lateness_s=0.7)}
     loop = reports.pop("dyndnn/manager/control_loop")
     assert all(r.level == Level.OK for r in reports.values())
@@ -182,7 +205,7 @@ def test_diagnostics_warn_about_a_goal_given_up_or_not_met():
     assert "cam: given up: no sub-network meets the goal" in targets.message
 
     manager.submit(goal(max_power_w=5.0), 1.0, (2, 0))
-    manager.record_board(BoardReading(power_w=8.0), now=1.0)
+    manager.record_board(BoardReading(power_w=8.0), now=1.0, read_s=1.0)
     manager.control_step(1.5, 1.5)
     targets = manager.diagnostics(1.5, 0.5, 0.0)[0]
     assert targets.level == Level.WARN
@@ -243,14 +266,15 @@ def test_a_cpu_model_is_observed_on_the_cpu_and_told_the_threads_the_policy_chos
     manager = state("hierarchical")
     manager.model_announced("m1", CPU_PROFILE, "c0", "cluster1")
     manager.submit(goal(max_latency_ms=2000.0, min_accuracy=0.75), 0.0, (1, 0))
-    manager.record_stats("m1", 800.0, 0.0, "c0", 30.0, host_overhead_ms=2.5, threads=4)
+    manager.record_stats("m1", 800.0, 0.0, "c0", 30.0, host_overhead_ms=2.5, threads=4,
+                         finished_s=0.4)
     observation = manager.observe(0.5)
     assert observation.app_device == {"cam": "cpu"} and observation.threads == {"m1": 4}
     assert observation.host_overhead_ms == {"cam": 2.5}
     step = manager.control_step(0.5, 0.5)
     chosen = step.decision.threads["m1"]
     assert [(s.subnet, s.threads) for s in step.switches] == [("c1", chosen)]
-    manager.record_stats("m1", 800.0, 0.0, "c1", 30.0, threads=chosen)
+    manager.record_stats("m1", 800.0, 0.0, "c1", 30.0, threads=chosen, finished_s=0.9)
     assert manager.control_step(1.0, 1.0).switches == []
 
 
@@ -276,7 +300,7 @@ def test_the_clusters_a_cpu_models_threads_fill_are_pinned_with_its_own():
     manager = state("hierarchical")
     manager.model_announced("m1", CPU_PROFILE, "c0", "cluster1")
     manager.submit(goal(max_latency_ms=900.0, min_accuracy=0.72), 0.0, (1, 0))
-    manager.record_stats("m1", 500.0, 0.0, "c0", 30.0, threads=4)
+    manager.record_stats("m1", 500.0, 0.0, "c0", 30.0, threads=4, finished_s=0.4)
     step = manager.control_step(0.5, 0.5)
     threads = step.decision.threads["m1"]
     expected = {"cluster1", "cluster2"} if threads > 2 else {"cluster1"}

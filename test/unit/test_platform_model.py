@@ -79,6 +79,22 @@ def test_background_gpu_load_and_a_second_model_slow_the_gpu_part():
     assert float(pair.latency_ms[0]) > float(alone.latency_ms[0])
 
 
+def test_contention_follows_the_gpu_time_asked_for_and_power_the_frames_run():
+    """A rate measured under contention is what is left of an app's demand: time slicing shares
+    the GPU by what each context asks for (its camera rate and latency), so the stretch is the
+    same whatever rate was measured, while utilisation and power follow the frames run."""
+    ref = MODEL.reference
+    demand = [AppLoad(50.0, 30, 0), AppLoad(50.0, 30, 1)]
+    measured = [AppLoad(50.0, 30, 0, measured_rate_hz=6.0), AppLoad(50.0, 30, 1,
+                                                                    measured_rate_hz=6.0)]
+    asked = MODEL.steady_state(demand, ref.cpu_khz, ref.gpu_hz, ref.emc_hz)
+    seen = MODEL.steady_state(measured, ref.cpu_khz, ref.gpu_hz, ref.emc_hz)
+    assert seen.latency_ms == pytest.approx(asked.latency_ms)
+    assert list(seen.rate_hz.ravel()) == [6.0, 6.0]
+    assert float(seen.gpu_busy) < float(asked.gpu_busy)
+    assert float(seen.power_w) < float(asked.power_w)
+
+
 def test_voltage_curve_is_flat_then_rises():
     v = MODEL.gpu_power.voltage
     f_max = MODEL.gpu_power.f_max

@@ -120,6 +120,19 @@ def test_manager_closes_the_loop_through_the_sysfs_tree(board, tmp_path):
     assert not decision.given_up
 
 
+def test_a_back_end_announces_its_measured_rate_and_its_cameras(board, tmp_path):
+    """The board counts the frames run (the measured rate) and the GPU time asked for (the
+    camera's rate) apart."""
+    from dyndnn_ros.simulation.sysfs_board import read_app_activity
+
+    backend = SimulatedBackend(sysfs_root=tmp_path, realtime=False, instance="cam")
+    backend.report_input_fps(15.0)
+    backend.report_host_overhead(2.5)
+    backend.infer(frame(backend))
+    load = read_app_activity(tmp_path)["cam"]
+    assert (load.fps, load.host_overhead_ms, load.measured_rate_hz) == (15.0, 2.5, 0.0)
+
+
 def test_backend_started_before_the_board_finds_the_tree_later(tmp_path):
     backend = SimulatedBackend(sysfs_root=tmp_path / "jetson", realtime=False, instance="cam/1")
     backend.infer(frame(backend))  # no tree yet: reference clocks, nothing announced

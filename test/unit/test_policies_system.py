@@ -1,8 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """The hierarchical manager and DVFS-only policy on hand-made profile tables."""
+import dataclasses
+import math
+
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from dyndnn_ros.platforms.model import PlatformModel
+from dyndnn_ros.platforms.model import AppLoad, PlatformModel
 from dyndnn_ros.policies import (
     ClockSetting,
     Observation,
@@ -267,3 +271,26 @@ def test_noise_in_the_counted_frames_is_not_read_as_unmanaged_gpu_load():
             shared.update(0.6 + background, 0.6 * rng.poisson(3) / 3)
             estimates.append(shared.estimate)
         assert low <= float(np.mean(estimates[100:])) <= high, background
+
+
+def test_gpu_load_is_not_inferred_from_frame_rates_not_measured_since_a_switch():
+    """Right after a switch the frames seen ran the old sub-network: a GPU reading then says
+    nothing of load the manager does not run (NaN: too few frames yet), and the unmanaged share
+    stays as it was; once the rate is measured, the reading counts."""
+    policy = create_policy("hierarchical", MODEL)
+    goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.72)}
+    first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
+    base = observe(first)
+    for k in range(1, 6):
+        policy.decide(goal, PROFILES, dataclasses.replace(
+            base, time_s=0.25 * k, gpu_util=0.95, frame_rate_hz={"cam": math.nan}))
+    assert policy._shared.estimate == 0.0
+    point = setting_to_point(MODEL, base.clocks)
+    s = PROFILES["m1"].subnet(first.subnets["m1"])
+    alone = MODEL.steady_state([AppLoad(s.latency_mean_ms, 10.0, 0, measured_rate_hz=10.0)],
+                               point.cpu_khz, point.gpu_hz, point.emc_hz)
+    for k in range(6, 14):
+        policy.decide(goal, PROFILES, dataclasses.replace(
+            base, time_s=0.25 * k, gpu_util=float(alone.gpu_busy) + 0.3,
+            frame_rate_hz={"cam": 10.0}))
+    assert policy._shared.estimate == pytest.approx(0.3, abs=0.03)
