@@ -22,13 +22,18 @@ CASES = [("xavier_nx", seed) for seed in range(10)] + [
     ("agx_orin_maxn", seed) for seed in range(3)
 ] + [("xavier_nx", 16), ("xavier_nx", 17), ("agx_orin_maxn", 4)]
 # Where goals conflict the manager decides by the oracle's rule from its own filtered estimates,
-# and a small error in them can tip the rule's order (priorities in turn, in steps of 1 % of
-# frames). Over 24 + 6 seeds (2026-11-27) the property failed on 2, and on 2 of 32 others (Xavier
-# NX 24-47, AGX Orin 6-13); the one run here:
-# - Xavier NX seed 7: the manager predicts 1 % of app1's frames on goal with its most accurate
-#   sub-network where the oracle, knowing the truth, sees none and keeps the fast one on time;
-#   settled late frames 21.1 against 13.8 %, energy per frame +4.0 %.
-CONFLICT_GAP = {("xavier_nx", 7)}
+# and a small error or a late estimate can tip the rule's order (priorities in turn, in steps of
+# 1 % of frames). Over 48 Xavier NX and 14 AGX Orin seeds (2026-11-27, with the feedback from
+# frame times that makes the ROS run agree with this one) the property failed on 6, all Xavier
+# NX: 2, 4, 18, 26, 39 (settled late frames 2.2-9.3 points above the oracle's, or +5.7 % energy
+# per frame) and 40 (it beats the oracle: 1.1 % cheaper per frame on goal with every priority
+# served as well, 0.1 % past the margin left for the simulator's jitter). The ones run here:
+# - Xavier NX seed 2: no app can meet every goal; +5.7 % energy per frame, 2.4x per frame on goal.
+# - Xavier NX seed 4: at 6.2 s a background job takes 40 % of the GPU and app1's new accuracy
+#   goal needs its slowest sub-network. The manager learns the job from the frames that ran
+#   since its last switch (about 1.3 s) and runs that sub-network late meanwhile; the oracle
+#   knows it at once. Settled late frames 2.2 against 0.0 %.
+CONFLICT_GAP = {("xavier_nx", 2), ("xavier_nx", 4)}
 CASES = [
     pytest.param(
         *case,
