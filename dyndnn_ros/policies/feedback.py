@@ -76,9 +76,15 @@ class SharedLoadFilter:
         # Not clipped at 0 (only the estimate is): the managed part comes from the frames counted
         # in one period (1-4 over ROS), and clipping its noise on one side read as unmanaged load
         # that was not there (0.16 on average, up to 0.39, in a ROS run without any).
-        observed = min(self.max_share, max(-1.0, measured_busy - managed_busy))
+        return self.observe(measured_busy - managed_busy, self.measurement_variance)
+
+    def observe(self, share: float, variance: float) -> float:
+        """Fold in one period's reading of the unmanaged share itself, of this variance."""
+        if not (math.isfinite(share) and math.isfinite(variance)) or variance < 0:
+            return self.estimate
+        observed = min(self.max_share, max(-1.0, share))
         prior_variance = self.variance + self.process_variance
-        gain = prior_variance / (prior_variance + self.measurement_variance)
+        gain = prior_variance / (prior_variance + variance)
         self.level = min(self.max_share, max(-1.0, self.level + gain * (observed - self.level)))
         self.variance = (1.0 - gain) * prior_variance
         return self.estimate

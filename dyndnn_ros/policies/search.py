@@ -404,6 +404,7 @@ def most_on_goal(
     cpu_budget: int = 0,
     keep: OperatingPoint | None = None,
     min_saving: float = 0.0,
+    headroom: float = 0.0,
 ) -> tuple[int, ClockChoice, tuple[float, ...], tuple] | None:
     """For goals that conflict: over every candidate (one demand and one sub-network accuracy per
     goal, in the goals' order) and every clock point (each used cluster on its own axis, within
@@ -419,6 +420,11 @@ def most_on_goal(
     `keep`: the clocks in force; kept (with the candidate that ranks best at them) while they
     serve every priority as well as the best point and cost at most `min_saving` more per frame on
     goal, so clocks do not hop between near-equal points.
+
+    `headroom`: frames count as within the latency goal only within this fraction under it, as a
+    policy that predicts from estimates holds feasible goals (the oracle knows: 0), so an
+    estimate a few percent optimistic does not buy a sliver of frames on goal with every other
+    frame late.
 
     Returns (candidate index, choice, each app's predicted on-goal share, ranking key), or None
     when no point puts SHARE_STEP of any priority's frames on goal (then only best effort is
@@ -441,14 +447,14 @@ def most_on_goal(
         shares, timely_shares = [], []
         for i, (goal, accuracy) in enumerate(zip(goals, accuracies)):
             mean = on_grid(state.latency_ms[i])
+            limit = goal.max_latency_ms * (1.0 - headroom)
             if goal.max_latency_ms and sigma > 1e-9:
-                # P(L <= max) for a lognormal L of this mean
+                # P(L <= limit) for a lognormal L of this mean
                 timely = ndtr(
-                    (np.log(goal.max_latency_ms / np.maximum(mean, 1e-12)) + sigma**2 / 2)
-                    / sigma
+                    (np.log(limit / np.maximum(mean, 1e-12)) + sigma**2 / 2) / sigma
                 )
             elif goal.max_latency_ms:
-                timely = (mean <= goal.max_latency_ms).astype(float)
+                timely = (mean <= limit).astype(float)
             else:
                 timely = np.ones(grid.shape)
             timely_shares.append(timely)

@@ -64,6 +64,14 @@ from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 COARSE_FACTOR = 8
 """the relaxation ladder searches CPU clocks on a grid this many times smaller than the final one
 """
+GPU_SATURATED = 0.98
+"""a GPU busy reading this high never idled: the reading is capped, so busy time no longer tells
+how much of the GPU other work took; how far it stretched the apps' frames does"""
+UNMANAGED_BISECTIONS = 10
+"""steps of the search for that share: 0.95 / 2**10, under 0.1 % of the GPU"""
+SLOPE_STEP = 0.01
+"""half the span of GPU share over which the latencies' slope is taken, for that share's
+variance"""
 MAX_CONFLICT_COMBINATIONS = 64
 """where goals conflict, the ladder's and the app level's sub-networks are tried in every
 combination up to this many (six apps); beyond, the ladder's choice stands"""
@@ -218,10 +226,15 @@ class SystemLevelPolicy(Policy):
         counted = {app: n / window for app, n in observation.frames.items()} if window else {}
         rates = {g.app: observation.frame_rate_hz.get(g.app, counted.get(g.app, math.nan))
                  for g, _ in ran}
+        demands = [d for _, d in ran]
+        if observation.gpu_util >= GPU_SATURATED:
+            stretched = self._unmanaged_from_latency(ran, point, observation)
+            if stretched is not None:
+                self._shared.observe(*stretched)
         # a rate not yet measured since the configuration changed says nothing of other load
-        if observation.gpu_util > 0 and not any(map(math.isnan, rates.values())):
+        elif observation.gpu_util > 0 and not any(map(math.isnan, rates.values())):
             self._shared.update(observation.gpu_util, self._managed_gpu_busy(ran, point, rates))
-        latencies, _ = predict(self.model, [d for _, d in ran], point, self._shared.estimate)
+        latencies, _ = predict(self.model, demands, point, self._shared.estimate)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:
                 self._slowdown[goal.app].update(
@@ -239,6 +252,46 @@ class SystemLevelPolicy(Policy):
             state = self.model.steady_state(ran_loads, point.cpu_khz, point.gpu_hz, point.emc_hz,
                                             self._shared.estimate)
             self._power.update(observation.power_w, float(state.power_w))
+
+    def _unmanaged_from_latency(self, ran, point: OperatingPoint,
+                                observation: Observation) -> tuple[float, float] | None:
+        """The unmanaged GPU share that stretches the GPU apps' predicted latencies (slowdown 1)
+        to the ones measured this period (their log ratios, weighted by frames, cancel out), and
+        its variance from the frames' jitter (the model's latency_cv); None without a measured
+        GPU app. For a saturated GPU, whose busy reading is capped."""
+        measured = [
+            (i, observation.latency_ms[goal.app], observation.frames[goal.app])
+            for i, (goal, demand) in enumerate(ran)
+            if observation.frames.get(goal.app, 0) > 0
+            and observation.latency_ms.get(goal.app, 0.0) > 0
+            and self.model.device(demand.device).on_gpu
+        ]
+        if not measured:
+            return None
+        demands = [d for _, d in ran]
+        frames = sum(n for _, _, n in measured)
+
+        def excess(share: float) -> float:
+            """mean log(measured / predicted) over the frames: falls as the share grows"""
+            latencies, _ = predict(self.model, demands, point, share)
+            return sum(n * math.log(ms / latencies[i]) for i, ms, n in measured) / frames
+
+        low, high = 0.0, self._shared.max_share
+        if excess(low) <= 0.0:
+            share = low
+        elif excess(high) >= 0.0:
+            share = high
+        else:
+            for _ in range(UNMANAGED_BISECTIONS):
+                middle = 0.5 * (low + high)
+                low, high = (middle, high) if excess(middle) > 0.0 else (low, middle)
+            share = 0.5 * (low + high)
+        below = max(0.0, share - SLOPE_STEP)
+        above = min(self._shared.max_share, share + SLOPE_STEP)
+        slope = (excess(below) - excess(above)) / (above - below)
+        if slope <= 0.0:  # the apps' latencies do not depend on it here: nothing learnt
+            return None
+        return share, self.model.latency_cv**2 / frames / slope**2
 
     def _managed_gpu_busy(self, ran, point: OperatingPoint, rates: dict[str, float]) -> float:
         """The GPU busy fraction the managed apps' frames account for at the clocks in force: the
@@ -408,6 +461,7 @@ class SystemLevelPolicy(Policy):
                         f"{' and its energy ceiling' if goal.max_energy_mj else ''}; best effort,"
                         f" predicted p99 {choice.tail_ms[i]:.1f} ms"
                     )
+        conflict = None
         if (forced or not choice.met) and self.relax_accuracy_first:
             conflict = self._serve_frames_on_goal(
                 served, profiles, proposals, chosen, clusters, observation, power_scale, shared_gpu
@@ -430,18 +484,19 @@ class SystemLevelPolicy(Policy):
                             f"{f', energy {g.max_energy_mj:g} mJ' if g.max_energy_mj else ''}"
                         )
         if self._hold_relaxations(served, chosen, forced, dropped, given_up):
-            demands = [
-                self._demand(
-                    g,
-                    chosen[g.app],
-                    clusters[g.app],
-                    observation,
-                    g.app not in dropped,
-                    self.headroom,
-                )
-                for g in served.values()
-            ]
-            choice = least_late(demands)
+            # clocks for the sub-networks held, by the rule that decided the conflict
+            held_back = conflict and self._most_on_goal(
+                list(served.values()), [tuple(chosen[g.app] for g in served.values())],
+                clusters, observation, power_scale, shared_gpu
+            )
+            if held_back:
+                choice = held_back[1]
+            else:
+                choice = least_late([
+                    self._demand(g, chosen[g.app], clusters[g.app], observation,
+                                 g.app not in dropped, self.headroom)
+                    for g in served.values()
+                ])
         self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons, threads = {}, {}, {}, {}
         for i, goal in enumerate(served.values()):
@@ -481,6 +536,15 @@ class SystemLevelPolicy(Policy):
         ]
         if int(np.prod([len(o) for o in options])) > MAX_CONFLICT_COMBINATIONS:
             return None
+        return self._most_on_goal(
+            goals, list(itertools.product(*options)), clusters, observation, power_scale,
+            shared_gpu
+        )
+
+    def _most_on_goal(
+        self, goals, combos, clusters, observation, power_scale, shared_gpu
+    ) -> tuple[dict[str, SubnetProfile], ClockChoice, tuple[float, ...]] | None:
+        """search.most_on_goal over these sub-network combinations (one per goal, in order)."""
         power_cap = min((g.max_power_w for g in goals if g.max_power_w), default=0.0)
 
         def candidate(combo):
@@ -492,15 +556,17 @@ class SystemLevelPolicy(Policy):
                 [s.accuracy for s in combo],
             )
 
-        combos = list(itertools.product(*options))
-        search_args = (power_cap, shared_gpu, power_scale, self.cpu_budget)
         best = most_on_goal(
             self.model,
             goals,
             [candidate(c) for c in combos],
-            *search_args,
+            power_cap,
+            shared_gpu,
+            power_scale,
+            self.cpu_budget,
             keep=self._last_point,
             min_saving=self.min_saving,
+            headroom=self.headroom,
         )
         if best is None:
             return None

@@ -119,3 +119,18 @@ def test_an_impossible_energy_ceiling_fails_and_binds_only_hard_demands():
     given_up = AppDemand("cam", 50.0, 1.07, 10.0, 0, 1.0, 90.0, best_effort=True)
     unbound = search_clocks(MODEL, [given_up])
     assert search_clocks(MODEL, [replace(given_up, max_energy_mj=0.01)]).point == unbound.point
+
+
+def test_most_on_goal_counts_frames_within_a_headroom_under_the_latency_goal():
+    """A policy that predicts from estimates counts a frame within its latency goal only inside
+    the headroom: a sliver of frames predicted just under the goal, with the rest late, is not
+    bought with an app's accuracy or lateness (the oracle, which knows, takes headroom 0)."""
+    from dyndnn_ros.policies.base import PerformanceGoal
+    from dyndnn_ros.policies.search import most_on_goal
+
+    fastest = search_clocks(MODEL, [demand(1.0)], best_effort=True).tail_ms[0] / 1.07
+    goal = PerformanceGoal("cam", "m", max_latency_ms=0.94 * fastest, min_accuracy=0.7)
+    candidates = [([demand(60.0)], [0.75])]
+    known = most_on_goal(MODEL, [goal], candidates)
+    assert known is not None and 0.01 <= known[2][0] < 0.5
+    assert most_on_goal(MODEL, [goal], candidates, headroom=0.03) is None

@@ -294,3 +294,24 @@ def test_gpu_load_is_not_inferred_from_frame_rates_not_measured_since_a_switch()
             base, time_s=0.25 * k, gpu_util=float(alone.gpu_busy) + 0.3,
             frame_rate_hz={"cam": 10.0}))
     assert policy._shared.estimate == pytest.approx(0.3, abs=0.03)
+
+
+def test_a_saturated_gpu_reads_other_load_from_how_far_it_stretches_the_frames():
+    """A GPU busy reading of 100 % is capped: it cannot say how much of the GPU a background job
+    took. The unmanaged share is then read from the frames' latencies, the stretch the model
+    predicts for it, in one period (their jitter is small), with no slowdown left over; the
+    frame rates are not needed (a switch that just happened does not delay it)."""
+    policy = create_policy("hierarchical", MODEL)
+    goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.72)}
+    first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
+    s = PROFILES["m1"].subnet(first.subnets["m1"])
+    point = setting_to_point(MODEL, first.clocks)
+    demand = AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)
+    stretched, _ = predict(MODEL, [demand], point, 0.5)
+    seen = dataclasses.replace(
+        observe(first), time_s=0.25, gpu_util=1.0, latency_ms={"cam": stretched[0]},
+        frame_rate_hz={"cam": math.nan},
+    )
+    policy.decide(goal, PROFILES, seen)
+    assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)
+    assert policy._slowdown["cam"].estimate == pytest.approx(1.0, abs=0.05)
