@@ -7,6 +7,8 @@ late frames are never more than 2 points above the oracle's. Each seed is a 10 s
 or two apps, on the Xavier NX and on a board with other tables (AGX Orin).
 """
 
+from multiprocessing import get_context
+
 import pytest
 
 from dyndnn_ros.evaluation.report import beats_oracle, metrics
@@ -14,37 +16,52 @@ from dyndnn_ros.evaluation.runner import DEFAULT_SPECS, run_policy
 from dyndnn_ros.evaluation.scenario import generate_scenario
 from dyndnn_ros.platforms.model import PlatformModel
 
-BOARDS = {name: PlatformModel.load(name) for name in ("xavier_nx", "agx_orin_maxn")}
-# seeds nobody tuned on; the AGX Orin has other clocks, power and cores than the board the
-# manager's defaults were chosen on. Xavier NX 16 and 17 and AGX Orin 4 failed the property
-# before the manager decided conflicting goals by the oracle's own rule (search.most_on_goal).
-CASES = [("xavier_nx", seed) for seed in range(10)] + [
-    ("agx_orin_maxn", seed) for seed in range(3)
-] + [("xavier_nx", 16), ("xavier_nx", 17), ("agx_orin_maxn", 4)]
-# Where goals conflict the manager decides by the oracle's rule from its own filtered estimates,
-# and a small error or a late estimate can tip the rule's order (priorities in turn, in steps of
-# 1 % of frames). Over 48 Xavier NX and 14 AGX Orin seeds (2026-11-27, with the feedback from
-# frame times that makes the ROS run agree with this one) the property failed on 6, all Xavier
-# NX: 2, 4, 18, 26, 39 (settled late frames 2.2-9.3 points above the oracle's, or +5.7 % energy
-# per frame) and 40 (it beats the oracle: 1.1 % cheaper per frame on goal with every priority
-# served as well, 0.1 % past the margin left for the simulator's jitter). The ones run here:
-# - Xavier NX seed 2: no app can meet every goal; +5.7 % energy per frame, 2.4x per frame on goal.
-# - Xavier NX seed 4: at 6.2 s a background job takes 40 % of the GPU and app1's new accuracy
-#   goal needs its slowest sub-network. The manager learns the job from the frames that ran
-#   since its last switch (about 1.3 s) and runs that sub-network late meanwhile; the oracle
-#   knows it at once. Settled late frames 2.2 against 0.0 %.
-CONFLICT_GAP = {("xavier_nx", 2), ("xavier_nx", 4)}
-CASES = [
-    pytest.param(
-        *case,
-        marks=pytest.mark.xfail(
-            strict=True, reason="goals conflict: the manager's estimates tip the oracle's rule"
-        ),
-    )
-    if case in CONFLICT_GAP
-    else case
-    for case in CASES
+# Xavier NX 0-47 and AGX Orin 0-13 were looked at while the manager's estimates were improved
+# (2026-11-27); Xavier NX 48-95 and AGX Orin 14-27 were first run after that change. The AGX Orin
+# has other clocks, power and cores than the board the manager's defaults were chosen on.
+CASES = [("xavier_nx", seed) for seed in range(96)] + [
+    ("agx_orin_maxn", seed) for seed in range(28)
 ]
+# Where the property fails, each for a reason in the manager's estimates or in the oracle, not a
+# tolerance away (the fraction is in docs/evaluation.md): where goals conflict the manager decides
+# by the oracle's rule from filtered estimates, and an error of a few percent can tip its order
+# (priorities in turn, in steps of 1 % of frames), or an estimate lags a change the oracle knows.
+KNOWN_FAILURES = {
+    # settled late frames 9 points above the oracle's: the unmanaged GPU share, read from a GPU
+    # that is not quite saturated, comes out 0.16 for a 0.2 job, so the manager believes the
+    # priority-2 app can have 99 % of its frames on goal (it gets 79 %, the oracle 95 %) and
+    # gives the priority-1 app's accuracy up for it
+    ("xavier_nx", 39): "late",
+    # beats the oracle, 2.2 % cheaper per frame on goal: the oracle chooses one period at a time
+    # from the steady-state model, which is not the frame timeline's optimum
+    ("xavier_nx", 53): "beats",
+    ("xavier_nx", 66): "late",  # 4.7 points
+    ("xavier_nx", 82): "late",  # 2.7 points
+    ("xavier_nx", 87): "late",  # 9.6 points
+    ("xavier_nx", 89): "late",  # 3.9 points
+    ("agx_orin_maxn", 16): "energy",  # +5.2 % per frame
+    ("agx_orin_maxn", 17): "energy",  # +5.7 % per frame
+    ("agx_orin_maxn", 25): "energy",  # +6.5 % per frame
+}
+
+
+def _run(case):
+    board, seed = case
+    model = PlatformModel.load(board)
+    scenario = generate_scenario(seed, duration_s=10.0)
+    return case, {
+        label: metrics(
+            run_policy(scenario, next(s for s in DEFAULT_SPECS if s.label == label), model)
+        )
+        for label in ("hierarchical", "oracle")
+    }
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Every case's metrics, on two processes (CI has two cores)."""
+    with get_context("fork").Pool(2) as pool:
+        return dict(pool.imap_unordered(_run, CASES))
 
 
 def test_the_generator_is_seeded_and_varied():
@@ -53,18 +70,17 @@ def test_the_generator_is_seeded_and_varied():
     assert len(shapes) > 2
 
 
-@pytest.mark.parametrize("board,seed", CASES)
-def test_manager_tracks_the_oracle_on_generated_scenarios(board, seed):
-    scenario = generate_scenario(seed, duration_s=10.0)
-    runs = {
-        label: metrics(
-            run_policy(
-                scenario, next(s for s in DEFAULT_SPECS if s.label == label), BOARDS[board]
-            )
-        )
-        for label in ("hierarchical", "oracle")
-    }
-    h, o = runs["hierarchical"], runs["oracle"]
+@pytest.mark.parametrize(
+    "board,seed",
+    [
+        pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[case]))
+        if case in KNOWN_FAILURES
+        else case
+        for case in CASES
+    ],
+)
+def test_manager_tracks_the_oracle_on_generated_scenarios(runs, board, seed):
+    h, o = runs[(board, seed)]["hierarchical"], runs[(board, seed)]["oracle"]
     figures = f"{board} seed {seed}: hierarchical {h}\noracle {o}"
     assert not beats_oracle(h, o), figures
     assert h.energy_per_frame_mj <= 1.05 * o.energy_per_frame_mj, figures
