@@ -135,6 +135,8 @@ class BoardSimulator:
         )
         self.apps: dict[str, SimulatedApp] = {}
         self.background_gpu = 0.0
+        self._gpu_queue = 0.0
+        """GPU work asked for in earlier ticks and not yet run, in ticks of work"""
         self.external_loads: tuple[AppLoad, ...] = ()
         """work run elsewhere (inference nodes with the simulated back end) that shares this board
         """
@@ -334,6 +336,13 @@ class BoardSimulator:
         gpu, emc, clusters = self.model.utilisation(
             loads, busy_all, *shares, self.background_gpu, host_all
         )
+        # The GPU does all the work it is given: frames that overlap in a tick ask for more than
+        # the tick holds, and the rest runs in the next ticks (at most each app's frame in flight)
+        # instead of being lost from the busy reading and the power it draws.
+        asked = self.background_gpu + float(np.sum(busy_all * state.gpu_share)) + self._gpu_queue
+        gpu = min(1.0, asked)
+        in_flight = float(np.sum(state.gpu_share * state.latency_ms)) / 1000.0 / self.tick_s
+        self._gpu_queue = min(asked - gpu, in_flight)
         power = self.model.power_w(self.cpu_khz, self.gpu_hz, self.emc_hz, clusters, gpu, emc)
         return TickActivity(clusters, float(gpu), float(emc), float(power))
 

@@ -132,3 +132,28 @@ def test_a_negative_host_overhead_is_refused():
     sim = BoardSimulator(MODEL, seed=1)
     with pytest.raises(PlatformError, match="host_overhead_ms"):
         sim.add_app("cam", PROFILE, 30.0, 0, "a3", host_overhead_ms=-1.0)
+
+
+def test_the_gpu_busy_reading_counts_all_the_work_of_frames_that_overlap():
+    """Two apps whose frames start on the same camera ticks, beside a background job: in the ticks
+    where their frames overlap they ask for more GPU than a tick holds, and the GPU runs the rest
+    in the next ticks. Over the run the busy reading is the work asked for (what a manager
+    subtracts its own frames from to find other load), not that less what overlapped."""
+    import numpy as np
+
+    sim = BoardSimulator(MODEL, seed=1)
+    sim.add_app("a", PROFILE, 8.0, 0, "a0")
+    sim.add_app("b", PROFILE, 8.0, 1, "a0")
+    sim.background_gpu = 0.2
+    top = MODEL.description.clocks
+    sim.pin({0: 1420800, 1: 1420800}, gpu_hz=top.gpu_available_hz[-1],
+            emc_hz=top.emc_available_hz[-1])
+    sim.run_until(20.0)
+    state = sim.last_state
+    work = sum(
+        sum(1 for f in sim.frames if f.app == app) * float(state.gpu_share[i])
+        * float(state.latency_ms[i]) / 1000.0
+        for i, app in enumerate(("a", "b"))
+    )
+    assert float(np.mean(sim.log.gpu_busy)) < 0.95  # not saturated: nothing left queued
+    assert float(np.mean(sim.log.gpu_busy)) == pytest.approx(0.2 + work / 20.0, rel=0.02)
