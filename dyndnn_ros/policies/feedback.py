@@ -44,6 +44,13 @@ class SlowdownFilter:
         self.variance = (1.0 - gain) * prior_variance
         return self.estimate
 
+    def rescale(self, factor: float) -> float:
+        """Move the estimate by `factor` where the prediction it multiplies moved by 1 / factor
+        for another reason (another filter now explains part of what it did)."""
+        if math.isfinite(factor) and factor > 0:
+            self.estimate = min(self.max_factor, max(self.min_factor, self.estimate * factor))
+        return self.estimate
+
     def reset(self) -> None:
         self.estimate, self.variance = 1.0, 1.0
 

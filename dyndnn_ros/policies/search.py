@@ -411,8 +411,9 @@ def most_on_goal(
     the power cap where it can be held), the highest priority's predicted share of frames on goal
     first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then,
     priority by priority, the share of frames within the latency goal whatever their accuracy
-    (the best-effort latency of an app whose frames cannot be on goal); then the least power /
-    frames on goal per second. A frame is on goal as the evaluation counts it: its sub-network
+    (the best-effort latency of an app whose frames cannot be on goal), or where under SHARE_STEP
+    of them can be, the least lateness (mean latency / goal, in steps of SHARE_STEP); then the
+    least power / frames on goal per second. A frame is on goal as the evaluation counts it: its sub-network
     meets the accuracy goal and its latency the latency goal (`max_latency_ms`, no headroom),
     under the model's lognormal frame jitter; and, where a goal sets one, its energy (board power
     x mean latency) is within `max_energy_mj`.
@@ -444,7 +445,7 @@ def most_on_goal(
             return np.broadcast_to(values, grid.shape)
 
         power = on_grid(state.power_w) * power_scale
-        shares, timely_shares = [], []
+        shares, timely_keys = [], []
         for i, (goal, accuracy) in enumerate(zip(goals, accuracies)):
             mean = on_grid(state.latency_ms[i])
             limit = goal.max_latency_ms * (1.0 - headroom)
@@ -457,7 +458,14 @@ def most_on_goal(
                 timely = (mean <= limit).astype(float)
             else:
                 timely = np.ones(grid.shape)
-            timely_shares.append(timely)
+            # no frame in time at this point: how far past the goal, in the same steps (best
+            # effort is the least lateness, not the least power)
+            timely_keys.append(np.where(
+                timely >= SHARE_STEP,
+                np.floor(timely / SHARE_STEP + 1e-9),
+                -np.ceil(mean / max(limit, 1e-12) / SHARE_STEP - 1e-9)
+                if goal.max_latency_ms else 0.0,
+            ))
             share = timely
             if goal.min_accuracy and accuracy < goal.min_accuracy:
                 share = np.zeros(grid.shape)
@@ -470,17 +478,14 @@ def most_on_goal(
         if power_cap_w > 0 and (power <= power_cap_w).any():
             allowed = power <= power_cap_w
         ratio = np.where(allowed, ratio, np.inf)
+        steps = [np.floor(sh / SHARE_STEP + 1e-9) for sh in shares]
         served = [
             np.where(
                 allowed,
-                np.floor(
-                    np.min([sh for sh, g in zip(kind, goals) if g.priority == p], axis=0)
-                    / SHARE_STEP
-                    + 1e-9
-                ),
-                -1.0,  # over the power cap: behind every point within it
+                np.min([k for k, g in zip(kind, goals) if g.priority == p], axis=0),
+                -np.inf,  # over the power cap: behind every point within it
             ).ravel()
-            for kind in (shares, timely_shares)
+            for kind in (steps, timely_keys)
             for p in levels
         ]
         flat_ratio = ratio.ravel()

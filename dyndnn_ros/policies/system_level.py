@@ -233,7 +233,13 @@ class SystemLevelPolicy(Policy):
                 self._shared.observe(*stretched)
         # a rate not yet measured since the configuration changed says nothing of other load
         elif observation.gpu_util > 0 and not any(map(math.isnan, rates.values())):
+            before, _ = predict(self.model, demands, point, self._shared.estimate)
             self._shared.update(observation.gpu_util, self._managed_gpu_busy(ran, point, rates))
+            after, _ = predict(self.model, demands, point, self._shared.estimate)
+            # what the busy reading now explains of the latencies seen, each app's slowdown
+            # gives back (a job first read as a slowdown must not count twice)
+            for (goal, _), old, new in zip(ran, before, after):
+                self._slowdown[goal.app].rescale(old / new)
         latencies, _ = predict(self.model, demands, point, self._shared.estimate)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:

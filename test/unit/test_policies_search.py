@@ -2,6 +2,7 @@
 """The system-level clock search: least power, dead band on the clocks in force, best effort,
 energy ceilings per frame."""
 
+import pytest
 from dataclasses import replace
 
 from dyndnn_ros.platforms.model import OperatingPoint, PlatformModel
@@ -134,3 +135,22 @@ def test_most_on_goal_counts_frames_within_a_headroom_under_the_latency_goal():
     known = most_on_goal(MODEL, [goal], candidates)
     assert known is not None and 0.01 <= known[2][0] < 0.5
     assert most_on_goal(MODEL, [goal], candidates, headroom=0.03) is None
+
+
+def test_most_on_goal_gives_an_app_no_frame_can_be_in_time_its_least_lateness():
+    """Where no point puts a frame within the latency goal, best effort is the least lateness
+    (the ladder's meaning of it), not the least power that lets the app crawl."""
+    from dyndnn_ros.policies.base import PerformanceGoal
+    from dyndnn_ros.policies.search import most_on_goal
+
+    fastest = search_clocks(MODEL, [demand(1.0)], best_effort=True)
+    hopeless = PerformanceGoal("late", "m", max_latency_ms=0.5 * fastest.tail_ms[0] / 1.07,
+                               priority=1)
+    served = PerformanceGoal("cam", "n", max_latency_ms=500.0, priority=2)
+    late = AppDemand("late", 50.0, 1.07, 10.0, 1, 1.0, 500.0)
+    best = most_on_goal(MODEL, [served, hopeless], [([demand(500.0), late], [0.75, 0.75])])
+    assert best is not None and best[2] == (pytest.approx(1.0), pytest.approx(0.0, abs=1e-9))
+    least_late = search_clocks(MODEL, [demand(500.0), replace(late, best_effort=True,
+                                                               max_tail_ms=1.0)],
+                               best_effort=True)
+    assert best[1].tail_ms[1] <= 1.011 * least_late.tail_ms[1]

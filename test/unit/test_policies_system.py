@@ -315,3 +315,34 @@ def test_a_saturated_gpu_reads_other_load_from_how_far_it_stretches_the_frames()
     policy.decide(goal, PROFILES, seen)
     assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)
     assert policy._slowdown["cam"].estimate == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_slowdown_gives_back_what_the_gpu_busy_reading_explains():
+    """Before the GPU busy reading shows a background job (no frame rate yet), the frames it
+    stretched are read as the app's slowdown; once the reading explains them, the slowdown gives
+    that back, so the job does not count twice (predictions for a sub-network or clocks not run
+    would stretch by both)."""
+    policy = create_policy("hierarchical", MODEL)
+    goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.72)}
+    first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
+    s = PROFILES["m1"].subnet(first.subnets["m1"])
+    point = setting_to_point(MODEL, first.clocks)
+    demand = AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)
+    stretched, _ = predict(MODEL, [demand], point, 0.3)
+    alone = MODEL.steady_state([AppLoad(s.latency_mean_ms, 10.0, 0, measured_rate_hz=10.0)],
+                               point.cpu_khz, point.gpu_hz, point.emc_hz)
+    seen = dataclasses.replace(observe(first), latency_ms={"cam": stretched[0]},
+                               gpu_util=float(alone.gpu_busy) + 0.3)
+    for k in range(1, 4):  # rates not measured yet: only the slowdown learns
+        policy.decide(goal, PROFILES, dataclasses.replace(
+            seen, time_s=0.25 * k, frame_rate_hz={"cam": math.nan}))
+    assert policy._slowdown["cam"].estimate > 1.1 and policy._shared.estimate == 0.0
+    for k in range(4, 16):
+        policy.decide(goal, PROFILES, dataclasses.replace(
+            seen, time_s=0.25 * k, frame_rate_hz={"cam": 10.0}))
+        # at every step the two estimates together predict the latency the app ran at
+        predicted, _ = predict(MODEL, [demand], point, policy._shared.estimate)
+        assert predicted[0] * policy._slowdown["cam"].estimate == pytest.approx(
+            stretched[0], rel=0.02), k
+    assert policy._shared.estimate == pytest.approx(0.3, abs=0.03)
+    assert policy._slowdown["cam"].estimate == pytest.approx(1.0, abs=0.03)
