@@ -227,12 +227,14 @@ class SystemLevelPolicy(Policy):
         rates = {g.app: observation.frame_rate_hz.get(g.app, counted.get(g.app, math.nan))
                  for g, _ in ran}
         demands = [d for _, d in ran]
-        if observation.gpu_util >= GPU_SATURATED:
+        # a rate not yet measured since the configuration changed: the busy reading cannot be
+        # split into the apps' part and the rest; how far the frames stretched still tells
+        measured = not any(map(math.isnan, rates.values()))
+        if observation.gpu_util >= GPU_SATURATED or (observation.gpu_util > 0 and not measured):
             stretched = self._unmanaged_from_latency(ran, point, observation)
             if stretched is not None:
                 self._shared.observe(*stretched)
-        # a rate not yet measured since the configuration changed says nothing of other load
-        elif observation.gpu_util > 0 and not any(map(math.isnan, rates.values())):
+        elif observation.gpu_util > 0:
             before, _ = predict(self.model, demands, point, self._shared.estimate)
             self._shared.update(observation.gpu_util, self._managed_gpu_busy(ran, point, rates))
             after, _ = predict(self.model, demands, point, self._shared.estimate)
