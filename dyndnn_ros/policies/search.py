@@ -413,10 +413,10 @@ def most_on_goal(
     priority by priority, the share of frames within the latency goal whatever their accuracy
     (the best-effort latency of an app whose frames cannot be on goal), or where under SHARE_STEP
     of them can be, the least lateness (mean latency / goal, in steps of SHARE_STEP); then the
-    least power / frames on goal per second. A frame is on goal as the evaluation counts it: its sub-network
-    meets the accuracy goal and its latency the latency goal (`max_latency_ms`, no headroom),
-    under the model's lognormal frame jitter; and, where a goal sets one, its energy (board power
-    x mean latency) is within `max_energy_mj`.
+    least power / frames on goal per second. A frame is on goal as the evaluation counts it: its
+    sub-network meets the accuracy goal and its latency the latency goal (`max_latency_ms`, less
+    `headroom`), under the model's lognormal frame jitter; and, where a goal sets one, its energy
+    (board power x mean latency) is within `max_energy_mj`.
 
     `keep`: the clocks in force; kept (with the candidate that ranks best at them) while they
     serve every priority as well as the best point and cost at most `min_saving` more per frame on

@@ -296,11 +296,13 @@ def test_gpu_load_is_not_inferred_from_frame_rates_not_measured_since_a_switch()
     assert policy._shared.estimate == pytest.approx(0.3, abs=0.03)
 
 
-def test_a_saturated_gpu_reads_other_load_from_how_far_it_stretches_the_frames():
+@pytest.mark.parametrize("busy", [1.0, 0.9])
+def test_other_gpu_load_is_read_from_how_far_it_stretches_the_frames(busy):
     """A GPU busy reading of 100 % is capped: it cannot say how much of the GPU a background job
-    took. The unmanaged share is then read from the frames' latencies, the stretch the model
-    predicts for it, in one period (their jitter is small), with no slowdown left over; the
-    frame rates are not needed (a switch that just happened does not delay it)."""
+    took; nor can a lower one be split into the apps' part and the rest while their frame rates
+    are not measured yet (NaN, since the last change). The unmanaged share is then read from the
+    frames' latencies, the stretch the model predicts for it, in one period (their jitter is
+    small), with no slowdown left over."""
     policy = create_policy("hierarchical", MODEL)
     goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.72)}
     first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
@@ -309,7 +311,7 @@ def test_a_saturated_gpu_reads_other_load_from_how_far_it_stretches_the_frames()
     demand = AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)
     stretched, _ = predict(MODEL, [demand], point, 0.5)
     seen = dataclasses.replace(
-        observe(first), time_s=0.25, gpu_util=1.0, latency_ms={"cam": stretched[0]},
+        observe(first), time_s=0.25, gpu_util=busy, latency_ms={"cam": stretched[0]},
         frame_rate_hz={"cam": math.nan},
     )
     policy.decide(goal, PROFILES, seen)
@@ -318,10 +320,10 @@ def test_a_saturated_gpu_reads_other_load_from_how_far_it_stretches_the_frames()
 
 
 def test_a_slowdown_gives_back_what_the_gpu_busy_reading_explains():
-    """Before the GPU busy reading shows a background job (no frame rate yet), the frames it
-    stretched are read as the app's slowdown; once the reading explains them, the slowdown gives
-    that back, so the job does not count twice (predictions for a sub-network or clocks not run
-    would stretch by both)."""
+    """Before a GPU busy reading comes (the hardware status not yet received), the frames a
+    background job stretched are read as the app's slowdown; once the reading explains them, the
+    slowdown gives that back, so the job does not count twice (predictions for a sub-network or
+    clocks not run would stretch by both)."""
     policy = create_policy("hierarchical", MODEL)
     goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.72)}
     first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
@@ -333,9 +335,9 @@ def test_a_slowdown_gives_back_what_the_gpu_busy_reading_explains():
                                point.cpu_khz, point.gpu_hz, point.emc_hz)
     seen = dataclasses.replace(observe(first), latency_ms={"cam": stretched[0]},
                                gpu_util=float(alone.gpu_busy) + 0.3)
-    for k in range(1, 4):  # rates not measured yet: only the slowdown learns
+    for k in range(1, 4):  # no busy reading yet: only the slowdown learns
         policy.decide(goal, PROFILES, dataclasses.replace(
-            seen, time_s=0.25 * k, frame_rate_hz={"cam": math.nan}))
+            seen, time_s=0.25 * k, gpu_util=0.0, frame_rate_hz={"cam": 10.0}))
     assert policy._slowdown["cam"].estimate > 1.1 and policy._shared.estimate == 0.0
     for k in range(4, 16):
         policy.decide(goal, PROFILES, dataclasses.replace(
