@@ -162,3 +162,30 @@ def test_sensitivity_table_names_variants_where_a_policy_beats_the_oracle():
     assert beaten[-1].endswith("v2 / s: -1.8 %.") and "v1" not in beaten[-1]
     # cheaper by serving a priority less often is not beating it (report.beats_oracle)
     assert sensitivity_table([row("v1", -3.0, False)], ["s"])[-1].endswith("none.")
+
+
+def test_beating_the_oracle_means_serving_every_priority_as_well_in_its_order():
+    """Cheaper per frame on goal beats the oracle only with each priority's frames on goal and in
+    time as often, and a given-up app's frames no later (the oracle's order before energy)."""
+    from dataclasses import replace
+
+    from dyndnn_ros.evaluation.report import Metrics, beats_oracle
+
+    oracle = Metrics(
+        energy_j=100.0, frames=100, energy_per_frame_mj=1000.0, mean_latency_ms=90.0,
+        p95_latency_ms=99.0, violation_pct=40.0, violation_settled_pct=40.0,
+        mean_accuracy=0.76, accuracy_short_pct=0.0, frames_on_goal=60,
+        energy_per_frame_on_goal_mj=1666.0, on_goal_pct_by_priority=((2, 100.0), (1, 20.0)),
+        in_time_pct_by_priority=((2, 100.0), (1, 20.0)),
+        lateness_by_priority=((2, 0.0), (1, 0.043)),
+    )
+    cheaper = replace(oracle, energy_per_frame_on_goal_mj=1600.0)
+    assert beats_oracle(cheaper, oracle)
+    assert not beats_oracle(replace(cheaper, on_goal_pct_by_priority=((2, 98.0), (1, 20.0))),
+                            oracle)
+    assert not beats_oracle(replace(cheaper, in_time_pct_by_priority=((2, 100.0), (1, 18.0))),
+                            oracle)
+    # AGX Orin generated seed 17: cheaper, with its given-up app's frames 1.5 % later
+    assert not beats_oracle(replace(cheaper, lateness_by_priority=((2, 0.0), (1, 0.058))),
+                            oracle)
+    assert beats_oracle(replace(cheaper, lateness_by_priority=((2, 0.0), (1, 0.048))), oracle)

@@ -23,15 +23,13 @@ from dyndnn_ros.platforms.model import PlatformModel
 CASES = [("xavier_nx", seed) for seed in range(144)] + [
     ("agx_orin_maxn", seed) for seed in range(42)
 ]
-# Where the property fails, and why (docs/evaluation.md, "Generated scenarios"). The first three
-# are goals in conflict, where the manager decides by the oracle's rule from filtered estimates
-# and the oracle from the truth; the last is the oracle's own limit.
+# Where the property fails, and why (docs/evaluation.md, "Generated scenarios"): goals in
+# conflict, where the manager decides by the oracle's rule from filtered estimates and the oracle
+# from the truth.
 KNOWN_FAILURES = {
     ("xavier_nx", 12): "2.01 points later (18.0 against 16.0 %)",
     ("xavier_nx", 82): "2.6 points later: a given-up app's best-effort frames under a 0.4 job",
     ("xavier_nx", 109): "3.6 points later: a latency goal at its frames' p99 edge for 8 s",
-    ("agx_orin_maxn", 17): "2.7 % cheaper per frame on goal than the oracle, which chooses one"
-    " period at a time from the steady-state model, not the frame timeline's optimum",
 }
 
 
