@@ -44,11 +44,18 @@ class SlowdownFilter:
         self.variance = (1.0 - gain) * prior_variance
         return self.estimate
 
-    def rescale(self, factor: float) -> float:
-        """Move the estimate by `factor` where the prediction it multiplies moved by 1 / factor
-        for another reason (another filter now explains part of what it did)."""
-        if math.isfinite(factor) and factor > 0:
-            self.estimate = min(self.max_factor, max(self.min_factor, self.estimate * factor))
+    def give_back(self, factor: float) -> float:
+        """The prediction this estimate multiplies moved by 1 / `factor` for another reason
+        (another filter now explains part of the slowdown): give back what the estimate holds of
+        it, towards 1 and never past it. A slowdown at 1 holds nothing; it keeps learning what
+        the frames show from its own measurements."""
+        if not (math.isfinite(factor) and factor > 0):
+            return self.estimate
+        moved = self.estimate * factor
+        if self.estimate > 1.0 and factor < 1.0:
+            self.estimate = max(1.0, moved)
+        elif self.estimate < 1.0 and factor > 1.0:
+            self.estimate = min(1.0, moved)
         return self.estimate
 
     def reset(self) -> None:

@@ -412,7 +412,8 @@ def most_on_goal(
     first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then,
     priority by priority, the share of frames within the latency goal whatever their accuracy
     (the best-effort latency of an app whose frames cannot be on goal), or where under SHARE_STEP
-    of them can be, the least lateness (mean latency / goal, in steps of SHARE_STEP); then the
+    of them can be, the least lateness (mean latency / the goal less `headroom`, in steps of
+    SHARE_STEP); then the
     least power / frames on goal per second. A frame is on goal as the evaluation counts it: its
     sub-network meets the accuracy goal and its latency the latency goal (`max_latency_ms`, less
     `headroom`), under the model's lognormal frame jitter; and, where a goal sets one, its energy

@@ -230,19 +230,19 @@ class SystemLevelPolicy(Policy):
         # a rate not yet measured since the configuration changed: the busy reading cannot be
         # split into the apps' part and the rest; how far the frames stretched still tells
         measured = not any(map(math.isnan, rates.values()))
+        before, _ = predict(self.model, demands, point, self._shared.estimate)
         if observation.gpu_util >= GPU_SATURATED or (observation.gpu_util > 0 and not measured):
             stretched = self._unmanaged_from_latency(ran, point, observation)
             if stretched is not None:
                 self._shared.observe(*stretched)
         elif observation.gpu_util > 0:
-            before, _ = predict(self.model, demands, point, self._shared.estimate)
             self._shared.update(observation.gpu_util, self._managed_gpu_busy(ran, point, rates))
-            after, _ = predict(self.model, demands, point, self._shared.estimate)
-            # what the busy reading now explains of the latencies seen, each app's slowdown
-            # gives back (a job first read as a slowdown must not count twice)
-            for (goal, _), old, new in zip(ran, before, after):
-                self._slowdown[goal.app].rescale(old / new)
         latencies, _ = predict(self.model, demands, point, self._shared.estimate)
+        # what the shared load now explains of a slowdown, the slowdown gives back (a job first
+        # read as a slowdown must not count twice)
+        for (goal, _), old, new in zip(ran, before, latencies):
+            if old > 0 and new > 0:
+                self._slowdown[goal.app].give_back(old / new)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:
                 self._slowdown[goal.app].update(
@@ -488,7 +488,9 @@ class SystemLevelPolicy(Policy):
                         given_up[g.app] = (
                             f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
                             f" {100 * share:.0f} % of frames predicted within"
-                            f" {g.max_latency_ms:g} ms, accuracy {g.min_accuracy:g}"
+                            f" {g.max_latency_ms * (1 - self.headroom):.4g} ms (the goal"
+                            f" {g.max_latency_ms:g} ms less the headroom), accuracy"
+                            f" {g.min_accuracy:g}"
                             f"{f', energy {g.max_energy_mj:g} mJ' if g.max_energy_mj else ''}"
                         )
         if self._hold_relaxations(served, chosen, forced, dropped, given_up):

@@ -333,7 +333,7 @@ class BoardSimulator:
         external = np.minimum(1.0, state.rate_hz[n:] * state.latency_ms[n:] / 1000.0)
         busy_all = np.concatenate([np.minimum(1.0, busy), external])
         host_all = np.concatenate([np.minimum(1.0, host), state.host_busy[n:]])
-        gpu, emc, clusters = self.model.utilisation(
+        _, emc, clusters = self.model.utilisation(
             loads, busy_all, *shares, self.background_gpu, host_all
         )
         # The GPU does all the work it is given: frames that overlap in a tick ask for more than

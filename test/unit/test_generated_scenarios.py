@@ -17,9 +17,10 @@ from dyndnn_ros.evaluation.scenario import generate_scenario
 from dyndnn_ros.platforms.model import PlatformModel
 
 # Xavier NX 0-95 and AGX Orin 0-27 were looked at while the manager's estimates and the conflict
-# rule were improved (2026-11-27); Xavier NX 96-143 and AGX Orin 28-41 were first run after
-# that. The AGX Orin has other clocks, power and cores than the board the manager's defaults were
-# chosen on.
+# rule were improved (2026-11-27); Xavier NX 96-143 and AGX Orin 28-41 were first run after most
+# of that (one of them, Xavier NX 100, then led to the last change to the load estimates). The
+# AGX Orin has other clocks, power and cores than the board the manager's defaults were chosen
+# on.
 CASES = [("xavier_nx", seed) for seed in range(144)] + [
     ("agx_orin_maxn", seed) for seed in range(42)
 ]
@@ -27,7 +28,6 @@ CASES = [("xavier_nx", seed) for seed in range(144)] + [
 # conflict, where the manager decides by the oracle's rule from filtered estimates and the oracle
 # from the truth.
 KNOWN_FAILURES = {
-    ("xavier_nx", 12): "2.01 points later (18.0 against 16.0 %)",
     ("xavier_nx", 82): "2.6 points later: a given-up app's best-effort frames under a 0.4 job",
     ("xavier_nx", 109): "3.6 points later: a latency goal at its frames' p99 edge for 8 s",
 }

@@ -310,9 +310,9 @@ def test_other_gpu_load_is_read_from_how_far_it_stretches_the_frames(busy):
     point = setting_to_point(MODEL, first.clocks)
     demand = AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)
     stretched, _ = predict(MODEL, [demand], point, 0.5)
-    seen = dataclasses.replace(
+    seen = dataclasses.replace(  # saturated: with a measured rate; below: none yet
         observe(first), time_s=0.25, gpu_util=busy, latency_ms={"cam": stretched[0]},
-        frame_rate_hz={"cam": math.nan},
+        frame_rate_hz={"cam": 10.0 if busy >= 1.0 else math.nan},
     )
     policy.decide(goal, PROFILES, seen)
     assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)
@@ -348,3 +348,15 @@ def test_a_slowdown_gives_back_what_the_gpu_busy_reading_explains():
             stretched[0], rel=0.02), k
     assert policy._shared.estimate == pytest.approx(0.3, abs=0.03)
     assert policy._slowdown["cam"].estimate == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_slowdown_gives_back_only_what_it_holds():
+    """Giving back moves a slowdown towards 1 and never past it: one at 1 took none of the load
+    another filter now explains, and keeps learning from its own measurements."""
+    from dyndnn_ros.policies.feedback import SlowdownFilter
+
+    assert SlowdownFilter(estimate=1.3).give_back(1 / 1.2) == pytest.approx(1.3 / 1.2)
+    assert SlowdownFilter(estimate=1.1).give_back(1 / 1.2) == 1.0
+    assert SlowdownFilter(estimate=1.0).give_back(1 / 1.2) == 1.0
+    assert SlowdownFilter(estimate=0.9).give_back(1.2) == 1.0
+    assert SlowdownFilter(estimate=0.9).give_back(1 / 1.2) == 0.9
