@@ -296,6 +296,17 @@ def test_gpu_load_is_not_inferred_from_frame_rates_not_measured_since_a_switch()
     assert policy._shared.estimate == pytest.approx(0.3, abs=0.03)
 
 
+def first_decision_for_one_camera():
+    """A fresh manager's first decision for app "cam" on "m1" at 10 fps, the clocks it chose and
+    the demand its sub-network makes there."""
+    policy = create_policy("hierarchical", MODEL)
+    goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.72)}
+    first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
+    s = PROFILES["m1"].subnet(first.subnets["m1"])
+    demand = AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)
+    return policy, goal, first, setting_to_point(MODEL, first.clocks), demand
+
+
 @pytest.mark.parametrize("busy", [1.0, 0.9])
 def test_other_gpu_load_is_read_from_how_far_it_stretches_the_frames(busy):
     """A GPU busy reading of 100 % is capped: it cannot say how much of the GPU a background job
@@ -303,12 +314,7 @@ def test_other_gpu_load_is_read_from_how_far_it_stretches_the_frames(busy):
     are not measured yet (NaN, since the last change). The unmanaged share is then read from the
     frames' latencies, the stretch the model predicts for it, in one period (their jitter is
     small), with no slowdown left over."""
-    policy = create_policy("hierarchical", MODEL)
-    goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.72)}
-    first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
-    s = PROFILES["m1"].subnet(first.subnets["m1"])
-    point = setting_to_point(MODEL, first.clocks)
-    demand = AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)
+    policy, goal, first, point, demand = first_decision_for_one_camera()
     stretched, _ = predict(MODEL, [demand], point, 0.5)
     seen = dataclasses.replace(  # saturated: with a measured rate; below: none yet
         observe(first), time_s=0.25, gpu_util=busy, latency_ms={"cam": stretched[0]},
@@ -324,14 +330,10 @@ def test_a_slowdown_gives_back_what_the_gpu_busy_reading_explains():
     background job stretched are read as the app's slowdown; once the reading explains them, the
     slowdown gives that back, so the job does not count twice (predictions for a sub-network or
     clocks not run would stretch by both)."""
-    policy = create_policy("hierarchical", MODEL)
-    goal = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=80, min_accuracy=0.72)}
-    first = policy.decide(goal, PROFILES, Observation(input_fps={"cam": 10}))
-    s = PROFILES["m1"].subnet(first.subnets["m1"])
-    point = setting_to_point(MODEL, first.clocks)
-    demand = AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)
+    policy, goal, first, point, demand = first_decision_for_one_camera()
     stretched, _ = predict(MODEL, [demand], point, 0.3)
-    alone = MODEL.steady_state([AppLoad(s.latency_mean_ms, 10.0, 0, measured_rate_hz=10.0)],
+    alone = MODEL.steady_state([AppLoad(demand.reference_latency_ms, 10.0, 0,
+                                        measured_rate_hz=10.0)],
                                point.cpu_khz, point.gpu_hz, point.emc_hz)
     seen = dataclasses.replace(observe(first), latency_ms={"cam": stretched[0]},
                                gpu_util=float(alone.gpu_busy) + 0.3)
