@@ -230,19 +230,21 @@ class SystemLevelPolicy(Policy):
         # a rate not yet measured since the configuration changed: the busy reading cannot be
         # split into the apps' part and the rest; how far the frames stretched still tells
         measured = not any(map(math.isnan, rates.values()))
-        before, _ = predict(self.model, demands, point, self._shared.estimate)
+        shared_before = self._shared.estimate
         if observation.gpu_util >= GPU_SATURATED or (observation.gpu_util > 0 and not measured):
-            stretched = self._unmanaged_from_latency(ran, point, observation)
+            stretched = self._unmanaged_from_latency(ran, demands, point, observation)
             if stretched is not None:
                 self._shared.observe(*stretched)
         elif observation.gpu_util > 0:
             self._shared.update(observation.gpu_util, self._managed_gpu_busy(ran, point, rates))
         latencies, _ = predict(self.model, demands, point, self._shared.estimate)
-        # what the shared load now explains of a slowdown, the slowdown gives back (a job first
-        # read as a slowdown must not count twice)
-        for (goal, _), old, new in zip(ran, before, latencies):
-            if old > 0 and new > 0:
-                self._slowdown[goal.app].give_back(old / new)
+        if self._shared.estimate != shared_before:
+            # what the shared load now explains of a slowdown, the slowdown gives back (a job
+            # first read as a slowdown must not count twice)
+            before, _ = predict(self.model, demands, point, shared_before)
+            for (goal, _), old, new in zip(ran, before, latencies):
+                if old > 0 and new > 0:
+                    self._slowdown[goal.app].give_back(old / new)
         for (goal, _), predicted in zip(ran, latencies):
             if observation.frames.get(goal.app, 0) > 0:
                 self._slowdown[goal.app].update(
@@ -261,7 +263,7 @@ class SystemLevelPolicy(Policy):
                                             self._shared.estimate)
             self._power.update(observation.power_w, float(state.power_w))
 
-    def _unmanaged_from_latency(self, ran, point: OperatingPoint,
+    def _unmanaged_from_latency(self, ran, demands, point: OperatingPoint,
                                 observation: Observation) -> tuple[float, float] | None:
         """The unmanaged GPU share that stretches the GPU apps' predicted latencies (slowdown 1)
         to the ones measured this period (their log ratios, weighted by frames, cancel out), and
@@ -276,7 +278,6 @@ class SystemLevelPolicy(Policy):
         ]
         if not measured:
             return None
-        demands = [d for _, d in ran]
         frames = sum(n for _, _, n in measured)
 
         def excess(share: float) -> float:
