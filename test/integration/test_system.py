@@ -45,10 +45,21 @@ def test_target_switches_the_subnet_and_dvfs_writes_the_clock_files(digits_syste
     assert stats is not None, f"the inference node never reported {best.id!r}"
     assert stats.accuracy == pytest.approx(best.accuracy)
 
+    # Which sub-network is fastest is the manager's call, from its own latency estimates: these
+    # sub-networks run in a fraction of a millisecond, and the profile's p95 order can differ from
+    # the order of their mean latencies (g2's p95 under g1's, with g1 chosen, in a CI run).
+    before = len(client.switches)
     client.set_target("classifier", MODEL, max_latency_ms=fastest.latency_p95_ms * 1.5)
-    assert (
-        client.wait_for_stats(MODEL, lambda s: s.active_subnet == fastest.id, STEP_S) is not None
-    )
+
+    def away_from_best():
+        return [
+            m for m in client.switches[before:] if m.model_id == MODEL and m.subnet_id != best.id
+        ]
+
+    assert client.wait_until(away_from_best, STEP_S), "a tight latency goal never switched"
+    chosen = next(s for s in profile.subnets if s.id == away_from_best()[-1].subnet_id)
+    assert chosen.latency_p50_ms < best.latency_p50_ms
+    assert client.wait_for_stats(MODEL, lambda s: s.active_subnet == chosen.id, STEP_S) is not None
 
     assert client.wait_until(
         lambda: any(m.mode == DvfsCommand.MODE_SET for m in client.dvfs_applied), STEP_S
