@@ -130,8 +130,11 @@ class Step:
     parked: List[TargetEntry]
     decision: Decision
     unmet: Dict[str, str]
-    given_up_changed: bool
-    """the policy's given-up apps differ from the last step's: log each of decision.given_up"""
+    newly_given_up: Dict[str, str]
+    """apps given up now that were not at the last step, with why"""
+    given_up_revised: Dict[str, str]
+    """apps still given up whose reason changed (its predicted shares move every period: log
+    these rate-limited)"""
     newly_unmet: Dict[str, str]
     """apps not met now that were met at the last step"""
 
@@ -292,7 +295,7 @@ class ManagerState:
         if not self.goals:
             self._clear_windows()
             return Step(expired, [], self._release_clocks(), [], self._entries(self.book.parked),
-                        Decision({}, None), {}, False, {})
+                        Decision({}, None), {}, {}, {}, {})
         observation = self.observe(time_s)
         decision = self.policy.decide(dict(self.goals), dict(self.profiles), observation)
         decision = self._leave_idle_clusters(decision, observation)
@@ -300,14 +303,16 @@ class ManagerState:
         clocks = self._command_clocks(decision)
         unmet = unmet_goals(self.goals, decision.subnets, self.profiles, observation.latency_ms,
                             observation.power_w, self._energy_per_frame())
-        given_up_changed = dict(decision.given_up) != self.last_given_up
-        if given_up_changed:
-            self.last_given_up = dict(decision.given_up)
+        newly_given_up = {app: why for app, why in decision.given_up.items()
+                          if app not in self.last_given_up}
+        given_up_revised = {app: why for app, why in decision.given_up.items()
+                            if app in self.last_given_up and self.last_given_up[app] != why}
+        self.last_given_up = dict(decision.given_up)
         newly_unmet = {app: why for app, why in unmet.items() if app not in self.last_unmet}
         self.last_unmet = unmet
         return Step(expired, switches, clocks, self._entries(self.goals),
-                    self._entries(self.book.parked), decision, unmet, given_up_changed,
-                    newly_unmet)
+                    self._entries(self.book.parked), decision, unmet, newly_given_up,
+                    given_up_revised, newly_unmet)
 
     def _entries(self, apps) -> List[TargetEntry]:
         table = self.book.all_goals()

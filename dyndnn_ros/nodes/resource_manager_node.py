@@ -148,6 +148,7 @@ class ResourceManagerNode(common.DyndnnNode):
         self.rejection_log = RateLimiter(burst=5, interval_s=5.0)
         self.change_log = RateLimiter(burst=10, interval_s=5.0)
         self.unmet_log = RateLimiter(burst=5, interval_s=10.0)
+        self.given_up_log = RateLimiter(burst=1, interval_s=10.0)
         self.started = self.get_clock().now()
 
         self.switch_pub = self.create_publisher(
@@ -343,9 +344,13 @@ class ResourceManagerNode(common.DyndnnNode):
             if step.clocks.log:
                 self.get_logger().info(step.clocks.log)
         self.publish_status(step)
-        if step.given_up_changed:
-            for app, why in step.decision.given_up.items():
-                self.get_logger().warning(f"gave up the target of app {app!r}: {why}")
+        for app, why in step.newly_given_up.items():
+            self.get_logger().warning(f"gave up the target of app {app!r}: {why}")
+        for app, why in step.given_up_revised.items():
+            line = self.given_up_log.line(f"target of app {app!r} still given up: {why}",
+                                          time.monotonic())
+            if line:
+                self.get_logger().warning(line)
         for app, why in step.newly_unmet.items():
             line = self.unmet_log.line(f"target of app {app!r} not met: {why}", time.monotonic())
             if line:

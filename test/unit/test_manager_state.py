@@ -167,12 +167,18 @@ def test_given_up_and_unmet_goals_are_reported_when_they_change():
     manager.submit(goal(max_latency_ms=5.0), 0.0, (1, 0))
     manager.record_stats("m1", 31.0, 0.0, "s", 10.0, finished_s=0.4)
     first = manager.control_step(0.5, 0.5)
-    assert first.given_up_changed and "cam" in first.decision.given_up
+    assert "cam" in first.newly_given_up and "cam" in first.decision.given_up
     assert "latency 31.00 ms > 5 ms" in first.newly_unmet["cam"]
     manager.record_stats("m1", 31.0, 0.0, "s", 10.0, finished_s=0.9)
     second = manager.control_step(1.0, 1.0)
-    assert not second.given_up_changed and second.newly_unmet == {}
+    assert second.newly_given_up == {} and second.newly_unmet == {}
+    assert second.given_up_revised == {}
     assert "cam" in second.unmet, "still listed in the status, only not logged again"
+    manager.record_stats("m1", 93.0, 0.0, "s", 10.0, finished_s=1.4)
+    third = manager.control_step(1.5, 1.5)
+    assert third.newly_given_up == {}
+    assert third.given_up_revised == {"cam": third.decision.given_up["cam"]}
+    assert third.given_up_revised["cam"] != first.newly_given_up["cam"]
 
 
 def test_diagnostics_warn_about_missing_profiles_stale_board_status_and_a_late_loop():
