@@ -135,6 +135,21 @@ def metrics(result: RunResult) -> Metrics:
     )
 
 
+def pooled_metrics(results: Sequence[RunResult]) -> Metrics:
+    """One policy's runs of one scenario on several simulator seeds, as one run: every frame
+    judged against its goals, energy summed. A 10 s run's late frames depend on which latency
+    draws its frames got as much as on what the policy decided; pooled runs estimate what it
+    decided."""
+    scenarios = {r.scenario.name for r in results}
+    if len(scenarios) != 1 or len({r.spec.label for r in results}) != 1:
+        raise ValueError(f"pooled runs must share one scenario and one policy, got {scenarios}")
+    return frame_metrics(
+        results[0].scenario,
+        [f for r in results for f in r.frames],
+        sum(r.energy_j for r in results),
+    )
+
+
 def _clock_trace(result: RunResult) -> list[tuple]:
     log = result.log
     return list(zip(log.cpu_khz, log.gpu_hz, log.emc_hz))

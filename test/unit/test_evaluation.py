@@ -4,8 +4,10 @@
 
 import dataclasses
 
+import pytest
+
 from dyndnn_ros.evaluation.report import frame_metrics, metrics, write_report
-from dyndnn_ros.evaluation.report import oracle_beaten
+from dyndnn_ros.evaluation.report import oracle_beaten, pooled_metrics
 from dyndnn_ros.evaluation.runner import BASELINE_LABEL, DEFAULT_SPECS, run_policy
 from dyndnn_ros.evaluation.scenario import all_scenarios, load_scenario
 from dyndnn_ros.platforms.model import PlatformModel
@@ -67,6 +69,24 @@ def test_runner_closes_the_loop_for_every_policy(tmp_path):
         and (tmp_path / "b_two_models.png").stat().st_size > 10_000
     )
     assert not oracle_beaten(results), oracle_beaten(results)
+
+
+def test_runs_on_other_simulator_seeds_pool_into_one_judgement():
+    scenario = short("b_two_models", 2.0)
+    spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
+    runs = [run_policy(scenario, spec, MODEL, seed=seed) for seed in (0, 1)]
+    assert [f.latency_ms for f in runs[0].frames] != [f.latency_ms for f in runs[1].frames]
+    pooled = pooled_metrics(runs)
+    assert pooled.frames == sum(metrics(r).frames for r in runs)
+    assert pooled.energy_j == sum(r.energy_j for r in runs)
+    late = sum(metrics(r).violation_pct * metrics(r).frames for r in runs) / pooled.frames
+    assert pooled.violation_pct == pytest.approx(late)
+    assert pooled_metrics(runs[:1]) == dataclasses.replace(
+        metrics(runs[0]), decide_ms=0.0, subnet_switches=0, clock_changes=0
+    )
+    other = run_policy(scenario, DEFAULT_SPECS[0], MODEL)
+    with pytest.raises(ValueError, match="one scenario and one policy"):
+        pooled_metrics([runs[0], other])
 
 
 def test_a_policy_beating_the_oracle_is_flagged():

@@ -4,14 +4,16 @@
 Property (issue 9): the manager never beats the oracle (report.beats_oracle: that would be a bug
 in one of them), its energy per processed frame stays within 5 % of the oracle's, and its settled
 late frames are never more than 2 points above the oracle's. Each seed is a 10 s scenario of one
-or two apps, on the Xavier NX and on a board with other tables (AGX Orin).
+or two apps, on the Xavier NX and on a board with other tables (AGX Orin), run on REALIZATIONS
+simulator seeds (the frames' latency draws) and judged on the pooled frames: the oracle decides
+for the expected frame, and one 10 s run's late share moves by several points with its draws.
 """
 
 from multiprocessing import get_context
 
 import pytest
 
-from dyndnn_ros.evaluation.report import beats_oracle, metrics
+from dyndnn_ros.evaluation.report import beats_oracle, pooled_metrics
 from dyndnn_ros.evaluation.runner import DEFAULT_SPECS, run_policy
 from dyndnn_ros.evaluation.scenario import generate_scenario
 from dyndnn_ros.platforms.model import PlatformModel
@@ -24,12 +26,16 @@ from dyndnn_ros.platforms.model import PlatformModel
 CASES = [("xavier_nx", seed) for seed in range(144)] + [
     ("agx_orin_maxn", seed) for seed in range(42)
 ]
-# Where the property fails, and why (docs/evaluation.md, "Generated scenarios"): goals in
-# conflict, where the manager decides by the oracle's rule from filtered estimates and the oracle
-# from the truth.
+pytestmark = pytest.mark.timeout(1800)  # the first case waits for all of them: about 10 minutes
+
+REALIZATIONS = 4
+"""simulator seeds per case (docs/evaluation.md, "Generated scenarios": on one realization 2, 3,
+4 and 6 of the 186 cases fail for seeds 0, 1, 2 and 3, each a different set; pooled over 4, one
+fails); 4 is what CI's time allows (about 10 minutes on two cores)"""
+# Where the property fails, and why (docs/evaluation.md, "Generated scenarios").
 KNOWN_FAILURES = {
-    ("xavier_nx", 82): "2.6 points later: a given-up app's best-effort frames under a 0.4 job",
-    ("xavier_nx", 109): "3.6 points later: a latency goal at its frames' p99 edge for 8 s",
+    ("xavier_nx", 39): "5.9 points later: the priority-1 app starved for the priority-2 app's"
+    " predicted share at its goal's edge",
 }
 
 
@@ -38,9 +44,11 @@ def _run(case):
     model = PlatformModel.load(board)
     scenario = generate_scenario(seed, duration_s=10.0)
     return case, {
-        label: metrics(
-            run_policy(scenario, next(s for s in DEFAULT_SPECS if s.label == label), model)
-        )
+        label: pooled_metrics([
+            run_policy(scenario, next(s for s in DEFAULT_SPECS if s.label == label), model,
+                       seed=realization)
+            for realization in range(REALIZATIONS)
+        ])
         for label in ("hierarchical", "oracle")
     }
 
