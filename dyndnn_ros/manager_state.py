@@ -50,9 +50,6 @@ POLICY_KNOBS = {
                                "clocks"),
     "use_feedback": (None, "Correct the profiled latencies by the measured ones (filtered "
                            "slowdown)"),
-    "share_tolerance": ((0.0, 1.0), "Where goals conflict, a priority's predicted share of "
-                                    "frames on goal within this of its best counts as served as "
-                                    "well (estimates cannot resolve less)"),
 }
 """knob -> ((lowest, highest) or None, description): the policy constructor arguments the manager
 offers as parameters, where the chosen policy takes them; the policy checks the values itself"""

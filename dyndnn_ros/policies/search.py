@@ -405,7 +405,6 @@ def most_on_goal(
     keep: OperatingPoint | None = None,
     min_saving: float = 0.0,
     headroom: float = 0.0,
-    tolerance: float = 0.0,
 ) -> tuple[int, ClockChoice, tuple[float, ...], tuple] | None:
     """For goals that conflict: over every candidate (one demand and one sub-network accuracy per
     goal, in the goals' order) and every clock point (each used cluster on its own axis, within
@@ -429,16 +428,12 @@ def most_on_goal(
     estimate a few percent optimistic does not buy a sliver of frames on goal with every other
     frame late.
 
-    `tolerance`: measure by measure, every point within this share (or lateness, in the same
-    steps) of the best on it stays in the running, so a prediction a point or two better for one
-    priority does not cost the next one all its frames; 0 (the oracle) ranks strictly.
-
     Returns (candidate index, choice, each app's predicted on-goal share, ranking key), or None
     when no point puts SHARE_STEP of any priority's frames on goal (then only best effort is
     left)."""
     sigma = math.sqrt(math.log(1.0 + model.latency_cv**2))
     levels = sorted({g.priority for g in goals}, reverse=True)
-    pools = []
+    best = kept = None
     for k, (demands, accuracies) in enumerate(candidates):
         grid = ClockGrid(model, {d.cluster for d in demands}, True, cpu_budget, keep, demands)
         loads = [
@@ -447,7 +442,7 @@ def most_on_goal(
         ]
         state = model.steady_state(loads, grid.cpu, grid.gpu, grid.emc, background_gpu)
 
-        def on_grid(values, grid=grid) -> np.ndarray:
+        def on_grid(values) -> np.ndarray:
             return np.broadcast_to(values, grid.shape)
 
         power = on_grid(state.power_w) * power_scale
@@ -496,13 +491,10 @@ def most_on_goal(
         ]
         flat_ratio = ratio.ravel()
 
-        def key_at(flat: int, served=served, flat_ratio=flat_ratio) -> tuple:
+        def key_at(flat: int) -> tuple:
             return tuple(-float(s[flat]) for s in served) + (float(flat_ratio[flat]),)
 
-        def result(  # bound to this candidate's values: called after the loop
-            flat: int, k=k, grid=grid, state=state, power=power, shares=shares,
-            demands=demands, on_grid=on_grid, key_at=key_at,
-        ) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
+        def result(flat: int) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
             index = np.unravel_index(flat, grid.shape)
             rate = float(sum(on_grid(r)[index] for r in state.rate_hz))
             choice = ClockChoice(
@@ -522,32 +514,25 @@ def most_on_goal(
             )
             return k, choice, tuple(float(sh[index]) for sh in shares), key_at(flat)
 
+        def worth(key: tuple, than) -> bool:
+            # under SHARE_STEP for every priority is no frame on goal: a case for best effort
+            served_any = any(v < 0 for v in key[: len(levels)])
+            return served_any and math.isfinite(key[-1]) and (than is None or key < than[3])
+
+        # np.lexsort sorts by its last key first: the least ratio among the best-served points
+        flat = int(np.lexsort([flat_ratio, *[-s for s in reversed(served)]])[0])
+        if worth(key_at(flat), best):
+            best = result(flat)
         kept_index = grid.index(keep) if keep is not None else None
-        kept_flat = (
-            int(np.ravel_multi_index(kept_index, grid.shape)) if kept_index is not None else -1
-        )
-        pools.append((served, flat_ratio, result, kept_flat))
-    if not pools:
-        return None
-    served_all = [np.concatenate([pool[0][j] for pool in pools]) for j in range(len(pools[0][0]))]
-    ratio_all = np.concatenate([pool[1] for pool in pools])
-    owner = np.concatenate([np.full(len(pool[1]), i) for i, pool in enumerate(pools)])
-    offset = np.concatenate([np.arange(len(pool[1])) for pool in pools])
-    # under SHARE_STEP for every priority is no frame on goal: a case for best effort
-    alive = np.isfinite(ratio_all) & np.any([v >= 1 for v in served_all[: len(levels)]], axis=0)
-    if not alive.any():
-        return None
-    # each measure in turn, among the points best on those before: first within the tolerance
-    # (so a lower priority can still be served), then strictly among those (so the tolerance only
-    # ever buys a lower priority's frames, never energy)
-    for slack in (tolerance / SHARE_STEP, 0.0):
-        for values in served_all:
-            alive &= values >= values[alive].max() - slack - 1e-9
-    chosen = int(np.argmin(np.where(alive, ratio_all, np.inf)))
-    kept_flats = np.array([pool[3] for pool in pools])[owner]
-    at_kept = alive & (offset == kept_flats)
-    if at_kept.any():
-        kept = int(np.argmin(np.where(at_kept, ratio_all, np.inf)))
-        if ratio_all[kept] <= ratio_all[chosen] * (1.0 + min_saving):
-            chosen = kept
-    return pools[owner[chosen]][2](int(offset[chosen]))
+        if kept_index is not None:
+            kept_flat = int(np.ravel_multi_index(kept_index, grid.shape))
+            if worth(key_at(kept_flat), kept):
+                kept = result(kept_flat)
+    if (
+        best is not None
+        and kept is not None
+        and kept[3][:-1] == best[3][:-1]
+        and kept[3][-1] <= best[3][-1] * (1.0 + min_saving)
+    ):
+        return kept
+    return best

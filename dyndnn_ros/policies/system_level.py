@@ -93,20 +93,13 @@ class SystemLevelPolicy(Policy):
         use_feedback: bool = True,
         keep_slack: float | None = None,
         cpu_budget: int = 650,
-        share_tolerance: float = 0.05,
     ) -> None:
-        if (not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1
-                or not 0 <= share_tolerance < 1):
+        if not 0 <= headroom < 0.5 or hold_periods < 1 or not 0 <= min_saving < 1:
             raise PolicyError(
-                f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1,"
-                " 0 <= share_tolerance < 1"
+                f"{self.name}: need 0 <= headroom < 0.5, hold_periods >= 1, 0 <= min_saving < 1"
             )
         self.model = as_platform_model(platform)
         self.headroom = headroom
-        # where goals conflict, a priority's predicted share of frames on goal (or in time) within
-        # this of its best counts as served as well: the shares come from estimated latencies, and
-        # near a goal's edge a few percent of latency moves a share by tens of points
-        self.share_tolerance = share_tolerance
         self.hold_periods = hold_periods
         self.min_saving = min_saving
         self.use_feedback = use_feedback
@@ -585,7 +578,6 @@ class SystemLevelPolicy(Policy):
             keep=self._last_point,
             min_saving=self.min_saving,
             headroom=self.headroom,
-            tolerance=self.share_tolerance,
         )
         if best is None:
             return None

@@ -240,9 +240,9 @@ def test_the_parked_timeout_can_change_and_is_checked():
 @pytest.mark.parametrize("name, knobs", [
     ("subnet_only", {"hold_periods": 3, "use_feedback": True}),
     ("hierarchical", {"headroom": 0.03, "hold_periods": 3, "min_saving": 0.03,
-                      "use_feedback": True, "share_tolerance": 0.05}),
+                      "use_feedback": True}),
     ("dvfs_only", {"headroom": 0.03, "hold_periods": 3, "min_saving": 0.03,
-                   "use_feedback": True, "share_tolerance": 0.05}),
+                   "use_feedback": True}),
     ("static", {}),
 ])
 def test_the_knobs_offered_are_those_the_policy_takes_with_its_defaults(name, knobs):

@@ -154,23 +154,3 @@ def test_most_on_goal_gives_an_app_no_frame_can_be_in_time_its_least_lateness():
                                                                max_tail_ms=1.0)],
                                best_effort=True)
     assert best[1].tail_ms[1] <= 1.011 * least_late.tail_ms[1]
-
-
-def test_a_share_tolerance_serves_a_lower_priority_a_few_points_cost_the_higher_one():
-    """Strictly ranked, a point predicted to give the priority-2 app all its frames wins over
-    one that gives it 96 % and the priority-1 app all of its own; a policy whose shares come from
-    estimates cannot tell 100 % from 96 % near a goal's edge, and with a tolerance of 5 points
-    serves both. The tolerance never buys energy: among the points it keeps, ranking is strict."""
-    from dyndnn_ros.policies.base import PerformanceGoal
-    from dyndnn_ros.policies.search import most_on_goal
-
-    high = PerformanceGoal("hi", "m", max_latency_ms=109.0, min_accuracy=0.7, priority=2)
-    low = PerformanceGoal("lo", "n", max_latency_ms=130.0, min_accuracy=0.76, priority=1)
-    candidates = [([AppDemand("hi", 60.0, 1.07, 10.0, 0, 1.0, 109.0),
-                    AppDemand("lo", 50.0, 1.07, 15.0, 1, 1.0, 130.0)], [0.75, 0.77])]
-    strict = most_on_goal(MODEL, [high, low], candidates)
-    assert strict[2] == (pytest.approx(1.0, abs=1e-3), pytest.approx(0.0, abs=1e-3))
-    tolerant = most_on_goal(MODEL, [high, low], candidates, tolerance=0.05)
-    assert 0.95 <= tolerant[2][0] < strict[2][0] and tolerant[2][1] == pytest.approx(1.0, abs=1e-3)
-    wider = most_on_goal(MODEL, [high, low], candidates, tolerance=0.2)
-    assert wider[2][0] >= tolerant[2][0] - 1e-9, "the kept points are ranked strictly"
