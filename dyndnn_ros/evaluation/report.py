@@ -137,12 +137,14 @@ def metrics(result: RunResult) -> Metrics:
 
 def pooled_metrics(results: Sequence[RunResult]) -> Metrics:
     """One policy's runs of one scenario on several simulator seeds, as one run: every frame
-    judged against its goals, energy summed. A 10 s run's late frames depend on which latency
-    draws its frames got as much as on what the policy decided; pooled runs estimate what it
-    decided."""
+    judged against its goals, energy summed (decide_ms, subnet_switches and clock_changes stay
+    0: they describe one run). A 10 s run's late frames depend on which latency draws its frames
+    got as much as on what the policy decided; pooled runs estimate what it decided."""
     scenarios = {r.scenario.name for r in results}
-    if len(scenarios) != 1 or len({r.spec.label for r in results}) != 1:
-        raise ValueError(f"pooled runs must share one scenario and one policy, got {scenarios}")
+    policies = {r.spec.label for r in results}
+    if len(scenarios) != 1 or len(policies) != 1:
+        raise ValueError("pooled runs must share one scenario and one policy, got scenarios"
+                         f" {sorted(scenarios)} and policies {sorted(policies)}")
     return frame_metrics(
         results[0].scenario,
         [f for r in results for f in r.frames],

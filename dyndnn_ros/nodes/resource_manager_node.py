@@ -148,7 +148,7 @@ class ResourceManagerNode(common.DyndnnNode):
         self.rejection_log = RateLimiter(burst=5, interval_s=5.0)
         self.change_log = RateLimiter(burst=10, interval_s=5.0)
         self.unmet_log = RateLimiter(burst=5, interval_s=10.0)
-        self.given_up_log = RateLimiter(burst=1, interval_s=10.0)
+        self.given_up_log: dict[str, RateLimiter] = {}
         self.started = self.get_clock().now()
 
         self.switch_pub = self.create_publisher(
@@ -344,11 +344,13 @@ class ResourceManagerNode(common.DyndnnNode):
             if step.clocks.log:
                 self.get_logger().info(step.clocks.log)
         self.publish_status(step)
-        for app, why in step.newly_given_up.items():
-            self.get_logger().warning(f"gave up the target of app {app!r}: {why}")
-        for app, why in step.given_up_revised.items():
-            line = self.given_up_log.line(f"target of app {app!r} still given up: {why}",
-                                          time.monotonic())
+        given_up = [(app, f"gave up the target of app {app!r}: {why}")
+                    for app, why in step.newly_given_up.items()]
+        given_up += [(app, f"target of app {app!r} still given up: {why}")
+                     for app, why in step.given_up_revised.items()]
+        for app, text in given_up:  # per app, so one app's flapping hides no other's
+            limiter = self.given_up_log.setdefault(app, RateLimiter(burst=3, interval_s=10.0))
+            line = limiter.line(text, time.monotonic())
             if line:
                 self.get_logger().warning(line)
         for app, why in step.newly_unmet.items():

@@ -20,22 +20,24 @@ from dyndnn_ros.platforms.model import PlatformModel
 
 # Xavier NX 0-95 and AGX Orin 0-27 were looked at while the manager's estimates and the conflict
 # rule were improved (2026-11-27); Xavier NX 96-143 and AGX Orin 28-41 were first run after most
-# of that (one of them, Xavier NX 100, then led to the last change to the load estimates). The
-# AGX Orin has other clocks, power and cores than the board the manager's defaults were chosen
-# on.
-CASES = [("xavier_nx", seed) for seed in range(144)] + [
-    ("agx_orin_maxn", seed) for seed in range(42)
+# of that (one of them, Xavier NX 100, then led to the last change to the load estimates);
+# Xavier NX 144-191 and AGX Orin 42-55 were first run after all of it. The AGX Orin has other
+# clocks, power and cores than the board the manager's defaults were chosen on.
+CASES = [("xavier_nx", seed) for seed in range(192)] + [
+    ("agx_orin_maxn", seed) for seed in range(56)
 ]
-pytestmark = pytest.mark.timeout(1800)  # the first case waits for all of them: about 10 minutes
+pytestmark = pytest.mark.timeout(2400)  # the first case waits for all: about 13 minutes
 
 REALIZATIONS = 4
-"""simulator seeds per case (docs/evaluation.md, "Generated scenarios": on one realization 2, 3,
-4 and 6 of the 186 cases fail for seeds 0, 1, 2 and 3, each a different set; pooled over 4, one
-fails); 4 is what CI's time allows (about 10 minutes on two cores)"""
+"""simulator seeds per case (docs/evaluation.md, "Generated scenarios": on one realization 2 to 6
+of the first 186 cases fail, a different set for each seed; pooled over 4, one); 4 is what CI's
+time allows (about 13 minutes on two cores)"""
 # Where the property fails, and why (docs/evaluation.md, "Generated scenarios").
 KNOWN_FAILURES = {
-    ("xavier_nx", 39): "5.9 points later: the priority-1 app starved for the priority-2 app's"
-    " predicted share at its goal's edge",
+    ("xavier_nx", 39): "5.9 points later: the priority-1 app starved for a predicted 1 % more of"
+    " the priority-2 app's frames in time",
+    ("agx_orin_maxn", 52): "5.6 % more energy per frame: the headroom gives up a goal at its"
+    " edge and runs the top clocks where the oracle holds it lower",
 }
 
 
