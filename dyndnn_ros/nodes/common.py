@@ -155,6 +155,12 @@ class DyndnnNode(Node):
         """Put things back (clocks, files) before the process ends; logging and publishing still
         work."""
 
+    def left_running(self) -> list[str]:
+        """The node's own threads still running after on_shutdown. The node is then not
+        destroyed (destroying a publisher another thread is using can hang the DDS layer, as in
+        ros2/rclpy#456) and the process exits around them."""
+        return []
+
 
 def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -> int:
     """init, construct, spin, clean up, shut down; Ctrl-C and SIGTERM are normal exits.
@@ -171,6 +177,7 @@ def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -
         signal.signal(sig, lambda *_: stop.set())
     node: DyndnnNode | None = None
     code = 0
+    stuck: list[str] = []
     try:
         try:
             node = factory()
@@ -189,8 +196,18 @@ def run_node(factory: Callable[[], DyndnnNode], args: list[str] | None = None) -
     finally:
         if node is not None:
             node.on_shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
+            stuck = node.left_running()
+            if stuck:
+                node.get_logger().error(
+                    f"{', '.join(stuck)} did not stop: leaving without destroying the node;"
+                    " every thread's stack follows on stderr"
+                )
+                faulthandler.dump_traceback(all_threads=True)
+                code = 1
+            else:
+                node.destroy_node()
+        if not stuck:
+            rclpy.try_shutdown()
     return code
 
 

@@ -384,6 +384,9 @@ class InferenceNode(common.DyndnnNode):
         self.stopping.set()
         self.worker.join(timeout=5.0)
 
+    def left_running(self) -> list[str]:
+        return ["the inference worker"] if self.worker.is_alive() else []
+
 
 def main() -> None:
     common.main_entry(InferenceNode)

@@ -45,3 +45,38 @@ def test_callback_bug_keeps_its_traceback_and_shuts_down_cleanly():
     assert "Traceback" in result.stderr and "in tick" in result.stderr
     assert "RuntimeError: a bug in a callback" in result.stderr
     assert "on_shutdown ran" in result.stdout
+
+
+STUCK = textwrap.dedent("""
+    import os, signal, threading, time
+    from dyndnn_ros.nodes import common
+
+    class Stuck(common.DyndnnNode):
+        def __init__(self):
+            super().__init__("stuck_node")
+            self.worker = threading.Thread(target=time.sleep, args=(600,), daemon=True,
+                                           name="stuck_worker")
+            self.worker.start()
+            self.create_timer(0.2, lambda: os.kill(os.getpid(), signal.SIGTERM))
+
+        def destroy_node(self):
+            print("destroyed")
+            super().destroy_node()
+
+        def left_running(self):
+            return ["the stuck worker"] if self.worker.is_alive() else []
+
+    common.main_entry(Stuck)
+""")
+
+
+def test_a_thread_that_does_not_stop_is_reported_and_the_node_still_exits():
+    """A worker stuck past on_shutdown (seen once: an inference node SIGKILLed by ros2 launch 15 s
+    after SIGINT) must not keep the process alive: the node says which thread, dumps the stacks,
+    leaves it undestroyed (destroying a publisher in use can hang DDS) and exits 1."""
+    result = subprocess.run([sys.executable, "-c", STUCK], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "RCUTILS_COLORIZED_OUTPUT": "0"})
+    assert result.returncode == 1
+    assert "the stuck worker did not stop" in result.stderr
+    assert "(most recent call first)" in result.stderr and "in run_node" in result.stderr
+    assert "destroyed" not in result.stdout
