@@ -348,6 +348,8 @@ class ResourceManagerNode(common.DyndnnNode):
                     for app, why in step.newly_given_up.items()]
         given_up += [(app, f"target of app {app!r} still given up: {why}")
                      for app, why in step.given_up_revised.items()]
+        in_force = {entry.goal.app for entry in step.targets}
+        self.given_up_log = {a: v for a, v in self.given_up_log.items() if a in in_force}
         for app, text in given_up:  # per app, so one app's flapping hides no other's
             limiter = self.given_up_log.setdefault(app, RateLimiter(burst=3, interval_s=10.0))
             line = limiter.line(text, time.monotonic())
