@@ -172,8 +172,7 @@ class Observer:
                 self.last_sent[app] = msg
 
     def close(self) -> None:
-        self.spinner.stop()
-        self.node.destroy_node()
+        self.spinner.close()
 
 
 def drive(observer: Observer, rate_hz: float, duration_s: float, on_tick) -> None:

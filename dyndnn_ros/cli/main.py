@@ -11,6 +11,7 @@ dyndnn doctor                     on a robot: what will work, before anything is
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import shutil
 import signal
@@ -344,6 +345,7 @@ def with_parameter_file_defaults(args: argparse.Namespace) -> argparse.Namespace
 
 
 def main(argv: list[str] | None = None) -> None:
+    faulthandler.enable()  # a crash in rclpy's C code shows every thread's stack, not just a code
     args = with_parameter_file_defaults(build_parser().parse_args(argv))
     sys.exit(args.func(args))
 

@@ -36,20 +36,34 @@ class BackgroundSpinner:
     """Spins a node in a daemon thread, so its callbacks run while a script waits or sleeps."""
 
     def __init__(self, node: Node) -> None:
+        self.node = node
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(node)
+        self._stop = threading.Event()
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001  (the context shut down under us: stop spinning)
-            return
+        # spin_once with a bound, not spin(): a stop is seen within 0.1 s, and the spinning
+        # thread ends by itself rather than through Executor.shutdown from another thread
+        while not self._stop.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except Exception:  # noqa: BLE001  (the context shut down under us: stop spinning)
+                return
 
-    def stop(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.thread.join(timeout=2.0)
+    def close(self, timeout_s: float = 10.0) -> bool:
+        """Stop spinning, then destroy the node; False (node left alone) when the spinning
+        thread did not end within `timeout_s`. Destroying a node another thread still spins
+        segfaults in rclpy (ros2/rclpy#663): a `dyndnn target --keep-alive` died of SIGSEGV
+        on SIGTERM when the 2 s join it had then ran out on a loaded machine."""
+        self._stop.set()
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            return False
+        self.executor.shutdown()
+        self.node.destroy_node()
+        return True
 
 
 class DyndnnClient:
@@ -274,9 +288,10 @@ class DyndnnClient:
         return found[0] if self.wait_until(check, timeout) else None
 
     def close(self) -> None:
-        self.spinner.stop()
-        self.node.destroy_node()
-        if self._owns_context:
+        if not self.spinner.close():
+            self.node.get_logger().warning(
+                "the client's spinning thread did not stop: leaving its node undestroyed")
+        elif self._owns_context:
             rclpy.try_shutdown()
 
     def __enter__(self) -> "DyndnnClient":

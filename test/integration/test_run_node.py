@@ -80,3 +80,38 @@ def test_a_thread_that_does_not_stop_is_reported_and_the_node_still_exits():
     assert "the stuck worker did not stop" in result.stderr
     assert "(most recent call first)" in result.stderr and "in run_node" in result.stderr
     assert "destroyed" not in result.stdout
+
+
+SPINNER = textwrap.dedent("""
+    import threading
+    import time
+
+    import rclpy
+    from dyndnn_ros.cli.ros_client import BackgroundSpinner
+
+    rclpy.init()
+    node = rclpy.create_node("slow_callback")
+    started = threading.Event()
+
+    def slow():
+        started.set()
+        time.sleep(2.0)
+
+    node.create_timer(0.01, slow)
+    spinner = BackgroundSpinner(node)
+    assert started.wait(10)
+    print("while the callback runs:", spinner.close(timeout_s=0.2), node.handle is not None,
+          flush=True)
+    print("once it has returned:", spinner.close(timeout_s=10.0), flush=True)
+    rclpy.shutdown()
+""")
+
+
+def test_a_client_node_is_destroyed_only_once_its_spinning_thread_has_ended(tmp_path):
+    # Destroying a node another thread spins segfaults in rclpy (ros2/rclpy#663). Run from
+    # elsewhere than the source tree, whose dyndnn_ros lacks the generated messages.
+    result = subprocess.run([sys.executable, "-c", SPINNER], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "while the callback runs: False True" in result.stdout
+    assert "once it has returned: True" in result.stdout
