@@ -137,7 +137,7 @@ class NodeGroup:
         self.log_dir = log_dir
         self.work_dir = work_dir
         """a temporary folder of this run (simulated tree, logs); `remove_work_dir()` deletes it"""
-        self.readers: list[threading.Thread] = []
+        self.readers: dict[str, threading.Thread] = {}  # node name -> its output reader
 
     def start(self) -> "NodeGroup":
         for node in self.nodes:
@@ -153,7 +153,7 @@ class NodeGroup:
             )
             reader = threading.Thread(target=self._read, args=(node,), daemon=True)
             reader.start()
-            self.readers.append(reader)
+            self.readers[node.name] = reader
         return self
 
     def _read(self, node: NodeProcess) -> None:
@@ -175,7 +175,12 @@ class NodeGroup:
         return next(n for n in self.nodes if n.name == name)
 
     def output(self, name: str) -> str:
-        return "\n".join(self.node(name).lines)
+        """What the node printed so far; all of it once the node has exited (its reader thread
+        may still be draining the pipe when `wait()` returns)."""
+        node = self.node(name)
+        if name in self.readers and node.process.poll() is not None:
+            self.readers[name].join(timeout=2)
+        return "\n".join(node.lines)
 
     def wait_for_line(self, name: str, text: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -204,7 +209,7 @@ class NodeGroup:
                 for name, code in stopped.items():
                     self.on_line("bringup", f"stopped {name} (exit {code})")
             codes.update(stopped)
-        for reader in self.readers:
+        for reader in self.readers.values():
             reader.join(timeout=2)
         return {n.name: codes[n.name] for n in self.nodes if n.name in codes}
 

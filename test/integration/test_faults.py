@@ -347,4 +347,7 @@ def test_initial_subnet_on_the_torch_back_end_after_profiling(start_nodes, clien
     assert profile.active_subnet == smallest, (
         "profiling or the back end's default left another active"
     )
-    assert "active 'g1'" in group.output("inference_node") and smallest == "g1"
+    # the node logs it once ready, just after it announces the profile: waited for, not raced
+    assert smallest == "g1" and group.wait_for_line("inference_node", "active 'g1'", STEP_S), (
+        group.output("inference_node")
+    )
