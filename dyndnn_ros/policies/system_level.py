@@ -365,7 +365,7 @@ class SystemLevelPolicy(Policy):
             else:
                 held[goal.app] = proposal
 
-        def search(demands, headroom: float, cpu_budget: int) -> ClockChoice | None:
+        def search(demands, headroom: float, cpu_budget: int, refine: bool) -> ClockChoice | None:
             # the dead band of clocks in force lies inside the headroom, never past the target
             return search_clocks(
                 self.model,
@@ -378,6 +378,7 @@ class SystemLevelPolicy(Policy):
                 keep_slack=self.keep_slack if headroom else 0.0,
                 per_cluster=True,
                 cpu_budget=cpu_budget,
+                refine=refine,
             )
 
         def least_late(demands) -> ClockChoice:
@@ -425,7 +426,7 @@ class SystemLevelPolicy(Policy):
                     ]
                     # the ladder walks on a coarse CPU grid (it may search dozens of times);
                     # the step it settles on is searched again on the full grid below
-                    found = search(demands, headroom, self.cpu_budget // COARSE_FACTOR)
+                    found = search(demands, headroom, self.cpu_budget // COARSE_FACTOR, False)
                     if found is not None or not self.headroom:
                         break
                 options.append((trial, demands, found, headroom))
@@ -435,7 +436,7 @@ class SystemLevelPolicy(Policy):
                     2
                 ].power_w * (1.0 + self.min_saving)
                 chosen, demands, choice, headroom = options[0] if keep_held else feasible[-1]
-                choice = search(demands, headroom, self.cpu_budget) or choice
+                choice = search(demands, headroom, self.cpu_budget, True) or choice
             else:
                 chosen, demands = options[-1][0], options[-1][1]
             if choice is not None or step == len(ladder):

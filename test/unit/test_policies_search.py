@@ -6,7 +6,7 @@ import pytest
 from dataclasses import replace
 
 from dyndnn_ros.platforms.model import OperatingPoint, PlatformModel
-from dyndnn_ros.policies.search import AppDemand, predict, search_clocks
+from dyndnn_ros.policies.search import AppDemand, ClockGrid, predict, search_clocks
 
 MODEL = PlatformModel.load("xavier_nx")
 TABLES = MODEL.description.clocks
@@ -154,3 +154,27 @@ def test_most_on_goal_gives_an_app_no_frame_can_be_in_time_its_least_lateness():
                                                                max_tail_ms=1.0)],
                                best_effort=True)
     assert best[1].tail_ms[1] <= 1.011 * least_late.tail_ms[1]
+
+
+@pytest.mark.parametrize("targets_ms", [(160.0, 80.0), (160.0, 85.0), (200.0, 90.0)])
+def test_a_thinned_cpu_grid_is_resolved_around_the_point_it_finds(targets_ms):
+    """Two GPU apps on two clusters of the AGX Orin (29 CPU clocks each): a CPU budget thins each
+    cluster's axis; the search is repeated with the table's clocks around the point found, and
+    lands as cheap as the whole table within 1 %. Slowing the priority app's host cluster frees
+    GPU time for the other, so the best point hides between the thinned clocks."""
+    orin = PlatformModel.load("agx_orin_maxn")
+    demands = [
+        AppDemand("a", 51.1, 1.07, 20.0, 0, 1.0, targets_ms[0]),
+        AppDemand("b", 41.5, 1.07, 10.0, 1, 1.0, targets_ms[1]),
+    ]
+    cpu_axes = ClockGrid(orin, {0, 1}, True, 650, demands=demands).cpu_values
+    assert all(len(axis) < len(orin.description.clocks.cpu_available_khz) for axis in cpu_axes)
+
+    def energy(**options) -> float:
+        return search_clocks(orin, demands, per_cluster=True, **options).energy_per_frame_j
+
+    whole_table = energy(cpu_budget=0)
+    thinned = energy(cpu_budget=650, refine=False)
+    refined = energy(cpu_budget=650)
+    assert whole_table <= refined <= thinned
+    assert refined <= 1.01 * whole_table < thinned
