@@ -36,8 +36,6 @@ time allows (about 13 minutes on two cores)"""
 KNOWN_FAILURES = {
     ("xavier_nx", 39): "5.9 points later: the priority-1 app starved for a predicted 1 % more of"
     " the priority-2 app's frames in time",
-    ("agx_orin_maxn", 52): "5.6 % more energy per frame: the headroom gives up a goal at its"
-    " edge and runs the top clocks where the oracle holds it lower",
 }
 
 
