@@ -36,10 +36,11 @@ class ClockGrid:
     thinned to the same number of frequencies spread over the table (lowest and highest kept, and
     the clocks of `keep`). The whole table is searched where it fits (two apps on two clusters of
     the Xavier NX); with eight apps on three clusters, four frequencies per cluster are.
-    `refine`: a point found on such a thinned grid (`thinned`); each thinned axis gets the table's
-    clocks between the thinned clocks next to the point's, as many as keep the refined grid within
-    twice the thinned one's size: all of them for two apps on two clusters of the AGX Orin (18
-    of 29 clocks per cluster thinned), one more per cluster for eight apps on three clusters.
+    `refine`: a point found on such a thinned grid (`refinable`); each thinned axis gets the
+    table's clocks between the thinned clocks next to the point's, nearest it first, as many as
+    keep the refined grid within twice the thinned one's size: all of them for two apps on two
+    clusters of the AGX Orin (18 of 29 clocks per cluster thinned), one more per cluster for
+    eight apps on three clusters, none where that leaves no room (`refinable` False).
     `demands` with thread options (CPU apps) add one axis each, after the CPU axes."""
 
     def __init__(
@@ -61,7 +62,7 @@ class ClockGrid:
         self.per_cluster = per_cluster
         self.cpu_axes = len(self.used) if per_cluster else 1
         self.cpu_values: list[list[int]] = []
-        self.thinned = False
+        self.refinable = False
         cpu_levels = 0
         if per_cluster and cpu_budget > 0:
             # the grid grows as levels ** clusters, times the thread options of each CPU app, and
@@ -75,18 +76,21 @@ class ClockGrid:
             return {values[int(round(i))] for i in np.linspace(0, len(values) - 1, levels)}
 
         # a refined grid costs at most twice the thinned one
-        extra = int((2 * cpu_levels**self.cpu_axes) ** (1 / self.cpu_axes) + 1e-9) - cpu_levels
+        extra = 0
+        if cpu_levels and self.cpu_axes:
+            extra = int((2 * cpu_levels**self.cpu_axes) ** (1 / self.cpu_axes) + 1e-9) - cpu_levels
         for k in range(self.cpu_axes):
             values = table
             if per_cluster and len(self.used) > 1 and 0 < cpu_levels < len(table):
                 picked = spread(table, cpu_levels)
-                self.thinned = True
+                self.refinable = extra > 0
                 if refine is not None and extra > 0:
                     found = refine.cpu_khz[self.used[k]]
                     below = max((f for f in picked if f < found), default=table[0])
                     above = min((f for f in picked if f > found), default=table[-1])
                     inside = [f for f in table if below < f < above and f != found]
-                    picked |= set(inside) if len(inside) <= extra else spread(inside, extra)
+                    # the clocks nearest the point found first
+                    picked.update(sorted(inside, key=lambda f: abs(f - found))[:extra])
                 if keep is not None and keep.cpu_khz[self.used[k]] in table:
                     picked.add(keep.cpu_khz[self.used[k]])
                 values = sorted(picked)
@@ -354,7 +358,7 @@ def search_clocks(
                                   power_scale, keep, min_saving, best_effort, keep_slack)
 
     grid, choice = search(None)
-    if refine and grid.thinned and choice is not None:
+    if refine and grid.refinable and choice is not None:
         _, choice = search(choice.point)
     return choice
 
@@ -583,7 +587,7 @@ def most_on_goal(
         demands = candidates[best[0]][0]
         grid = ClockGrid(model, {d.cluster for d in demands}, True, cpu_budget, keep, demands,
                          best[1].point)
-        if grid.thinned:
+        if grid.refinable:
             rank(best[0], grid)
     if (
         best is not None

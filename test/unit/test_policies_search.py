@@ -178,3 +178,25 @@ def test_a_thinned_cpu_grid_is_resolved_around_the_point_it_finds(targets_ms):
     refined = energy(cpu_budget=650)
     assert whole_table <= refined <= thinned
     assert refined <= 1.01 * whole_table < thinned
+
+
+def test_a_refined_grid_adds_the_clocks_nearest_the_point_found():
+    """Eight apps on three clusters of the Xavier NX: 4 of 18 clocks per cluster, room for one
+    more each (twice the grid); it is the table clock next to the point's, not a far one."""
+    table = list(TABLES.cpu_available_khz)
+    demands = [AppDemand(f"a{i}", 20.0, 1.07, 10.0, i % 3, 1.0, 400.0) for i in range(8)]
+    thinned = ClockGrid(MODEL, {0, 1, 2}, True, 650, demands=demands)
+    assert thinned.refinable and all(len(axis) == 4 for axis in thinned.cpu_values)
+    found = [axis[1] for axis in thinned.cpu_values]
+    point = OperatingPoint(tuple(found), TABLES.gpu_available_hz[0], TABLES.emc_available_hz[0])
+    refined = ClockGrid(MODEL, {0, 1, 2}, True, 650, demands=demands, refine=point)
+    for before, after, clock in zip(thinned.cpu_values, refined.cpu_values, found):
+        (added,) = set(after) - set(before)
+        assert abs(table.index(added) - table.index(clock)) == 1
+
+
+def test_a_search_without_apps_needs_no_cluster_axis():
+    """No app yet (a goal whose profile has not arrived): the lowest clocks, no error."""
+    choice = search_clocks(MODEL, [], per_cluster=True, cpu_budget=650)
+    assert choice is not None and choice.point.cpu_khz[0] == TABLES.cpu_available_khz[0]
+    assert not ClockGrid(MODEL, set(), True, 650).refinable

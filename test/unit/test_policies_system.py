@@ -66,6 +66,16 @@ def test_hierarchical_cheapest_subnet_meeting_accuracy_and_lowest_clocks_meeting
     assert d.clocks.gpu_hz < TABLES.gpu_available_hz[-1]  # slack is turned into lower clocks
 
 
+@pytest.mark.parametrize("name", ["hierarchical", "subnet_only", "dvfs_only", "oracle"])
+def test_a_goal_whose_profile_has_not_arrived_is_given_up_and_nothing_fails(name):
+    """The manager hears targets before the inference node announces its model (the static
+    baselines run what they were given and report nothing)."""
+    policy = create_policy(name, MODEL)
+    goal = PerformanceGoal("cam", "not_announced", max_latency_ms=80, min_accuracy=0.7)
+    d = policy.decide({"cam": goal}, PROFILES, Observation(input_fps={"cam": 10}))
+    assert "cam" in d.given_up and not d.subnets
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.floats(35, 300), st.floats(0, 0.78), st.floats(0, 40))
 def test_chosen_clocks_are_always_in_the_tables(latency, accuracy, fps):
