@@ -137,7 +137,7 @@ class NodeGroup:
         self.log_dir = log_dir
         self.work_dir = work_dir
         """a temporary folder of this run (simulated tree, logs); `remove_work_dir()` deletes it"""
-        self.readers: dict[str, threading.Thread] = {}  # node name -> its output reader
+        self.readers: list[threading.Thread] = []  # one per node, in the nodes' order
 
     def start(self) -> "NodeGroup":
         for node in self.nodes:
@@ -153,7 +153,7 @@ class NodeGroup:
             )
             reader = threading.Thread(target=self._read, args=(node,), daemon=True)
             reader.start()
-            self.readers[node.name] = reader
+            self.readers.append(reader)
         return self
 
     def _read(self, node: NodeProcess) -> None:
@@ -178,8 +178,9 @@ class NodeGroup:
         """What the node printed so far; all of it once the node has exited (its reader thread
         may still be draining the pipe when `wait()` returns)."""
         node = self.node(name)
-        if name in self.readers and node.process.poll() is not None:
-            self.readers[name].join(timeout=2)
+        index = self.nodes.index(node)
+        if index < len(self.readers) and node.process.poll() is not None:
+            self.readers[index].join(timeout=2)
         return "\n".join(node.lines)
 
     def wait_for_line(self, name: str, text: str, timeout: float) -> bool:
@@ -209,7 +210,7 @@ class NodeGroup:
                 for name, code in stopped.items():
                     self.on_line("bringup", f"stopped {name} (exit {code})")
             codes.update(stopped)
-        for reader in self.readers.values():
+        for reader in self.readers:
             reader.join(timeout=2)
         return {n.name: codes[n.name] for n in self.nodes if n.name in codes}
 

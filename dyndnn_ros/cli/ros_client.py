@@ -40,6 +40,7 @@ class BackgroundSpinner:
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(node)
         self._stop = threading.Event()
+        self._closed = False
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
 
@@ -54,15 +55,20 @@ class BackgroundSpinner:
 
     def close(self, timeout_s: float = 10.0) -> bool:
         """Stop spinning, then destroy the node; False (node left alone) when the spinning
-        thread did not end within `timeout_s`. Destroying a node another thread still spins
-        segfaults in rclpy (ros2/rclpy#663): a `dyndnn target --keep-alive` died of SIGSEGV
-        on SIGTERM when the 2 s join it had then ran out on a loaded machine."""
+        thread did not end within `timeout_s`, or when called from a callback on it. Destroying
+        a node another thread still spins segfaults in rclpy (ros2/rclpy#663), the likely end of
+        a `dyndnn target --keep-alive` that died of SIGSEGV on SIGTERM in CI: the 2 s join it
+        had then can run out on a loaded machine."""
+        if self._closed:
+            return True
         self._stop.set()
-        self.thread.join(timeout_s)
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout_s)
         if self.thread.is_alive():
             return False
         self.executor.shutdown()
         self.node.destroy_node()
+        self._closed = True
         return True
 
 
