@@ -72,6 +72,7 @@ class ClockGrid:
             )
             per_app = cpu_budget / work
             cpu_levels = max(2, int(per_app ** (1.0 / max(1, len(self.used))) + 1e-9))
+
         def spread(values: Sequence[int], levels: int) -> set[int]:
             return {values[int(round(i))] for i in np.linspace(0, len(values) - 1, levels)}
 
@@ -351,9 +352,9 @@ def search_clocks(
     missed a cluster clock one step from the best (AGX Orin, 5.6 % more energy per frame than the
     oracle on a generated scenario)."""
 
-    def search(refine: OperatingPoint | None) -> tuple[ClockGrid, ClockChoice | None]:
+    def search(around: OperatingPoint | None) -> tuple[ClockGrid, ClockChoice | None]:
         grid = ClockGrid(model, {d.cluster for d in demands}, per_cluster, cpu_budget, keep,
-                         demands, refine)
+                         demands, around)
         return grid, _search_grid(grid, model, demands, power_cap_w, background_gpu,
                                   power_scale, keep, min_saving, best_effort, keep_slack)
 
