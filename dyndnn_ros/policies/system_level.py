@@ -484,18 +484,9 @@ class SystemLevelPolicy(Policy):
                     if chosen[g.app].accuracy < g.min_accuracy
                 }
                 dropped = set()
-                for g, share in zip(served.values(), shares):
-                    given_up.pop(g.app, None)
-                    if share < 0.99:
-                        given_up[g.app] = (
-                            f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
-                            f" {100 * share:.0f} % of frames predicted within"
-                            f" {g.max_latency_ms * (1 - self.headroom):.4g} ms (the goal"
-                            f" {g.max_latency_ms:g} ms less the headroom), accuracy"
-                            f" {g.min_accuracy:g}"
-                            f"{f', energy {g.max_energy_mj:g} mJ' if g.max_energy_mj else ''}"
-                        )
-        if self._hold_relaxations(served, chosen, forced, dropped, given_up):
+                self._conflict_reasons(served, chosen, shares, given_up)
+        held_apps = self._hold_relaxations(served, chosen, forced, dropped, given_up)
+        if held_apps:
             # clocks for the sub-networks held, by the rule that decided the conflict
             held_back = conflict and self._most_on_goal(
                 list(served.values()), [tuple(chosen[g.app] for g in served.values())],
@@ -503,6 +494,11 @@ class SystemLevelPolicy(Policy):
             )
             if held_back:
                 choice = held_back[1]
+                # the shares quoted are those at these clocks, not at the ones searched first
+                others = [(app, s) for app, s in zip(served, held_back[2])
+                          if app not in held_apps]
+                self._conflict_reasons({app: served[app] for app, _ in others}, chosen,
+                                       [s for _, s in others], given_up)
             else:
                 choice = least_late([
                     self._demand(g, chosen[g.app], clusters[g.app], observation,
@@ -532,6 +528,21 @@ class SystemLevelPolicy(Policy):
             choice.power_w,
             threads,
         )
+
+    def _conflict_reasons(self, goals, chosen, shares, given_up) -> None:
+        """Where the conflict rule decided: why each app whose frames are not all predicted on
+        goal is not served in full, with its predicted share (`shares` in the goals' order)."""
+        for g, share in zip(goals.values(), shares):
+            given_up.pop(g.app, None)
+            if share < 0.99:
+                given_up[g.app] = (
+                    f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
+                    f" {100 * share:.0f} % of frames predicted within"
+                    f" {g.max_latency_ms * (1 - self.headroom):.4g} ms (the goal"
+                    f" {g.max_latency_ms:g} ms less the headroom), accuracy"
+                    f" {g.min_accuracy:g}"
+                    f"{f', energy {g.max_energy_mj:g} mJ' if g.max_energy_mj else ''}"
+                )
 
     def _serve_frames_on_goal(
         self, served, profiles, proposals, chosen, clusters, observation, power_scale, shared_gpu
@@ -585,12 +596,12 @@ class SystemLevelPolicy(Policy):
         k, choice, shares, _ = best
         return {g.app: s for g, s in zip(goals, combos[k])}, choice, shares
 
-    def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> bool:
+    def _hold_relaxations(self, served, chosen, forced, dropped, given_up) -> set[str]:
         """An app whose accuracy was relaxed goes back up only after `hold_periods` periods in a
         row that allow it, so a target near the edge does not make its sub-network flip every
-        period. Returns True when a sub-network was held back (the clocks must be searched again).
-        """
-        held = False
+        period. Returns the apps whose sub-network was held back (the clocks must be searched
+        again)."""
+        held: set[str] = set()
         for goal in served.values():
             previous = self._relaxed_last.get(goal.app)
             now = chosen[goal.app]
@@ -608,7 +619,7 @@ class SystemLevelPolicy(Policy):
                 f" still relaxed to {previous.accuracy:.4f}"
                 f" ({previous.id}) until {now.id} fits for {self.hold_periods} periods"
             )
-            held = True
+            held.add(goal.app)
         return held
 
     def _ladder(self, served, profiles, proposals) -> list[tuple[str, SubnetProfile | None]]:
