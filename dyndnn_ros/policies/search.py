@@ -442,7 +442,8 @@ def _choice(
 
 
 SHARE_STEP = 0.01
-"""on-goal shares within this of each other count as equal when priorities are served in turn"""
+"""on-goal shares are compared in steps of this (floored) when priorities are served in turn:
+shares in one step count as equal; two either side of a step's edge do not, however close"""
 
 
 def most_on_goal(
