@@ -243,7 +243,8 @@ class OraclePolicy(Policy):
                 reason = "goals conflict: frames on goal by priority, then energy per frame"
                 given_up.update(
                     {
-                        g.app: f"goals conflict: {100 * share:.0f} % of frames predicted on goal"
+                        g.app: f"{'goals' if len(served) > 1 else 'its own goals'} conflict:"
+                        f" {100 * share:.0f} % of frames predicted on goal"
                         for g, share in zip(served, shares)
                         if share < 0.99
                     }

@@ -531,12 +531,14 @@ class SystemLevelPolicy(Policy):
 
     def _conflict_reasons(self, goals, chosen, shares, given_up) -> None:
         """Where the conflict rule decided: why each app whose frames are not all predicted on
-        goal is not served in full, with its predicted share (`shares` in the goals' order)."""
+        goal is not served in full, with its predicted share (`shares` in the goals' order). A
+        lone app's conflict is between its own goals (latency against accuracy or energy)."""
+        conflict = "goals conflict" if len(self._goals) > 1 else "its own goals conflict"
         for g, share in zip(goals.values(), shares):
             given_up.pop(g.app, None)
             if share < 0.99:
                 given_up[g.app] = (
-                    f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
+                    f"priority {g.priority}: {conflict}; runs {chosen[g.app].id},"
                     f" {100 * share:.0f} % of frames predicted within"
                     f" {g.max_latency_ms * (1 - self.headroom):.4g} ms (the goal"
                     f" {g.max_latency_ms:g} ms less the headroom), accuracy"

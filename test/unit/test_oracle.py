@@ -129,6 +129,7 @@ def test_oracle_serves_frames_on_goal_when_goals_conflict():
         Observation(input_fps={"cam": 10}, app_cluster={"cam": "cluster0"}),
     )
     assert "goals conflict" in d.reasons["m"]
+    assert d.given_up["cam"].startswith("its own goals conflict")  # a lone app's own goals
     assert 0 < best[0][0] * -SHARE_STEP < 0.99  # the p99 goal cannot be met, some frames can
     assert (d.subnets["m"], d.clocks.gpu_hz, d.clocks.emc_hz, d.clocks.cpu_khz["cluster0"]) == (
         best[1:]
