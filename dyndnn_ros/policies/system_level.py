@@ -484,7 +484,8 @@ class SystemLevelPolicy(Policy):
                     if chosen[g.app].accuracy < g.min_accuracy
                 }
                 dropped = set()
-                self._conflict_reasons(served, chosen, shares, given_up)
+                self._conflict_reasons(list(zip(served.values(), shares)), chosen, given_up,
+                                       lone=len(served) == 1)
         held_apps = self._hold_relaxations(served, chosen, forced, dropped, given_up)
         if held_apps:
             # clocks for the sub-networks held, by the rule that decided the conflict
@@ -495,16 +496,23 @@ class SystemLevelPolicy(Policy):
             if held_back:
                 choice = held_back[1]
                 # the shares quoted are those at these clocks, not at the ones searched first
-                others = [(app, s) for app, s in zip(served, held_back[2])
-                          if app not in held_apps]
-                self._conflict_reasons({app: served[app] for app, _ in others}, chosen,
-                                       [s for _, s in others], given_up)
+                self._conflict_reasons(
+                    [(g, share) for g, share in zip(served.values(), held_back[2])
+                     if g.app not in held_apps],
+                    chosen, given_up, lone=len(served) == 1)
             else:
                 choice = least_late([
                     self._demand(g, chosen[g.app], clusters[g.app], observation,
                                  g.app not in dropped, self.headroom)
                     for g in served.values()
                 ])
+                for i, g in enumerate(served.values()):
+                    # no point puts a frame on goal at the sub-networks held: best effort for all
+                    if conflict and g.app not in held_apps:
+                        given_up[g.app] = (
+                            f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
+                            f" best effort, predicted p99 {choice.tail_ms[i]:.1f} ms"
+                        )
         self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons, threads = {}, {}, {}, {}
         for i, goal in enumerate(served.values()):
@@ -529,12 +537,13 @@ class SystemLevelPolicy(Policy):
             threads,
         )
 
-    def _conflict_reasons(self, goals, chosen, shares, given_up) -> None:
-        """Where the conflict rule decided: why each app whose frames are not all predicted on
-        goal is not served in full, with its predicted share (`shares` in the goals' order). A
-        lone app's conflict is between its own goals (latency against accuracy or energy)."""
-        conflict = "goals conflict" if len(self._goals) > 1 else "its own goals conflict"
-        for g, share in zip(goals.values(), shares):
+    def _conflict_reasons(self, goal_shares, chosen, given_up, lone: bool) -> None:
+        """Where the conflict rule decided: for each (goal, predicted share of frames on goal),
+        why the app is not served in full, or no reason (any earlier one cleared) where it is.
+        A `lone` app's conflict is between its own goals (latency against accuracy or energy).
+        """
+        conflict = "its own goals conflict" if lone else "goals conflict"
+        for g, share in goal_shares:
             given_up.pop(g.app, None)
             if share < 0.99:
                 given_up[g.app] = (

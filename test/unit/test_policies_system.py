@@ -404,11 +404,12 @@ def test_a_held_relaxation_quotes_the_other_apps_shares_at_the_clocks_it_runs(mo
                 quoted = re.search(r"goals conflict; runs \S+, (\d+) % of frames", why)
                 if app not in held:
                     checked.append(app)
-                    assert (int(quoted.group(1)) if quoted else 100) == round(100 * share), why
+                    assert (quoted is None) == (share >= 0.99), why
+                    assert quoted is None or int(quoted.group(1)) == round(100 * share), why
         return decision
 
     monkeypatch.setattr(SystemLevelPolicy, "_most_on_goal", recording_most_on_goal)
     monkeypatch.setattr(SystemLevelPolicy, "decide", checking_decide)
     spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
     run_policy(generate_scenario(25, duration_s=10.0), spec, PlatformModel.load("agx_orin_maxn"))
-    assert checked
+    assert checked, "AGX Orin seed 25 no longer holds a relaxation after a conflict: pick another"
