@@ -56,13 +56,14 @@ def _run(case):
             ])
             for label in ("hierarchical", "oracle")
         }
-    except Exception:  # noqa: BLE001 - reported as that case's failure
+    except Exception:  # reported as that case's failure
         return case, traceback.format_exc()
 
 
 @pytest.fixture(scope="module")
 def runs():
-    """Every case's metrics, on two processes (CI has two cores)."""
+    """Every case's metrics (or the traceback of what it raised), on two processes (CI has two
+    cores)."""
     with get_context("fork").Pool(2) as pool:
         return dict(pool.imap_unordered(_run, CASES))
 
