@@ -506,13 +506,13 @@ class SystemLevelPolicy(Policy):
                                  g.app not in dropped, self.headroom)
                     for g in served.values()
                 ])
-                for i, g in enumerate(served.values()):
-                    # no point puts a frame on goal at the sub-networks held: best effort for all
-                    if conflict and g.app not in held_apps:
-                        given_up[g.app] = (
-                            f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
-                            f" best effort, predicted p99 {choice.tail_ms[i]:.1f} ms"
-                        )
+                if conflict:  # no point puts a frame on goal at the sub-networks held
+                    for i, g in enumerate(served.values()):
+                        if g.app not in held_apps:
+                            given_up[g.app] = (
+                                f"priority {g.priority}: goals conflict; runs {chosen[g.app].id},"
+                                f" best effort, predicted p99 {choice.tail_ms[i]:.1f} ms"
+                            )
         self._relaxed_last = {app: chosen[app] for app in forced if app not in dropped}
         subnets, predicted, reasons, threads = {}, {}, {}, {}
         for i, goal in enumerate(served.values()):
