@@ -583,14 +583,17 @@ def most_on_goal(
             if worth(key_at(kept_flat), kept):
                 kept = result(kept_flat)
 
-    for k, (demands, _) in enumerate(candidates):
-        rank(k, ClockGrid(model, {d.cluster for d in demands}, True, cpu_budget, keep, demands))
+    def grid_of(k: int, around: OperatingPoint | None = None) -> ClockGrid:
+        demands = candidates[k][0]
+        return ClockGrid(model, {d.cluster for d in demands}, True, cpu_budget, keep, demands,
+                         around)
+
+    for k in range(len(candidates)):
+        rank(k, grid_of(k))
     if best is not None:  # resolve the best on the table's step around it (search_clocks)
-        demands = candidates[best[0]][0]
-        grid = ClockGrid(model, {d.cluster for d in demands}, True, cpu_budget, keep, demands,
-                         best[1].point)
-        if grid.refinable:
-            rank(best[0], grid)
+        refined = grid_of(best[0], best[1].point)
+        if refined.refinable:
+            rank(best[0], refined)
     if (
         best is not None
         and kept is not None
