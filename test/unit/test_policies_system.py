@@ -323,16 +323,43 @@ def test_other_gpu_load_is_read_from_how_far_it_stretches_the_frames(busy):
     took; nor can a lower one be split into the apps' part and the rest while their frame rates
     are not measured yet (NaN, since the last change). The unmanaged share is then read from the
     frames' latencies, the stretch the model predicts for it, in one period (their jitter is
-    small), with no slowdown left over."""
+    small), with no slowdown left over; from the first period the configuration stood through
+    (the first decision's clocks and sub-network are new at 0.25 s)."""
     policy, goal, first, point, demand = first_decision_for_one_camera()
     stretched, _ = predict(MODEL, [demand], point, 0.5)
     seen = dataclasses.replace(  # saturated: with a measured rate; below: none yet
-        observe(first), time_s=0.25, gpu_util=busy, latency_ms={"cam": stretched[0]},
+        observe(first), gpu_util=busy, latency_ms={"cam": stretched[0]},
         frame_rate_hz={"cam": 10.0 if busy >= 1.0 else math.nan},
     )
-    policy.decide(goal, PROFILES, seen)
+    policy.decide(goal, PROFILES, dataclasses.replace(seen, time_s=0.25))
+    assert policy._shared.estimate == 0.0
+    policy.decide(goal, PROFILES, dataclasses.replace(seen, time_s=0.5))
     assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)
     assert policy._slowdown["cam"].estimate == pytest.approx(1.0, abs=0.05)
+
+
+def test_frames_of_a_period_that_began_with_a_change_are_not_read_as_unmanaged_load():
+    """Frames counted in a period that began with new clocks or a switch are those that finished
+    soon after it: the fast ones, as the slow one still runs. Their stretch would read the
+    unmanaged share low; it is read from the next period the configuration stands through."""
+    policy, goal, first, point, demand = first_decision_for_one_camera()
+    stretched, _ = predict(MODEL, [demand], point, 0.5)
+    seen = dataclasses.replace(observe(first), gpu_util=1.0, latency_ms={"cam": stretched[0]},
+                               frame_rate_hz={"cam": 10.0})
+    for k in (1, 2):
+        policy.decide(goal, PROFILES, dataclasses.replace(seen, time_s=0.25 * k))
+    assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)
+    cluster = TABLES.cpu_clusters[0].name
+    slower = dict(seen.clocks.cpu_khz, **{cluster: TABLES.cpu_available_khz[0]})
+    assert slower != seen.clocks.cpu_khz
+    fast, _ = predict(MODEL, [demand], setting_to_point(
+        MODEL, dataclasses.replace(seen.clocks, cpu_khz=slower)), 0.0)
+    changed = dataclasses.replace(seen, time_s=0.75, latency_ms={"cam": fast[0]},
+                                  clocks=dataclasses.replace(seen.clocks, cpu_khz=slower))
+    policy.decide(goal, PROFILES, changed)
+    assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)  # not read: a new clock
+    policy.decide(goal, PROFILES, dataclasses.replace(changed, time_s=1.0))
+    assert policy._shared.estimate < 0.25  # the same frames, once it stood: most of the way to 0
 
 
 def test_a_slowdown_gives_back_what_the_gpu_busy_reading_explains():
