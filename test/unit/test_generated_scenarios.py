@@ -22,22 +22,30 @@ from dyndnn_ros.platforms.model import PlatformModel
 # Xavier NX 0-95 and AGX Orin 0-27 were looked at while the manager's estimates and the conflict
 # rule were improved (2026-11-27); Xavier NX 96-143 and AGX Orin 28-41 were first run after most
 # of that (one of them, Xavier NX 100, then led to the last change to the load estimates);
-# Xavier NX 144-191 and AGX Orin 42-55 were first run after all of it. The AGX Orin has other
-# clocks, power and cores than the board the manager's defaults were chosen on.
-CASES = [("xavier_nx", seed) for seed in range(192)] + [
-    ("agx_orin_maxn", seed) for seed in range(56)
+# Xavier NX 144-191 and AGX Orin 42-55 were first run after all of it; Xavier NX 192-255 and AGX
+# Orin 56-71 were first run after the share reading's fix for Xavier NX 39 (the same day), and
+# nothing was chosen on them. The AGX Orin has other clocks, power and cores than the board the
+# manager's defaults were chosen on.
+CASES = [("xavier_nx", seed) for seed in range(256)] + [
+    ("agx_orin_maxn", seed) for seed in range(72)
 ]
-pytestmark = pytest.mark.timeout(2400)  # the first case waits for all: about 13 minutes
+pytestmark = pytest.mark.timeout(2400)  # the first case waits for all: about 17 minutes
 
 REALIZATIONS = 4
 """simulator seeds per case (docs/evaluation.md, "Generated scenarios": on one realization 2 to 6
-of the first 186 cases fail, a different set for each seed; pooled over 4, one); 4 is what CI's
-time allows (about 13 minutes on two cores)"""
-# Where the property fails, and why (docs/evaluation.md, "Generated scenarios").
+of the first 186 cases fail, a different set for each seed; pooled over 4, none of the first 248
+and 4 of the 80 run last); 4 is what CI's time allows (about 17 minutes on two cores)"""
+# Where the property fails, and why (docs/evaluation.md, "Generated scenarios"). All four were
+# first run after the last change to the manager.
 KNOWN_FAILURES = {
-    ("xavier_nx", 39): "5.9 points later: the priority-1 app starved for a predicted 1 % more of"
-    " the priority-2 app's frames in time, on an estimate of the unmanaged GPU share (given the"
-    " true share, the manager passes)",
+    ("agx_orin_maxn", 60): "beats the oracle: one GPU app beside a 0.4 background job; the"
+    " oracle's frames 65 % late, the manager's 33 %, as many on goal (cause not yet traced)",
+    ("xavier_nx", 201): "beats the oracle: one 30 fps GPU app; the oracle put 97.9 % of its frames"
+    " on goal and ran fewer of them, the manager 100 %, 1.6 % cheaper (cause not yet traced)",
+    ("xavier_nx", 245): "14.7 points later: the priority-1 app within its latency goal on 69 % of"
+    " frames against the oracle's 98 %, no background job (cause not yet traced)",
+    ("xavier_nx", 249): "beats the oracle by 2.3 % energy per frame on goal with the same frames"
+    " on goal (cause not yet traced)",
 }
 
 
