@@ -219,8 +219,14 @@ class SystemLevelPolicy(Policy):
                     ),
                 )
             )
-        configuration = (observation.clocks, sorted(observation.active_subnets.items()),
-                         sorted(observation.threads.items()))
+        # the clusters the apps run on: the manager node leaves the others to their governor
+        in_use = self.clusters_in_use(goals, observation)
+        clocks = observation.clocks
+        configuration = (
+            sorted((n, khz) for n, khz in clocks.cpu_khz.items() if n in in_use),
+            clocks.gpu_hz, clocks.emc_hz, clocks.use_default_governors,
+            sorted(observation.active_subnets.items()), sorted(observation.threads.items()),
+        )
         new_configuration = configuration != self._last_configuration
         self._last_configuration = configuration
         if not self.use_feedback or not ran:
@@ -237,9 +243,10 @@ class SystemLevelPolicy(Policy):
         measured = not any(map(math.isnan, rates.values()))
         shared_before = self._shared.estimate
         if observation.gpu_util >= GPU_SATURATED or (observation.gpu_util > 0 and not measured):
-            # in a period that began with a change, the frames counted are those that finished
-            # soon after it: the fast ones (the slow one still runs). Their stretch read the
-            # share 2 sd low on average (Xavier NX seed 39); a period it stood through, 0.15 sd
+            # in a period the configuration changed in, the frames counted started after the
+            # change and finished before the period's end: the fast ones (the slow one still
+            # runs). Their stretch read the share 2 sd low on average (Xavier NX seed 39); in a
+            # period it stood through, 0.15 sd
             stretched = None if new_configuration else self._unmanaged_from_latency(
                 ran, demands, point, observation)
             if stretched is not None:

@@ -338,10 +338,9 @@ def test_other_gpu_load_is_read_from_how_far_it_stretches_the_frames(busy):
     assert policy._slowdown["cam"].estimate == pytest.approx(1.0, abs=0.05)
 
 
-def test_frames_of_a_period_that_began_with_a_change_are_not_read_as_unmanaged_load():
-    """Frames counted in a period that began with new clocks or a switch are those that finished
-    soon after it: the fast ones, as the slow one still runs. Their stretch would read the
-    unmanaged share low; it is read from the next period the configuration stands through."""
+def _saturated_with_half_the_gpu_taken():
+    """A manager that has read a 0.5 unmanaged share from two saturated periods, and what the
+    board reported."""
     policy, goal, first, point, demand = first_decision_for_one_camera()
     stretched, _ = predict(MODEL, [demand], point, 0.5)
     seen = dataclasses.replace(observe(first), gpu_util=1.0, latency_ms={"cam": stretched[0]},
@@ -349,17 +348,50 @@ def test_frames_of_a_period_that_began_with_a_change_are_not_read_as_unmanaged_l
     for k in (1, 2):
         policy.decide(goal, PROFILES, dataclasses.replace(seen, time_s=0.25 * k))
     assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)
-    cluster = TABLES.cpu_clusters[0].name
-    slower = dict(seen.clocks.cpu_khz, **{cluster: TABLES.cpu_available_khz[0]})
-    assert slower != seen.clocks.cpu_khz
-    fast, _ = predict(MODEL, [demand], setting_to_point(
-        MODEL, dataclasses.replace(seen.clocks, cpu_khz=slower)), 0.0)
-    changed = dataclasses.replace(seen, time_s=0.75, latency_ms={"cam": fast[0]},
-                                  clocks=dataclasses.replace(seen.clocks, cpu_khz=slower))
+    return policy, goal, seen
+
+
+@pytest.mark.parametrize("change", ["clock", "sub-network"])
+def test_frames_of_a_period_the_configuration_changed_in_are_not_read_as_unmanaged_load(change):
+    """Frames counted in a period that saw new clocks or a switch started after it and finished
+    before the period's end: the fast ones, as the slow one still runs. Their stretch would read
+    the unmanaged share low; it is read from the next period the configuration stands through."""
+    policy, goal, seen = _saturated_with_half_the_gpu_taken()
+    clocks, subnet = seen.clocks, seen.active_subnets["m1"]
+    if change == "clock":  # the cluster the app's thread runs on
+        cluster = policy.clusters_in_use(goal, seen).pop()
+        clocks = dataclasses.replace(
+            clocks, cpu_khz=dict(clocks.cpu_khz, **{cluster: TABLES.cpu_available_khz[0]}))
+    else:
+        subnet = next(s.id for s in PROFILES["m1"].subnets if s.id != subnet)
+    assert (clocks, subnet) != (seen.clocks, seen.active_subnets["m1"])
+    s = PROFILES["m1"].subnet(subnet)
+    alone, _ = predict(MODEL, [AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)],
+                       setting_to_point(MODEL, clocks), 0.0)
+    changed = dataclasses.replace(seen, time_s=0.75, latency_ms={"cam": alone[0]},
+                                  clocks=clocks, active_subnets={"m1": subnet})
     policy.decide(goal, PROFILES, changed)
-    assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)  # not read: a new clock
+    assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)  # not read
     policy.decide(goal, PROFILES, dataclasses.replace(changed, time_s=1.0))
     assert policy._shared.estimate < 0.25  # the same frames, once it stood: most of the way to 0
+
+
+def test_a_cluster_no_app_runs_on_does_not_hold_the_unmanaged_load_reading_back():
+    """The manager node leaves the clusters no app runs on to their governor, whose clocks move
+    from one reading to the next: they are not the apps' configuration, and the share is still
+    read every period."""
+    policy, goal, seen = _saturated_with_half_the_gpu_taken()
+    in_use = policy.clusters_in_use(goal, seen)
+    idle = [c.name for c in TABLES.cpu_clusters if c.name not in in_use]
+    assert idle
+    point = setting_to_point(MODEL, seen.clocks)
+    s = PROFILES["m1"].subnet(seen.active_subnets["m1"])
+    alone, _ = predict(MODEL, [AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)], point, 0.0)
+    governed = dataclasses.replace(seen, time_s=0.75, latency_ms={"cam": alone[0]}, clocks=(
+        dataclasses.replace(seen.clocks, cpu_khz=dict(
+            seen.clocks.cpu_khz, **{name: TABLES.cpu_available_khz[1] for name in idle}))))
+    policy.decide(goal, PROFILES, governed)
+    assert policy._shared.estimate < 0.25
 
 
 def test_a_slowdown_gives_back_what_the_gpu_busy_reading_explains():
