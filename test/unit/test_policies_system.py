@@ -38,14 +38,20 @@ def table(model="m1"):
 PROFILES = {"m1": table("m1"), "m2": table("m2")}
 
 
+def latency_alone(subnet, clocks, fps=10.0):
+    """The model's latency for app "cam" running `subnet` of "m1" at `clocks`, no other load."""
+    s = PROFILES["m1"].subnet(subnet)
+    demand = AppDemand("cam", s.latency_mean_ms, 1.07, fps, 0)
+    mean, _ = predict(MODEL, [demand], setting_to_point(MODEL, clocks))
+    return mean[0]
+
+
 def observe(decision, slowdown=1.0, jitter=1.0, fps=10.0):
     """What the board reports after running `decision` for app "cam" on model "m1": its clocks,
     sub-network and a latency `slowdown` x the model's prediction for them (x `jitter`)."""
-    s = PROFILES["m1"].subnet(decision.subnets["m1"])
-    demand = AppDemand("cam", s.latency_mean_ms, 1.07, fps, 0)
-    mean, _ = predict(MODEL, [demand], setting_to_point(MODEL, decision.clocks))
     return Observation(
-        latency_ms={"cam": mean[0] * slowdown * jitter},
+        latency_ms={"cam": latency_alone(decision.subnets["m1"], decision.clocks, fps)
+                    * slowdown * jitter},
         frames={"cam": 5},
         active_subnets=dict(decision.subnets),
         clocks=decision.clocks or ClockSetting(),
@@ -365,10 +371,8 @@ def test_frames_of_a_period_the_configuration_changed_in_are_not_read_as_unmanag
     else:
         subnet = next(s.id for s in PROFILES["m1"].subnets if s.id != subnet)
     assert (clocks, subnet) != (seen.clocks, seen.active_subnets["m1"])
-    s = PROFILES["m1"].subnet(subnet)
-    alone, _ = predict(MODEL, [AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)],
-                       setting_to_point(MODEL, clocks), 0.0)
-    changed = dataclasses.replace(seen, time_s=0.75, latency_ms={"cam": alone[0]},
+    changed = dataclasses.replace(seen, time_s=0.75,
+                                  latency_ms={"cam": latency_alone(subnet, clocks)},
                                   clocks=clocks, active_subnets={"m1": subnet})
     policy.decide(goal, PROFILES, changed)
     assert policy._shared.estimate == pytest.approx(0.5, abs=0.05)  # not read
@@ -384,10 +388,8 @@ def test_a_cluster_no_app_runs_on_does_not_hold_the_unmanaged_load_reading_back(
     in_use = policy.clusters_in_use(goal, seen)
     idle = [c.name for c in TABLES.cpu_clusters if c.name not in in_use]
     assert idle
-    point = setting_to_point(MODEL, seen.clocks)
-    s = PROFILES["m1"].subnet(seen.active_subnets["m1"])
-    alone, _ = predict(MODEL, [AppDemand("cam", s.latency_mean_ms, 1.07, 10.0, 0)], point, 0.0)
-    governed = dataclasses.replace(seen, time_s=0.75, latency_ms={"cam": alone[0]}, clocks=(
+    alone = latency_alone(seen.active_subnets["m1"], seen.clocks)
+    governed = dataclasses.replace(seen, time_s=0.75, latency_ms={"cam": alone}, clocks=(
         dataclasses.replace(seen.clocks, cpu_khz=dict(
             seen.clocks.cpu_khz, **{name: TABLES.cpu_available_khz[1] for name in idle}))))
     policy.decide(goal, PROFILES, governed)
