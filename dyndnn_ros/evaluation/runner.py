@@ -157,7 +157,8 @@ def run_policy(
         phase = scenario.phase_at(t)
         sim.background_gpu = phase.background_gpu
         if hasattr(policy, "set_truth"):
-            policy.set_truth(phase.background_gpu)
+            coming = scenario.phase_at(t + scenario.control_period_s - 1e-6)
+            policy.set_truth(phase.background_gpu, coming.goals if coming is not phase else None)
         obs = _observation(sim, scenario, t - scenario.control_period_s, watch, power_from)
         power_from = len(sim.log.power_w)
         started = time.perf_counter()

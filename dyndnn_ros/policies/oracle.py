@@ -11,13 +11,17 @@ holds each app's latency goal on as many frames as it can, whatever their accura
 app keeps a best-effort latency, as the manager's does); and takes the least energy per frame on
 goal among those points (`goal_share_best`, search.most_on_goal). A frame is on goal as the
 report counts it, its latency under the board's lognormal frame jitter. Where under 1 % of any
-priority's frames can be on goal, it takes the least worst lateness. Evaluation only: a robot
-cannot know the truth.
+priority's frames can be on goal, it ranks as the report does when no frame is on goal: frames
+within their latency goal whatever their accuracy, then the least lateness, then energy. It knows
+the scenario's future too: in a period a change of goals falls in, it decides for the stricter of
+the two goals of each app (`set_truth`), as the frames before the change are judged against the
+old goals and those after against the new. Evaluation only: a robot cannot know the truth.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any, Mapping
 
 from dyndnn_ros.policies.base import (
@@ -164,6 +168,30 @@ def _rank(choice: ClockChoice, demands: list[AppDemand]) -> tuple:
     )
 
 
+def stricter_goals(
+    goals: Mapping[str, PerformanceGoal], coming: Mapping[str, PerformanceGoal]
+) -> dict[str, PerformanceGoal]:
+    """Each app's goal that a frame meets only if it meets both `goals` and `coming`: the least
+    latency, power and energy limit set and the highest accuracy and priority. An app in one of
+    them keeps its goal."""
+    merged = {**coming, **goals}
+    for app in goals.keys() & coming.keys():
+        a, b = goals[app], coming[app]
+
+        def least(x: float, y: float) -> float:
+            return min(v for v in (x, y) if v) if x or y else 0.0
+
+        merged[app] = replace(
+            a,
+            max_latency_ms=least(a.max_latency_ms, b.max_latency_ms),
+            min_accuracy=max(a.min_accuracy, b.min_accuracy),
+            max_power_w=least(a.max_power_w, b.max_power_w),
+            max_energy_mj=least(a.max_energy_mj, b.max_energy_mj),
+            priority=max(a.priority, b.priority),
+        )
+    return merged
+
+
 @register_policy("oracle", evaluation_only=True)
 class OraclePolicy(Policy):
     name = "oracle"
@@ -171,11 +199,16 @@ class OraclePolicy(Policy):
     def __init__(self, platform: Any = None) -> None:
         self.model = as_platform_model(platform)
         self.background_gpu = 0.0
+        self.coming: dict[str, PerformanceGoal] = {}
         self._cache: dict[tuple, Decision] = {}
 
-    def set_truth(self, background_gpu: float) -> None:
-        """What only the simulator knows: the GPU share a background job takes."""
+    def set_truth(
+        self, background_gpu: float, coming: Mapping[str, PerformanceGoal] | None = None
+    ) -> None:
+        """What only the simulator knows: the GPU share a background job takes, and `coming`,
+        the goals that take over before the next decision (None: no change in this period)."""
         self.background_gpu = float(background_gpu)
+        self.coming = dict(coming) if coming else {}
 
     def reset(self) -> None:
         self._cache.clear()
@@ -187,6 +220,7 @@ class OraclePolicy(Policy):
         observation: Observation,
     ) -> Decision:
         validate_goals(goals)
+        goals = stricter_goals(goals, self.coming)
         served = [g for g in sorted(goals.values(), key=lambda g: g.app) if g.model in profiles]
         names = [c.name for c in self.model.description.clocks.cpu_clusters]
         clusters = {
@@ -249,12 +283,30 @@ class OraclePolicy(Policy):
                         if share < 0.99
                     }
                 )
-        if found is None:  # no frame of any app can meet its goals: least worst lateness
+            else:  # not one frame on goal (an accuracy no sub-network has, say)
+                found = None
+        if found is None:  # no frame can be on goal: frames in time, whatever their accuracy
+            timely = goal_share_best(
+                self.model,
+                [
+                    (replace(g, min_accuracy=0.0, max_energy_mj=0.0),
+                     list(profiles[g.model].subnets), clusters[g.app], fps[g.app])
+                    for g in served
+                ],
+                cap, self.background_gpu, devices, overheads,
+            )
+            if timely is not None:
+                found = timely[:2]
+                reason = "no frame can be on goal: frames in time, whatever their accuracy"
+        if found is None:  # no frame of any app can be in time: least worst lateness
             found = exhaustive_best(
-                self.model, strict, cap, self.background_gpu, best_effort=True, devices=devices,
-                overheads=overheads,
+                self.model,
+                [(g, list(profiles[g.model].subnets), clusters[g.app], fps[g.app], True)
+                 for g in served],
+                cap, self.background_gpu, best_effort=True, devices=devices, overheads=overheads,
             )
             reason = "best effort: no goal can be met"
+        if reason != "exhaustive optimum" and not reason.startswith("goals conflict"):
             given_up.update({g.app: "best effort: target cannot be met" for g in served})
         choice, combo = found
         decision = Decision(

@@ -147,3 +147,48 @@ def test_oracle_counts_the_nodes_host_work_per_frame():
             host_overhead_ms={"cam": overhead_ms}))
 
     assert decide(0.0).predicted_power_w != decide(30.0).predicted_power_w
+
+
+def test_oracle_holds_the_latency_goal_where_no_frame_can_be_on_goal():
+    """Only "l" has the accuracy, and it cannot come near 32 ms: no frame can be on goal. The
+    report then counts frames within their latency goal whatever their accuracy, so the oracle
+    runs the fastest sub-network at the fastest clocks, not the accurate one late."""
+    goal = PerformanceGoal("cam", "m", max_latency_ms=32, min_accuracy=0.78)
+    d = create_policy("oracle", MODEL).decide(
+        {"cam": goal}, {"m": PROFILE},
+        Observation(input_fps={"cam": 10}, app_cluster={"cam": "cluster0"}),
+    )
+    clocks = MODEL.description.clocks
+    assert d.subnets["m"] == "s" and "cam" in d.given_up
+    assert (d.clocks.gpu_hz, d.clocks.cpu_khz["cluster0"]) == (
+        clocks.gpu_available_hz[-1], clocks.cpu_available_khz[-1])
+
+
+def test_stricter_goals_keep_the_tighter_limit_of_each_and_ignore_unset_ones():
+    from dyndnn_ros.policies.oracle import stricter_goals
+
+    now = {"cam": PerformanceGoal("cam", "m", max_latency_ms=120, min_accuracy=0.74,
+                                  priority=1),
+           "arm": PerformanceGoal("arm", "m2", max_latency_ms=80)}
+    coming = {"cam": PerformanceGoal("cam", "m", max_latency_ms=0, min_accuracy=0.76,
+                                     max_power_w=10, priority=2),
+              "nav": PerformanceGoal("nav", "m3", max_latency_ms=50)}
+    merged = stricter_goals(now, coming)
+    assert merged["cam"] == PerformanceGoal("cam", "m", max_latency_ms=120, min_accuracy=0.76,
+                                            max_power_w=10, priority=2)
+    assert merged["arm"] == now["arm"] and merged["nav"] == coming["nav"]
+
+
+def test_oracle_decides_for_goals_that_arrive_before_the_next_decision():
+    """A tighter goal that takes over within the period: the frames after it are judged against
+    it, so the oracle's point meets it (it knows the scenario's future; the manager does not)."""
+    now = {"cam": PerformanceGoal("cam", "m", max_latency_ms=120, min_accuracy=0.74)}
+    tighter = {"cam": PerformanceGoal("cam", "m", max_latency_ms=50, min_accuracy=0.74)}
+    observation = Observation(input_fps={"cam": 10}, app_cluster={"cam": "cluster0"})
+    oracle = create_policy("oracle", MODEL)
+    assert oracle.decide(now, {"m": PROFILE}, observation).predicted_latency_ms["cam"] > 50
+    oracle.set_truth(0.0, coming=tighter)
+    d = oracle.decide(now, {"m": PROFILE}, observation)
+    assert d.predicted_latency_ms["cam"] <= 50 and not d.given_up
+    oracle.set_truth(0.0)  # the change has happened: the new goals alone
+    assert oracle.decide(now, {"m": PROFILE}, observation).predicted_latency_ms["cam"] > 50
