@@ -73,8 +73,9 @@ SLOPE_STEP = 0.01
 """half the span of GPU share over which the latencies' slope is taken, for that share's
 variance"""
 MAX_CONFLICT_COMBINATIONS = 64
-"""where goals conflict, the ladder's and the app level's sub-networks are tried in every
-combination up to this many (six apps); beyond, the ladder's choice stands"""
+"""where goals conflict, the ladder's, the app level's and the fastest sub-networks are tried in
+every combination up to this many (three apps; six without the fastest); beyond, the ladder's
+choice stands"""
 
 
 class SystemLevelPolicy(Policy):
@@ -476,8 +477,15 @@ class SystemLevelPolicy(Policy):
                     f" runs {forced[app].id} so higher-priority goals can be met, its latency"
                     " as best effort"
                 )
-        if choice is None:  # even the highest priority cannot be met: least worst lateness
-            choice = least_late(demands)
+        if choice is None:  # even the highest priority cannot be met
+            # the most frames within their latency goal whatever their accuracy (the oracle's
+            # and the report's order when no frame can be on goal), else the least worst lateness
+            timely = self._most_on_goal(
+                [replace(g, min_accuracy=0.0, max_energy_mj=0.0) for g in served.values()],
+                [tuple(chosen[g.app] for g in served.values())],
+                clusters, observation, power_scale, shared_gpu,
+            )
+            choice = timely[1] if timely is not None else least_late(demands)
             for i, goal in enumerate(served.values()):
                 if goal.app not in dropped:
                     given_up[goal.app] = (
@@ -574,17 +582,28 @@ class SystemLevelPolicy(Policy):
     def _serve_frames_on_goal(
         self, served, profiles, proposals, chosen, clusters, observation, power_scale, shared_gpu
     ) -> tuple[dict[str, SubnetProfile], ClockChoice, tuple[float, ...]] | None:
-        """Where the ladder had to relax goals: each app's ladder choice or its app-level
-        proposal, whichever combination and clocks put more of each priority's frames on goal
-        (search.most_on_goal with the filtered predictions: the oracle's rule for conflicting
-        goals), the clocks in force kept while they do as well; None when under SHARE_STEP of
-        any priority's frames can be on goal, where the ladder's best effort stands. A latency
-        goal missed on a few frames then beats an accuracy goal missed on every frame."""
+        """Where the ladder had to relax goals: each app's ladder choice, its app-level proposal
+        or its fastest sub-network (dropped_subnet: its frames in time where none can be on
+        goal), whichever combination and clocks put more of each priority's frames on goal, then
+        within their latency goal (search.most_on_goal with the filtered predictions: the
+        oracle's rule for conflicting goals), the clocks in force kept while they do as well;
+        None when under SHARE_STEP of any priority's frames can be on goal, where the ladder's
+        best effort stands. A latency goal missed on a few frames then beats an accuracy goal
+        missed on every frame. The fastest sub-networks are left out where the combinations
+        would pass MAX_CONFLICT_COMBINATIONS."""
         goals = list(served.values())
-        options = [
-            list({s.id: s for s in (chosen[g.app], proposals[g.app][0])}.values()) for g in goals
-        ]
-        if int(np.prod([len(o) for o in options])) > MAX_CONFLICT_COMBINATIONS:
+        for fastest in (True, False):
+            options = [
+                list({
+                    s.id: s
+                    for s in (chosen[g.app], proposals[g.app][0],
+                              *([self.dropped_subnet(profiles[g.model])] if fastest else []))
+                }.values())
+                for g in goals
+            ]
+            if int(np.prod([len(o) for o in options])) <= MAX_CONFLICT_COMBINATIONS:
+                break
+        else:
             return None
         return self._most_on_goal(
             goals, list(itertools.product(*options)), clusters, observation, power_scale,

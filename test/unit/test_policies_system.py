@@ -218,6 +218,18 @@ def test_a_given_up_app_keeps_a_best_effort_latency():
     assert d.predicted_latency_ms["arm"] < 0.6 * ignored.tail_ms[1]  # 45.1 ms against 84 ms here
 
 
+def test_where_no_frame_can_be_on_goal_the_most_frames_are_held_in_time():
+    """Only "l" has the accuracy and it cannot come near 32 ms. The report (and the oracle) then
+    rank frames within their latency goal whatever their accuracy before energy: the manager runs
+    what the oracle runs, not the cheapest clocks of the same p99 lateness step."""
+    goals = {"cam": PerformanceGoal("cam", "m1", max_latency_ms=32, min_accuracy=0.78)}
+    observation = Observation(input_fps={"cam": 10}, app_cluster={"cam": "cluster0"})
+    d = create_policy("hierarchical", MODEL).decide(goals, PROFILES, observation)
+    o = create_policy("oracle", MODEL).decide(goals, PROFILES, observation)
+    assert "cam" in d.given_up
+    assert (d.subnets, d.clocks) == (o.subnets, o.clocks)
+
+
 def test_a_new_target_is_not_delayed_by_a_relaxation_held_for_the_old_one():
     """Relaxed under a tight target; a looser one arrives: the accurate sub-network runs at
     once."""
