@@ -18,10 +18,12 @@ Hierarchical manager (after Xun, Hare, Merrett):
 - priorities: when no clocks meet everything, the lowest-priority app first steps below its
   accuracy goal (most accurate sub-network first), then is given up (fastest sub-network, goals
   ignored), and so on upwards; the highest-priority app is never given up but gets best effort
-  (least worst lateness within the power cap). Every relaxation is reported in Decision.given_up.
+  (the most frames within the latency goal whatever their accuracy, else the least worst
+  lateness, within the power cap). Every relaxation is reported in Decision.given_up.
 - conflicting goals: where that ladder relaxed a goal, the hierarchical manager decides as the
-  oracle does (search.most_on_goal), over each app's ladder choice and its accurate app-level
-  choice: the most of each priority's frames within both goals (highest priority first), then
+  oracle does (search.most_on_goal), over each app's ladder choice, its accurate app-level
+  choice and its fastest sub-network: the most of each priority's frames within both goals
+  (highest priority first), then
   the most within the latency goal (best effort for frames that cannot be on goal), then the
   least energy per frame on goal; a frame a little late beats one below its accuracy goal.
 """
