@@ -25,23 +25,38 @@ from dyndnn_ros.platforms.model import PlatformModel
 # Xavier NX 144-191 and AGX Orin 42-55 were first run after all of it; Xavier NX 192-255 and AGX
 # Orin 56-71 were first run after the share reading's fix for Xavier NX 39 (the same day), and
 # nothing was chosen on them until four of them failed; three of those four led to the last
-# changes to the oracle and the conflict rule. The AGX Orin has other clocks, power and cores
-# than the board the manager's defaults were chosen on.
-CASES = [("xavier_nx", seed) for seed in range(256)] + [
-    ("agx_orin_maxn", seed) for seed in range(72)
+# changes to the oracle and the conflict rule. Xavier NX 256-383 and AGX Orin 72-103 were first
+# run after those changes, and nothing was chosen on them. The AGX Orin has other clocks, power
+# and cores than the board the manager's defaults were chosen on.
+CASES = [("xavier_nx", seed) for seed in range(384)] + [
+    ("agx_orin_maxn", seed) for seed in range(104)
 ]
-pytestmark = pytest.mark.timeout(2400)  # the first case waits for all: about 17 minutes
+pytestmark = pytest.mark.timeout(3000)  # the first case waits for all: about 26 minutes
 
 REALIZATIONS = 4
 """simulator seeds per case (docs/evaluation.md, "Generated scenarios": on one realization 2 to 6
 of the first 186 cases fail, a different set for each seed; pooled over 4, none of the first 248
-and 4 of the 80 run next; 1 of all 328 after the changes they led to); 4 is what CI's time
-allows (about 17 minutes on two cores)"""
+and 4 of the 80 run next; 1 of those 328 after the changes they led to, and 3 of the 160 first
+run after those); 4 is what CI's time allows (about 26 minutes on two cores)"""
 # Where the property fails, and why (docs/evaluation.md, "Generated scenarios"). Xavier NX 201
-# and 245 and AGX Orin 60, the other three of the 80 that failed when first run, pass since the
+# and 245 and AGX Orin 60, three of the four of the 80 that failed when first run, pass since the
 # oracle decides for goals that change within a period and ranks frames in time where none can be
-# on goal, and the manager tries each app's fastest sub-network where goals conflict.
+# on goal, and the manager tries each app's fastest sub-network where goals conflict. AGX Orin 87
+# and 100 and Xavier NX 374 failed when first run, after those changes.
 KNOWN_FAILURES = {
+    ("agx_orin_maxn", 87): "21.5 points later: after the background job drops from 0.4 to 0.2,"
+    " a1 and b1 meet both p99 goals by about 1 % (134.2 of 135.7 ms, 107.8 of 108.8; the oracle"
+    " puts 98.7 % of both apps' frames on goal); the manager's estimates (unmanaged share"
+    " 0.18-0.20, slowdowns up to 1.013) make that point miss, the ladder relaxes priority-1 app0"
+    " to a0, 0.0001 below its accuracy goal, and the conflict rule runs it at 115 MHz, its frames"
+    " late. Given a share of 0.22, the oracle too relaxes app0 to a0",
+    ("agx_orin_maxn", 100): "5.6 % more energy per frame: the same sub-networks at higher clocks"
+    " (GPU 1122-1224 MHz against the oracle's 1020-1122); as punctual (0.0 against 0.4 % of"
+    " settled frames late); not traced further",
+    ("xavier_nx", 374): "4.9 points later: after the 0.4 background job stops, the manager's"
+    " unmanaged-share estimate falls over about 3 s (0.30, 0.21, 0.16, ... 0) while the slowdown"
+    " filters take up the difference (0.73-0.95); the two together predict the priority-1 app"
+    " 3-7 % fast at the lower GPU clock they then choose, and 10 % of its frames are late",
     ("xavier_nx", 249): "beats the oracle by 2.3 % energy per frame on goal by a trade the"
     " whole-run margins do not see: in the three periods after the background job stops (7.25-8"
     " s) the manager runs app0 with cluster0 at 883 MHz, not 115 MHz, where each app0 frame costs"
