@@ -157,8 +157,9 @@ def run_policy(
         phase = scenario.phase_at(t)
         sim.background_gpu = phase.background_gpu
         if hasattr(policy, "set_truth"):
-            coming = scenario.phase_at(t + scenario.control_period_s - 1e-6)
-            policy.set_truth(phase.background_gpu, coming.goals if coming is not phase else None)
+            # the goals in force when this period ends (the background job changes at ticks)
+            coming = scenario.phase_at(t + scenario.control_period_s - 1e-6).goals
+            policy.set_truth(phase.background_gpu, coming if coming != phase.goals else None)
         obs = _observation(sim, scenario, t - scenario.control_period_s, watch, power_from)
         power_from = len(sim.log.power_w)
         started = time.perf_counter()

@@ -10,12 +10,13 @@ serves the highest priority as many frames on goal as the board allows, then the
 holds each app's latency goal on as many frames as it can, whatever their accuracy (a given-up
 app keeps a best-effort latency, as the manager's does); and takes the least energy per frame on
 goal among those points (`goal_share_best`, search.most_on_goal). A frame is on goal as the
-report counts it, its latency under the board's lognormal frame jitter. Where under 1 % of any
-priority's frames can be on goal, it ranks as the report does when no frame is on goal: frames
-within their latency goal whatever their accuracy, then the least lateness, then energy. It knows
-the scenario's future too: in a period a change of goals falls in, it decides for the stricter of
-the two goals of each app (`set_truth`), as the frames before the change are judged against the
-old goals and those after against the new. Evaluation only: a robot cannot know the truth.
+report counts it, its latency under the board's lognormal frame jitter. Where under 1 % of
+every priority's frames can be on goal (search.most_on_goal finds no point), it ranks as the report
+does when no frame is on goal: frames within their latency goal whatever their accuracy, then the
+least lateness, then energy. It knows the scenario's future too: in a period a change of goals
+falls in, it decides for the stricter of the two goals of each app (`set_truth`) where one point
+meets both, as the frames before the change are judged against the old goals and those after
+against the new; else for the goals in force. Evaluation only: a robot cannot know the truth.
 """
 
 from __future__ import annotations
@@ -172,9 +173,10 @@ def stricter_goals(
     goals: Mapping[str, PerformanceGoal], coming: Mapping[str, PerformanceGoal]
 ) -> dict[str, PerformanceGoal]:
     """Each app's goal that a frame meets only if it meets both `goals` and `coming`: the least
-    latency, power and energy limit set and the highest accuracy and priority. An app in one of
-    them keeps its goal."""
-    merged = {**coming, **goals}
+    latency, power and energy limit set (0: none) and the highest accuracy; its priority stays
+    (an order, not a limit). An app with no goal in `coming` keeps its goal; one with a goal only
+    in `coming` has none yet."""
+    merged = dict(goals)
     for app in goals.keys() & coming.keys():
         a, b = goals[app], coming[app]
 
@@ -187,7 +189,6 @@ def stricter_goals(
             min_accuracy=max(a.min_accuracy, b.min_accuracy),
             max_power_w=least(a.max_power_w, b.max_power_w),
             max_energy_mj=least(a.max_energy_mj, b.max_energy_mj),
-            priority=max(a.priority, b.priority),
         )
     return merged
 
@@ -212,6 +213,7 @@ class OraclePolicy(Policy):
 
     def reset(self) -> None:
         self._cache.clear()
+        self.coming = {}
 
     def decide(
         self,
@@ -220,7 +222,20 @@ class OraclePolicy(Policy):
         observation: Observation,
     ) -> Decision:
         validate_goals(goals)
-        goals = stricter_goals(goals, self.coming)
+        if self.coming:
+            # a point that holds both goals puts every frame on goal either side of the change;
+            # where none does, the goals in force decide, as they do without a change
+            both = self._decide(stricter_goals(goals, self.coming), profiles, observation)
+            if not both.given_up:
+                return both
+        return self._decide(goals, profiles, observation)
+
+    def _decide(
+        self,
+        goals: Mapping[str, PerformanceGoal],
+        profiles: Mapping[str, ModelProfile],
+        observation: Observation,
+    ) -> Decision:
         served = [g for g in sorted(goals.values(), key=lambda g: g.app) if g.model in profiles]
         names = [c.name for c in self.model.description.clocks.cpu_clusters]
         clusters = {
@@ -298,6 +313,8 @@ class OraclePolicy(Policy):
             if timely is not None:
                 found = timely[:2]
                 reason = "no frame can be on goal: frames in time, whatever their accuracy"
+                given_up.update({g.app: "no frame can be on goal: best effort, frames in time"
+                                 for g in served})
         if found is None:  # no frame of any app can be in time: least worst lateness
             found = exhaustive_best(
                 self.model,
@@ -305,8 +322,7 @@ class OraclePolicy(Policy):
                  for g in served],
                 cap, self.background_gpu, best_effort=True, devices=devices, overheads=overheads,
             )
-            reason = "best effort: no goal can be met"
-        if reason != "exhaustive optimum" and not reason.startswith("goals conflict"):
+            reason = "best effort: no frame can be on goal or in time"
             given_up.update({g.app: "best effort: target cannot be met" for g in served})
         choice, combo = found
         decision = Decision(

@@ -483,7 +483,9 @@ class SystemLevelPolicy(Policy):
             # the most frames within their latency goal whatever their accuracy (the oracle's
             # and the report's order when no frame can be on goal), else the least worst lateness
             timely = self._most_on_goal(
-                [replace(g, min_accuracy=0.0, max_energy_mj=0.0) for g in served.values()],
+                [replace(g, min_accuracy=0.0, max_energy_mj=0.0,
+                         max_power_w=0.0 if g.app in dropped else g.max_power_w)
+                 for g in served.values()],  # the ladder's power cap: none for a dropped app
                 [tuple(chosen[g.app] for g in served.values())],
                 clusters, observation, power_scale, shared_gpu,
             )

@@ -160,6 +160,7 @@ def test_oracle_holds_the_latency_goal_where_no_frame_can_be_on_goal():
     )
     clocks = MODEL.description.clocks
     assert d.subnets["m"] == "s" and "cam" in d.given_up
+    assert d.reasons["m"].startswith("no frame can be on goal: frames in time")
     assert (d.clocks.gpu_hz, d.clocks.cpu_khz["cluster0"]) == (
         clocks.gpu_available_hz[-1], clocks.cpu_available_khz[-1])
 
@@ -174,9 +175,10 @@ def test_stricter_goals_keep_the_tighter_limit_of_each_and_ignore_unset_ones():
                                      max_power_w=10, priority=2),
               "nav": PerformanceGoal("nav", "m3", max_latency_ms=50)}
     merged = stricter_goals(now, coming)
+    # a priority is an order, not a limit: the one in force stays
     assert merged["cam"] == PerformanceGoal("cam", "m", max_latency_ms=120, min_accuracy=0.76,
-                                            max_power_w=10, priority=2)
-    assert merged["arm"] == now["arm"] and merged["nav"] == coming["nav"]
+                                            max_power_w=10, priority=1)
+    assert merged["arm"] == now["arm"] and "nav" not in merged  # no goal for nav yet
 
 
 def test_oracle_decides_for_goals_that_arrive_before_the_next_decision():
@@ -190,5 +192,39 @@ def test_oracle_decides_for_goals_that_arrive_before_the_next_decision():
     oracle.set_truth(0.0, coming=tighter)
     d = oracle.decide(now, {"m": PROFILE}, observation)
     assert d.predicted_latency_ms["cam"] <= 50 and not d.given_up
-    oracle.set_truth(0.0)  # the change has happened: the new goals alone
+    oracle.set_truth(0.0)  # no change within the period: the goals in force alone
     assert oracle.decide(now, {"m": PROFILE}, observation).predicted_latency_ms["cam"] > 50
+
+
+def test_oracle_keeps_the_goals_in_force_where_no_point_meets_both():
+    """A tighter latency goal coming that only the inaccurate "s" can meet, with "l"'s accuracy in
+    force: no point holds both, so the frames before the change are not given up for it."""
+    now = {"cam": PerformanceGoal("cam", "m", max_latency_ms=120, min_accuracy=0.78)}
+    tighter = {"cam": PerformanceGoal("cam", "m", max_latency_ms=40, min_accuracy=0.72)}
+    observation = Observation(input_fps={"cam": 10}, app_cluster={"cam": "cluster0"})
+    oracle = create_policy("oracle", MODEL)
+    oracle.set_truth(0.0, coming=tighter)
+    d = oracle.decide(now, {"m": PROFILE}, observation)
+    assert d.subnets["m"] == "l" and not d.given_up
+
+
+def test_the_runner_tells_the_oracle_of_goals_that_change_within_a_period(monkeypatch):
+    """Generated seed 201's goal changes at 6.08 s, inside the period that starts at 6 s: the
+    oracle hears of it at that decision, and at no other."""
+    from dyndnn_ros.evaluation.runner import DEFAULT_SPECS, run_policy
+    from dyndnn_ros.evaluation.scenario import generate_scenario
+    from dyndnn_ros.policies.oracle import OraclePolicy
+
+    heard = []
+    set_truth = OraclePolicy.set_truth
+
+    def spy(self, background_gpu, coming=None):
+        heard.append(coming)
+        set_truth(self, background_gpu, coming)
+
+    monkeypatch.setattr(OraclePolicy, "set_truth", spy)
+    scenario = generate_scenario(201, duration_s=10.0)
+    assert scenario.phases[1].at_s == pytest.approx(6.08)
+    run_policy(scenario, next(s for s in DEFAULT_SPECS if s.label == "oracle"), MODEL)
+    told = [k for k, coming in enumerate(heard) if coming]
+    assert told == [24] and heard[24] == scenario.phases[1].goals  # the decision at 6.0 s
