@@ -23,9 +23,9 @@ Hierarchical manager (after Xun, Hare, Merrett):
 - conflicting goals: where that ladder relaxed a goal, the hierarchical manager decides as the
   oracle does (search.most_on_goal), over each app's ladder choice, its accurate app-level
   choice and its fastest sub-network: the most of each priority's frames within both goals
-  (highest priority first), then
-  the most within the latency goal (best effort for frames that cannot be on goal), then the
-  least energy per frame on goal; a frame a little late beats one below its accuracy goal.
+  (highest priority first), then the most within the latency goal (best effort for frames that
+  cannot be on goal), then the least energy per frame on goal; a frame a little late beats one
+  below its accuracy goal.
 """
 from __future__ import annotations
 
@@ -591,8 +591,8 @@ class SystemLevelPolicy(Policy):
         goal), whichever combination and clocks put more of each priority's frames on goal, then
         within their latency goal (search.most_on_goal with the filtered predictions: the
         oracle's rule for conflicting goals), the clocks in force kept while they do as well;
-        None when under SHARE_STEP of any priority's frames can be on goal, where the ladder's
-        best effort stands. A latency goal missed on a few frames then beats an accuracy goal
+        None when under SHARE_STEP of every priority's frames can be on goal, where the
+        ladder's best effort stands. A latency goal missed on a few frames then beats an accuracy goal
         missed on every frame. The fastest sub-networks are left out where the combinations
         would pass MAX_CONFLICT_COMBINATIONS."""
         goals = list(served.values())
