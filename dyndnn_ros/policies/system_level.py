@@ -592,9 +592,9 @@ class SystemLevelPolicy(Policy):
         within their latency goal (search.most_on_goal with the filtered predictions: the
         oracle's rule for conflicting goals), the clocks in force kept while they do as well;
         None when under SHARE_STEP of every priority's frames can be on goal, where the
-        ladder's best effort stands. A latency goal missed on a few frames then beats an accuracy goal
-        missed on every frame. The fastest sub-networks are left out where the combinations
-        would pass MAX_CONFLICT_COMBINATIONS."""
+        ladder's best effort stands. A latency goal missed on a few frames then beats an
+        accuracy goal missed on every frame. The fastest sub-networks are left out where the
+        combinations would pass MAX_CONFLICT_COMBINATIONS."""
         goals = list(served.values())
         for fastest in (True, False):
             options = [
