@@ -277,12 +277,12 @@ class OraclePolicy(Policy):
             self.model, strict, cap, self.background_gpu, devices=devices, overheads=overheads
         )
         reason = "exhaustive optimum"
+        everything = [
+            (g, list(profiles[g.model].subnets), clusters[g.app], fps[g.app]) for g in served
+        ]
         if found is None or not all(any(s.accuracy >= g.min_accuracy for s in allowed)
                                     for g, allowed, _, _, _ in strict):
             # the goals conflict: every sub-network and clock point, judged by frames on goal
-            everything = [
-                (g, list(profiles[g.model].subnets), clusters[g.app], fps[g.app]) for g in served
-            ]
             conflict = goal_share_best(
                 self.model, everything, cap, self.background_gpu, devices, overheads
             )
@@ -303,11 +303,8 @@ class OraclePolicy(Policy):
         if found is None:  # no frame can be on goal: frames in time, whatever their accuracy
             timely = goal_share_best(
                 self.model,
-                [
-                    (replace(g, min_accuracy=0.0, max_energy_mj=0.0),
-                     list(profiles[g.model].subnets), clusters[g.app], fps[g.app])
-                    for g in served
-                ],
+                [(replace(g, min_accuracy=0.0, max_energy_mj=0.0), subnets, cluster, rate)
+                 for g, subnets, cluster, rate in everything],
                 cap, self.background_gpu, devices, overheads,
             )
             if timely is not None:
@@ -318,8 +315,7 @@ class OraclePolicy(Policy):
         if found is None:  # no frame of any app can be in time: least worst lateness
             found = exhaustive_best(
                 self.model,
-                [(g, list(profiles[g.model].subnets), clusters[g.app], fps[g.app], True)
-                 for g in served],
+                [(*app, True) for app in everything],
                 cap, self.background_gpu, best_effort=True, devices=devices, overheads=overheads,
             )
             reason = "best effort: no frame can be on goal or in time"
