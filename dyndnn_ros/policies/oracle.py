@@ -6,8 +6,9 @@ It knows what the policies must estimate (the background GPU load, given by the 
 every clock combination, each CPU cluster's clock on its own. Where some point meets every goal
 (p99 latency, accuracy, power cap) it takes the least energy per frame among those points. Only
 where none does (the goals conflict) do priorities count: over every sub-network and clock point it
-serves the highest priority as many frames on goal as the board allows, then the next; then
-holds each app's latency goal on as many frames as it can, whatever their accuracy (a given-up
+serves the highest priority as many frames on goal as the board allows, up to GOAL_QUANTILE (the
+99 % a p99 goal asks), then the next; then holds each app's latency goal on as many frames as it
+can (up to GOAL_QUANTILE too), whatever their accuracy (a given-up
 app keeps a best-effort latency, as the manager's does); and takes the least energy per frame on
 goal among those points (`goal_share_best`, search.most_on_goal). A frame is on goal as the
 report counts it, its latency under the board's lognormal frame jitter. Where under 1 % of
@@ -34,6 +35,7 @@ from dyndnn_ros.policies.base import (
     validate_goals,
 )
 from dyndnn_ros.policies.search import (
+    GOAL_QUANTILE,
     AppDemand,
     ClockChoice,
     as_platform_model,
@@ -295,7 +297,7 @@ class OraclePolicy(Policy):
                         g.app: f"{'goals' if len(served) > 1 else 'its own goals'} conflict:"
                         f" {100 * share:.0f} % of frames predicted on goal"
                         for g, share in zip(served, shares)
-                        if share < 0.99
+                        if share < GOAL_QUANTILE
                     }
                 )
             else:  # not one frame on goal (an accuracy no sub-network has, say)

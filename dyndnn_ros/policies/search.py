@@ -444,6 +444,11 @@ def _choice(
 SHARE_STEP = 0.01
 """on-goal shares are compared in steps of this (floored) when priorities are served in turn:
 shares in one step count as equal; two either side of a step's edge do not, however close"""
+GOAL_QUANTILE = 0.99
+"""a latency goal bounds this quantile of an app's frame latency (the p99: tail_ratio,
+search_clocks). A priority with this share of its frames on goal (or in time) is served as its
+goal asks: a larger share ranks no higher, so the conflict rule does not buy it with a lower
+priority's frames"""
 
 
 def most_on_goal(
@@ -461,15 +466,15 @@ def most_on_goal(
     """For goals that conflict: over every candidate (one demand and one sub-network accuracy per
     goal, in the goals' order) and every clock point (each used cluster on its own axis, within
     the power cap where it can be held), the highest priority's predicted share of frames on goal
-    first (its worst app's, in steps of SHARE_STEP), then the next priority's, and so on; then,
-    priority by priority, the share of frames within the latency goal whatever their accuracy
-    (the best-effort latency of an app whose frames cannot be on goal), or where under SHARE_STEP
-    of them can be, the least lateness (mean latency / the goal less `headroom`, in steps of
-    SHARE_STEP); then the
-    least power / frames on goal per second. A frame is on goal as the evaluation counts it: its
-    sub-network meets the accuracy goal and its latency the latency goal (`max_latency_ms`, less
-    `headroom`), under the model's lognormal frame jitter; and, where a goal sets one, its energy
-    (board power x mean latency) is within `max_energy_mj`.
+    first (its worst app's, in steps of SHARE_STEP, up to GOAL_QUANTILE: the share its goal
+    asks), then the next priority's, and so on; then, priority by priority, the share of frames
+    within the latency goal whatever their accuracy (the best-effort latency of an app whose
+    frames cannot be on goal; up to GOAL_QUANTILE too), or where under SHARE_STEP of them can
+    be, the least lateness (mean latency / the goal less `headroom`, in steps of SHARE_STEP);
+    then the least power / frames on goal per second. A frame is on goal as the evaluation counts
+    it: its sub-network meets the accuracy goal and its latency the latency goal
+    (`max_latency_ms`, less `headroom`), under the model's lognormal frame jitter; and, where a
+    goal sets one, its energy (board power x mean latency) is within `max_energy_mj`.
 
     `keep`: the clocks in force; kept (with the candidate that ranks best at them) while they
     serve every priority as well as the best point and cost at most `min_saving` more per frame on
@@ -487,7 +492,8 @@ def most_on_goal(
     levels = sorted({g.priority for g in goals}, reverse=True)
     best = kept = None
 
-    def rank(k: int, grid: ClockGrid) -> None:
+    def rank(k: int, grid: ClockGrid) -> tuple | None:
+        """Ranks candidate k's points on this grid; returns its best (None if it serves none)."""
         nonlocal best, kept
         demands, accuracies = candidates[k]
         loads = [
@@ -517,7 +523,7 @@ def most_on_goal(
             # effort is the least lateness, not the least power)
             timely_keys.append(np.where(
                 timely >= SHARE_STEP,
-                np.floor(timely / SHARE_STEP + 1e-9),
+                np.floor(np.minimum(timely, GOAL_QUANTILE) / SHARE_STEP + 1e-9),
                 -np.ceil(mean / max(limit, 1e-12) / SHARE_STEP - 1e-9)
                 if goal.max_latency_ms else 0.0,
             ))
@@ -533,7 +539,7 @@ def most_on_goal(
         if power_cap_w > 0 and (power <= power_cap_w).any():
             allowed = power <= power_cap_w
         ratio = np.where(allowed, ratio, np.inf)
-        steps = [np.floor(sh / SHARE_STEP + 1e-9) for sh in shares]
+        steps = [np.floor(np.minimum(sh, GOAL_QUANTILE) / SHARE_STEP + 1e-9) for sh in shares]
         served = [
             np.where(
                 allowed,
@@ -575,13 +581,15 @@ def most_on_goal(
 
         # np.lexsort sorts by its last key first: the least ratio among the best-served points
         flat = int(np.lexsort([flat_ratio, *[-s for s in reversed(served)]])[0])
-        if worth(key_at(flat), best):
-            best = result(flat)
+        own = result(flat) if worth(key_at(flat), None) else None
+        if own is not None and (best is None or own[3] < best[3]):
+            best = own
         kept_index = grid.index(keep) if keep is not None else None
         if kept_index is not None:
             kept_flat = int(np.ravel_multi_index(kept_index, grid.shape))
             if worth(key_at(kept_flat), kept):
                 kept = result(kept_flat)
+        return own
 
     def grid_of(k: int, around: OperatingPoint | None = None) -> ClockGrid:
         demands = candidates[k][0]
@@ -589,11 +597,13 @@ def most_on_goal(
                          around)
 
     for k in range(len(candidates)):
-        rank(k, grid_of(k))
-    if best is not None:  # resolve the best on the table's step around it (search_clocks)
-        refined = grid_of(best[0], best[1].point)
-        if refined.refinable:
-            rank(best[0], refined)
+        # each candidate's best resolved on the table's step around it (search_clocks), not only
+        # the best one's: a thinned grid can miss the clocks that make another candidate win
+        own = rank(k, grid_of(k))
+        if own is not None:
+            refined = grid_of(k, own[1].point)
+            if refined.refinable:
+                rank(k, refined)
     if (
         best is not None
         and kept is not None

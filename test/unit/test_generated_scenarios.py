@@ -26,37 +26,46 @@ from dyndnn_ros.platforms.model import PlatformModel
 # Orin 56-71 were first run after the share reading's fix for Xavier NX 39 (the same day), and
 # nothing was chosen on them until four of them failed; three of those four led to the last
 # changes to the oracle and the conflict rule. Xavier NX 256-383 and AGX Orin 72-103 were first
-# run after those changes, and nothing was chosen on them. The AGX Orin has other clocks, power
-# and cores than the board the manager's defaults were chosen on.
+# run after those changes, and nothing was chosen on them until three failed; two of those led
+# to the changes of 2026-11-28. Xavier NX 384-511 and AGX Orin 104-135 were first run after
+# those, and are left out here for CI's time (docs/evaluation.md gives their figures). The AGX
+# Orin has other clocks, power and cores than the board the manager's defaults were chosen on.
 CASES = [("xavier_nx", seed) for seed in range(384)] + [
     ("agx_orin_maxn", seed) for seed in range(104)
 ]
-pytestmark = pytest.mark.timeout(3000)  # the first case waits for all: about 26 minutes
+pytestmark = pytest.mark.timeout(3600)  # the first case waits for all: about 40 minutes
 
 REALIZATIONS = 4
 """simulator seeds per case (docs/evaluation.md, "Generated scenarios": on one realization 2 to 6
 of the first 186 cases fail, a different set for each seed; pooled over 4, none of the first 248
 and 4 of the 80 run next; 1 of those 328 after the changes they led to, and 3 of the 160 first
-run after those); 4 is what CI's time allows (about 26 minutes on two cores)"""
+run after those; 3 of the 488 after the changes of 2026-11-28, and 2 of 160 more first run after
+them); 4 is what CI's time allows (about 40 minutes on two cores)"""
 # Where the property fails, and why (docs/evaluation.md, "Generated scenarios"). Xavier NX 201
 # and 245 and AGX Orin 60, three of the four of the 80 that failed when first run, pass since the
 # oracle decides for goals that change within a period and ranks frames in time where none can be
 # on goal, and the manager tries each app's fastest sub-network where goals conflict. AGX Orin 87
-# and 100 and Xavier NX 374 failed when first run, after those changes.
+# and 100 and Xavier NX 374 failed when first run, after those changes; 87 and 374 pass since a
+# priority counts as served at GOAL_QUANTILE of its frames on goal, every candidate of the
+# conflict rule is resolved on the table's clocks around its own best point, and the managed
+# apps' GPU busy is no longer capped by a latency the held share stretched. Xavier NX 346 fails
+# since the first of those (the oracle, no longer starving app0 for app1's last 1 %, gained more
+# than the manager). AGX Orin 100 and Xavier NX 346 are the manager's 3 % headroom: both pass
+# at headroom 0 (docs/evaluation.md gives the manager's figures at headroom 0 to 5 %).
 KNOWN_FAILURES = {
-    ("agx_orin_maxn", 87): "21.4 points later: after the background job drops from 0.4 to 0.2,"
-    " a1 and b1 meet both p99 goals by about 1 % (134.2 of 135.7 ms, 107.8 of 108.8; the oracle"
-    " puts 98.7 % of both apps' frames on goal); the manager's estimates (unmanaged share"
-    " 0.18-0.20, slowdowns up to 1.013) make that point miss, the ladder relaxes priority-1 app0"
-    " to a0, 0.0001 below its accuracy goal, and the conflict rule runs it at 115 MHz, its frames"
-    " late. Given a share of 0.22, the oracle too relaxes app0 to a0",
-    ("agx_orin_maxn", 100): "5.6 % more energy per frame: the same sub-networks at higher clocks"
-    " (GPU 1122-1224 MHz against the oracle's 1020-1122); as punctual (0.0 against 0.4 % of"
-    " settled frames late); not traced further",
-    ("xavier_nx", 374): "4.9 points later: after the 0.4 background job stops, the manager's"
-    " unmanaged-share estimate falls over about 3 s (0.30, 0.21, 0.16, ... 0) while the slowdown"
-    " filters take up the difference (0.73-0.95); the two together predict the priority-1 app"
-    " 3-7 % fast at the lower GPU clock they then choose, and 10 % of its frames are late",
+    ("agx_orin_maxn", 100): "5.8 % more energy per frame: the same sub-networks at one GPU step"
+    " higher (1122-1224 MHz against the oracle's 1020-1122), as punctual (0.0 against 0.4 % of"
+    " settled frames late). It is the manager's 3 % headroom: the oracle holds app1's goals to"
+    " 0.1 % (106.5 of 106.7 ms, 121.6 of 121.7), the manager under 0.97 of them, a GPU step up"
+    " on this table. Energy per frame against the oracle's at headroom 0, 1, 2, 3, 5 %: +1.0,"
+    " +1.8, +3.1, +5.8, +7.6 %, never late",
+    ("xavier_nx", 346): "12.4 points later, 5.1 % more energy per frame: the goals conflict"
+    " (app0's a0 is below its accuracy goal), and priority-2 app1 is served first. The oracle"
+    " holds 99.3 % of app1's frames within 107.6 ms with cluster1 at 192 MHz, where app0's frames"
+    " are mostly in time; the manager counts app1's frames only within its 3 % headroom (104.4"
+    " ms), 97 % there, and every other period raises cluster1 to 960 MHz and lowers the EMC,"
+    " which puts all of app1's frames in time and none of app0's (90 ms against 81.9). At"
+    " headroom 0, 1, 2, 3, 5 %: +0.7, +2.6, +5.9, +12.4, +26.3 points",
     ("xavier_nx", 249): "beats the oracle by 2.3 % energy per frame on goal by a trade the"
     " whole-run margins do not see: in the three periods after the background job stops (7.25-8"
     " s) the manager runs app0 with cluster0 at 883 MHz, not 115 MHz, where each app0 frame costs"

@@ -200,3 +200,58 @@ def test_a_search_without_apps_needs_no_cluster_axis():
     choice = search_clocks(MODEL, [], per_cluster=True, cpu_budget=650)
     assert choice is not None and choice.point.cpu_khz[0] == TABLES.cpu_available_khz[0]
     assert not ClockGrid(MODEL, set(), True, 650).refinable
+
+
+# Two GPU apps on two clusters of the AGX Orin, as in a generated scenario (agx_orin_maxn seed
+# 87, after its background job drops to 0.2): priority-2 "b" and priority-1 "a", whose host
+# cluster's clock sets how much GPU time it takes from "b". Sub-networks a0 (0.742, just under
+# a's accuracy goal) and a1 (0.7497, above it), b1 (0.7454) for b.
+
+def _conflict_case():
+    from dyndnn_ros.policies.base import PerformanceGoal
+
+    orin = PlatformModel.load("agx_orin_maxn")
+    goals = [PerformanceGoal("a", "ma", max_latency_ms=135.7, min_accuracy=0.7421, priority=1),
+             PerformanceGoal("b", "mb", max_latency_ms=108.8, min_accuracy=0.7343, priority=2)]
+
+    def candidate(a_ms, a_p99_ms, a_accuracy):
+        return ([AppDemand("a", a_ms, a_p99_ms / a_ms, 15.0, 0, 1.0, 135.7),
+                 AppDemand("b", 41.5, 44.4 / 41.5, 8.0, 1, 1.0, 108.8)], [a_accuracy, 0.7454])
+
+    return orin, goals, [candidate(41.2, 44.07, 0.742), candidate(45.4, 48.57, 0.7497)]
+
+
+def test_a_priority_served_as_its_goal_asks_is_not_served_more_with_a_lower_ones_frames(
+    monkeypatch,
+):
+    """A latency goal bounds the p99: a priority with GOAL_QUANTILE of its frames on goal is served
+    as it asks. Starving the lower priority's host thread buys the higher one a few more frames
+    on goal (up to all); that trade is not taken where both can be served at GOAL_QUANTILE."""
+    from dyndnn_ros.policies import search
+    from dyndnn_ros.policies.search import GOAL_QUANTILE, most_on_goal
+
+    orin, goals, candidates = _conflict_case()
+    k, _, shares, _ = most_on_goal(orin, goals, candidates, background_gpu=0.2)
+    assert k == 1 and min(shares) >= GOAL_QUANTILE, shares
+    # ranked on every last frame, the higher priority takes a few more at the other's expense
+    monkeypatch.setattr(search, "GOAL_QUANTILE", 1.0)
+    _, _, greedy, _ = most_on_goal(orin, goals, candidates, background_gpu=0.2)
+    assert greedy[1] > shares[1] and greedy[0] < 0.5, greedy
+
+
+def test_the_best_of_several_candidates_on_a_thinned_grid_is_the_best_of_each_alone():
+    """On a thinned CPU grid (cpu_budget) each candidate's best point is resolved on the table's
+    step around it, not only the best candidate's: the clocks that make another candidate win
+    can lie between the thinned clocks (the manager ran a0 and starved app a, agx_orin_maxn seed
+    87, where a1 with cluster0 at 192 MHz served both)."""
+    from dyndnn_ros.policies.search import most_on_goal
+
+    orin, goals, candidates = _conflict_case()
+    options = dict(background_gpu=0.183, cpu_budget=650, headroom=0.03)
+    both = most_on_goal(orin, goals, candidates, **options)
+    each = [most_on_goal(orin, goals, [c], **options) for c in candidates]
+    assert both[3] == min(e[3] for e in each if e is not None)
+    # a1, with a's frames on goal, at a CPU clock between the thinned ones
+    assert both[0] == 1 and min(both[2]) > 0.9, both[2]
+    thinned = ClockGrid(orin, {0, 1}, True, 650, demands=candidates[1][0]).cpu_values
+    assert any(khz not in axis for khz, axis in zip(both[1].point.cpu_khz, thinned))
