@@ -14,7 +14,7 @@ from dyndnn_ros.policies import (
     create_policy,
     policy_names,
 )
-from dyndnn_ros.policies.search import AppDemand, predict, setting_to_point
+from dyndnn_ros.policies.search import GOAL_QUANTILE, AppDemand, predict, setting_to_point
 from dyndnn_ros.profiles import ModelProfile, SubnetProfile
 
 MODEL = PlatformModel.load("xavier_nx")
@@ -477,7 +477,7 @@ def test_a_held_relaxation_quotes_the_other_apps_shares_at_the_clocks_it_runs(mo
                 quoted = re.search(r"goals conflict; runs \S+, (\d+) % of frames", why)
                 if app not in held:
                     checked.append(app)
-                    assert (quoted is None) == (share >= 0.99), why
+                    assert (quoted is None) == (share >= GOAL_QUANTILE), why
                     assert quoted is None or int(quoted.group(1)) == round(100 * share), why
         return decision
 
