@@ -492,6 +492,10 @@ def most_on_goal(
     levels = sorted({g.priority for g in goals}, reverse=True)
     best = kept = None
 
+    def steps_of(share: np.ndarray) -> np.ndarray:
+        # a share counts up to what the goal asks, in steps of SHARE_STEP
+        return np.floor(np.minimum(share, GOAL_QUANTILE) / SHARE_STEP + 1e-9)
+
     def rank(k: int, grid: ClockGrid) -> tuple | None:
         """Ranks candidate k's points on this grid; returns its best (None if it serves none)."""
         nonlocal best, kept
@@ -523,7 +527,7 @@ def most_on_goal(
             # effort is the least lateness, not the least power)
             timely_keys.append(np.where(
                 timely >= SHARE_STEP,
-                np.floor(np.minimum(timely, GOAL_QUANTILE) / SHARE_STEP + 1e-9),
+                steps_of(timely),
                 -np.ceil(mean / max(limit, 1e-12) / SHARE_STEP - 1e-9)
                 if goal.max_latency_ms else 0.0,
             ))
@@ -539,7 +543,7 @@ def most_on_goal(
         if power_cap_w > 0 and (power <= power_cap_w).any():
             allowed = power <= power_cap_w
         ratio = np.where(allowed, ratio, np.inf)
-        steps = [np.floor(np.minimum(sh, GOAL_QUANTILE) / SHARE_STEP + 1e-9) for sh in shares]
+        steps = [steps_of(sh) for sh in shares]
         served = [
             np.where(
                 allowed,
