@@ -275,6 +275,12 @@ class DyndnnClient:
             time.sleep(poll)
         return condition()
 
+    def verdicts_seen(self) -> list[TargetStatus]:
+        """The manager's verdicts received so far, oldest first: a copy, as the spin thread
+        appends to them while a caller iterates."""
+        with self.lock:
+            return list(self.verdicts)
+
     def latest_stats(self, model: str) -> InferenceStats | None:
         with self.lock:
             return self.stats[model][-1] if self.stats[model] else None

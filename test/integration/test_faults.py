@@ -89,7 +89,8 @@ def test_targets_are_answered_rejected_parked_expired_and_withdrawn(start_nodes,
     ), parked
     expired = client.wait_until(
         lambda: any(
-            v.app_id == "early" and v.state == TargetStatus.STATE_EXPIRED for v in client.verdicts
+            v.app_id == "early" and v.state == TargetStatus.STATE_EXPIRED
+            for v in client.verdicts_seen()
         ),
         STEP_S,
     )
@@ -151,7 +152,7 @@ def test_bursts_and_huge_names_leave_a_short_log(start_nodes, client):
             PerformanceTarget(app_id=f"burst{i}", model_id=MODEL, max_latency_ms=float("nan"))
         )
     assert client.wait_until(
-        lambda: "burst999" in str([v.app_id for v in client.verdicts]), STEP_S
+        lambda: "burst999" in str([v.app_id for v in client.verdicts_seen()]), STEP_S
     ), "the manager did not answer the whole burst"
     log = manager_log(group)
     assert log.count("rejected") <= 5 + 1, "a burst must not write a line per target"

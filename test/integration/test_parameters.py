@@ -51,7 +51,8 @@ def test_ros2_param_set_changes_the_manager_and_refuses_bad_values(start_nodes, 
     assert "expires in 1 s" in verdict.reason
     assert client.wait_until(lambda: any(v.app_id == "early"
                                          and v.state == TargetStatus.STATE_EXPIRED
-                                         for v in client.verdicts), 10), "the new timeout holds"
+                                         for v in client.verdicts_seen()), 10), (
+        "the new timeout holds")
 
     assert "Set parameter successful" in param("set", MANAGER, "control_period_s", "0.8")
     assert group.wait_for_line("resource_manager_node", "parameter control_period_s set to 0.8",
