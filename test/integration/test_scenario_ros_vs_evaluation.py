@@ -9,7 +9,10 @@ the previous ends if one arrived meanwhile) and one power model (from the frames
 real-time board takes each back end's measured frame rate). A frame's cycle in the node is its
 inference plus the node's own work (image conversion, publishing: measured here at about 2-3 ms a
 frame on this machine, InferenceStats.host_overhead_ms); the fast run is given the overhead the ROS
-run measured, as its scenario's `host_overhead_ms` assumption, and the test prints it.
+run measured, as its scenario's `host_overhead_ms` assumption, and the test prints it. The fast run
+is pooled over FAST_SEEDS simulator seeds: one 20 s run's late frames move by a frame's share
+(0.27 points) with its latency draws, and the ROS run is held against what the policy decides, not
+against one draw.
 Settled late frames leave out the first second after the start and after each change, when DDS
 hops make the ROS run lag.
 """
@@ -23,7 +26,7 @@ import pytest
 
 from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.cli.scenario_run import RosScenarioRun
-from dyndnn_ros.evaluation.report import metrics
+from dyndnn_ros.evaluation.report import pooled_metrics
 from dyndnn_ros.evaluation.runner import DEFAULT_SPECS, run_policy
 from dyndnn_ros.evaluation.scenario import load_scenario, with_host_overhead
 from dyndnn_ros.platforms.model import PlatformModel
@@ -33,6 +36,8 @@ MEAN_LATENCY_TOLERANCE = 0.15  # relative
 ACCURACY_TOLERANCE = 0.01  # absolute, top-1 fraction
 LATE_TOLERANCE_PP = 1.0  # points of frames over their latency target (settled)
 FRAME_SHARE_TOLERANCE = 0.1  # |ROS frames / fast-run frames - 1|: one timeline, one overhead
+
+FAST_SEEDS = 4  # fast runs pooled (about 4 s each here)
 
 SCENARIO = Path(__file__).parent / "scenarios" / "short_two_models.yaml"
 
@@ -52,7 +57,6 @@ def cycle_beyond_latency_ms(stats) -> tuple[float, float]:
     return float(beyond[waited].mean()), float(reported[1:][waited].mean())
 
 
-# Every figure is reported as an expected failure, not held, while any is outside its tolerance.
 # Measured on this 2-core machine shared with other jobs, 2026-11-27, with the measured overhead
 # fed to the fast run, 14 runs (load average 2-6; 3 with three busy loops beside them): 97.8-102.5
 # % of the fast run's frames, energy -0.5 to -2.7 %, settled late frames -0.8 to 0.0 points.
@@ -73,7 +77,10 @@ def cycle_beyond_latency_ms(stats) -> tuple[float, float]:
 #   ran frames. Still different: the ROS run starts a few frames later (its switches wait for a
 #   DDS hop), hence about 1 % less energy and a few late frames fewer. The node's measured host
 #   overhead accounts for its cycle (the report's last line, e.g. 2.5 / 2.5 ms).
-@pytest.mark.timeout(240)
+# One fast run (seed 0) came out 1.07 % late against the ROS run's 0.0 in CI on 2026-11-28: over
+# simulator seeds 0-7, with overheads of 1.9-2.8 ms, single fast runs are 0.0-0.8 % late and their
+# pool 0.2-0.3 %.
+@pytest.mark.timeout(300)
 def test_ros_run_matches_the_fast_evaluation(tmp_path):
     scenario = load_scenario(SCENARIO)
     run = RosScenarioRun(scenario, policy="hierarchical", work_dir=tmp_path)
@@ -89,12 +96,16 @@ def test_ros_run_matches_the_fast_evaluation(tmp_path):
     assert all(code == 0 for code in codes.values()), codes
     spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
     fast_scenario = with_host_overhead(scenario, run.host_overhead_ms)
-    fast = metrics(run_policy(fast_scenario, spec, PlatformModel.load("xavier_nx")))
+    model = PlatformModel.load("xavier_nx")
+    fast_runs = [run_policy(fast_scenario, spec, model, seed=s) for s in range(FAST_SEEDS)]
+    fast = pooled_metrics(fast_runs)
+    fast_frames, fast_energy_j = fast.frames / FAST_SEEDS, fast.energy_j / FAST_SEEDS
     beyond_ms, reported_ms = cycle_beyond_latency_ms(navigation)
     report = (
-        f"ROS {ros}\nfast {fast}\nhost overhead measured and given to the fast run (ms): "
-        f"{run.host_overhead_ms}\nframes {ros.frames / fast.frames:.1%} of the fast run's, "
-        f"energy {ros.energy_j / fast.energy_j - 1:+.1%}, settled late frames "
+        f"ROS {ros}\nfast, {FAST_SEEDS} runs pooled {fast}\n"
+        "host overhead measured and given to the fast run (ms): "
+        f"{run.host_overhead_ms}\nframes {ros.frames / fast_frames:.1%} of a fast run's, "
+        f"energy {ros.energy_j / fast_energy_j - 1:+.1%}, settled late frames "
         f"{ros.violation_settled_pct - fast.violation_settled_pct:+.1f} points\n"
         "navigation, cycle beyond its latency where the next frame was waiting / overhead it "
         f"reported (ms): {beyond_ms:.2f} / {reported_ms:.2f}"
@@ -103,8 +114,8 @@ def test_ros_run_matches_the_fast_evaluation(tmp_path):
     outside = [
         name
         for name, within in (
-            ("frames", abs(ros.frames / fast.frames - 1) <= FRAME_SHARE_TOLERANCE),
-            ("energy", abs(ros.energy_j / fast.energy_j - 1) <= ENERGY_TOLERANCE),
+            ("frames", abs(ros.frames / fast_frames - 1) <= FRAME_SHARE_TOLERANCE),
+            ("energy", abs(ros.energy_j / fast_energy_j - 1) <= ENERGY_TOLERANCE),
             ("mean latency",
              abs(ros.mean_latency_ms / fast.mean_latency_ms - 1) <= MEAN_LATENCY_TOLERANCE),
             ("accuracy", abs(ros.mean_accuracy - fast.mean_accuracy) <= ACCURACY_TOLERANCE),
@@ -113,5 +124,4 @@ def test_ros_run_matches_the_fast_evaluation(tmp_path):
         )
         if not within
     ]
-    if outside:
-        pytest.xfail(f"ROS and fast runs differ in {', '.join(outside)} (issue 9):\n{report}")
+    assert not outside, f"ROS and fast runs differ in {', '.join(outside)}:\n{report}"
