@@ -582,9 +582,7 @@ class SystemLevelPolicy(Policy):
                 given_up[g.app] = (
                     f"priority {g.priority}: {conflict}; runs {chosen[g.app].id},"
                     f" {100 * share:.0f} % of frames predicted within"
-                    f" {g.max_latency_ms * (1 - self.headroom):.4g} ms (the goal"
-                    f" {g.max_latency_ms:g} ms less the headroom), accuracy"
-                    f" {g.min_accuracy:g}"
+                    f" {g.max_latency_ms:g} ms, accuracy {g.min_accuracy:g}"
                     f"{f', energy {g.max_energy_mj:g} mJ' if g.max_energy_mj else ''}"
                 )
 
