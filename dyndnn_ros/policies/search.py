@@ -481,11 +481,11 @@ def most_on_goal(
     goal, so clocks do not hop between near-equal points.
 
     `headroom`: where under SHARE_STEP of an app's frames are predicted within this fraction
-    under its latency goal, none count as within it (the oracle knows: 0), so an estimate a few
-    percent optimistic does not buy a sliver of frames on goal with every other frame late.
-    Larger shares count at the goal itself: counted within the headroom, a priority served at
-    the goal looked short of it, and the rule bought its last frames with a lower priority's
-    (Xavier NX seed 346, AGX Orin seed 110).
+    under its latency goal, the share is that sliver, under one step: none in the ranking (the
+    oracle knows: 0), so an estimate a few percent optimistic does not buy a sliver of frames on
+    goal with every other frame late. Larger shares count at the goal itself: counted within the
+    headroom, a priority served at the goal looked short of it, and the rule bought its last
+    frames with a lower priority's (Xavier NX seed 346).
 
     Returns (candidate index, choice, each app's predicted on-goal share, ranking key), or None
     when no point puts SHARE_STEP of any priority's frames on goal (then only best effort is
@@ -526,7 +526,7 @@ def most_on_goal(
                 return np.ones(grid.shape)
 
             # a share counts at the goal itself; one under SHARE_STEP within the headroom is a
-            # sliver only an optimistic estimate puts on goal, and counts as none
+            # sliver only an optimistic estimate puts on goal, and stays under one step
             guarded = within(limit)
             timely = np.where(guarded >= SHARE_STEP, within(goal.max_latency_ms), guarded)
             # no frame in time at this point: how far past the goal, in the same steps (best

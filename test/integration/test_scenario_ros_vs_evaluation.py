@@ -10,9 +10,9 @@ real-time board takes each back end's measured frame rate). A frame's cycle in t
 inference plus the node's own work (image conversion, publishing: measured here at about 2-3 ms a
 frame on this machine, InferenceStats.host_overhead_ms); the fast run is given the overhead the ROS
 run measured, as its scenario's `host_overhead_ms` assumption, and the test prints it. The fast run
-is pooled over FAST_SEEDS simulator seeds: one 20 s run's late frames move by a frame's share
-(0.27 points) with its latency draws, and the ROS run is held against what the policy decides, not
-against one draw.
+is pooled over FAST_SEEDS simulator seeds: one 20 s run's late frames move by 0.0-0.8 points (a
+frame is 0.27) with its latency draws, so the ROS run, itself one draw, is held against what the
+policy decides rather than against another single draw.
 Settled late frames leave out the first second after the start and after each change, when DDS
 hops make the ROS run lag.
 """
@@ -58,8 +58,9 @@ def cycle_beyond_latency_ms(stats) -> tuple[float, float]:
 
 
 # Measured on this 2-core machine shared with other jobs, 2026-11-27, with the measured overhead
-# fed to the fast run, 14 runs (load average 2-6; 3 with three busy loops beside them): 97.8-102.5
-# % of the fast run's frames, energy -0.5 to -2.7 %, settled late frames -0.8 to 0.0 points.
+# fed to one fast run (simulator seed 0), 14 runs (load average 2-6; 3 with three busy loops
+# beside them): 97.8-102.5 % of the fast run's frames, energy -0.5 to -2.7 %, settled late
+# frames -0.8 to 0.0 points.
 # Before (20 runs): 88-106 % of the frames, energy -9.9 to +2.3 %, late frames +2.2 to +11.7
 # points. What was behind it, traced per control step in both runs:
 # - the manager's feedback counted 1-4 frames per 0.25 s window: the managed apps' GPU share from
