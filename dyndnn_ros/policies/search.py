@@ -528,7 +528,10 @@ def most_on_goal(
             # a share counts at the goal itself; one under SHARE_STEP within the headroom is a
             # sliver only an optimistic estimate puts on goal, and stays under one step
             guarded = within(limit)
-            timely = np.where(guarded >= SHARE_STEP, within(goal.max_latency_ms), guarded)
+            timely = (
+                np.where(guarded >= SHARE_STEP, within(goal.max_latency_ms), guarded)
+                if headroom else guarded  # the limit is the goal: no second lognormal tail
+            )
             # no frame in time at this point: how far past the goal, in the same steps (best
             # effort is the least lateness, not the least power)
             timely_keys.append(np.where(
