@@ -67,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
 
     refs = args.scenarios or [str(s.name) for s in all_scenarios()]
     try:  # fail early, with the known names, on a bad scenario or board
-        names = [load_scenario(ref).name for ref in refs]
-        load_platform(args.board)
+        board = load_platform(args.board)
+        clusters = [c.name for c in board.clocks.cpu_clusters]
+        names = []
+        for ref in refs:
+            scenario = load_scenario(ref)
+            scenario.check_clusters(board.name, clusters)
+            names.append(scenario.name)
     except (ScenarioError, PlatformError) as exc:
         parser.error(str(exc))
     specs = [s for s in DEFAULT_SPECS if not args.policies or s.label in args.policies]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -73,6 +73,16 @@ class Scenario:
         below = bool(goal.min_accuracy and accuracy < goal.min_accuracy)
         over = bool(goal.max_latency_ms and latency_ms > goal.max_latency_ms)
         return not below and not over
+
+    def check_clusters(self, board: str, clusters: Sequence[str]) -> None:
+        """Raise ScenarioError where an app's host thread is placed on a CPU cluster `board`
+        does not have (an Orin Nano has one cluster, a Xavier NX three)."""
+        missing = [f"{a.app} on {a.cluster}" for a in self.apps if a.cluster not in clusters]
+        if missing:
+            raise ScenarioError(
+                f"scenario {self.name}: board {board} has no cluster for {', '.join(missing)}"
+                f" (its clusters: {', '.join(clusters)})"
+            )
 
     @property
     def profiles(self) -> dict[str, ModelProfile]:

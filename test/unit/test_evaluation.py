@@ -171,6 +171,27 @@ def test_the_host_overhead_assumption_reaches_the_simulator_and_the_policy(monke
         parse_scenario(doc)
 
 
+def test_a_scenario_placing_an_app_on_a_cluster_the_board_lacks_is_refused_clearly(
+    tmp_path, capsys
+):
+    """The Orin Nano has one CPU cluster; b_two_models puts inspection's host thread on cluster1.
+    A clear error naming both, from the runner and before any run from the command line."""
+    from dyndnn_ros.evaluation import run
+    from dyndnn_ros.evaluation.scenario import ScenarioError
+
+    spec = next(s for s in DEFAULT_SPECS if s.label == "hierarchical")
+    nano = PlatformModel.load("orin_nano_7w")
+    expected = "orin_nano_7w has no cluster for inspection on cluster1 .its clusters: cluster0."
+    with pytest.raises(ScenarioError, match=expected):
+        run_policy(short("b_two_models", 1.0), spec, nano)
+    run_policy(short("a_changing_target", 1.0), spec, nano)  # cluster0 only: runs
+    with pytest.raises(SystemExit):
+        run.main(["--board", "orin_nano_7w", "--scenarios", "b_two_models", "--out",
+                  str(tmp_path)])
+    assert "inspection on cluster1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_sensitivity_table_names_variants_where_a_policy_beats_the_oracle():
     from dyndnn_ros.evaluation.sensitivity import sensitivity_table
 
