@@ -261,11 +261,24 @@ class ManagerState:
             profile = board.at_reference_threads(profile, device)
         self.profiles[model] = profile
         self.active[model] = active_subnet
-        if cpu_cluster:
+        if cpu_cluster and self.unknown_cluster(cpu_cluster) is None:
             self.clusters[model] = cpu_cluster
         if device:
             self.devices[model] = device
         return new, self.book.model_announced(model)
+
+    def unknown_cluster(self, cpu_cluster: str) -> Optional[str]:
+        """Why an announced `cpu_cluster` names no CPU cluster of the board the policy models
+        (None where it does, or where the policy models none). Such a model is placed as if it
+        had named none."""
+        board = getattr(self.policy, "model", None)
+        if not cpu_cluster or board is None:
+            return None
+        names = [c.name for c in board.description.clocks.cpu_clusters]
+        if cpu_cluster in names:
+            return None
+        return (f"cpu_cluster {shorten(cpu_cluster)!r} is not a CPU cluster of"
+                f" {board.description.name} ({', '.join(names)}); placed as if none was named")
 
     def record_stats(self, model: str, latency_ms: float, energy_mj: float, active_subnet: str,
                      input_fps: float, host_overhead_ms: float = 0.0, threads: int = 0, *,

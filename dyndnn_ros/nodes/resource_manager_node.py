@@ -298,6 +298,9 @@ class ResourceManagerNode(common.DyndnnNode):
             self.get_logger().info(
                 f"model {msg.model_id!r} announced with sub-networks {profile.ids}"
             )
+            unknown = self.state.unknown_cluster(msg.cpu_cluster)
+            if unknown:
+                self.get_logger().warning(f"model {msg.model_id!r}: {unknown}")
         for verdict in verdicts:
             self.answer(verdict)
 

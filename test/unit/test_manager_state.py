@@ -311,3 +311,16 @@ def test_the_clusters_a_cpu_models_threads_fill_are_pinned_with_its_own():
     threads = step.decision.threads["m1"]
     expected = {"cluster1", "cluster2"} if threads > 2 else {"cluster1"}
     assert set(step.clocks.clocks.cpu_khz) == expected, threads
+
+
+def test_a_cluster_the_board_does_not_have_is_named_and_not_used():
+    """An inference node on an Orin Nano (one CPU cluster) started with cpu_cluster:=cluster1: the
+    manager says so and places the model as if it had named no cluster."""
+    nano = ManagerState(create_policy("hierarchical", platform="orin_nano_7w"))
+    nano.model_announced("m1", PROFILE, "s", "cluster1")
+    assert "cluster1" in nano.unknown_cluster("cluster1")
+    assert "orin_nano_7w (cluster0)" in nano.unknown_cluster("cluster1")
+    assert nano.clusters == {}
+    nano.model_announced("m1", PROFILE, "s", "cluster0")
+    assert nano.unknown_cluster("cluster0") is None and nano.clusters == {"m1": "cluster0"}
+    assert state().unknown_cluster("cluster9") is None  # a policy that models no board
