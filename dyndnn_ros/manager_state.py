@@ -204,6 +204,8 @@ class ManagerState:
         self.active: Dict[str, str] = {}
         """model -> sub-network it reports running"""
         self.clusters: Dict[str, str] = {}
+        self.refused: Dict[str, str] = {}
+        """model -> why it is not managed (announced on a device the board has no model of)"""
         self.input_fps: Dict[str, float] = {}
         self.devices: Dict[str, str] = {}
         """model -> device ('cpu' or 'gpu') its profile was measured on"""
@@ -229,7 +231,7 @@ class ManagerState:
     # -- targets ---------------------------------------------------------------------------------
     def submit(self, goal: PerformanceGoal, now: float, stamp: Stamp) -> Optional[Verdict]:
         """The verdict on one target, None for its second delivery."""
-        verdict = self.book.submit(goal, self.profiles.keys(), now, stamp)
+        verdict = self.book.submit(goal, self.profiles.keys(), now, stamp, self.refused)
         if verdict is not None and verdict.state in (TargetState.ACCEPTED, TargetState.PARKED):
             self.stamps[goal.app] = stamp
         return self._forget_removed(verdict)
@@ -253,10 +255,23 @@ class ManagerState:
     # -- inputs ----------------------------------------------------------------------------------
     def model_announced(self, model: str, profile: ModelProfile, active_subnet: str,
                         cpu_cluster: str) -> Tuple[bool, List[Verdict]]:
-        """(whether the model is new, the parked targets it brings into force)"""
-        new = model not in self.profiles
+        """(whether the model is new, the targets it brings into force or, where the board's
+        model has no model of its device, the targets for it rejected: see `refused`)"""
         device = device_of(profile.device)
         board = getattr(self.policy, "model", None)  # the policy's platform model, if it has one
+        if board is not None and device and device not in board.devices:
+            # the policy could not predict it: refused, not a crash at every control step
+            new = model not in self.refused
+            self.refused[model] = (
+                f"model {shorten(model)!r} runs on the {device}, and the board description"
+                f" {board.description.name} models no {device} (devices:"
+                f" {', '.join(sorted(board.devices))}): not managed"
+            )
+            for known in (self.profiles, self.active, self.clusters, self.devices):
+                known.pop(model, None)
+            return new, self.book.model_refused(model, self.refused[model])
+        self.refused.pop(model, None)
+        new = model not in self.profiles
         if device == "cpu" and board is not None:
             profile = board.at_reference_threads(profile, device)
         self.profiles[model] = profile

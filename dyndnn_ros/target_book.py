@@ -102,8 +102,10 @@ class TargetBook:
         known_models: Collection[str],
         now: float,
         stamp: Stamp | None = None,
+        refused: Mapping[str, str] | None = None,
     ) -> Verdict | None:
-        """The verdict on one target, or None for the second delivery of one already answered."""
+        """The verdict on one target, or None for the second delivery of one already answered.
+        `refused`: model -> why it is not managed; a target for it is rejected with that."""
         if self._seen(goal, stamp, clear=False):
             return None
         app, model = goal.app, goal.model
@@ -115,6 +117,9 @@ class TargetBook:
             validate_goals({**others, goal.app: goal})
         except GoalError as exc:
             return Verdict(app, model, TargetState.REJECTED, str(exc), changed=False, stamp=stamp)
+        if refused and goal.model in refused:
+            return Verdict(app, model, TargetState.REJECTED, refused[goal.model], changed=False,
+                           stamp=stamp)
         self._note_latest(goal.app, stamp)
         if goal.model not in known_models:
             previous = self.parked.get(goal.app)
@@ -177,6 +182,18 @@ class TargetBook:
                         True,
                     )
                 )
+        return verdicts
+
+    def model_refused(self, model: str, reason: str) -> list[Verdict]:
+        """Targets for `model`, in force or parked, are dropped: it is not managed, for
+        `reason`."""
+        verdicts = []
+        for app in [a for a, g in self.goals.items() if g.model == model] + [
+            a for a, (g, _) in self.parked.items() if g.model == model
+        ]:
+            self.goals.pop(app, None)
+            self.parked.pop(app, None)
+            verdicts.append(Verdict(app, model, TargetState.REJECTED, reason, changed=True))
         return verdicts
 
     def expire(self, now: float) -> list[Verdict]:

@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from dyndnn_ros.msg import TargetStatus
 from rich.console import Console, Group
 from rich.table import Table
 
@@ -85,7 +86,10 @@ def run_tour(args: argparse.Namespace, start_system: Callable, console: Console)
             def target_round(step: str, expected: str, **limits: float) -> None:
                 console.rule(step)
                 console.print(f"publishing target for app 'classifier': {limits}")
-                client.set_target("classifier", model, **limits)
+                verdict = client.set_target("classifier", model, **limits)
+                if verdict is not None and verdict.state == TargetStatus.STATE_REJECTED:
+                    check(step, False, f"target rejected: {verdict.reason}")
+                    return
                 got = client.wait_for_stats(
                     model, lambda s: s.active_subnet == expected, STEP_TIMEOUT_S
                 )
@@ -166,7 +170,7 @@ def run_scenario_demo(args: argparse.Namespace, console: Console) -> int:
     from rich.live import Live
 
     from dyndnn_ros.cli.scenario_run import RosScenarioRun
-    from dyndnn_ros.evaluation.scenario import load_scenario
+    from dyndnn_ros.evaluation.scenario import ScenarioError, load_scenario
 
     scenario = load_scenario(args.scenario)
     console.rule(
@@ -176,8 +180,12 @@ def run_scenario_demo(args: argparse.Namespace, console: Console) -> int:
     work_dir = Path("build/demo/ros_run")
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
-    run = RosScenarioRun(scenario, policy=args.policy, platform=simulated_platform(args.platform),
-                         work_dir=work_dir)
+    try:
+        run = RosScenarioRun(scenario, policy=args.policy,
+                             platform=simulated_platform(args.platform), work_dir=work_dir)
+    except ScenarioError as exc:
+        console.print(f"[red]✗ {exc}[/red]")
+        return 1
     console.print(f"simulated board {run.root}, node logs {run.log_dir}")
     with DyndnnClient(node_name="dyndnn_demo_scenario", history=100_000) as client:
         try:

@@ -48,8 +48,10 @@ class RosScenarioRun:
     def __post_init__(self) -> None:
         self.root = self.work_dir / "jetson"
         self.log_dir = self.work_dir / "logs"
+        board = load_platform(self.platform)
+        self.scenario.check_clusters(board.name, [c.name for c in board.clocks.cpu_clusters])
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        create_simulated_jetson(self.root, load_platform(self.platform))
+        create_simulated_jetson(self.root, board)
         self.group: NodeGroup | None = None
         self.t0 = 0.0
         self.power_samples: list[tuple[float, float]] = []

@@ -294,7 +294,10 @@ class ResourceManagerNode(common.DyndnnNode):
             return
         new, verdicts = self.state.model_announced(msg.model_id, profile, msg.active_subnet,
                                                    msg.cpu_cluster)
-        if new:
+        refused = self.state.refused.get(msg.model_id)
+        if new and refused:
+            self.get_logger().warning(refused)
+        elif new:
             self.get_logger().info(
                 f"model {msg.model_id!r} announced with sub-networks {profile.ids}"
             )

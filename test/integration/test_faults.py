@@ -352,3 +352,28 @@ def test_initial_subnet_on_the_torch_back_end_after_profiling(start_nodes, clien
     assert smallest == "g1" and group.wait_for_line("inference_node", "active 'g1'", STEP_S), (
         group.output("inference_node")
     )
+
+
+@pytest.mark.timeout(240)
+def test_a_model_on_a_device_the_board_does_not_model_is_refused_and_the_manager_lives(
+    start_nodes, client
+):
+    """The Orin Nano's description models its GPU only; a model announced on the CPU there (a
+    torch model on device:=cpu) took the manager down in its profile callback. It is refused,
+    its target rejected with the reason, and the manager keeps answering."""
+    group = start_nodes(
+        inference(model_config="dynamic_ofa_xavier_nx_cpu"),
+        manager(platform="orin_nano_7w"),
+    )
+    assert client.wait_until(lambda: MODEL in client.profiles, STARTUP_S), group.output(
+        "inference_node")
+    assert group.wait_for_line("resource_manager_node", "models no cpu (devices: gpu)",
+                               STARTUP_S), manager_log(group)
+    verdict = client.set_target("tracker", MODEL, max_latency_ms=2000.0,
+                                wait_for_manager_s=STEP_S)
+    assert verdict is not None and verdict.state == TargetStatus.STATE_REJECTED, verdict
+    assert "orin_nano_7w models no cpu (devices: gpu): not managed" in verdict.reason
+    other = client.set_target("mapper", "not_yet", max_latency_ms=80.0,
+                              wait_for_manager_s=STEP_S)
+    assert other is not None and other.state == TargetStatus.STATE_PARKED, other
+    assert sorted(group.running()) == sorted(n.name for n in group.nodes), manager_log(group)

@@ -324,3 +324,26 @@ def test_a_cluster_the_board_does_not_have_is_named_and_not_used():
     nano.model_announced("m1", PROFILE, "s", "cluster0")
     assert nano.unknown_cluster("cluster0") is None and nano.clusters == {"m1": "cluster0"}
     assert state().unknown_cluster("cluster9") is None  # a policy that models no board
+
+
+def test_a_model_on_a_device_the_board_models_not_is_refused_with_its_targets():
+    """The AGX Orin and Orin Nano descriptions model their GPU only: a model announced on the CPU
+    there could not be predicted. It is refused, with its targets, and the manager keeps going
+    (it raised in the profile callback and took the node down)."""
+    cpu_profile = dataclasses.replace(PROFILE, model="m2", device="cpu")
+    nano = ManagerState(create_policy("hierarchical", platform="orin_nano_7w"))
+    parked = nano.submit(goal("cam2", "m2", max_latency_ms=100.0), now=0.0, stamp=(1, 0))
+    assert parked.state == TargetState.PARKED
+    new, verdicts = nano.model_announced("m2", cpu_profile, "s", "cluster0")
+    assert new and [(v.app, v.state) for v in verdicts] == [("cam2", TargetState.REJECTED)]
+    assert "orin_nano_7w models no cpu (devices: gpu): not managed" in verdicts[0].reason
+    assert nano.model_announced("m2", cpu_profile, "s", "cluster0") == (False, [])
+    again = nano.submit(goal("cam2", "m2", max_latency_ms=90.0), now=1.0, stamp=(2, 0))
+    assert again.state == TargetState.REJECTED and "not managed" in again.reason
+    assert "m2" not in nano.profiles and not nano.book.parked and not nano.book.goals
+
+    nano.model_announced("m1", PROFILE, "s", "cluster0")  # on the GPU: managed
+    accepted = nano.submit(goal("cam1", "m1", max_latency_ms=100.0), now=1.0, stamp=(3, 0))
+    assert accepted.state == TargetState.ACCEPTED
+    step = nano.control_step(now=1.5, time_s=1.5)
+    assert [e.goal.app for e in step.targets] == ["cam1"]
