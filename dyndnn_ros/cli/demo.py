@@ -170,22 +170,24 @@ def run_scenario_demo(args: argparse.Namespace, console: Console) -> int:
     from rich.live import Live
 
     from dyndnn_ros.cli.scenario_run import RosScenarioRun
-    from dyndnn_ros.evaluation.scenario import ScenarioError, load_scenario
+    from dyndnn_ros.evaluation.scenario import load_scenario, on_clusters
+    from dyndnn_ros.platforms.description import load_platform
 
     scenario = load_scenario(args.scenario)
+    board = load_platform(simulated_platform(args.platform))
+    scenario, moved = on_clusters(scenario, [c.name for c in board.clocks.cpu_clusters])
     console.rule(
         f"scenario {scenario.name}: {scenario.description} ({scenario.duration_s:g} s, real time)"
     )
+    if moved:
+        console.print(f"{board.name} has fewer CPU clusters than the scenario names: "
+                      + "; ".join(moved))
     # beside the report, not in the temp directory: the node logs outlive the run (build/demo)
     work_dir = Path("build/demo/ros_run")
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
-    try:
-        run = RosScenarioRun(scenario, policy=args.policy,
-                             platform=simulated_platform(args.platform), work_dir=work_dir)
-    except ScenarioError as exc:
-        console.print(f"[red]✗ {exc}[/red]")
-        return 1
+    run = RosScenarioRun(scenario, policy=args.policy, platform=simulated_platform(args.platform),
+                         work_dir=work_dir)
     console.print(f"simulated board {run.root}, node logs {run.log_dir}")
     with DyndnnClient(node_name="dyndnn_demo_scenario", history=100_000) as client:
         try:

@@ -160,6 +160,19 @@ def with_host_overhead(scenario: Scenario, overhead_ms: Mapping[str, float]) -> 
     return replace(scenario, apps=apps)
 
 
+def on_clusters(scenario: Scenario, clusters: Sequence[str]) -> tuple[Scenario, list[str]]:
+    """The scenario with each app whose cluster is not in `clusters` moved to one that is (the
+    i-th app to the i-th cluster, wrapping, as generate_scenario places them), and what moved.
+    For showing a scenario on a board with fewer clusters; the evaluation refuses a mismatch."""
+    apps, moved = [], []
+    for i, a in enumerate(scenario.apps):
+        if a.cluster not in clusters:
+            moved.append(f"{a.app} from {a.cluster} to {clusters[i % len(clusters)]}")
+            a = replace(a, cluster=clusters[i % len(clusters)])
+        apps.append(a)
+    return replace(scenario, apps=tuple(apps)), moved
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
     path = resolve_config("scenarios", name_or_path, "scenario", ScenarioError)
     return parse_scenario(yaml.safe_load(path.read_text()))

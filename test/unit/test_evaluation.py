@@ -185,6 +185,12 @@ def test_a_scenario_placing_an_app_on_a_cluster_the_board_lacks_is_refused_clear
     with pytest.raises(ScenarioError, match=expected):
         run_policy(short("b_two_models", 1.0), spec, nano)
     run_policy(short("a_changing_target", 1.0), spec, nano)  # cluster0 only: runs
+    from dyndnn_ros.evaluation.scenario import on_clusters
+
+    placed, moved = on_clusters(short("b_two_models", 1.0), ["cluster0"])  # for the demo
+    assert moved == ["inspection from cluster1 to cluster0"]
+    assert [a.cluster for a in placed.apps] == ["cluster0", "cluster0"]
+    run_policy(placed, spec, nano)
     with pytest.raises(SystemExit):
         run.main(["--board", "orin_nano_7w", "--scenarios", "b_two_models", "--out",
                   str(tmp_path)])
