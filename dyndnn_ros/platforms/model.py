@@ -535,7 +535,11 @@ class PlatformModel:
         gpu_busy: float,
         emc_busy: float,
     ) -> dict[str, float]:
-        """Power per INA3221 rail of the Xavier NX (VDD_IN total, VDD_CPU_GPU_CV, VDD_SOC)."""
+        """Power per INA3221 rail label, for either layout (a board's tree has one of them):
+        the Xavier NX and Orin Nano's VDD_IN (the total), VDD_CPU_GPU_CV and VDD_SOC; the AGX
+        Orin's VDD_GPU_SOC, VDD_CPU_CV, VDDQ_VDD2_1V8AO (the DRAM) and VIN_SYS_5V0 (the rest of
+        the module), which have no total rail and sum to it (NVIDIA Jetson Linux Developer Guide,
+        Jetson AGX Orin power monitoring; jetson-stats' jtop/core/power.py)."""
         gpu = float(self.gpu_power.power_w(gpu_hz, gpu_busy))
         cpu = float(sum(self.cpu_power.power_w(f, cluster_busy[c]) for c, f in enumerate(cpu_khz)))
         soc = float(self.emc_power.power_w(emc_hz, emc_busy))
@@ -543,4 +547,8 @@ class PlatformModel:
             "VDD_IN": self.base_w + gpu + cpu + soc,
             "VDD_CPU_GPU_CV": gpu + cpu,
             "VDD_SOC": soc,
+            "VDD_GPU_SOC": gpu,
+            "VDD_CPU_CV": cpu,
+            "VDDQ_VDD2_1V8AO": soc,
+            "VIN_SYS_5V0": self.base_w,
         }

@@ -151,3 +151,23 @@ def test_a_control_file_caught_mid_write_keeps_last_ticks_value(board, tmp_path)
     )  # the DVFS node truncated it, not yet rewritten
     board.step()
     assert (board.sim.cpu[0].lo, board.sim.cpu[0].hi) == before
+
+
+@pytest.mark.parametrize("name", ["xavier_nx", "xavier_nx_2core", "agx_orin_maxn", "orin_nano_7w"])
+def test_every_boards_rails_carry_the_models_power(name, tmp_path):
+    """The AGX Orin's tree has no VDD_IN and other rail labels: nothing was written there, and a
+    ROS run on it measured 0 J. Each board's total, as the hardware monitor reads it, is now the
+    model's power."""
+    model = PlatformModel.load(name)
+    board = SysfsBoard(tmp_path, model, tick_s=0.05)
+    (tmp_path / SIM_DIR / "background_gpu").write_text("0.4\n")
+    for _ in range(4):
+        board.step()
+    sample = SysfsStatusSource(tmp_path, model.description).sample()
+    state = board.sim.last_activity
+    total = model.rail_split_w(
+        board.sim.cpu_khz, board.sim.gpu_hz, board.sim.emc_hz,
+        [float(b) for b in state.cluster_busy_cores], float(state.gpu_busy), float(state.emc_busy),
+    )["VDD_IN"]  # the model's whole power, whichever labels the tree has
+    assert total > model.base_w and len(sample.rails_w) >= 3, sample.rails_w
+    assert sample.total_power_w == pytest.approx(total, abs=0.01), sample.rails_w
