@@ -260,7 +260,8 @@ class ManagerState:
         device = device_of(profile.device)
         board = getattr(self.policy, "model", None)  # the policy's platform model, if it has one
         if board is not None and device and device not in board.devices:
-            # the policy could not predict it: refused, not a crash at every control step
+            # the policy cannot predict it (the reference threads above, every control step):
+            # refused, not a node taken down
             new = model not in self.refused
             self.refused[model] = (
                 f"model {shorten(model)!r} runs on the {device}, and the board description"
@@ -269,8 +270,12 @@ class ManagerState:
             )
             for known in (self.profiles, self.active, self.clusters, self.devices):
                 known.pop(model, None)
-            return new, self.book.model_refused(model, self.refused[model])
-        self.refused.pop(model, None)
+            verdicts = self.book.model_refused(model, self.refused[model])
+            for verdict in verdicts:
+                self.stamps.pop(verdict.app, None)
+            return new, verdicts
+        if self.refused.pop(model, None) is not None:
+            self.book.model_managed(model)
         new = model not in self.profiles
         if device == "cpu" and board is not None:
             profile = board.at_reference_threads(profile, device)
@@ -278,6 +283,8 @@ class ManagerState:
         self.active[model] = active_subnet
         if cpu_cluster and self.unknown_cluster(cpu_cluster) is None:
             self.clusters[model] = cpu_cluster
+        else:
+            self.clusters.pop(model, None)
         if device:
             self.devices[model] = device
         return new, self.book.model_announced(model)

@@ -15,7 +15,10 @@ The rules:
 - a target delivered twice (the manager reads the topic with a latched and a volatile subscription)
   is answered once: the second copy gets no verdict;
 - a target stamped before the app's latest one is REJECTED as superseded: the two subscriptions'
-  queues differ in depth, so under load an older target can arrive after a newer one.
+  queues differ in depth, so under load an older target can arrive after a newer one;
+- a target for a model the manager refuses (announced on a device the board's model does not
+  model) is REJECTED with that reason, and the targets for it in force or parked when it is refused
+  are dropped, each REJECTED; once the model is managed, the same target sent again is answered.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ class TargetBook:
         self._last_key = 0
         self._latest: OrderedDict[str, Stamp] = OrderedDict()
         """app -> stamp of its latest target taken (bounded like _recent)"""
+        self._refused_keys: dict[str, list[int]] = {}
+        """model -> the recent targets rejected because it was refused"""
 
     # -- inputs ----------------------------------------------------------------------------------
     def submit(
@@ -118,6 +123,7 @@ class TargetBook:
         except GoalError as exc:
             return Verdict(app, model, TargetState.REJECTED, str(exc), changed=False, stamp=stamp)
         if refused and goal.model in refused:
+            self._refused_keys.setdefault(goal.model, []).append(self._last_key)
             return Verdict(app, model, TargetState.REJECTED, refused[goal.model], changed=False,
                            stamp=stamp)
         self._note_latest(goal.app, stamp)
@@ -183,6 +189,12 @@ class TargetBook:
                     )
                 )
         return verdicts
+
+    def model_managed(self, model: str) -> None:
+        """`model` is no longer refused: a target rejected for it and sent again (a repeating
+        publisher, same stamp) is a new request, not a second delivery."""
+        for key in self._refused_keys.pop(model, []):
+            self._recent.pop(key, None)
 
     def model_refused(self, model: str, reason: str) -> list[Verdict]:
         """Targets for `model`, in force or parked, are dropped: it is not managed, for

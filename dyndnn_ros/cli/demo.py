@@ -20,13 +20,13 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from dyndnn_ros.msg import TargetStatus
 from rich.console import Console, Group
 from rich.table import Table
 
 from dyndnn_ros.cli.main import simulated_platform
 from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.cli.status_view import render
+from dyndnn_ros.msg import TargetStatus
 
 STARTUP_TIMEOUT_S = 90.0
 STEP_TIMEOUT_S = 20.0
@@ -180,7 +180,7 @@ def run_scenario_demo(args: argparse.Namespace, console: Console) -> int:
         f"scenario {scenario.name}: {scenario.description} ({scenario.duration_s:g} s, real time)"
     )
     if moved:
-        console.print(f"{board.name} has fewer CPU clusters than the scenario names: "
+        console.print(f"{board.name} does not have the CPU clusters the scenario names: "
                       + "; ".join(moved))
     # beside the report, not in the temp directory: the node logs outlive the run (build/demo)
     work_dir = Path("build/demo/ros_run")

@@ -69,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     try:  # fail early, with the known names, on a bad scenario or board
         board = load_platform(args.board)
         clusters = [c.name for c in board.clocks.cpu_clusters]
+        devices = sorted(PlatformModel(board).devices)
         names = []
         for ref in refs:
             scenario = load_scenario(ref)
-            scenario.check_clusters(board.name, clusters)
+            scenario.check_board(board.name, clusters, devices)
             names.append(scenario.name)
     except (ScenarioError, PlatformError) as exc:
         parser.error(str(exc))

@@ -132,7 +132,7 @@ def run_policy(
     scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed: int = 0
 ) -> RunResult:
     names = [c.name for c in model.description.clocks.cpu_clusters]
-    scenario.check_clusters(model.description.name, names)
+    scenario.check_board(model.description.name, names, sorted(model.devices))
     sim = BoardSimulator(model, seed=seed)
     for a in scenario.apps:  # the first decision, at 0 s, switches before any frame runs
         sim.add_app(

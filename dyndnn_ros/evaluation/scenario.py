@@ -74,14 +74,24 @@ class Scenario:
         over = bool(goal.max_latency_ms and latency_ms > goal.max_latency_ms)
         return not below and not over
 
-    def check_clusters(self, board: str, clusters: Sequence[str]) -> None:
+    def check_board(
+        self, board: str, clusters: Sequence[str], devices: Sequence[str] | None = None
+    ) -> None:
         """Raise ScenarioError where an app's host thread is placed on a CPU cluster `board`
-        does not have (an Orin Nano has one cluster, a Xavier NX three)."""
+        does not have (an Orin Nano has one cluster, a Xavier NX three), or, given the devices
+        its platform model has, where an app runs on another (the Orins model the GPU only)."""
         missing = [f"{a.app} on {a.cluster}" for a in self.apps if a.cluster not in clusters]
         if missing:
             raise ScenarioError(
                 f"scenario {self.name}: board {board} has no cluster for {', '.join(missing)}"
                 f" (its clusters: {', '.join(clusters)})"
+            )
+        unmodelled = [f"{a.app} on the {a.device}" for a in self.apps
+                      if devices is not None and a.device not in devices]
+        if unmodelled:
+            raise ScenarioError(
+                f"scenario {self.name}: board {board} has no model of the device for"
+                f" {', '.join(unmodelled)} (it models: {', '.join(devices or ())})"
             )
 
     @property
@@ -164,6 +174,8 @@ def on_clusters(scenario: Scenario, clusters: Sequence[str]) -> tuple[Scenario, 
     """The scenario with each app whose cluster is not in `clusters` moved to one that is (the
     i-th app to the i-th cluster, wrapping, as generate_scenario places them), and what moved.
     For showing a scenario on a board with fewer clusters; the evaluation refuses a mismatch."""
+    if not clusters:
+        raise ScenarioError(f"scenario {scenario.name}: no CPU cluster to place its apps on")
     apps, moved = [], []
     for i, a in enumerate(scenario.apps):
         if a.cluster not in clusters:

@@ -144,6 +144,8 @@ class ResourceManagerNode(common.DyndnnNode):
         if self.knobs != policy_knobs(policy):
             policy = self.build_policy(self.knobs)
         self.state = ManagerState(policy, parked_timeout, board_stale)
+        self.announced_cluster: dict = {}
+        """model -> the cpu_cluster it last announced (an unknown one is logged when it changes)"""
         self.clock = ControlClock(period, time.monotonic())
         self.rejection_log = RateLimiter(burst=5, interval_s=5.0)
         self.change_log = RateLimiter(burst=10, interval_s=5.0)
@@ -301,9 +303,11 @@ class ResourceManagerNode(common.DyndnnNode):
             self.get_logger().info(
                 f"model {msg.model_id!r} announced with sub-networks {profile.ids}"
             )
+        if not refused and self.announced_cluster.get(msg.model_id) != msg.cpu_cluster:
             unknown = self.state.unknown_cluster(msg.cpu_cluster)
             if unknown:
                 self.get_logger().warning(f"model {msg.model_id!r}: {unknown}")
+        self.announced_cluster[msg.model_id] = msg.cpu_cluster
         for verdict in verdicts:
             self.answer(verdict)
 

@@ -539,7 +539,9 @@ class PlatformModel:
         the Xavier NX and Orin Nano's VDD_IN (the total), VDD_CPU_GPU_CV and VDD_SOC; the AGX
         Orin's VDD_GPU_SOC, VDD_CPU_CV, VDDQ_VDD2_1V8AO (the DRAM) and VIN_SYS_5V0 (the rest of
         the module), which have no total rail and sum to it (NVIDIA Jetson Linux Developer Guide,
-        Jetson AGX Orin power monitoring; jetson-stats' jtop/core/power.py)."""
+        Jetson AGX Orin power monitoring; jetson-stats' jtop/core/power.py). The split between
+        rails is the model's terms, not measured (VDD_GPU_SOC carries the GPU term only, the
+        memory term goes to the DRAM rail); the totals are what the manager and the runs use."""
         gpu = float(self.gpu_power.power_w(gpu_hz, gpu_busy))
         cpu = float(sum(self.cpu_power.power_w(f, cluster_busy[c]) for c, f in enumerate(cpu_khz)))
         soc = float(self.emc_power.power_w(emc_hz, emc_busy))

@@ -358,9 +358,10 @@ def test_initial_subnet_on_the_torch_back_end_after_profiling(start_nodes, clien
 def test_a_model_on_a_device_the_board_does_not_model_is_refused_and_the_manager_lives(
     start_nodes, client
 ):
-    """The Orin Nano's description models its GPU only; a model announced on the CPU there (a
-    torch model on device:=cpu) took the manager down in its profile callback. It is refused,
-    its target rejected with the reason, and the manager keeps answering."""
+    """The Orin Nano's description models its GPU only; a model announced on the CPU there (as a
+    torch model on device:=cpu is; here the simulation back end with the Xavier NX CPU profile)
+    took the manager down in its profile callback. It is refused, its target rejected with the
+    reason, and the manager keeps answering."""
     group = start_nodes(
         inference(model_config="dynamic_ofa_xavier_nx_cpu"),
         manager(platform="orin_nano_7w"),

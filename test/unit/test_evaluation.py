@@ -195,6 +195,11 @@ def test_a_scenario_placing_an_app_on_a_cluster_the_board_lacks_is_refused_clear
         run.main(["--board", "orin_nano_7w", "--scenarios", "b_two_models", "--out",
                   str(tmp_path)])
     assert "inspection on cluster1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the AGX Orin models no CPU: f's CPU model is refused too
+        run.main(["--board", "agx_orin_maxn", "--scenarios", "f_cpu_and_gpu", "--out",
+                  str(tmp_path)])
+    assert "no model of the device for scene on the cpu (it models: gpu)" in (
+        capsys.readouterr().err)
     assert not any(tmp_path.iterdir())
 
 

@@ -43,7 +43,7 @@ CASES = (
     + [("agx_orin_maxn", seed) for seed in range(104)]
     + [(board, seed) for board in UNSEEN_BOARDS for seed in range(96)]
 )
-pytestmark = pytest.mark.timeout(3600)  # the first case waits for all: about 44 minutes
+pytestmark = pytest.mark.timeout(3600)  # the first case waits for all: about 43 minutes
 
 REALIZATIONS = 4
 """simulator seeds per case (docs/evaluation.md, "Generated scenarios": on one realization 2 to 6
@@ -52,7 +52,7 @@ pooled over 4, none of the first 248 and 4 of the 80 run next; 1 of those 328 af
 they led to, and 3 of the 160 first run after those; 3 of the 488 after the changes of
 2026-11-28, and 2 of 160 more first run after them; since the conflict rule counts shares at
 the goal, 2 of the 488, still 2 of those 160, and 1 of 160 more held out from that change); 4
-is what CI's time allows (about 44
+is what CI's time allows (about 43
 minutes on two cores)"""
 # Where the property fails, and why (docs/evaluation.md, "Generated scenarios"). Xavier NX 201
 # and 245 and AGX Orin 60, three of the four of the 80 that failed when first run, pass since the

@@ -323,6 +323,8 @@ def test_a_cluster_the_board_does_not_have_is_named_and_not_used():
     assert nano.clusters == {}
     nano.model_announced("m1", PROFILE, "s", "cluster0")
     assert nano.unknown_cluster("cluster0") is None and nano.clusters == {"m1": "cluster0"}
+    nano.model_announced("m1", PROFILE, "s", "cluster1")  # moved: the old cluster is forgotten
+    assert nano.clusters == {}
     assert state().unknown_cluster("cluster9") is None  # a policy that models no board
 
 
@@ -347,3 +349,12 @@ def test_a_model_on_a_device_the_board_models_not_is_refused_with_its_targets():
     assert accepted.state == TargetState.ACCEPTED
     step = nano.control_step(now=1.5, time_s=1.5)
     assert [e.goal.app for e in step.targets] == ["cam1"]
+
+    # a model in force, re-announced on the CPU: its target is dropped, rejected
+    _, dropped = nano.model_announced("m1", dataclasses.replace(PROFILE, device="cpu"), "s", "")
+    assert [(v.app, v.state) for v in dropped] == [("cam1", TargetState.REJECTED)]
+    assert not nano.book.goals and "cam1" not in nano.stamps
+    # back on the GPU: the rejected target, sent again as it was (a repeating publisher), applies
+    nano.model_announced("m2", dataclasses.replace(cpu_profile, device="gpu"), "s", "")
+    resent = nano.submit(goal("cam2", "m2", max_latency_ms=90.0), now=2.0, stamp=(2, 0))
+    assert resent is not None and resent.state == TargetState.ACCEPTED
