@@ -123,7 +123,11 @@ class TargetBook:
         except GoalError as exc:
             return Verdict(app, model, TargetState.REJECTED, str(exc), changed=False, stamp=stamp)
         if refused and goal.model in refused:
-            self._refused_keys.setdefault(goal.model, []).append(self._last_key)
+            # only keys _recent still holds (it is bounded): a repeating publisher does not grow
+            # this list
+            keys = self._refused_keys.get(goal.model, [])
+            self._refused_keys[goal.model] = [k for k in keys if k in self._recent] + [
+                self._last_key]
             return Verdict(app, model, TargetState.REJECTED, refused[goal.model], changed=False,
                            stamp=stamp)
         self._note_latest(goal.app, stamp)

@@ -194,3 +194,17 @@ def test_an_older_target_arriving_after_a_newer_one_is_rejected_as_superseded():
     assert book.submit(goal(max_latency_ms=7.0), KNOWN, 0.3, (0, 0)).changed, "unstamped: no order"
     other = book.submit(goal(app="other", model="ofa"), KNOWN, 0.3, (1, 0))
     assert other.state == TargetState.PARKED, "stamps are ordered per app"
+
+
+def test_targets_for_a_refused_model_keep_a_bounded_memory():
+    """A repeating publisher of a target for a refused model (a new stamp each time) must not
+    grow what the book remembers of it past its bound on recent targets."""
+    from dyndnn_ros.target_book import RECENT_TARGETS
+
+    book = TargetBook()
+    refused = {"cpu_model": "not managed"}
+    for second in range(3 * RECENT_TARGETS):
+        verdict = book.submit(PerformanceGoal("cam", "cpu_model", max_latency_ms=50.0), [], 0.0,
+                              (second, 0), refused)
+        assert verdict.state == TargetState.REJECTED and verdict.reason == "not managed"
+    assert len(book._refused_keys["cpu_model"]) <= RECENT_TARGETS + 1
