@@ -2,7 +2,9 @@
 """A simulated board: clocks driven by governors or pinned, sub-networks running frame by frame.
 
 Time advances in ticks (10 ms by default). Each tick the platform model gives every app's latency
-for the clocks in force; frames that start in the tick get that latency times a lognormal jitter.
+for the clocks in force; frames that start in the tick get that latency times a lognormal jitter,
+each app's k-th frame the k-th draw of its own stream (InferenceDraws), so runs under different
+policies share their draws.
 Frames follow the inference node's timeline: it keeps only the newest camera frame, so a frame
 starts when the previous one ends (its inference, then the node's per-frame host work) if a camera
 frame arrived meanwhile, else at the next arrival.
@@ -16,6 +18,7 @@ in real time behind a Jetson-like sysfs tree (sysfs_board.py).
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +33,30 @@ SWITCH_COST_MS = 0.13
 reference code (github.com/mit-han-lab/once-for-all) only re-selects weight slices, about 0.13 ms
 measured on a 2-core CPU; weights stay shared, so no reload (`make bench` measures this package's
 own switches)."""
+
+
+class InferenceDraws:
+    """One app's standard normal draws for its frames' latency jitter, the k-th frame's keyed by
+    (board seed, app name, k), not taken in turn from one stream of the board: runs of a scenario
+    under different policies give an app the same draws in the same order (common random
+    numbers), so what tells their late frames apart is their decisions, and one app's frames no
+    longer shift another's draws. Keyed by the frame's count rather than its camera frame: an app
+    that runs back-to-back starts frames off the camera's ticks, where two runs would share no
+    camera frame. Drawn in blocks: a board that runs for days keeps one."""
+
+    BLOCK = 1024
+
+    def __init__(self, seed: int, app: str) -> None:
+        self._key = (seed, zlib.crc32(app.encode()))
+        self._block = -1
+        self._normals = np.empty(0)
+
+    def normal(self, frame: int) -> float:
+        block, offset = divmod(frame, self.BLOCK)
+        if block != self._block:
+            rng = np.random.default_rng([*self._key, block])
+            self._block, self._normals = block, rng.standard_normal(self.BLOCK)
+        return float(self._normals[offset])
 
 
 @dataclass
@@ -53,6 +80,10 @@ class SimulatedApp:
     """the inference node's host work after each inference (AppLoad.host_overhead_ms)"""
     host_until_s: float = 0.0
     """end of the host work of the frame started last"""
+    frames_started: int = 0
+    """frames started so far: the index of its next draw"""
+    draws: InferenceDraws | None = None
+    """its frames' latency draws (BoardSimulator.add_app sets them)"""
 
 
 @dataclass(frozen=True)
@@ -107,7 +138,7 @@ class BoardSimulator:
         self.model = model
         self.record = record
         self.tick_s = tick_s
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         clocks = model.description.clocks
         self.cpu_table, self.gpu_table, self.emc_table = (
             clocks.cpu_available_khz,
@@ -176,7 +207,8 @@ class BoardSimulator:
                 f" board's {device} model with {threads}"
             )
         sim = SimulatedApp(app, profile, fps, cluster, start, device, threads,
-                           host_overhead_ms=float(host_overhead_ms))
+                           host_overhead_ms=float(host_overhead_ms),
+                           draws=InferenceDraws(self.seed, app))
         sim.next_start_s = self.time_s
         self.model.occupied_cores(self._load(sim))  # raises if its threads do not fit
         self.apps[app] = sim
@@ -289,8 +321,9 @@ class BoardSimulator:
                 if sim.next_start_s >= end:
                     break
                 latency = mean_ms * math.exp(
-                    sigma * self.rng.standard_normal() - sigma * sigma / 2
+                    sigma * sim.draws.normal(sim.frames_started) - sigma * sigma / 2
                 )
+                sim.frames_started += 1
                 if sim.switched:
                     latency += SWITCH_COST_MS
                     sim.switched = False

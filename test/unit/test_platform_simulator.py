@@ -12,6 +12,7 @@ from dyndnn_ros.profiles import load_profile
 
 MODEL = PlatformModel.load("xavier_nx")
 PROFILE = load_profile(config_dir() / "profiles" / "dynamic_ofa_xavier_nx_gpu.yaml")
+CPU_PROFILE = load_profile(config_dir() / "profiles" / "dynamic_ofa_xavier_nx_cpu.yaml")
 
 
 def board(fps=10.0, subnet="a0"):
@@ -157,3 +158,34 @@ def test_the_gpu_busy_reading_counts_all_the_work_of_frames_that_overlap():
     )
     assert float(np.mean(sim.log.gpu_busy)) < 0.95  # not saturated: nothing left queued
     assert float(np.mean(sim.log.gpu_busy)) == pytest.approx(0.2 + work / 20.0, rel=0.02)
+
+
+def test_runs_that_decide_differently_share_their_draws():
+    """Common random numbers: an app's k-th frame gets the k-th draw of its own stream, keyed by
+    (seed, app, k). Two runs that run other sub-networks, and so drop other camera frames, draw
+    the same jitter in the same order; another app's frames do not shift them; a different seed
+    or app draws others."""
+
+    def relative_latencies(subnet, seed=1, app="cam"):
+        sim = BoardSimulator(MODEL, seed=seed)
+        sim.add_app(app, PROFILE, 30.0, 0, subnet)  # frames of 41-62 ms: one camera frame in 2-3
+        sim.use_governors("performance")  # clocks at max throughout: one mean latency
+        sim.run_until(3.0)
+        mean = float(sim.last_state.latency_ms[0])
+        return [f.latency_ms / mean for f in sim.frames]
+
+    small, large = relative_latencies("a0"), relative_latencies("a5")
+    assert len(small) > len(large) >= 40
+    assert large == pytest.approx(small[:len(large)], rel=1e-9)
+    assert relative_latencies("a0", seed=2) != pytest.approx(small)
+    assert relative_latencies("a0", app="other") != pytest.approx(small)
+
+    def with_a_cpu_app(subnet):
+        sim = BoardSimulator(MODEL, seed=1)
+        sim.add_app("cam", PROFILE, 30.0, 0, "a0")
+        sim.add_app("scene", CPU_PROFILE, 30.0, 1, subnet, device="cpu")
+        sim.use_governors("performance")
+        sim.run_until(3.0)
+        return [f.latency_ms for f in sim.frames if f.app == "cam"]
+
+    assert with_a_cpu_app("c0") == with_a_cpu_app("c5")  # 6 against 2 frames of the CPU app
