@@ -296,7 +296,7 @@ class ManagerState:
         board = getattr(self.policy, "model", None)
         if not cpu_cluster or board is None:
             return None
-        names = [c.name for c in board.description.clocks.cpu_clusters]
+        names = board.description.clocks.cluster_names
         if cpu_cluster in names:
             return None
         return (f"cpu_cluster {shorten(cpu_cluster)!r} is not a CPU cluster of"

@@ -83,7 +83,7 @@ class SimulatedBackend(InferenceBackend):
         except ProfileError as exc:
             raise BackendError(f"simulation back end: {exc}") from exc
         self.board = PlatformModel.load(self.platform)
-        names = [c.name for c in self.board.description.clocks.cpu_clusters]
+        names = list(self.board.description.clocks.cluster_names)
         if self.cluster and self.cluster not in names:
             raise BackendError(f"unknown CPU cluster {self.cluster!r}; known: {names}")
         self._cluster = names.index(self.cluster) if self.cluster else 0

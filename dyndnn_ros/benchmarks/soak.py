@@ -71,7 +71,7 @@ DEEP = QoSProfile(
 def system(
     root: Path, apps: int, camera_fps: float, platform_name: str, control_period_s: float
 ) -> list[NodeProcess]:
-    clusters = [c.name for c in load_platform(platform_name).clocks.cpu_clusters]
+    clusters = load_platform(platform_name).clocks.cluster_names
     nodes = [
         board_process(root, platform_name),
         NodeProcess(

@@ -175,7 +175,7 @@ def run_scenario_demo(args: argparse.Namespace, console: Console) -> int:
 
     scenario = load_scenario(args.scenario)
     board = load_platform(simulated_platform(args.platform))
-    scenario, moved = on_clusters(scenario, [c.name for c in board.clocks.cpu_clusters])
+    scenario, moved = on_clusters(scenario, board.clocks.cluster_names)
     console.rule(
         f"scenario {scenario.name}: {scenario.description} ({scenario.duration_s:g} s, real time)"
     )

@@ -49,7 +49,7 @@ class RosScenarioRun:
         self.root = self.work_dir / "jetson"
         self.log_dir = self.work_dir / "logs"
         board = load_platform(self.platform)
-        self.scenario.check_board(board.name, [c.name for c in board.clocks.cpu_clusters])
+        self.scenario.check_board(board.name, board.clocks.cluster_names)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         create_simulated_jetson(self.root, board)
         self.group: NodeGroup | None = None

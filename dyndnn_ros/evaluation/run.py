@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     refs = args.scenarios or [str(s.name) for s in all_scenarios()]
     try:  # fail early, with the known names, on a bad scenario or board
         board = load_platform(args.board)
-        clusters = [c.name for c in board.clocks.cpu_clusters]
+        clusters = board.clocks.cluster_names
         devices = sorted(PlatformModel(board).devices)
         names = []
         for ref in refs:

@@ -100,7 +100,7 @@ class FrameWatch:
 def _observation(
     sim: BoardSimulator, scenario: Scenario, since_s: float, watch: FrameWatch, power_from: int
 ) -> Observation:
-    names = [c.name for c in sim.model.description.clocks.cpu_clusters]
+    names = sim.model.description.clocks.cluster_names
     watch.catch_up(sim, since_s)
     seen = {a.app: watch.log.period(a.app, sim.time_s) for a in scenario.apps}
     state = sim.last_activity
@@ -131,7 +131,7 @@ def _observation(
 def run_policy(
     scenario: Scenario, spec: PolicySpec, model: PlatformModel, seed: int = 0
 ) -> RunResult:
-    names = [c.name for c in model.description.clocks.cpu_clusters]
+    names = model.description.clocks.cluster_names
     scenario.check_board(model.description.name, names, sorted(model.devices))
     sim = BoardSimulator(model, seed=seed)
     for a in scenario.apps:  # the first decision, at 0 s, switches before any frame runs

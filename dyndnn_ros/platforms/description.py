@@ -42,6 +42,17 @@ class ClockTables:
     gpu_governor: str
     emc_available_hz: tuple[int, ...]
 
+    @property
+    def cluster_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cpu_clusters)
+
+    def cluster_index(self, name: str | None, fallback: int) -> int:
+        """Index of the cluster called `name`; for a name the board lacks (or none), the
+        `fallback`-th cluster, wrapping: an app that names no cluster of this board is placed by
+        its order among the apps."""
+        names = self.cluster_names
+        return names.index(name) if name in names else fallback % len(names)
+
 
 @dataclass(frozen=True)
 class PlatformDescription:

@@ -223,12 +223,10 @@ class StaticForTargetsPolicy(Policy):
         )
 
     def _choose(self, served, profiles, fps, observation) -> dict[str, str]:
-        names = [c.name for c in self.model.description.clocks.cpu_clusters]
+        tables = self.model.description.clocks
         top = self.model.max_point()
         clusters = [
-            names.index(observation.app_cluster[g.app])
-            if observation.app_cluster.get(g.app) in names
-            else i % len(names)
+            tables.cluster_index(observation.app_cluster.get(g.app), i)
             for i, g in enumerate(served)
         ]
         # a CPU model is measured with the threads it runs by default (its reference threads)

@@ -239,13 +239,9 @@ class OraclePolicy(Policy):
         observation: Observation,
     ) -> Decision:
         served = [g for g in sorted(goals.values(), key=lambda g: g.app) if g.model in profiles]
-        names = [c.name for c in self.model.description.clocks.cpu_clusters]
+        tables = self.model.description.clocks
         clusters = {
-            g.app: (
-                names.index(observation.app_cluster[g.app])
-                if observation.app_cluster.get(g.app) in names
-                else i % len(names)
-            )
+            g.app: tables.cluster_index(observation.app_cluster.get(g.app), i)
             for i, g in enumerate(served)
         }
         fps = {g.app: float(observation.input_fps.get(g.app, 0.0)) for g in served}

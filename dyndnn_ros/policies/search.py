@@ -288,7 +288,7 @@ class ClockChoice:
 
 
 def point_to_setting(model: PlatformModel, point: OperatingPoint) -> ClockSetting:
-    names = [c.name for c in model.description.clocks.cpu_clusters]
+    names = model.description.clocks.cluster_names
     return ClockSetting(
         {n: int(f) for n, f in zip(names, point.cpu_khz)}, int(point.gpu_hz), int(point.emc_hz)
     )
@@ -299,7 +299,7 @@ def setting_to_point(model: PlatformModel, setting: ClockSetting | None) -> Oper
     ref = model.reference
     if setting is None:
         return ref
-    names = [c.name for c in model.description.clocks.cpu_clusters]
+    names = model.description.clocks.cluster_names
     cpu = tuple(int(setting.cpu_khz.get(n, 0) or r) for n, r in zip(names, ref.cpu_khz))
     return OperatingPoint(
         cpu, int(setting.gpu_hz or ref.gpu_hz), int(setting.emc_hz or ref.emc_hz)

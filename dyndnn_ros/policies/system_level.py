@@ -142,12 +142,11 @@ class SystemLevelPolicy(Policy):
     def _clusters(
         self, goals: Mapping[str, PerformanceGoal], observation: Observation
     ) -> dict[str, int]:
-        names = [c.name for c in self.model.description.clocks.cpu_clusters]
-        mapping = {}
-        for index, app in enumerate(sorted(goals)):
-            named = observation.app_cluster.get(app)
-            mapping[app] = names.index(named) if named in names else index % len(names)
-        return mapping
+        tables = self.model.description.clocks
+        return {
+            app: tables.cluster_index(observation.app_cluster.get(app), index)
+            for index, app in enumerate(sorted(goals))
+        }
 
     def clusters_in_use(
         self,
@@ -159,7 +158,7 @@ class SystemLevelPolicy(Policy):
         app's threads (`threads`: model -> the count decided, else the count it runs now), which
         fill its cluster and then the next ones. The others are best left to their governor
         (DDS, executors, camera and pre-processing threads run there)."""
-        names = [c.name for c in self.model.description.clocks.cpu_clusters]
+        names = self.model.description.clocks.cluster_names
         used = set()
         for app, cluster in self._clusters(goals, observation).items():
             model = goals[app].model

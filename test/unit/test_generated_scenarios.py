@@ -116,7 +116,7 @@ def _run(case):
     board, seed = case
     try:
         model = PlatformModel.load(board)
-        clusters = tuple(c.name for c in model.description.clocks.cpu_clusters)
+        clusters = model.description.clocks.cluster_names
         scenario = generate_scenario(seed, duration_s=10.0, clusters=clusters)
         return case, {
             label: pooled_metrics([

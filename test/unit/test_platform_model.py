@@ -127,3 +127,13 @@ def test_host_overhead_is_added_to_the_frame_cycle_and_keeps_a_core_busy():
     assert float(busy.cluster_busy_cores[1] - plain.cluster_busy_cores[1]) == pytest.approx(
         10 * 5.0 / 1000.0, rel=0.02)
     assert float(busy.power_w) > float(plain.power_w)
+
+
+def test_an_app_is_placed_on_the_cluster_it_names_or_by_its_order():
+    tables = MODEL.description.clocks
+    assert tables.cluster_names == ("cluster0", "cluster1", "cluster2")
+    assert tables.cluster_index("cluster2", 0) == 2
+    assert [tables.cluster_index(name, i) for i, name in enumerate([None, "", "cluster9", None])] \
+        == [0, 1, 2, 0]
+    nano = PlatformModel.load("orin_nano_7w").description.clocks
+    assert nano.cluster_names == ("cluster0",) and nano.cluster_index("cluster1", 1) == 0
