@@ -241,8 +241,11 @@ class ManagerState:
 
     @staticmethod
     def acts_now(verdict: Verdict) -> bool:
-        """Whether the targets in force changed: decide now, not at the next tick."""
-        return verdict.changed and verdict.state in (TargetState.ACCEPTED, TargetState.WITHDRAWN)
+        """Whether the targets in force changed: decide now, not at the next tick. A rejection
+        changes them only where a refused model's targets were dropped (clocks may be held for
+        one)."""
+        return verdict.changed and verdict.state in (
+            TargetState.ACCEPTED, TargetState.WITHDRAWN, TargetState.REJECTED)
 
     def _forget_removed(self, verdict: Optional[Verdict]) -> Optional[Verdict]:
         if verdict is not None and verdict.state in (TargetState.WITHDRAWN, TargetState.EXPIRED):

@@ -248,11 +248,16 @@ class ResourceManagerNode(common.DyndnnNode):
             return
         self.answer(verdict, msg.header.stamp)
         if self.state.acts_now(verdict):
-            delay = self.early_steps.request(now)
-            if delay == 0.0:
-                self.control_step()
-            elif delay is not None:
-                self.early_timer = self.create_timer(delay, self.on_early_step)
+            self.step_early(now)
+
+    def step_early(self, now: float) -> None:
+        """Decide now (or once the gap since the last step allows): the targets in force
+        changed."""
+        delay = self.early_steps.request(now)
+        if delay == 0.0:
+            self.control_step()
+        elif delay is not None:
+            self.early_timer = self.create_timer(delay, self.on_early_step)
 
     def on_early_step(self) -> None:
         self.destroy_timer(self.early_timer)  # one-shot
@@ -310,6 +315,8 @@ class ResourceManagerNode(common.DyndnnNode):
         self.announced_cluster[msg.model_id] = msg.cpu_cluster
         for verdict in verdicts:
             self.answer(verdict)
+        if any(self.state.acts_now(v) for v in verdicts):  # parked targets apply, or dropped
+            self.step_early(time.monotonic())
 
     def since_start(self, stamp) -> float:
         """A message's stamp (its sender's time; now where unstamped) on the control steps'

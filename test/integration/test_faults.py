@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 
 import pytest
 from dyndnn_ros.msg import PerformanceTarget, TargetStatus
@@ -378,3 +379,19 @@ def test_a_model_on_a_device_the_board_does_not_model_is_refused_and_the_manager
                               wait_for_manager_s=STEP_S)
     assert other is not None and other.state == TargetStatus.STATE_PARKED, other
     assert sorted(group.running()) == sorted(n.name for n in group.nodes), manager_log(group)
+
+
+@pytest.mark.timeout(240)
+def test_a_parked_target_is_decided_on_when_its_model_is_announced(start_nodes, client):
+    """A target that waited for its model applies when the model is announced, and the manager
+    decides at once (it waited for the next tick: here a 60 s control period)."""
+    started = time.monotonic()  # the manager's first tick comes 60 s after this, not earlier
+    group = start_nodes(manager(control_period_s=60.0))
+    parked = client.set_target("tracker", MODEL, min_accuracy=0.78, wait_for_manager_s=STEP_S)
+    assert parked is not None and parked.state == TargetStatus.STATE_PARKED, parked
+    start_nodes(inference(initial_subnet="a0"))  # a0 is below the accuracy goal
+    before_the_tick = 55.0 - (time.monotonic() - started)
+    assert client.wait_until(
+        lambda: any(s.model_id == MODEL and s.subnet_id != "a0" for s in client.switches),
+        before_the_tick,
+    ), manager_log(group)

@@ -55,6 +55,7 @@ def test_a_target_for_an_unannounced_model_is_parked_and_applies_when_it_is_anno
 
     new, verdicts = manager.model_announced("m1", PROFILE, "s", "")
     assert new and [(v.app, v.state) for v in verdicts] == [("cam", TargetState.ACCEPTED)]
+    assert manager.acts_now(verdicts[0])  # it applies now: decided at once, not at the tick
     step = manager.control_step(now=1.0, time_s=1.0)
     assert [(e.goal.app, e.stamp) for e in step.targets] == [("cam", (1, 0))]
     assert step.parked == []
@@ -342,6 +343,7 @@ def test_a_model_on_a_device_the_board_models_not_is_refused_with_its_targets():
     assert nano.model_announced("m2", cpu_profile, "s", "cluster0") == (False, [])
     again = nano.submit(goal("cam2", "m2", max_latency_ms=90.0), now=1.0, stamp=(2, 0))
     assert again.state == TargetState.REJECTED and "not managed" in again.reason
+    assert not nano.acts_now(again)  # nothing in force changed
     assert "m2" not in nano.profiles and not nano.book.parked and not nano.book.goals
 
     nano.model_announced("m1", PROFILE, "s", "cluster0")  # on the GPU: managed
@@ -353,6 +355,7 @@ def test_a_model_on_a_device_the_board_models_not_is_refused_with_its_targets():
     # a model in force, re-announced on the CPU: its target is dropped, rejected
     _, dropped = nano.model_announced("m1", dataclasses.replace(PROFILE, device="cpu"), "s", "")
     assert [(v.app, v.state) for v in dropped] == [("cam1", TargetState.REJECTED)]
+    assert nano.acts_now(dropped[0])  # the clocks held for it are decided again at once
     assert not nano.book.goals and "cam1" not in nano.stamps
     # back on the GPU: the rejected target, sent again as it was (a repeating publisher), applies
     nano.model_announced("m2", dataclasses.replace(cpu_profile, device="gpu"), "s", "")
