@@ -243,7 +243,7 @@ class ManagerState:
     def acts_now(verdict: Verdict) -> bool:
         """Whether the targets in force changed: decide now, not at the next tick. A rejection
         changes them only where a refused model's targets were dropped (clocks may be held for
-        one)."""
+        one; where only a parked one was, the step is one more than needed)."""
         return verdict.changed and verdict.state in (
             TargetState.ACCEPTED, TargetState.WITHDRAWN, TargetState.REJECTED)
 

@@ -188,6 +188,8 @@ class ResourceManagerNode(common.DyndnnNode):
         )
         self.timer = self.create_timer(period, self.on_control_timer)
         self.early_steps = EarlyStepGate(period * EARLY_STEP_GAP)
+        self.early_timer = None
+        """the one-shot timer of an early step that waits out the gap, while one waits"""
         common.on_parameter_change(self, {
             "control_period_s": self.change_period,
             "parked_target_timeout_s": self.change_parked_timeout,
@@ -257,10 +259,18 @@ class ResourceManagerNode(common.DyndnnNode):
         if delay == 0.0:
             self.control_step()
         elif delay is not None:
+            # rclpy's timers repeat: one left behind (a tick stepped before it fired) would
+            # step every `delay` seconds for good
+            self.cancel_early_step()
             self.early_timer = self.create_timer(delay, self.on_early_step)
 
+    def cancel_early_step(self) -> None:
+        if self.early_timer is not None:
+            self.destroy_timer(self.early_timer)
+            self.early_timer = None
+
     def on_early_step(self) -> None:
-        self.destroy_timer(self.early_timer)  # one-shot
+        self.cancel_early_step()  # one-shot
         if self.early_steps.pending:
             self.control_step()
 

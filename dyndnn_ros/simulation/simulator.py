@@ -48,14 +48,17 @@ class InferenceDraws:
 
     def __init__(self, seed: int, app: str) -> None:
         self._key = (seed, zlib.crc32(app.encode()))
+        self.drawn = 0
+        """frames drawn for so far: the index of the next draw"""
         self._block = -1
         self._normals = np.empty(0)
 
-    def normal(self, frame: int) -> float:
-        block, offset = divmod(frame, self.BLOCK)
+    def next_normal(self) -> float:
+        block, offset = divmod(self.drawn, self.BLOCK)
         if block != self._block:
             rng = np.random.default_rng([*self._key, block])
             self._block, self._normals = block, rng.standard_normal(self.BLOCK)
+        self.drawn += 1
         return float(self._normals[offset])
 
 
@@ -67,6 +70,8 @@ class SimulatedApp:
     """camera rate; 0 = back-to-back"""
     cluster: int
     subnet: str
+    draws: InferenceDraws
+    """its frames' latency draws, the board's for this app's name"""
     device: str = "gpu"
     threads: int = 0
     """CPU device: threads its inference runs (0 on the GPU)"""
@@ -80,10 +85,6 @@ class SimulatedApp:
     """the inference node's host work after each inference (AppLoad.host_overhead_ms)"""
     host_until_s: float = 0.0
     """end of the host work of the frame started last"""
-    frames_started: int = 0
-    """frames started so far: the index of its next draw"""
-    draws: InferenceDraws | None = None
-    """its frames' latency draws (BoardSimulator.add_app sets them)"""
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class BoardSimulator:
             self.emc_table, config.emc_up_threshold, config.pelt_half_life_s
         )
         self.apps: dict[str, SimulatedApp] = {}
+        self._draws: dict[str, InferenceDraws] = {}
         self.background_gpu = 0.0
         self._gpu_queue = 0.0
         """GPU work asked for in earlier ticks and not yet run, in ticks of work"""
@@ -206,9 +208,10 @@ class BoardSimulator:
                 f"profile {profile.model!r} was measured with {profile.threads} threads, the"
                 f" board's {device} model with {threads}"
             )
-        sim = SimulatedApp(app, profile, fps, cluster, start, device, threads,
-                           host_overhead_ms=float(host_overhead_ms),
-                           draws=InferenceDraws(self.seed, app))
+        # an app added again under its name goes on with its draws, not from the first again
+        draws = self._draws.setdefault(app, InferenceDraws(self.seed, app))
+        sim = SimulatedApp(app, profile, fps, cluster, start, draws, device, threads,
+                           host_overhead_ms=float(host_overhead_ms))
         sim.next_start_s = self.time_s
         self.model.occupied_cores(self._load(sim))  # raises if its threads do not fit
         self.apps[app] = sim
@@ -321,9 +324,8 @@ class BoardSimulator:
                 if sim.next_start_s >= end:
                     break
                 latency = mean_ms * math.exp(
-                    sigma * sim.draws.normal(sim.frames_started) - sigma * sigma / 2
+                    sigma * sim.draws.next_normal() - sigma * sigma / 2
                 )
-                sim.frames_started += 1
                 if sim.switched:
                     latency += SWITCH_COST_MS
                     sim.switched = False

@@ -189,3 +189,14 @@ def test_runs_that_decide_differently_share_their_draws():
         return [f.latency_ms for f in sim.frames if f.app == "cam"]
 
     assert with_a_cpu_app("c0") == with_a_cpu_app("c5")  # 6 against 2 frames of the CPU app
+
+
+def test_an_app_added_again_goes_on_with_its_draws():
+    sim = board()
+    sim.use_governors("performance")
+    sim.run_until(1.0)
+    first = [f.latency_ms for f in sim.frames]
+    sim.add_app("cam", PROFILE, 10.0, 0, "a0")
+    sim.run_until(2.0)
+    again = [f.latency_ms for f in sim.frames[len(first):]]
+    assert len(again) >= 9 and again != pytest.approx(first[:len(again)], rel=1e-6)
