@@ -14,7 +14,7 @@ the lowest clock when a smaller thread count leaves them idle.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -442,13 +442,93 @@ def _choice(
 
 
 SHARE_STEP = 0.01
-"""on-goal shares are compared in steps of this (floored) when priorities are served in turn:
-shares in one step count as equal; two either side of a step's edge do not, however close"""
+"""the least share of an app's frames on goal (or within its latency goal) that serves it at all;
+among the points TIE_MARGIN leaves, shares are compared in steps of this (floored)"""
 GOAL_QUANTILE = 0.99
 """a latency goal bounds this quantile of an app's frame latency (the p99: tail_ratio,
 search_clocks). A priority with this share of its frames on goal (or in time) is served as its
 goal asks: a larger share ranks no higher, so the conflict rule does not buy it with a lower
 priority's frames"""
+
+
+TIE_MARGIN = 0.01
+"""shares of frames (on goal, or within the latency goal) and lateness (mean latency / the goal)
+within this of the best count as equal where priorities are served in turn: a higher priority's
+lead this small does not outrank a larger share of a lower one (the report's margins for
+'beats the oracle', evaluation.report). Energy never buys such a lead: among the shares left,
+the larger step still ranks first"""
+
+
+def _steps(keys: np.ndarray) -> np.ndarray:
+    return np.floor(keys / SHARE_STEP + 1e-9)
+
+
+def _tie_lex_filter(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (points; one column per key, the first ranked first, higher better) within
+    TIE_MARGIN of the best on the first key, of those the rows within it of their best on the
+    second, and so on; and each key's threshold."""
+    left = np.ones(len(keys), dtype=bool)
+    thresholds = np.empty(keys.shape[1])
+    for j in range(keys.shape[1]):
+        thresholds[j] = keys[left, j].max() - TIE_MARGIN - 1e-12
+        left &= keys[:, j] >= thresholds[j]
+    return left, thresholds
+
+
+def _tie_lex_best(keys: np.ndarray, ratio: np.ndarray) -> int:
+    """The row to choose: of _tie_lex_filter's rows, the best on each key in steps of
+    SHARE_STEP in turn, then the least ratio."""
+    rows = np.flatnonzero(_tie_lex_filter(keys)[0])
+    steps = _steps(keys[rows])
+    order = np.lexsort([ratio[rows], *[-steps[:, j] for j in reversed(range(keys.shape[1]))]])
+    return int(rows[order[0]])
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """Points most_on_goal ranks, one row each: the candidate, its grid and the flat index on
+    it; the ranking keys (higher better) and power per frame on goal; whether within the power
+    cap; the board's power and power per frame; each app's mean latency and predicted share of
+    frames on goal."""
+
+    candidate: np.ndarray
+    grid: np.ndarray
+    flat: np.ndarray
+    keys: np.ndarray
+    ratio: np.ndarray
+    capped: np.ndarray
+    power: np.ndarray
+    cost: np.ndarray
+    latency: np.ndarray
+    shares: np.ndarray
+
+    def take(self, rows: np.ndarray) -> _Ranked:
+        return _Ranked(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+    @staticmethod
+    def concat(parts: Sequence[_Ranked]) -> _Ranked:
+        return _Ranked(*(np.concatenate([getattr(p, f.name) for p in parts])
+                         for f in fields(_Ranked)))
+
+    def point(self, row: int) -> OperatingPoint:
+        grid = self.grid[row]
+        return grid.point(np.unravel_index(int(self.flat[row]), grid.shape))
+
+    def result(self, row: int, candidates) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
+        grid, k = self.grid[row], int(self.candidate[row])
+        index = tuple(int(i) for i in np.unravel_index(int(self.flat[row]), grid.shape))
+        power, latency = float(self.power[row]), self.latency[row]
+        choice = ClockChoice(
+            grid.point(index),
+            power,
+            tuple(float(m) * d.tail_ratio for m, d in zip(latency, candidates[k][0])),
+            False,
+            float(self.cost[row]),
+            grid.threads_at(index),
+            tuple(power * float(m) for m in latency),
+        )
+        key = tuple(-_steps(self.keys[row])) + (float(self.ratio[row]),)
+        return k, choice, tuple(float(s) for s in self.shares[row]), key
 
 
 def most_on_goal(
@@ -466,19 +546,22 @@ def most_on_goal(
     """For goals that conflict: over every candidate (one demand and one sub-network accuracy per
     goal, in the goals' order) and every clock point (each used cluster on its own axis, within
     the power cap where it can be held), the highest priority's predicted share of frames on goal
-    first (its worst app's, in steps of SHARE_STEP, up to GOAL_QUANTILE: the share its goal
-    asks), then the next priority's, and so on; then, priority by priority, the share of frames
-    within the latency goal whatever their accuracy (the best-effort latency of an app whose
-    frames cannot be on goal; up to GOAL_QUANTILE too), or where under SHARE_STEP of them can
-    be, the least lateness (mean latency / the goal less `headroom`, in steps of SHARE_STEP);
-    then the least power / frames on goal per second. A frame is on goal as the evaluation counts
-    it: its sub-network meets the accuracy goal and its latency the latency goal
-    (`max_latency_ms`), under the model's lognormal frame jitter; and, where a goal sets one, its
-    energy (board power x mean latency) is within `max_energy_mj`.
+    first (its worst app's, up to GOAL_QUANTILE: the share its goal asks), then the next
+    priority's, and so on; then, priority by priority, the share of frames within the latency
+    goal whatever their accuracy (the best-effort latency of an app whose frames cannot be on
+    goal; up to GOAL_QUANTILE too), or where under SHARE_STEP of them can be, the least lateness
+    (mean latency / the goal less `headroom`). Each of these measures keeps the points within
+    TIE_MARGIN of the best of those left (a higher priority's lead that small does not outrank a
+    lower priority's larger share); of the points left, the best on each measure in steps of
+    SHARE_STEP in turn, then the least power / frames on goal per second. A frame is on goal as
+    the evaluation counts it: its sub-network meets the accuracy goal and its latency the latency
+    goal (`max_latency_ms`), under the model's lognormal frame jitter; and, where a goal sets
+    one, its energy (board power x mean latency) is within `max_energy_mj`.
 
-    `keep`: the clocks in force; kept (with the candidate that ranks best at them) while they
-    serve every priority as well as the best point and cost at most `min_saving` more per frame on
-    goal, so clocks do not hop between near-equal points.
+    `keep`: the clocks in force; kept (with the candidate that costs least at them) while they
+    serve every priority as well as the best point (among the points left, in the same steps)
+    and cost at most `min_saving` more per frame on goal, so clocks do not hop between near-equal
+    points.
 
     `headroom`: where under SHARE_STEP of an app's frames are predicted within this fraction
     under its latency goal, the share is that sliver, under one step: none in the ranking (the
@@ -492,15 +575,12 @@ def most_on_goal(
     left)."""
     sigma = math.sqrt(math.log(1.0 + model.latency_cv**2))
     levels = sorted({g.priority for g in goals}, reverse=True)
-    best = kept = None
+    pool: list[_Ranked] = []
+    kept_rows: list[_Ranked] = []
 
-    def steps_of(share: np.ndarray) -> np.ndarray:
-        # a share counts up to what the goal asks, in steps of SHARE_STEP
-        return np.floor(np.minimum(share, GOAL_QUANTILE) / SHARE_STEP + 1e-9)
-
-    def rank(k: int, grid: ClockGrid) -> tuple | None:
-        """Ranks candidate k's points on this grid; returns its best (None if it serves none)."""
-        nonlocal best, kept
+    def rank(k: int, grid: ClockGrid) -> _Ranked | None:
+        """Adds candidate k's points on this grid to the pool (those that can still be chosen);
+        returns its own best (None if it serves none)."""
         demands, accuracies = candidates[k]
         loads = [
             d.load() if threads is None else replace(d.load(), threads=threads)
@@ -509,12 +589,12 @@ def most_on_goal(
         state = model.steady_state(loads, grid.cpu, grid.gpu, grid.emc, background_gpu)
 
         def on_grid(values) -> np.ndarray:
-            return np.broadcast_to(values, grid.shape)
+            return np.broadcast_to(values, grid.shape).ravel()
 
         power = on_grid(state.power_w) * power_scale
+        latency = [on_grid(state.latency_ms[i]) for i in range(len(demands))]
         shares, timely_keys = [], []
-        for i, (goal, accuracy) in enumerate(zip(goals, accuracies)):
-            mean = on_grid(state.latency_ms[i])
+        for goal, accuracy, mean in zip(goals, accuracies, latency):
             limit = goal.max_latency_ms * (1.0 - headroom)
 
             def within(bound: float) -> np.ndarray:
@@ -523,7 +603,7 @@ def most_on_goal(
                     return ndtr((np.log(bound / np.maximum(mean, 1e-12)) + sigma**2 / 2) / sigma)
                 if goal.max_latency_ms:
                     return (mean <= bound).astype(float)
-                return np.ones(grid.shape)
+                return np.ones(mean.shape)
 
             # a share counts at the goal itself; one under SHARE_STEP within the headroom is a
             # sliver only an optimistic estimate puts on goal, and stays under one step
@@ -532,77 +612,56 @@ def most_on_goal(
                 np.where(guarded >= SHARE_STEP, within(goal.max_latency_ms), guarded)
                 if headroom else guarded  # the limit is the goal: no second lognormal tail
             )
-            # no frame in time at this point: how far past the goal, in the same steps (best
-            # effort is the least lateness, not the least power)
+            # no frame in time at this point: how far past the goal (best effort is the least
+            # lateness, not the least power)
             timely_keys.append(np.where(
                 timely >= SHARE_STEP,
-                steps_of(timely),
-                -np.ceil(mean / max(limit, 1e-12) / SHARE_STEP - 1e-9)
-                if goal.max_latency_ms else 0.0,
+                np.minimum(timely, GOAL_QUANTILE),
+                -mean / max(limit, 1e-12) if goal.max_latency_ms else 0.0,
             ))
             share = timely
             if goal.min_accuracy and accuracy < goal.min_accuracy:
-                share = np.zeros(grid.shape)
+                share = np.zeros(mean.shape)
             if goal.max_energy_mj:  # a frame over its energy ceiling is off goal too
                 share = np.where(power * mean <= goal.max_energy_mj, share, 0.0)
             shares.append(share)
-        on_goal_rate = sum(share * on_grid(r) for share, r in zip(shares, state.rate_hz))
+        rates = [on_grid(r) for r in state.rate_hz]
+        on_goal_rate = sum(share * r for share, r in zip(shares, rates))
         ratio = np.where(on_goal_rate > 0, power / np.maximum(on_goal_rate, 1e-12), np.inf)
-        allowed = np.ones(grid.shape, dtype=bool)
-        if power_cap_w > 0 and (power <= power_cap_w).any():
-            allowed = power <= power_cap_w
-        ratio = np.where(allowed, ratio, np.inf)
-        steps = [steps_of(sh) for sh in shares]
-        served = [
-            np.where(
-                allowed,
-                np.min([k for k, g in zip(kind, goals) if g.priority == p], axis=0),
-                -np.inf,  # over the power cap: behind every point within it
-            ).ravel()
-            for kind in (steps, timely_keys)
+        on_goal = [np.where(sh >= SHARE_STEP, np.minimum(sh, GOAL_QUANTILE), 0.0) for sh in shares]
+        keys = np.array([
+            np.min([key for key, g in zip(kind, goals) if g.priority == p], axis=0)
+            for kind in (on_goal, timely_keys)
             for p in levels
-        ]
-        flat_ratio = ratio.ravel()
+        ]).T
+        capped = power <= power_cap_w if power_cap_w > 0 else np.ones(power.shape, dtype=bool)
+        # under SHARE_STEP for every priority is no frame on goal: a case for best effort
+        worth = (keys[:, : len(levels)] > 0).any(axis=1) & np.isfinite(ratio)
+        if capped[worth].any():
+            worth &= capped  # points within the power cap rank before every point over it
+        rows = np.flatnonzero(worth)
+        if rows.size:  # no point more than TIE_MARGIN under the grid's best first key can win
+            rows = rows[keys[rows, 0] >= keys[rows, 0].max() - TIE_MARGIN - 1e-12]
 
-        def key_at(flat: int) -> tuple:
-            return tuple(-float(s[flat]) for s in served) + (float(flat_ratio[flat]),)
-
-        def result(flat: int) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
-            index = np.unravel_index(flat, grid.shape)
-            rate = float(sum(on_grid(r)[index] for r in state.rate_hz))
-            choice = ClockChoice(
-                grid.point(index),
-                float(power[index]),
-                tuple(
-                    float(on_grid(state.latency_ms[i])[index]) * d.tail_ratio
-                    for i, d in enumerate(demands)
-                ),
-                False,
-                float(power[index]) / rate if rate > 0 else float(power[index]),
-                grid.threads_at(index),
-                tuple(
-                    float(power[index]) * float(on_grid(state.latency_ms[i])[index])
-                    for i in range(len(demands))
-                ),
+        def ranked(flat: np.ndarray) -> _Ranked:
+            rate = sum(r[flat] for r in rates)
+            return _Ranked(
+                np.full(flat.size, k), np.full(flat.size, grid, dtype=object), flat,
+                keys[flat], ratio[flat], capped[flat], power[flat],
+                np.where(rate > 0, power[flat] / np.maximum(rate, 1e-12), power[flat]),
+                np.array([m[flat] for m in latency]).T, np.array([s[flat] for s in shares]).T,
             )
-            return k, choice, tuple(float(sh[index]) for sh in shares), key_at(flat)
 
-        def worth(key: tuple, than) -> bool:
-            # under SHARE_STEP for every priority is no frame on goal: a case for best effort
-            served_any = any(v < 0 for v in key[: len(levels)])
-            return served_any and math.isfinite(key[-1]) and (than is None or key < than[3])
-
-        # np.lexsort sorts by its last key first: the least ratio among the best-served points
-        flat = int(np.lexsort([flat_ratio, *[-s for s in reversed(served)]])[0])
-        own = result(flat) if worth(key_at(flat), None) else None
-        if own is not None and (best is None or own[3] < best[3]):
-            best = own
         kept_index = grid.index(keep) if keep is not None else None
         if kept_index is not None:
             kept_flat = int(np.ravel_multi_index(kept_index, grid.shape))
-            if worth(key_at(kept_flat), kept):
-                kept = result(kept_flat)
-        return own
+            if worth[kept_flat]:
+                kept_rows.append(ranked(np.array([kept_flat])))
+        if not rows.size:
+            return None
+        own = ranked(rows)
+        pool.append(own)
+        return own.take(np.array([_tie_lex_best(own.keys, own.ratio)]))
 
     def grid_of(k: int, around: OperatingPoint | None = None) -> ClockGrid:
         demands = candidates[k][0]
@@ -614,14 +673,24 @@ def most_on_goal(
         # the best one's: a thinned grid can miss the clocks that make another candidate win
         own = rank(k, grid_of(k))
         if own is not None:
-            refined = grid_of(k, own[1].point)
+            refined = grid_of(k, own.point(0))
             if refined.refinable:
                 rank(k, refined)
-    if (
-        best is not None
-        and kept is not None
-        and kept[3][:-1] == best[3][:-1]
-        and kept[3][-1] <= best[3][-1] * (1.0 + min_saving)
-    ):
-        return kept
-    return best
+    if not pool:
+        return None
+    every = _Ranked.concat(pool)
+    if every.capped.any():
+        every = every.take(np.flatnonzero(every.capped))
+    best = _tie_lex_best(every.keys, every.ratio)
+    thresholds = _tie_lex_filter(every.keys)[1]
+    steps = _steps(every.keys[best])
+    kept = [
+        row for row in kept_rows
+        if row.capped[0] >= every.capped[best]
+        and np.all(row.keys[0] >= thresholds)
+        and np.array_equal(_steps(row.keys[0]), steps)
+        and row.ratio[0] <= every.ratio[best] * (1.0 + min_saving)
+    ]
+    if kept:
+        return min(kept, key=lambda row: row.ratio[0]).result(0, candidates)
+    return every.result(best, candidates)

@@ -56,8 +56,9 @@ they led to, and 3 of the 160 first run after those; 3 of the 488 after the chan
 the goal, 2 of the 488, still 2 of those 160, and 1 of 160 more held out from that change).
 Since the runs share their draws (the simulator's InferenceDraws, later on 2026-11-28), 2 to 6
 of the 488 fail on one realization (6 to 7 of the 192 unseen-board cases, 7 to 8 before), and
-pooled 3 of the 488 and 5 of the 192; 4 is what CI's time allows (about 43 minutes on two
-cores)"""
+pooled 3 of the 488 and 5 of the 192; since ties within the report's margins count
+(search.TIE_MARGIN), 2 of the 488 and still 5 of the 192. 4 is what CI's time allows (about 43
+minutes on two cores)"""
 # Where the property fails, and why (docs/evaluation.md, "Generated scenarios"). Xavier NX 201
 # and 245 and AGX Orin 60, three of the four of the 80 that failed when first run, pass since the
 # oracle decides for goals that change within a period and ranks frames in time where none can be
@@ -71,7 +72,8 @@ cores)"""
 # 3 % headroom: it passes at headroom 0 (docs/evaluation.md gives the manager's figures at
 # headroom 0 to 5 %). When the draws came to be shared, Xavier NX 249 (a trade inside the
 # report's margins, 2.3 % less energy per frame on goal) came to pass, and Xavier NX 39 and 193,
-# which had passed on the earlier draws, to fail.
+# which had passed on the earlier draws, to fail. Xavier NX 39 passes since the conflict rule and
+# the oracle count shares within the report's 1-point margin as ties (search.TIE_MARGIN).
 KNOWN_FAILURES = {
     ("agx_orin_maxn", 100): "5.8 % more energy per frame: the same sub-networks at one GPU step"
     " higher (1122-1224 MHz against the oracle's 1020-1122), as punctual (0.2 against 1.0 % of"
@@ -79,16 +81,6 @@ KNOWN_FAILURES = {
     " 0.1 % (106.5 of 106.7 ms, 121.6 of 121.7), the manager under 0.97 of them, a GPU step up"
     " on this table. Energy per frame against the oracle's at headroom 0, 1, 2, 3, 5 %: +1.5,"
     " +2.4, +2.5, +5.8, +8.4 %, never more than 0.2 points later",
-    ("xavier_nx", 39): "3.6 points later (39.4 against 35.8 % of settled frames), 4.0 % less"
-    " energy per frame: one step of a higher priority outranks any share of a lower one, on a"
-    " noisy estimate (as Xavier NX 2-core 39, and Xavier NX 578 on the earlier draws, outside"
-    " CI). A 0.2 job holds"
-    " the GPU near saturation; on estimates of it at 0.18-0.20 the conflict rule moves"
-    " priority-1 app0 from a3 (its accuracy goal) to a0 (below it) with cluster0 at 115-499 MHz"
-    " for 1.5-2.75 s and 4-6.5 s, where priority-2 app1's predicted frames come under its 94.1 ms"
-    " goal. The oracle keeps a3 at the top clocks: app0 62 against 25 % of frames on goal, and"
-    " app1 62.5 against 56.8 %. +7.0, +4.8, +3.6 points at a headroom of 0, 1.5, 3 %. It passed"
-    " before the draws were shared (2026-11-28), on other draws",
     ("xavier_nx", 193): "2.3 points later (30.7 against 28.4 % of settled frames), the same"
     " energy per frame: from 0.5 s on the manager runs the oracle's sub-networks, at other CPU"
     " clocks (cluster1, priority-1 app1's host thread, at 1190 against 1421 MHz until 7 s, and"
@@ -117,15 +109,16 @@ KNOWN_FAILURES = {
     ("xavier_nx_2core", 12): "6.9 % more energy per frame, as late (17.0 against 16.7 %): the 3 %"
     " headroom. The oracle holds priority-2 app0's 97.1 ms goal at a predicted 97.0 ms with the"
     " GPU at 1058 MHz, the manager under 0.97 of it at 1109 MHz; +1.4, +4.0, +6.9 %",
-    ("xavier_nx_2core", 39): "9.4 points later (38.1 against 28.7 % of settled frames): both"
+    ("xavier_nx_2core", 39): "8.1 points later (36.9 against 28.7 % of settled frames): both"
     " apps' host threads share the one cluster and a 0.2 job holds the GPU near saturation,"
     " where priority-2 app1's predicted frames in time move steeply with the unmanaged share."
     " On estimates 0.01 under the true 0.2 (traced on the draws before 2026-11-28) the"
     " conflict rule takes the EMC at 1066 MHz for 2"
     " more points of app1's frames (99.6 against 97.3 % predicted), which leaves priority-1"
-    " app0 49 % of its frames on goal against 72 % at the oracle's 1331 MHz: one step of a"
-    " higher priority outranks any share of a lower one (Xavier NX 39 and 578 are the same)."
-    " +10.7, +10.0, +9.4 points at a headroom of 0, 1.5, 3 %",
+    " app0 52 % of its frames on goal against 72 % at the oracle's 1331 MHz: a lead of a higher"
+    " priority wider than the report's 1-point tie, on a noisy estimate, outranks any share of"
+    " a lower one (Xavier NX 39, the same class, passes since such ties count)."
+    " +10.7, +10.0, +9.4 points at a headroom of 0, 1.5, 3 % before ties counted",
 }
 
 

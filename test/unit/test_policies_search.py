@@ -260,10 +260,16 @@ def test_a_priority_served_as_its_goal_asks_is_not_served_more_with_a_lower_ones
     orin, goals, candidates = _conflict_case()
     k, _, shares, _ = most_on_goal(orin, goals, candidates, background_gpu=0.2)
     assert k == 1 and min(shares) >= GOAL_QUANTILE, shares
-    # ranked on every last frame, the higher priority takes a few more at the other's expense
+    # ranked on every last frame, and strictly, the higher priority takes a few more at the
+    # other's expense
     monkeypatch.setattr(search, "GOAL_QUANTILE", 1.0)
+    monkeypatch.setattr(search, "TIE_MARGIN", 0.0)
     _, _, greedy, _ = most_on_goal(orin, goals, candidates, background_gpu=0.2)
     assert greedy[1] > shares[1] and greedy[0] < 0.5, greedy
+    # a lead that small (within TIE_MARGIN) does not outrank the lower priority's frames either
+    monkeypatch.setattr(search, "TIE_MARGIN", 0.01)
+    _, _, tied, _ = most_on_goal(orin, goals, candidates, background_gpu=0.2)
+    assert greedy[1] - 0.01 <= tied[1] < greedy[1] and tied[0] >= GOAL_QUANTILE, tied
 
 
 def test_the_best_of_several_candidates_on_a_thinned_grid_is_the_best_of_each_alone():
