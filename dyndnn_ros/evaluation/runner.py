@@ -153,6 +153,26 @@ def run_policy(
         watch.log.clocks(pinned_clocks(read, commanded, policy.predicts_at_clocks), sim.time_s)
 
     read_clocks()  # the monitor's first reading, before the first decision
+    if hasattr(policy, "plan"):
+        # the oracle knows the run ahead: each period's goals, those coming in it, the background
+        times = [k * scenario.control_period_s for k in range(steps)]
+        policy.plan(
+            [
+                (phase.goals, coming if coming != phase.goals else None, phase.background_gpu)
+                for phase, coming in (
+                    (scenario.phase_at(t),
+                     scenario.phase_at(t + scenario.control_period_s - 1e-6).goals)
+                    for t in times
+                )
+            ],
+            scenario.profiles,
+            Observation(
+                input_fps={a.app: a.fps for a in scenario.apps},
+                app_cluster={a.app: a.cluster for a in scenario.apps},
+                app_device={a.app: a.device for a in scenario.apps},
+                host_overhead_ms={a.app: a.host_overhead_ms for a in scenario.apps},
+            ),
+        )
     for k in range(steps):
         t = k * scenario.control_period_s
         phase = scenario.phase_at(t)

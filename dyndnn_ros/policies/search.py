@@ -463,44 +463,40 @@ def _steps(keys: np.ndarray) -> np.ndarray:
     return np.floor(keys / SHARE_STEP + 1e-9)
 
 
-def _tie_lex_filter(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def tie_lex_filter(keys: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """The rows (points; one column per key, the first ranked first, higher better) within
-    TIE_MARGIN of the best on the first key, of those the rows within it of their best on the
+    `margin` of the best on the first key, of those the rows within it of their best on the
     second, and so on; and each key's threshold."""
-    left = np.ones(len(keys), dtype=bool)
+    rows = np.arange(len(keys))
     thresholds = np.empty(keys.shape[1])
     for j in range(keys.shape[1]):
-        thresholds[j] = keys[left, j].max() - TIE_MARGIN - 1e-12
-        left &= keys[:, j] >= thresholds[j]
-    return left, thresholds
+        column = keys[rows, j]
+        thresholds[j] = column.max() - margin - 1e-12
+        rows = rows[column >= thresholds[j]]
+    return rows, thresholds
 
 
-def _tie_lex_best(keys: np.ndarray, ratio: np.ndarray) -> int:
-    """The row to choose: of _tie_lex_filter's rows, the best on each key in steps of
-    SHARE_STEP in turn, then the least ratio."""
-    rows = np.flatnonzero(_tie_lex_filter(keys)[0])
+def tie_lex_best(keys: np.ndarray, ratio: np.ndarray, margin: float) -> tuple[int, np.ndarray]:
+    """The row to choose: of tie_lex_filter's rows, the best on each key in steps of SHARE_STEP
+    in turn, then the least ratio; and tie_lex_filter's thresholds."""
+    rows, thresholds = tie_lex_filter(keys, margin)
     steps = _steps(keys[rows])
     order = np.lexsort([ratio[rows], *[-steps[:, j] for j in reversed(range(keys.shape[1]))]])
-    return int(rows[order[0]])
+    return int(rows[order[0]]), thresholds
 
 
 @dataclass(frozen=True)
 class _Ranked:
-    """Points most_on_goal ranks, one row each: the candidate, its grid and the flat index on
-    it; the ranking keys (higher better) and power per frame on goal; whether within the power
-    cap; the board's power and power per frame; each app's mean latency and predicted share of
-    frames on goal."""
+    """Points most_on_goal ranks, one row each: the part (candidate and grid) and the flat index
+    on its grid; the ranking keys (higher better) and power per frame on goal; whether within
+    the power cap, and whether it puts SHARE_STEP of some priority's frames on goal."""
 
-    candidate: np.ndarray
-    grid: np.ndarray
+    part: np.ndarray
     flat: np.ndarray
     keys: np.ndarray
     ratio: np.ndarray
     capped: np.ndarray
-    power: np.ndarray
-    cost: np.ndarray
-    latency: np.ndarray
-    shares: np.ndarray
+    worth: np.ndarray
 
     def take(self, rows: np.ndarray) -> _Ranked:
         return _Ranked(*(getattr(self, f.name)[rows] for f in fields(self)))
@@ -509,26 +505,6 @@ class _Ranked:
     def concat(parts: Sequence[_Ranked]) -> _Ranked:
         return _Ranked(*(np.concatenate([getattr(p, f.name) for p in parts])
                          for f in fields(_Ranked)))
-
-    def point(self, row: int) -> OperatingPoint:
-        grid = self.grid[row]
-        return grid.point(np.unravel_index(int(self.flat[row]), grid.shape))
-
-    def result(self, row: int, candidates) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
-        grid, k = self.grid[row], int(self.candidate[row])
-        index = tuple(int(i) for i in np.unravel_index(int(self.flat[row]), grid.shape))
-        power, latency = float(self.power[row]), self.latency[row]
-        choice = ClockChoice(
-            grid.point(index),
-            power,
-            tuple(float(m) * d.tail_ratio for m, d in zip(latency, candidates[k][0])),
-            False,
-            float(self.cost[row]),
-            grid.threads_at(index),
-            tuple(power * float(m) for m in latency),
-        )
-        key = tuple(-_steps(self.keys[row])) + (float(self.ratio[row]),)
-        return k, choice, tuple(float(s) for s in self.shares[row]), key
 
 
 def most_on_goal(
@@ -543,6 +519,26 @@ def most_on_goal(
     min_saving: float = 0.0,
     headroom: float = 0.0,
 ) -> tuple[int, ClockChoice, tuple[float, ...], tuple] | None:
+    """The choice of most_on_goal_by_margin at TIE_MARGIN."""
+    return most_on_goal_by_margin(
+        model, goals, candidates, (TIE_MARGIN,), power_cap_w, background_gpu, power_scale,
+        cpu_budget, keep, min_saving, headroom,
+    )[0]
+
+
+def most_on_goal_by_margin(
+    model: PlatformModel,
+    goals: Sequence[Any],
+    candidates: Sequence[tuple[Sequence[AppDemand], Sequence[float]]],
+    margins: Sequence[float],
+    power_cap_w: float = 0.0,
+    background_gpu: float = 0.0,
+    power_scale: float = 1.0,
+    cpu_budget: int = 0,
+    keep: OperatingPoint | None = None,
+    min_saving: float = 0.0,
+    headroom: float = 0.0,
+) -> list[tuple[int, ClockChoice, tuple[float, ...], tuple] | None]:
     """For goals that conflict: over every candidate (one demand and one sub-network accuracy per
     goal, in the goals' order) and every clock point (each used cluster on its own axis, within
     the power cap where it can be held), the highest priority's predicted share of frames on goal
@@ -551,12 +547,13 @@ def most_on_goal(
     goal whatever their accuracy (the best-effort latency of an app whose frames cannot be on
     goal; up to GOAL_QUANTILE too), or where under SHARE_STEP of them can be, the least lateness
     (mean latency / the goal less `headroom`). Each of these measures keeps the points within
-    TIE_MARGIN of the best of those left (a higher priority's lead that small does not outrank a
-    lower priority's larger share); of the points left, the best on each measure in steps of
-    SHARE_STEP in turn, then the least power / frames on goal per second. A frame is on goal as
-    the evaluation counts it: its sub-network meets the accuracy goal and its latency the latency
-    goal (`max_latency_ms`), under the model's lognormal frame jitter; and, where a goal sets
-    one, its energy (board power x mean latency) is within `max_energy_mj`.
+    a margin of the best of those left (a higher priority's lead that small does not outrank a
+    lower priority's larger share; TIE_MARGIN, the report's, for the conflict rule, each of
+    `margins` for the oracle's plan over a whole run); of the points left, the best on each
+    measure in steps of SHARE_STEP in turn, then the least power / frames on goal per second. A
+    frame is on goal as the evaluation counts it: its sub-network meets the accuracy goal and its
+    latency the latency goal (`max_latency_ms`), under the model's lognormal frame jitter; and,
+    where a goal sets one, its energy (board power x mean latency) is within `max_energy_mj`.
 
     `keep`: the clocks in force; kept (with the candidate that costs least at them) while they
     serve every priority as well as the best point (among the points left, in the same steps)
@@ -570,17 +567,18 @@ def most_on_goal(
     headroom, a priority served at the goal looked short of it, and the rule bought its last
     frames with a lower priority's (Xavier NX seed 346).
 
-    Returns (candidate index, choice, each app's predicted on-goal share, ranking key), or None
-    when no point puts SHARE_STEP of any priority's frames on goal (then only best effort is
-    left)."""
+    Returns for each of `margins` (candidate index, choice, each app's predicted on-goal share,
+    ranking key), or None when no point puts SHARE_STEP of any priority's frames on goal (then
+    only best effort is left)."""
     sigma = math.sqrt(math.log(1.0 + model.latency_cv**2))
     levels = sorted({g.priority for g in goals}, reverse=True)
     pool: list[_Ranked] = []
     kept_rows: list[_Ranked] = []
+    parts: list[tuple[int, ClockGrid]] = []
 
-    def rank(k: int, grid: ClockGrid) -> _Ranked | None:
-        """Adds candidate k's points on this grid to the pool (those that can still be chosen);
-        returns its own best (None if it serves none)."""
+    def evaluate(k: int, grid: ClockGrid):
+        """Candidate k's points on this grid, flat: keys, power / frames on goal per second,
+        power, each app's frames per second, mean latency and share of frames on goal."""
         demands, accuracies = candidates[k]
         loads = [
             d.load() if threads is None else replace(d.load(), threads=threads)
@@ -634,34 +632,38 @@ def most_on_goal(
             for kind in (on_goal, timely_keys)
             for p in levels
         ]).T
+        return keys, ratio, power, rates, latency, shares
+
+    def rank(k: int, grid: ClockGrid) -> _Ranked | None:
+        """Adds candidate k's points on this grid to the pool (those that can still be chosen);
+        returns its own best (None if it serves none)."""
+        keys, ratio, power, _, _, _ = evaluate(k, grid)
+        part = len(parts)
+        parts.append((k, grid))
         capped = power <= power_cap_w if power_cap_w > 0 else np.ones(power.shape, dtype=bool)
-        # under SHARE_STEP for every priority is no frame on goal: a case for best effort
+        # under SHARE_STEP for every priority is no frame on goal: a case for best effort where
+        # no point has one; elsewhere such a point can tie with one within a margin of it
         worth = (keys[:, : len(levels)] > 0).any(axis=1) & np.isfinite(ratio)
-        if capped[worth].any():
-            worth &= capped  # points within the power cap rank before every point over it
-        rows = np.flatnonzero(worth)
-        if rows.size:  # no point more than TIE_MARGIN under the grid's best first key can win
-            rows = rows[keys[rows, 0] >= keys[rows, 0].max() - TIE_MARGIN - 1e-12]
+        # points within the power cap rank before every point over it
+        eligible = capped if capped[worth].any() else np.ones(power.shape, dtype=bool)
+        rows = np.flatnonzero(eligible)
+        # no point more than a margin under the grid's best first key can win
+        rows = rows[keys[rows, 0] >= keys[rows, 0].max() - max(margins) - 1e-12]
 
         def ranked(flat: np.ndarray) -> _Ranked:
-            rate = sum(r[flat] for r in rates)
-            return _Ranked(
-                np.full(flat.size, k), np.full(flat.size, grid, dtype=object), flat,
-                keys[flat], ratio[flat], capped[flat], power[flat],
-                np.where(rate > 0, power[flat] / np.maximum(rate, 1e-12), power[flat]),
-                np.array([m[flat] for m in latency]).T, np.array([s[flat] for s in shares]).T,
-            )
+            return _Ranked(np.full(flat.size, part, dtype=np.int32), flat.astype(np.int32),
+                           keys[flat], ratio[flat], capped[flat], worth[flat])
 
         kept_index = grid.index(keep) if keep is not None else None
         if kept_index is not None:
             kept_flat = int(np.ravel_multi_index(kept_index, grid.shape))
-            if worth[kept_flat]:
+            if worth[kept_flat] and eligible[kept_flat]:
                 kept_rows.append(ranked(np.array([kept_flat])))
         if not rows.size:
             return None
         own = ranked(rows)
         pool.append(own)
-        return own.take(np.array([_tie_lex_best(own.keys, own.ratio)]))
+        return own.take(np.array([tie_lex_best(own.keys, own.ratio, margins[0])[0]]))
 
     def grid_of(k: int, around: OperatingPoint | None = None) -> ClockGrid:
         demands = candidates[k][0]
@@ -673,24 +675,46 @@ def most_on_goal(
         # the best one's: a thinned grid can miss the clocks that make another candidate win
         own = rank(k, grid_of(k))
         if own is not None:
-            refined = grid_of(k, own.point(0))
+            grid = parts[int(own.part[0])][1]
+            refined = grid_of(k, grid.point(np.unravel_index(int(own.flat[0]), grid.shape)))
             if refined.refinable:
                 rank(k, refined)
-    if not pool:
-        return None
-    every = _Ranked.concat(pool)
-    if every.capped.any():
+    every = _Ranked.concat(pool) if pool else None
+    if every is not None and (every.worth & every.capped).any():
         every = every.take(np.flatnonzero(every.capped))
-    best = _tie_lex_best(every.keys, every.ratio)
-    thresholds = _tie_lex_filter(every.keys)[1]
-    steps = _steps(every.keys[best])
-    kept = [
-        row for row in kept_rows
-        if row.capped[0] >= every.capped[best]
-        and np.all(row.keys[0] >= thresholds)
-        and np.array_equal(_steps(row.keys[0]), steps)
-        and row.ratio[0] <= every.ratio[best] * (1.0 + min_saving)
-    ]
-    if kept:
-        return min(kept, key=lambda row: row.ratio[0]).result(0, candidates)
-    return every.result(best, candidates)
+    if every is None or not every.worth.any():
+        return [None] * len(margins)
+
+    def choose(margin: float) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
+        best, thresholds = tie_lex_best(every.keys, every.ratio, margin)
+        steps = _steps(every.keys[best])
+        kept = [
+            row for row in kept_rows
+            if row.capped[0] >= every.capped[best]
+            and np.all(row.keys[0] >= thresholds)
+            and np.array_equal(_steps(row.keys[0]), steps)
+            and row.ratio[0] <= every.ratio[best] * (1.0 + min_saving)
+        ]
+        if kept:
+            return result(min(kept, key=lambda row: row.ratio[0]), 0)
+        return result(every, best)
+
+    def result(rows: _Ranked, row: int) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
+        k, grid = parts[int(rows.part[row])]
+        flat = int(rows.flat[row])
+        _, _, power, rates, latency, shares = evaluate(k, grid)
+        index = tuple(int(i) for i in np.unravel_index(flat, grid.shape))
+        rate = sum(float(r[flat]) for r in rates)
+        choice = ClockChoice(
+            grid.point(index),
+            float(power[flat]),
+            tuple(float(m[flat]) * d.tail_ratio for m, d in zip(latency, candidates[k][0])),
+            False,
+            float(power[flat]) / rate if rate > 0 else float(power[flat]),
+            grid.threads_at(index),
+            tuple(float(power[flat]) * float(m[flat]) for m in latency),
+        )
+        key = tuple(-_steps(rows.keys[row])) + (float(rows.ratio[row]),)
+        return k, choice, tuple(float(sh[flat]) for sh in shares), key
+
+    return [choose(margin) for margin in margins]

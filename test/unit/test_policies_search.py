@@ -288,3 +288,12 @@ def test_the_best_of_several_candidates_on_a_thinned_grid_is_the_best_of_each_al
     assert both[0] == 1 and min(both[2]) > 0.9, both[2]
     thinned = ClockGrid(orin, {0, 1}, True, 650, demands=candidates[1][0]).cpu_values
     assert any(khz not in axis for khz, axis in zip(both[1].point.cpu_khz, thinned))
+
+
+def test_the_rules_ties_are_the_reports_margins():
+    """The conflict rule and the oracle count as ties what the report judges equal when it asks
+    whether a policy beat the oracle (evaluation.report.beats_oracle)."""
+    from dyndnn_ros.evaluation.report import LATENESS_MARGIN, SERVED_MARGIN_PCT
+    from dyndnn_ros.policies.search import TIE_MARGIN
+
+    assert TIE_MARGIN == LATENESS_MARGIN == SERVED_MARGIN_PCT / 100
