@@ -644,8 +644,9 @@ def most_on_goal_by_margin(
         # under SHARE_STEP for every priority is no frame on goal: a case for best effort where
         # no point has one; elsewhere such a point can tie with one within a margin of it
         worth = (keys[:, : len(levels)] > 0).any(axis=1) & np.isfinite(ratio)
-        # points within the power cap rank before every point over it
-        eligible = capped if capped[worth].any() else np.ones(power.shape, dtype=bool)
+        # where the power cap can be held, no point over it counts (if none within it serves a
+        # priority, best effort within it is left: None)
+        eligible = capped if capped.any() else np.ones(power.shape, dtype=bool)
         rows = np.flatnonzero(eligible)
         # no point more than a margin under the grid's best first key can win
         rows = rows[keys[rows, 0] >= keys[rows, 0].max() - max(margins) - 1e-12]
@@ -680,7 +681,7 @@ def most_on_goal_by_margin(
             if refined.refinable:
                 rank(k, refined)
     every = _Ranked.concat(pool) if pool else None
-    if every is not None and (every.worth & every.capped).any():
+    if every is not None and every.capped.any():
         every = every.take(np.flatnonzero(every.capped))
     if every is None or not every.worth.any():
         return [None] * len(margins)

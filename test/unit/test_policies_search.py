@@ -64,6 +64,13 @@ def test_most_on_goal_stays_within_a_power_cap_it_can_hold():
     cap = 0.9 * free[1].power_w
     capped = most_on_goal(MODEL, [goal], [([demand(60.0)], [0.75])], power_cap_w=cap)
     assert free[2][0] > 0.99 and capped[1].power_w <= cap
+    # a cap only the slowest clocks hold, where no frame is on goal: best effort within it
+    # (None), not a point over the cap that serves the goal
+    slowest = OperatingPoint((TABLES.cpu_available_khz[0],) * 3, TABLES.gpu_available_hz[0],
+                             TABLES.emc_available_hz[0])
+    (latency,), power = predict(MODEL, [demand(60.0)], slowest)
+    assert latency > 2 * goal.max_latency_ms
+    assert most_on_goal(MODEL, [goal], [([demand(60.0)], [0.75])], power_cap_w=power) is None
     # below the accuracy goal no frame is on goal, however fast
     assert most_on_goal(MODEL, [goal], [([demand(60.0)], [0.65])]) is None
     # nor under SHARE_STEP of them at the fastest clocks: a case for best effort, not shares
