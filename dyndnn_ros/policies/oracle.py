@@ -49,12 +49,12 @@ from dyndnn_ros.policies.search import (
     GOAL_QUANTILE,
     AppDemand,
     TIE_MARGIN,
-    tie_lex_best,
     ClockChoice,
     as_platform_model,
     most_on_goal_by_margin,
     point_to_setting,
     search_clocks,
+    tie_lex_best,
     tail_ratio,
     typical_latency_ms,
 )
@@ -301,12 +301,11 @@ class OraclePolicy(Policy):
         """The whole run known in advance, (goals in force, goals coming in the period or None,
         background GPU share) per period: for each distinct period, the choice among its
         options (one, or one per PLAN_MARGINS where goals conflict and do not change in the
-        period) that serves the run best
-        as the report judges it (plan_keys): each measure within TIE_MARGIN of the best of the
-        combinations left, then in steps of SHARE_STEP, then the least energy per frame on
-        goal. A higher priority's few frames on goal in part of a run then no longer outrank
-        many of its frames in time or a lower priority's on goal over the run. decide() returns
-        the planned decision in those periods."""
+        period) that serves the run best as the report judges it (plan_keys): each measure
+        within TIE_MARGIN of the best of the combinations left, then in steps of SHARE_STEP,
+        then the least energy per frame on goal. A higher priority's few frames on goal in part
+        of a run then no longer outrank many of its frames in time or a lower priority's on goal
+        over the run. decide() returns the planned decision in those periods."""
         self._plan.clear()
         parts: dict[tuple, list] = {}
         for goals, coming, background in periods:
