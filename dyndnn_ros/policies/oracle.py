@@ -31,6 +31,7 @@ the report's margin. So for each distinct period it also forecasts the choices a
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
@@ -261,9 +262,13 @@ def plan_keys(periods: Sequence[tuple[int, Forecast]]) -> tuple[np.ndarray, floa
                 timed[p] += n * rate
                 in_time[p] += n * rate * timely
                 late[p] += n * rate * lateness
+    # a priority's in-time keys where it has a latency goal (the same in every combination)
+    with_goal = [p for p in levels
+                 if any(t is not None for _, f in periods
+                        for q, t in zip(f.priorities, f.in_time) if q == p)]
     keys = [on_goal[p] / frames[p] if frames[p] else 0.0 for p in levels]
-    keys += [in_time[p] / timed[p] for p in levels if timed[p]]
-    keys += [-late[p] / timed[p] for p in levels if timed[p]]
+    keys += [in_time[p] / timed[p] if timed[p] else 0.0 for p in with_goal]
+    keys += [-late[p] / timed[p] if timed[p] else 0.0 for p in with_goal]
     total = sum(on_goal.values())
     return np.array(keys), energy / total if total else float("inf")
 
@@ -316,13 +321,13 @@ class OraclePolicy(Policy):
             else:
                 options = self._period_options(goals, profiles, observation)
                 # a period the goals change in keeps its own choice: its forecast judges every
-                # frame against the goals in force, the report those after the change against
-                # the new ones (Xavier NX generated seed 192)
+                # frame against one set of goals, the report those before the change against the
+                # old and those after against the new (Xavier NX generated seed 192)
                 parts[key] = [1, options[:1] if coming else options]
         self.set_truth(0.0)
         counts = [n for n, _ in parts.values()]
         choices = [options for _, options in parts.values()]
-        if int(np.prod([len(o) for o in choices])) > MAX_PLANS:
+        if math.prod(len(o) for o in choices) > MAX_PLANS:
             return
         combos = list(itertools.product(*choices))
         scored = [plan_keys([(n, o.forecast) for n, o in zip(counts, combo)]) for combo in combos]
@@ -433,11 +438,14 @@ class OraclePolicy(Policy):
                 found.append((
                     choice, combo,
                     "goals conflict: frames on goal by priority, then energy per frame",
-                    given_up | {
-                        g.app: f"{'goals' if len(served) > 1 else 'its own goals'} conflict:"
-                        f" {100 * share:.0f} % of frames predicted on goal"
-                        for g, share in zip(served, shares)
-                        if share < GOAL_QUANTILE
+                    {
+                        **given_up,
+                        **{
+                            g.app: f"{'goals' if len(served) > 1 else 'its own goals'} conflict:"
+                            f" {100 * share:.0f} % of frames predicted on goal"
+                            for g, share in zip(served, shares)
+                            if share < GOAL_QUANTILE
+                        },
                     },
                 ))
         if not found:  # no frame can be on goal: frames in time, whatever their accuracy
@@ -450,8 +458,9 @@ class OraclePolicy(Policy):
             if timely is not None:
                 found = [(*timely[:2],
                           "no frame can be on goal: frames in time, whatever their accuracy",
-                          given_up | {g.app: "no frame can be on goal: best effort, frames in time"
-                                      for g in served})]
+                          {**given_up,
+                           **{g.app: "no frame can be on goal: best effort, frames in time"
+                              for g in served}})]
         if not found:  # no frame of any app can be in time: least worst lateness
             choice, combo = exhaustive_best(
                 self.model,
@@ -459,7 +468,8 @@ class OraclePolicy(Policy):
                 cap, self.background_gpu, best_effort=True, devices=devices, overheads=overheads,
             )
             found = [(choice, combo, "best effort: no frame can be on goal or in time",
-                      given_up | {g.app: "best effort: target cannot be met" for g in served})]
+                      {**given_up,
+                       **{g.app: "best effort: target cannot be met" for g in served}})]
         options = [
             _Option(
                 Decision(

@@ -443,7 +443,7 @@ def _choice(
 
 SHARE_STEP = 0.01
 """the least share of an app's frames on goal (or within its latency goal) that serves it at all;
-among the points TIE_MARGIN leaves, shares are compared in steps of this (floored)"""
+among the points a tie margin leaves, shares are compared in steps of this (floored)"""
 GOAL_QUANTILE = 0.99
 """a latency goal bounds this quantile of an app's frame latency (the p99: tail_ratio,
 search_clocks). A priority with this share of its frames on goal (or in time) is served as its
@@ -636,7 +636,7 @@ def most_on_goal_by_margin(
 
     def rank(k: int, grid: ClockGrid) -> _Ranked | None:
         """Adds candidate k's points on this grid to the pool (those that can still be chosen);
-        returns its own best (None if it serves none)."""
+        returns its own best (None if none can be)."""
         keys, ratio, power, _, _, _ = evaluate(k, grid)
         part = len(parts)
         parts.append((k, grid))
