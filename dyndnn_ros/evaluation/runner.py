@@ -19,7 +19,7 @@ from dyndnn_ros.platforms.model import PlatformModel
 from dyndnn_ros.simulation.simulator import BoardSimulator, Frame, TickLog
 from dyndnn_ros.policies.base import ClockSetting, Observation, create_policy
 from dyndnn_ros.observed_frames import FrameLog, pinned_clocks
-from dyndnn_ros.evaluation.scenario import Scenario
+from dyndnn_ros.evaluation.scenario import Phase, Scenario
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,14 @@ class FrameWatch:
             self.log.frame(f.app, end, f.latency_ms, f.subnet)
 
 
+def _truth(scenario: Scenario, t: float) -> tuple[Phase, dict | None]:
+    """The phase in force at the period starting at `t`, and the goals in force when it ends
+    where they differ (None: no change in the period; the background job changes at ticks)."""
+    phase = scenario.phase_at(t)
+    coming = scenario.phase_at(t + scenario.control_period_s - 1e-6).goals
+    return phase, coming if coming != phase.goals else None
+
+
 def _observation(
     sim: BoardSimulator, scenario: Scenario, since_s: float, watch: FrameWatch, power_from: int
 ) -> Observation:
@@ -155,14 +163,11 @@ def run_policy(
     read_clocks()  # the monitor's first reading, before the first decision
     if hasattr(policy, "plan"):
         # the oracle knows the run ahead: each period's goals, those coming in it, the background
-        times = [k * scenario.control_period_s for k in range(steps)]
         policy.plan(
             [
-                (phase.goals, coming if coming != phase.goals else None, phase.background_gpu)
+                (phase.goals, coming, phase.background_gpu)
                 for phase, coming in (
-                    (scenario.phase_at(t),
-                     scenario.phase_at(t + scenario.control_period_s - 1e-6).goals)
-                    for t in times
+                    _truth(scenario, k * scenario.control_period_s) for k in range(steps)
                 )
             ],
             scenario.profiles,
@@ -175,12 +180,10 @@ def run_policy(
         )
     for k in range(steps):
         t = k * scenario.control_period_s
-        phase = scenario.phase_at(t)
+        phase, coming = _truth(scenario, t)
         sim.background_gpu = phase.background_gpu
         if hasattr(policy, "set_truth"):
-            # the goals in force when this period ends (the background job changes at ticks)
-            coming = scenario.phase_at(t + scenario.control_period_s - 1e-6).goals
-            policy.set_truth(phase.background_gpu, coming if coming != phase.goals else None)
+            policy.set_truth(phase.background_gpu, coming)
         obs = _observation(sim, scenario, t - scenario.control_period_s, watch, power_from)
         power_from = len(sim.log.power_w)
         started = time.perf_counter()

@@ -700,10 +700,14 @@ def most_on_goal_by_margin(
             return result(min(kept, key=lambda row: row.ratio[0]), 0)
         return result(every, best)
 
+    evaluated: dict[int, tuple] = {}
+
     def result(rows: _Ranked, row: int) -> tuple[int, ClockChoice, tuple[float, ...], tuple]:
-        k, grid = parts[int(rows.part[row])]
-        flat = int(rows.flat[row])
-        _, _, power, rates, latency, shares = evaluate(k, grid)
+        part, flat = int(rows.part[row]), int(rows.flat[row])
+        k, grid = parts[part]
+        if part not in evaluated:  # one evaluation per grid, whatever the margins
+            evaluated[part] = evaluate(k, grid)
+        _, _, power, rates, latency, shares = evaluated[part]
         index = tuple(int(i) for i in np.unravel_index(flat, grid.shape))
         rate = sum(float(r[flat]) for r in rates)
         choice = ClockChoice(
