@@ -27,6 +27,7 @@ from dyndnn_ros.cli.main import simulated_platform
 from dyndnn_ros.cli.ros_client import DyndnnClient
 from dyndnn_ros.cli.status_view import render
 from dyndnn_ros.msg import TargetStatus
+from dyndnn_ros.platforms.model import typical_latency_ms
 
 STARTUP_TIMEOUT_S = 90.0
 STEP_TIMEOUT_S = 20.0
@@ -81,7 +82,11 @@ def run_tour(args: argparse.Namespace, start_system: Callable, console: Console)
                 )
             console.print(table)
             by_accuracy = sorted(announced.subnets, key=lambda s: (s.accuracy, -s.latency_p95_ms))
-            best, fastest = by_accuracy[-1], min(announced.subnets, key=lambda s: s.latency_p95_ms)
+            # the fastest as the manager's app level ranks them (mean latency): on a host
+            # where the sub-networks take fractions of a millisecond, p95 can order them
+            # otherwise, and the tour then waited for one the manager rightly never chose
+            fastest = min(announced.subnets, key=lambda s: (typical_latency_ms(s), -s.accuracy))
+            best = by_accuracy[-1]
 
             def target_round(step: str, expected: str, **limits: float) -> None:
                 console.rule(step)
